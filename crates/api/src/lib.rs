@@ -1,0 +1,43 @@
+//! The HTTP API (axum), the only HTTP crate: projects, syncs, history,
+//! branches, active memory and live progress (Server-Sent Events).
+//!
+//! It is thin: a sync request is a row in the ledger and a `{sync_id}` pushed
+//! to the queue; the work happens in workers. It must not know about the
+//! pipeline's phases beyond what the ledger records. The contract is
+//! described in `openapi.yaml`, served at `/api/v1/openapi.yaml`.
+
+mod error;
+mod routes;
+pub mod service;
+
+pub use error::ApiError;
+pub use routes::router;
+
+use projsync_domain::source::SourceFactory;
+use projsync_queue::{JobQueue, QueueOptions};
+use projsync_store::Store;
+use std::sync::Arc;
+
+/// The OpenAPI description of this API.
+pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub queue: JobQueue,
+    pub queue_opts: QueueOptions,
+    pub sources: Arc<dyn SourceFactory>,
+    /// Size limit applied to projects that set none (shown, validated).
+    pub default_max_file_bytes: u64,
+}
+
+/// Serve the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,259 @@
+//! Routes and handlers. Paths, bodies and status codes are a contract: keep
+//! `openapi.yaml` in step.
+
+use crate::service::{self, CreateProject};
+use crate::{ApiError, AppState, OPENAPI_YAML};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::StreamExt;
+use projsync_domain::{ProjectId, SyncId};
+use projsync_store::{ActiveEntry, Project, StepRecord, SyncRecord};
+use serde::{Deserialize, Serialize};
+use std::convert::Infallible;
+use std::time::Duration;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/api/v1/openapi.yaml", get(openapi))
+        .route("/api/v1/projects", post(create_project).get(list_projects))
+        .route("/api/v1/projects/{id}", get(get_project))
+        .route(
+            "/api/v1/projects/{id}/syncs",
+            post(enqueue_sync).get(list_syncs),
+        )
+        .route("/api/v1/projects/{id}/branches", get(list_branches))
+        .route("/api/v1/projects/{id}/memory", get(list_memory))
+        .route("/api/v1/syncs/{id}", get(get_sync))
+        .route("/api/v1/syncs/{id}/events", get(sync_events))
+        .with_state(state)
+}
+
+fn project_id(raw: &str) -> Result<ProjectId, ApiError> {
+    raw.parse().map_err(ApiError::NotFound)
+}
+
+fn sync_id(raw: &str) -> Result<SyncId, ApiError> {
+    raw.parse().map_err(ApiError::NotFound)
+}
+
+async fn health(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    sqlx_ping(&state).await?;
+    Ok("ok")
+}
+
+async fn sqlx_ping(state: &AppState) -> Result<(), ApiError> {
+    state.store.list_syncs(ProjectId::new(), 1).await?;
+    Ok(())
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI_YAML)
+}
+
+async fn create_project(
+    State(state): State<AppState>,
+    body: Result<Json<CreateProject>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Project>), ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::Invalid(e.body_text()))?;
+    let project = service::create_project(&state, body).await?;
+    Ok((StatusCode::CREATED, Json(project)))
+}
+
+async fn list_projects(State(state): State<AppState>) -> Result<Json<Vec<Project>>, ApiError> {
+    Ok(Json(state.store.list_projects().await?))
+}
+
+async fn get_project(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Project>, ApiError> {
+    Ok(Json(state.store.project(project_id(&id)?).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct EnqueueBody {
+    branch: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct EnqueueResponse {
+    sync_id: SyncId,
+    /// `false` when an already queued or running sync (or the sync with the
+    /// same Idempotency-Key) is returned instead of a new one.
+    created: bool,
+    sync: SyncRecord,
+}
+
+/// 202 with a new sync; 200 with the existing one when the project already
+/// has a queued or running sync, or the Idempotency-Key was seen before.
+async fn enqueue_sync(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Option<Json<EnqueueBody>>,
+) -> Result<(StatusCode, Json<EnqueueResponse>), ApiError> {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let key = headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::Invalid("Idempotency-Key must be visible ASCII".into()))
+        })
+        .transpose()?;
+    let outcome =
+        service::enqueue_sync(&state, project_id(&id)?, body.branch.as_deref(), key).await?;
+    let status = if outcome.created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(EnqueueResponse {
+            sync_id: outcome.sync.id,
+            created: outcome.created,
+            sync: outcome.sync,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    limit: Option<i64>,
+}
+
+async fn list_syncs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Json<Vec<SyncRecord>>, ApiError> {
+    let id = project_id(&id)?;
+    state.store.project(id).await?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    Ok(Json(state.store.list_syncs(id, limit).await?))
+}
+
+#[derive(Debug, Serialize)]
+struct BranchOut {
+    name: String,
+    head: String,
+    default: bool,
+}
+
+async fn list_branches(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<BranchOut>>, ApiError> {
+    let project = state.store.project(project_id(&id)?).await?;
+    let r = &project.repository;
+    let source = state
+        .sources
+        .open(&projsync_domain::source::RepositorySpec {
+            provider: &r.provider,
+            location: &r.location,
+            credentials_ref: r.credentials_ref.as_deref(),
+        })
+        .await?;
+    let branches = source.list_branches().await?;
+    Ok(Json(
+        branches
+            .into_iter()
+            .map(|b| BranchOut {
+                default: b.name == r.default_branch,
+                name: b.name,
+                head: b.head,
+            })
+            .collect(),
+    ))
+}
+
+async fn list_memory(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<ActiveEntry>>, ApiError> {
+    let id = project_id(&id)?;
+    state.store.project(id).await?;
+    Ok(Json(state.store.active_entries(id).await?))
+}
+
+#[derive(Debug, Serialize)]
+struct SyncDetail {
+    #[serde(flatten)]
+    sync: SyncRecord,
+    steps: Vec<StepRecord>,
+}
+
+async fn get_sync(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SyncDetail>, ApiError> {
+    let id = sync_id(&id)?;
+    let sync = state.store.sync(id).await?;
+    let steps = state.store.steps(id).await?;
+    Ok(Json(SyncDetail { sync, steps }))
+}
+
+/// Server-Sent Events: the latest snapshot first, then live events from
+/// the sync's Redis channel, until the sync ends. Each event's id is its
+/// `seq`; with `Last-Event-ID` only newer events are sent.
+async fn sync_events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = sync_id(&id)?;
+    let last_seen: i64 = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // Subscribe before reading the snapshot, so nothing falls in between.
+    let live = projsync_queue::subscribe(&state.queue_opts, id)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let snapshot = state.store.sync(id).await?.progress;
+    let to_event = |ev: &projsync_domain::ProgressEvent| -> Result<Event, Infallible> {
+        Ok(Event::default()
+            .id(ev.seq.to_string())
+            .event("progress")
+            .data(serde_json::to_string(ev).expect("events serialize")))
+    };
+    let start_seq = snapshot.as_ref().map(|e| e.seq).unwrap_or(0).max(last_seen);
+    let already_final = snapshot.as_ref().is_some_and(|e| e.is_final());
+    let first: Vec<Result<Event, Infallible>> = snapshot
+        .iter()
+        .filter(|e| e.seq > last_seen)
+        .map(to_event)
+        .collect();
+    // Drop events already sent; end after the final one.
+    let live = live
+        .scan((start_seq, false), |(seen, ended), ev| {
+            if *ended {
+                return futures::future::ready(None);
+            }
+            let out = if ev.seq > *seen {
+                *seen = ev.seq;
+                *ended = ev.is_final();
+                Some(ev)
+            } else {
+                None
+            };
+            futures::future::ready(Some(out))
+        })
+        .filter_map(futures::future::ready)
+        .map(move |ev| to_event(&ev));
+    let stream = futures::stream::iter(first);
+    let body = if already_final {
+        stream.boxed()
+    } else {
+        stream.chain(live).boxed()
+    };
+    Ok(Sse::new(body)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}

@@ -1,0 +1,119 @@
+//! What the API does, callable without HTTP (the CLI uses it too).
+
+use crate::{ApiError, AppState};
+use projsync_domain::filter::Filter;
+use projsync_domain::source::RepositorySpec;
+use projsync_domain::{ProjectId, SyncStatus};
+use projsync_store::{EnqueueOutcome, NewProject, Project};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CreateProject {
+    pub name: String,
+    pub repository: RepositoryInput,
+    #[serde(default)]
+    pub ignore_patterns: Vec<String>,
+    pub max_file_bytes: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "provider", rename_all = "snake_case")]
+pub enum RepositoryInput {
+    /// A Git repository on the worker's disk.
+    Local { path: String, branch: String },
+}
+
+pub async fn create_project(state: &AppState, input: CreateProject) -> Result<Project, ApiError> {
+    let name = input.name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(ApiError::Invalid(
+            "project name must be 1 to 200 characters".into(),
+        ));
+    }
+    if let Some(m) = input.max_file_bytes {
+        if m <= 0 {
+            return Err(ApiError::Invalid("max_file_bytes must be positive".into()));
+        }
+    }
+    Filter::new(state.default_max_file_bytes, &input.ignore_patterns)
+        .map_err(|e| ApiError::Invalid(e.to_string()))?;
+    let RepositoryInput::Local { path, branch } = input.repository;
+    if branch.trim().is_empty() {
+        return Err(ApiError::Invalid("branch must not be empty".into()));
+    }
+    let path = std::path::Path::new(&path);
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        return Err(ApiError::Invalid(format!(
+            "repository path `{}` must be absolute",
+            path.display()
+        )));
+    };
+    let location = path.to_string_lossy().into_owned();
+    // Opening it checks that it is a Git repository the workers can read.
+    state
+        .sources
+        .open(&RepositorySpec {
+            provider: "local",
+            location: &location,
+            credentials_ref: None,
+        })
+        .await
+        .map_err(|e| ApiError::Invalid(e.message))?;
+    Ok(state
+        .store
+        .create_project(&NewProject {
+            name: name.to_string(),
+            provider: "local".into(),
+            location,
+            default_branch: branch,
+            credentials_ref: None,
+            ignore_patterns: input.ignore_patterns,
+            max_file_bytes: input.max_file_bytes,
+        })
+        .await?)
+}
+
+/// Record a sync in the ledger, then push its id to the queue. The project's
+/// active sync (or the one with the same idempotency key) is returned
+/// instead of a new one.
+pub async fn enqueue_sync(
+    state: &AppState,
+    project_id: ProjectId,
+    branch: Option<&str>,
+    idempotency_key: Option<&str>,
+) -> Result<EnqueueOutcome, ApiError> {
+    let project = state.store.project(project_id).await?;
+    let branch = branch
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .unwrap_or(&project.repository.default_branch)
+        .to_string();
+    if let Some(key) = idempotency_key {
+        if key.is_empty() || key.len() > 200 {
+            return Err(ApiError::Invalid(
+                "Idempotency-Key must be 1 to 200 characters".into(),
+            ));
+        }
+    }
+    let outcome = state
+        .store
+        .create_sync(project_id, &branch, idempotency_key)
+        .await?;
+    if outcome.created {
+        if let Err(e) = state.queue.push(outcome.sync.id).await {
+            // The row exists but nobody was told. Fail it with a clear message
+            // rather than leave it queued forever, so that a retry can start.
+            let msg = format!("could not enqueue the sync: {e}; request the sync again");
+            let _ = state.store.abort_queued(outcome.sync.id, &msg).await;
+            return Err(ApiError::Unavailable(msg));
+        }
+    }
+    Ok(outcome)
+}
+
+/// Whether a sync in this status can still change.
+pub fn is_live(status: SyncStatus) -> bool {
+    !status.is_terminal()
+}

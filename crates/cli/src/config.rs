@@ -1,0 +1,219 @@
+//! Configuration: `config/default.toml` (compiled in), then an optional file
+//! (`--config` or `PROJSYNC_CONFIG`), then `PROJSYNC__SECTION__KEY`
+//! environment variables; validated before anything starts.
+
+use anyhow::{bail, Context, Result};
+use projsync_queue::QueueOptions;
+use projsync_store::ConnectOptions;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+const DEFAULTS: &str = include_str!("../../../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub database: Database,
+    pub redis: Redis,
+    pub api: Api,
+    pub worker: Worker,
+    pub sync: Sync,
+    pub log: Log,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Database {
+    pub url: String,
+    pub max_connections: u32,
+    pub connect_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Redis {
+    pub url: String,
+    pub namespace: String,
+    pub heartbeat_interval_secs: u64,
+    pub missed_heartbeats: usize,
+    pub poll_interval_ms: u64,
+    pub response_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Api {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Worker {
+    pub concurrency: usize,
+    pub lease_ttl_secs: u64,
+    pub import_batch_size: usize,
+    pub name_prefix: String,
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Sync {
+    pub max_file_bytes: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Log {
+    pub format: String,
+    pub level: String,
+}
+
+impl Settings {
+    /// Load the layers and validate them.
+    pub fn load(file: Option<&Path>) -> Result<Self> {
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        let env_file = std::env::var_os("PROJSYNC_CONFIG").filter(|v| !v.is_empty());
+        let file = file.map(Path::to_path_buf).or(env_file.map(Into::into));
+        if let Some(path) = &file {
+            if !path.is_file() {
+                bail!(
+                    "configuration file {} does not exist; check --config or PROJSYNC_CONFIG",
+                    path.display()
+                );
+            }
+            builder = builder.add_source(config::File::from(path.as_path()).required(true));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("PROJSYNC")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let settings: Settings = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .context("invalid configuration (defaults, config file, PROJSYNC__* variables)")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let scheme = |url: &str| url.split_once("://").map(|(s, _)| s.to_string());
+        match scheme(&self.database.url).as_deref() {
+            Some("postgres" | "postgresql") => {}
+            _ => bail!(
+                "database.url must be a postgres:// URL, got `{}` (PROJSYNC__DATABASE__URL)",
+                projsync_domain::redact_url(&self.database.url)
+            ),
+        }
+        match scheme(&self.redis.url).as_deref() {
+            Some("redis" | "rediss" | "redis+unix" | "unix") => {}
+            _ => bail!(
+                "redis.url must be a redis:// URL, got `{}` (PROJSYNC__REDIS__URL)",
+                projsync_domain::redact_url(&self.redis.url)
+            ),
+        }
+        if self.redis.namespace.trim().is_empty() {
+            bail!("redis.namespace must not be empty");
+        }
+        if self.api.listen.parse::<SocketAddr>().is_err() {
+            bail!(
+                "api.listen must be an address like 127.0.0.1:8080, got `{}`",
+                self.api.listen
+            );
+        }
+        let positive = [
+            (
+                "database.max_connections",
+                self.database.max_connections as u64,
+            ),
+            (
+                "redis.heartbeat_interval_secs",
+                self.redis.heartbeat_interval_secs,
+            ),
+            (
+                "redis.missed_heartbeats",
+                self.redis.missed_heartbeats as u64,
+            ),
+            ("redis.poll_interval_ms", self.redis.poll_interval_ms),
+            ("redis.response_timeout_ms", self.redis.response_timeout_ms),
+            ("worker.concurrency", self.worker.concurrency as u64),
+            ("worker.lease_ttl_secs", self.worker.lease_ttl_secs),
+            (
+                "worker.import_batch_size",
+                self.worker.import_batch_size as u64,
+            ),
+            ("sync.max_file_bytes", self.sync.max_file_bytes),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                bail!("{name} must be greater than 0");
+            }
+        }
+        if !matches!(self.log.format.as_str(), "human" | "json") {
+            bail!(
+                "log.format must be `human` or `json`, got `{}`",
+                self.log.format
+            );
+        }
+        Ok(())
+    }
+
+    pub fn connect_options(&self) -> ConnectOptions {
+        ConnectOptions {
+            url: self.database.url.clone(),
+            max_connections: self.database.max_connections,
+            connect_timeout: Duration::from_secs(self.database.connect_timeout_secs),
+        }
+    }
+
+    pub fn queue_options(&self) -> QueueOptions {
+        QueueOptions {
+            url: self.redis.url.clone(),
+            namespace: self.redis.namespace.clone(),
+            heartbeat_interval: Duration::from_secs(self.redis.heartbeat_interval_secs),
+            missed_heartbeats: self.redis.missed_heartbeats,
+            poll_interval: Duration::from_millis(self.redis.poll_interval_ms),
+            response_timeout: Duration::from_millis(self.redis.response_timeout_ms),
+            connect_timeout: Duration::from_millis(self.redis.connect_timeout_ms),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let s: Settings = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.sync.max_file_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let mut s: Settings = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        s.database.url = "mysql://u:secret@h/db".into();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("postgres://") && !err.contains("secret"),
+            "{err}"
+        );
+        s.database.url = "postgres://h/db".into();
+        s.worker.concurrency = 0;
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("worker.concurrency"));
+    }
+}

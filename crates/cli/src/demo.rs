@@ -1,0 +1,153 @@
+//! `projsync demo`: everything on one machine, no credentials. Migrates,
+//! starts the API and a worker in this process, connects a local repository
+//! through the HTTP API, enqueues a sync through the HTTP API, follows it
+//! live and prints a summary and a query to look at the entries.
+
+use crate::watch::{self, Output};
+use crate::{app, Settings};
+use anyhow::{bail, Context, Result};
+use projsync_domain::{SyncId, SyncStatus};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// The projsync checkout this binary was built from.
+pub fn default_repository() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    here.canonicalize().unwrap_or(here)
+}
+
+fn current_branch(path: &Path) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(path)
+        .args(["symbolic-ref", "--quiet", "--short", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|b| !b.is_empty())
+}
+
+async fn api_json(resp: reqwest::Response) -> Result<(u16, Value)> {
+    let status = resp.status().as_u16();
+    let body: Value = resp
+        .json()
+        .await
+        .context("the API answered with invalid JSON")?;
+    Ok((status, body))
+}
+
+fn api_error(status: u16, body: &Value) -> String {
+    let msg = body["error"]["message"].as_str().unwrap_or("unknown error");
+    format!("the API answered {status}: {msg}")
+}
+
+/// Run the demo; returns the sync's final status.
+pub async fn run(
+    settings: &Settings,
+    path: Option<PathBuf>,
+    branch: Option<String>,
+) -> Result<SyncStatus> {
+    let started = Instant::now();
+    let path = path.unwrap_or_else(default_repository);
+    let path = path
+        .canonicalize()
+        .with_context(|| format!("no repository at {}", path.display()))?;
+    let branch = branch
+        .or_else(|| current_branch(&path))
+        .unwrap_or_else(|| "main".into());
+
+    println!("projsync demo: {} (branch {branch})", path.display());
+    println!(
+        "  database  {}",
+        projsync_domain::redact_url(&settings.database.url)
+    );
+    println!(
+        "  redis     {}",
+        projsync_domain::redact_url(&settings.redis.url)
+    );
+    let store = app::migrate(settings).await?;
+    println!("  migrated");
+
+    let shutdown = CancellationToken::new();
+    let listener = match app::bind(&settings.api.listen).await {
+        Ok(l) => l,
+        // A demo should not fail because another one holds the port.
+        Err(_) => app::bind("127.0.0.1:0").await?,
+    };
+    let state = app::api_state(settings, store.clone()).await?;
+    let (addr, api) = app::spawn_api(listener, state, shutdown.clone())?;
+    let worker = app::spawn_worker(settings, store.clone(), shutdown.clone()).await?;
+    let base = format!("http://{addr}/api/v1");
+    println!("  api       http://{addr} (OpenAPI at {base}/openapi.yaml)");
+    println!("  worker    started\n");
+
+    let result = async {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        let dir = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "repo".into());
+        let tag = &projsync_domain::content_hash(&path.to_string_lossy())[..8];
+        let name = format!("demo-{dir}-{tag}");
+        let (status, body) = api_json(
+            http.post(format!("{base}/projects"))
+                .json(&json!({
+                    "name": name,
+                    "repository": { "provider": "local", "path": path, "branch": branch },
+                }))
+                .send()
+                .await?,
+        )
+        .await?;
+        let project_id = match status {
+            201 => body["id"].as_str().unwrap_or_default().to_string(),
+            409 => {
+                let (_, list) = api_json(http.get(format!("{base}/projects")).send().await?).await?;
+                list.as_array()
+                    .and_then(|ps| ps.iter().find(|p| p["name"] == name.as_str()))
+                    .and_then(|p| p["id"].as_str())
+                    .map(str::to_string)
+                    .context("project exists but was not listed")?
+            }
+            _ => bail!(api_error(status, &body)),
+        };
+        println!("project {name} ({project_id})");
+        let (status, body) = api_json(
+            http.post(format!("{base}/projects/{project_id}/syncs"))
+                .json(&json!({ "branch": branch }))
+                .send()
+                .await?,
+        )
+        .await?;
+        if !(status == 202 || status == 200) {
+            bail!(api_error(status, &body));
+        }
+        let sync_id: SyncId = body["sync_id"]
+            .as_str()
+            .unwrap_or_default()
+            .parse()
+            .map_err(anyhow::Error::msg)?;
+        println!("sync {sync_id} enqueued; follow it elsewhere with: redis-cli SUBSCRIBE projsync:sync:{sync_id}\n");
+        let record = watch::watch(settings, &store, sync_id, Output::auto()).await?;
+        println!("\n{}", watch::summary(&record));
+        println!("demo finished in {:.1}s", started.elapsed().as_secs_f64());
+        println!(
+            "\nlook at the entries:\n  psql '{}' -c \"SELECT path, language, size_bytes FROM active_memory_entries WHERE project_id = '{project_id}' ORDER BY path LIMIT 20\"",
+            projsync_domain::redact_url(&settings.database.url)
+        );
+        Ok(record.status)
+    }
+    .await;
+
+    shutdown.cancel();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(settings.worker.shutdown_timeout_secs),
+        worker,
+    )
+    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), api).await;
+    result
+}

@@ -1,0 +1,299 @@
+//! `projsync`: api | worker | migrate | project | sync | watch | history | demo.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use projsync::watch::{self, Output};
+use projsync::{app, demo, Settings};
+use projsync_domain::{ProjectId, SyncId, SyncStatus};
+use projsync_store::{Project, Store};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "projsync",
+    version,
+    about = "Keep an AI knowledge base in step with code"
+)]
+struct Cli {
+    /// Configuration file layered over the defaults (also PROJSYNC_CONFIG).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API.
+    Api,
+    /// Pull sync jobs from the queue and run them, until SIGINT or SIGTERM.
+    Worker,
+    /// Create the database if needed and apply migrations.
+    Migrate,
+    /// Create or list projects.
+    #[command(subcommand)]
+    Project(ProjectCmd),
+    /// Enqueue a sync of a project.
+    Sync {
+        /// Project name or id.
+        #[arg(long)]
+        project: String,
+        /// Branch to sync (default: the project's branch).
+        #[arg(long)]
+        branch: Option<String>,
+        /// Follow the sync until it ends; the exit code tells how it ended.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Follow a sync live until it ends. Exit code 0: succeeded, 1: failed or cancelled.
+    Watch {
+        sync_id: SyncId,
+        /// One line per event, even on a terminal.
+        #[arg(long)]
+        plain: bool,
+    },
+    /// Show a project's sync history, newest first.
+    History {
+        /// Project name or id.
+        #[arg(long)]
+        project: String,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Run everything on this machine against a local repository and sync it.
+    Demo {
+        /// Repository to sync (default: the projsync checkout itself).
+        path: Option<PathBuf>,
+        /// Branch to sync (default: the repository's current branch).
+        #[arg(long)]
+        branch: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectCmd {
+    /// Connect a local Git repository as a new project.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// Path of the Git repository.
+        #[arg(long)]
+        path: PathBuf,
+        #[arg(long, default_value = "main")]
+        branch: String,
+        /// Extra .gitignore-style pattern to skip (repeatable).
+        #[arg(long = "ignore")]
+        ignore: Vec<String>,
+    },
+    /// List projects.
+    List,
+}
+
+fn init_logging(settings: &Settings, json: bool, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if quiet {
+        "warn"
+    } else {
+        settings.log.level.as_str()
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(default))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json || settings.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let quiet = matches!(
+        cli.command,
+        Command::Demo { .. }
+            | Command::Watch { .. }
+            | Command::Sync { .. }
+            | Command::History { .. }
+            | Command::Project(_)
+    );
+    init_logging(&settings, cli.log_json, quiet);
+    match run(cli.command, &settings).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn exit_for(status: SyncStatus) -> ExitCode {
+    if status == SyncStatus::Succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+async fn find_project(store: &Store, key: &str) -> Result<Project> {
+    match key.parse::<ProjectId>() {
+        Ok(id) => Ok(store.project(id).await?),
+        Err(_) => Ok(store.project_by_name(key).await?),
+    }
+}
+
+async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
+    match command {
+        Command::Migrate => {
+            app::migrate(settings).await?;
+            println!(
+                "migrations applied to {}",
+                projsync_domain::redact_url(&settings.database.url)
+            );
+        }
+        Command::Api => {
+            let store = app::store(settings).await?;
+            let listener = app::bind(&settings.api.listen).await?;
+            let state = app::api_state(settings, store).await?;
+            let shutdown = CancellationToken::new();
+            let (addr, handle) = app::spawn_api(listener, state, shutdown.clone())?;
+            tracing::info!("api listening on http://{addr}");
+            app::shutdown_signal().await;
+            tracing::info!("shutting down");
+            shutdown.cancel();
+            handle.await??;
+        }
+        Command::Worker => {
+            let store = app::store(settings).await?;
+            let shutdown = CancellationToken::new();
+            let worker = app::spawn_worker(settings, store, shutdown.clone()).await?;
+            app::shutdown_signal().await;
+            tracing::info!("stopping: no new jobs; waiting for running syncs");
+            shutdown.cancel();
+            let deadline = Duration::from_secs(settings.worker.shutdown_timeout_secs);
+            if tokio::time::timeout(deadline, worker).await.is_err() {
+                tracing::warn!("running syncs did not stop within {deadline:?}; their leases will expire and another worker resumes them");
+            }
+        }
+        Command::Project(ProjectCmd::Add {
+            name,
+            path,
+            branch,
+            ignore,
+        }) => {
+            let store = app::store(settings).await?;
+            let state = app::api_state(settings, store).await?;
+            let path = path
+                .canonicalize()
+                .with_context(|| format!("no directory at {}", path.display()))?;
+            let project = projsync_api::service::create_project(
+                &state,
+                projsync_api::service::CreateProject {
+                    name,
+                    repository: projsync_api::service::RepositoryInput::Local {
+                        path: path.to_string_lossy().into_owned(),
+                        branch,
+                    },
+                    ignore_patterns: ignore,
+                    max_file_bytes: None,
+                },
+            )
+            .await?;
+            println!("{}", project.id);
+        }
+        Command::Project(ProjectCmd::List) => {
+            let store = app::store(settings).await?;
+            for p in store.list_projects().await? {
+                println!(
+                    "{}  {:<30} {} {} @ {}",
+                    p.id,
+                    p.name,
+                    p.repository.provider,
+                    p.repository.location,
+                    p.repository.default_branch
+                );
+            }
+        }
+        Command::Sync {
+            project,
+            branch,
+            watch: follow,
+        } => {
+            let store = app::store(settings).await?;
+            let project = find_project(&store, &project).await?;
+            let state = app::api_state(settings, store.clone()).await?;
+            let outcome =
+                projsync_api::service::enqueue_sync(&state, project.id, branch.as_deref(), None)
+                    .await?;
+            if outcome.created {
+                println!("{}", outcome.sync.id);
+            } else {
+                eprintln!(
+                    "project {} already has an active sync; following it",
+                    project.name
+                );
+                println!("{}", outcome.sync.id);
+            }
+            if follow {
+                let record =
+                    watch::watch(settings, &store, outcome.sync.id, Output::auto()).await?;
+                println!("{}", watch::summary(&record));
+                return Ok(exit_for(record.status));
+            }
+        }
+        Command::Watch { sync_id, plain } => {
+            let store = app::store(settings).await?;
+            let output = if plain { Output::Lines } else { Output::auto() };
+            let record = watch::watch(settings, &store, sync_id, output).await?;
+            println!("{}", watch::summary(&record));
+            return Ok(exit_for(record.status));
+        }
+        Command::History { project, limit } => {
+            let store = app::store(settings).await?;
+            let project = find_project(&store, &project).await?;
+            for s in store.list_syncs(project.id, limit).await? {
+                let head = s
+                    .head_commit
+                    .as_deref()
+                    .map(|h| &h[..h.len().min(12)])
+                    .unwrap_or("-");
+                println!(
+                    "{}  {}  {:<9} {:<9} {:<12} {} files, {} imported, {} skipped{}",
+                    s.id,
+                    s.created_at.format("%Y-%m-%d %H:%M:%S"),
+                    s.status.as_str(),
+                    s.outcome.as_deref().unwrap_or("-"),
+                    head,
+                    s.stats.files_seen,
+                    s.stats.imported,
+                    s.stats.skipped,
+                    s.error_message
+                        .as_deref()
+                        .map(|e| format!("  error: {e}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        Command::Demo { path, branch } => {
+            let status = demo::run(settings, path, branch).await?;
+            return Ok(exit_for(status));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

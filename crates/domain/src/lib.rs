@@ -1,0 +1,69 @@
+//! The domain of projsync: ids, sync phases and statuses, the change plan, the
+//! file filters, progress events, the `Source` trait and the error classes.
+//!
+//! This crate owns the vocabulary every other crate speaks. It must not know
+//! about tokio, sqlx, redis, axum or octocrab: it is plain data and pure logic,
+//! so it can be unit tested without any service running.
+
+pub mod error;
+pub mod filter;
+pub mod ids;
+pub mod job;
+pub mod language;
+pub mod phase;
+pub mod plan;
+pub mod progress;
+pub mod source;
+
+pub use error::{ErrorClass, PhaseError};
+pub use ids::{ProjectId, RepositoryId, SyncId};
+pub use job::SyncJob;
+pub use phase::{PhaseStatus, SyncPhase, SyncStatus};
+pub use plan::{ChangeKind, SkipReason, Stats};
+pub use progress::ProgressEvent;
+pub use source::{Blob, Branch, EntryKind, Source, SourceError, SourceErrorKind, TreeEntry};
+
+/// `scheme://user:password@host/...` → `scheme://user:***@host/...`, so that a
+/// URL can be shown in an error or a log.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rfind('@') {
+        Some(at) => match authority[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &url[..scheme_end],
+                &authority[..colon],
+                &rest[at..]
+            ),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords_only() {
+        use super::redact_url;
+        assert_eq!(
+            redact_url("postgres://u:s3cret@db:5432/x?a=b"),
+            "postgres://u:***@db:5432/x?a=b"
+        );
+        assert_eq!(redact_url("redis://:pw@h:6379/0"), "redis://:***@h:6379/0");
+        assert_eq!(redact_url("postgres://u@db/x"), "postgres://u@db/x");
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
+}
+
+/// The content hash of an entry: SHA-256 of its text, hex-encoded.
+pub fn content_hash(content: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(content.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,163 @@
+//! Where code comes from. A `Source` lists branches, resolves a branch head,
+//! reads a tree with blob SHAs and reads blobs. Implementations: a local Git
+//! repository (source-git) and, later, GitHub.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// What a tree entry is, from its Git mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// 100644
+    File,
+    /// 100755
+    Executable,
+    /// 120000
+    Symlink,
+    /// 160000 (a gitlink)
+    Submodule,
+}
+
+impl EntryKind {
+    pub fn from_mode(mode: &str) -> Option<Self> {
+        match mode {
+            "100644" | "100664" => Some(EntryKind::File),
+            "100755" => Some(EntryKind::Executable),
+            "120000" => Some(EntryKind::Symlink),
+            "160000" => Some(EntryKind::Submodule),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::File => "file",
+            EntryKind::Executable => "executable",
+            EntryKind::Symlink => "symlink",
+            EntryKind::Submodule => "submodule",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "file" => Some(EntryKind::File),
+            "executable" => Some(EntryKind::Executable),
+            "symlink" => Some(EntryKind::Symlink),
+            "submodule" => Some(EntryKind::Submodule),
+            _ => None,
+        }
+    }
+
+    /// Regular files (executable or not) carry content worth importing.
+    pub fn is_regular(self) -> bool {
+        matches!(self, EntryKind::File | EntryKind::Executable)
+    }
+}
+
+/// One non-directory entry of a recursive tree listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeEntry {
+    /// Path from the repository root, `/`-separated.
+    pub path: String,
+    pub kind: EntryKind,
+    /// Blob SHA (or the commit SHA of a submodule).
+    pub sha: String,
+    /// Size in bytes; `None` for submodules.
+    pub size: Option<u64>,
+    /// The raw path was not valid UTF-8 and `path` is a lossy rendering.
+    #[serde(default)]
+    pub path_lossy: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Branch {
+    pub name: String,
+    /// Commit SHA of the branch head.
+    pub head: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    pub sha: String,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceErrorKind {
+    /// Repository, branch or object does not exist (or cannot be seen).
+    NotFound,
+    /// Credentials missing or rejected.
+    Unauthorized,
+    /// The request itself is wrong (bad path, not a repository, ...).
+    Invalid,
+    /// Transient: network, 5xx, a process that died; retry later.
+    Unavailable,
+    /// A rate limit was hit; retry after it resets.
+    RateLimited,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct SourceError {
+    pub kind: SourceErrorKind,
+    pub message: String,
+}
+
+impl SourceError {
+    pub fn new(kind: SourceErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(SourceErrorKind::NotFound, message)
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(SourceErrorKind::Invalid, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(SourceErrorKind::Unavailable, message)
+    }
+}
+
+/// A place code is read from. Implementations must be cheap to call
+/// repeatedly: the pipeline asks only for what changed.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// A human-readable name for messages, such as a path or `owner/name`.
+    fn describe(&self) -> String;
+
+    async fn list_branches(&self) -> Result<Vec<Branch>, SourceError>;
+
+    /// The head commit SHA of `branch`.
+    async fn resolve_branch(&self, branch: &str) -> Result<String, SourceError>;
+
+    /// Every non-directory entry of the tree at `commit`, recursively.
+    async fn read_tree(&self, commit: &str) -> Result<Vec<TreeEntry>, SourceError>;
+
+    /// The blobs with these SHAs, in any order. A missing blob is an error.
+    async fn read_blobs(&self, shas: &[String]) -> Result<Vec<Blob>, SourceError>;
+}
+
+/// Where a repository lives, as stored with its project.
+#[derive(Debug, Clone, Copy)]
+pub struct RepositorySpec<'a> {
+    /// `local` or `github`.
+    pub provider: &'a str,
+    /// A path (local) or `owner/name` (github).
+    pub location: &'a str,
+    /// The name of the secret holding credentials, never the secret.
+    pub credentials_ref: Option<&'a str>,
+}
+
+/// Opens the `Source` of a repository: the seam where GitHub plugs in, and
+/// where tests count reads.
+#[async_trait]
+pub trait SourceFactory: Send + Sync {
+    async fn open(
+        &self,
+        repo: &RepositorySpec<'_>,
+    ) -> Result<std::sync::Arc<dyn Source>, SourceError>;
+}

@@ -1,0 +1,310 @@
+//! The four phases. Each is idempotent: run again after a crash or a second
+//! delivery, it continues from its checkpoint and reaches the same end state.
+
+use crate::{Pipeline, RunCtx, Transition};
+use projsync_domain::filter::{classify_content, Filter};
+use projsync_domain::plan::{diff, ChangeKind};
+use projsync_domain::{
+    content_hash, language, PhaseError, PhaseStatus, SkipReason, Stats, SyncPhase, SyncStatus,
+};
+use projsync_store::{NewEntry, PlanRow};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// The import step's checkpoint: everything up to `after` (in path order)
+/// is written.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct ImportCheckpoint {
+    after: Option<String>,
+    done: u64,
+    batches: u64,
+    stats: Stats,
+}
+
+impl Pipeline {
+    fn filter(&self, ctx: &RunCtx) -> Result<Filter, PhaseError> {
+        let max = ctx
+            .project
+            .max_file_bytes
+            .map(|m| m as u64)
+            .unwrap_or(self.opts.max_file_bytes);
+        Filter::new(max, &ctx.project.ignore_patterns)
+            .map_err(|e| PhaseError::fatal(format!("{e}; fix the project's ignore patterns")))
+    }
+
+    /// Resolve the branch head; stop early when it is what the last
+    /// successful sync imported.
+    pub(crate) async fn prepare(&self, ctx: &mut RunCtx) -> Result<Transition, PhaseError> {
+        self.filter(ctx)?;
+        let source = self.source(ctx).await?;
+        let head = source.resolve_branch(&ctx.sync.branch).await?;
+        self.store.set_head_commit(&ctx.claim, &head).await?;
+        ctx.head = Some(head.clone());
+        let last = self.store.last_synced(ctx.claim.project_id).await?;
+        if last.as_ref().is_some_and(|(_, h)| *h == head) {
+            self.store
+                .complete_unchanged(&ctx.claim, ctx.project.repository.id, &head, &ctx.stats)
+                .await?;
+            ctx.sync.status = SyncStatus::Succeeded;
+            let short = &head[..head.len().min(12)];
+            self.emit(
+                ctx,
+                SyncPhase::Prepare,
+                PhaseStatus::Succeeded,
+                0,
+                0,
+                format!(
+                    "branch {} is still at {short}: nothing to do",
+                    ctx.sync.branch
+                ),
+            )
+            .await;
+            return Ok(Transition::Complete);
+        }
+        self.store
+            .finish_step(
+                &ctx.claim,
+                SyncPhase::Prepare,
+                PhaseStatus::Succeeded,
+                serde_json::json!({
+                    "head_commit": head,
+                    "previous_sync_id": last.map(|(id, _)| id),
+                }),
+            )
+            .await?;
+        Ok(Transition::Continue)
+    }
+
+    /// Read the head tree and write the change plan against the stored files.
+    pub(crate) async fn scan(&self, ctx: &mut RunCtx) -> Result<Transition, PhaseError> {
+        let head = self.head(ctx)?;
+        let filter = self.filter(ctx)?;
+        let source = self.source(ctx).await?;
+        let tree = source.read_tree(&head).await?;
+        let stored = self.store.stored_files(ctx.project.repository.id).await?;
+        let stored_skips: HashMap<&str, Option<SkipReason>> = stored
+            .iter()
+            .map(|(f, skip)| (f.path.as_str(), *skip))
+            .collect();
+        let stored_files: Vec<_> = stored.iter().map(|(f, _)| f.clone()).collect();
+        let lossy: HashMap<&str, bool> = tree
+            .iter()
+            .map(|e| (e.path.as_str(), e.path_lossy))
+            .collect();
+        let plan = diff(&tree, &stored_files);
+        let mut stats = Stats::from_plan(&plan);
+        let mut rows = Vec::with_capacity(plan.len());
+        for c in plan {
+            let (skip, needs_entry) = if c.change == ChangeKind::Deleted {
+                (None, false)
+            } else {
+                let lossy = lossy.get(c.path.as_str()).copied().unwrap_or(false);
+                match filter.before_fetch(&c.path, c.kind, c.size, lossy) {
+                    Some(reason) => (Some(reason), false),
+                    None => match c.change {
+                        ChangeKind::Unchanged | ChangeKind::Renamed => {
+                            let from = c.old_path.as_deref().unwrap_or(&c.path);
+                            match stored_skips.get(from).copied().flatten() {
+                                // Same bytes as before: same verdict on them.
+                                Some(r @ (SkipReason::Binary | SkipReason::InvalidUtf8)) => {
+                                    (Some(r), false)
+                                }
+                                // Skipped before for a rule that no longer applies.
+                                Some(_) => (None, true),
+                                None => (None, c.change == ChangeKind::Renamed),
+                            }
+                        }
+                        _ => (None, true),
+                    },
+                }
+            };
+            if let Some(reason) = skip {
+                stats.add_skip(reason);
+            }
+            rows.push(PlanRow {
+                language: language::detect(&c.path).map(str::to_string),
+                path: c.path,
+                change: c.change,
+                kind: c.kind,
+                blob_sha: c.sha,
+                old_blob_sha: c.old_sha,
+                old_path: c.old_path,
+                size: c.size.map(|s| s as i64),
+                skip_reason: skip,
+                needs_entry,
+            });
+        }
+        self.store.write_plan(&ctx.claim, &rows, &stats).await?;
+        let to_import = rows.iter().filter(|r| r.needs_entry).count();
+        ctx.stats = stats;
+        self.emit(
+            ctx,
+            SyncPhase::Scan,
+            PhaseStatus::Running,
+            rows.len() as u64,
+            rows.len() as u64,
+            format!(
+                "{} files in the tree, {to_import} to import",
+                ctx.stats.files_seen
+            ),
+        )
+        .await;
+        Ok(Transition::Continue)
+    }
+
+    /// Write `pending` entry versions, batch by batch, each batch one
+    /// checkpoint. Content the project already has is reused, not fetched.
+    pub(crate) async fn import(
+        &self,
+        ctx: &mut RunCtx,
+        checkpoint: Option<serde_json::Value>,
+    ) -> Result<Transition, PhaseError> {
+        let mut cp: ImportCheckpoint = checkpoint
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_else(|| ImportCheckpoint {
+                stats: ctx.stats.clone(),
+                ..Default::default()
+            });
+        ctx.stats = cp.stats.clone();
+        let total = cp.done
+            + self
+                .store
+                .count_to_import(ctx.claim.sync_id, cp.after.as_deref())
+                .await? as u64;
+        let batch_size = self.opts.import_batch_size.max(1) as i64;
+        loop {
+            if ctx.lease_lost.is_cancelled() {
+                return Err(PhaseError::retryable(
+                    "lost the lease during import; another worker continues from the checkpoint",
+                ));
+            }
+            let batch = self
+                .store
+                .import_batch(ctx.claim.sync_id, cp.after.as_deref(), batch_size)
+                .await?;
+            let Some(last) = batch.last() else { break };
+            let last_path = last.path.clone();
+            let shas: Vec<String> = batch.iter().filter_map(|r| r.blob_sha.clone()).collect();
+            let known = self
+                .store
+                .known_content(ctx.claim.project_id, &shas)
+                .await?;
+            let mut to_fetch: Vec<String> = shas
+                .iter()
+                .filter(|s| !known.contains_key(*s))
+                .cloned()
+                .collect();
+            to_fetch.sort();
+            to_fetch.dedup();
+            let fetched: HashMap<String, Vec<u8>> = if to_fetch.is_empty() {
+                HashMap::new()
+            } else {
+                let source = self.source(ctx).await?;
+                source
+                    .read_blobs(&to_fetch)
+                    .await?
+                    .into_iter()
+                    .map(|b| (b.sha, b.data))
+                    .collect()
+            };
+            let mut entries = Vec::with_capacity(batch.len());
+            let mut skips = Vec::new();
+            for row in &batch {
+                let sha = row.blob_sha.clone().unwrap_or_default();
+                let entry = if let Some(k) = known.get(&sha) {
+                    Ok(NewEntry {
+                        path: row.path.clone(),
+                        content: k.content.clone(),
+                        content_hash: k.content_hash.clone(),
+                        blob_sha: sha,
+                        language: row.language.clone(),
+                        size: k.size,
+                    })
+                } else {
+                    let data = fetched.get(&sha).ok_or_else(|| {
+                        PhaseError::retryable(format!("the source did not return blob {sha}"))
+                    })?;
+                    classify_content(data).map(|text| NewEntry {
+                        path: row.path.clone(),
+                        content_hash: content_hash(text),
+                        content: text.to_string(),
+                        blob_sha: sha.clone(),
+                        language: row.language.clone(),
+                        size: data.len() as i64,
+                    })
+                };
+                match entry {
+                    Ok(e) => entries.push(e),
+                    Err(reason) => {
+                        ctx.stats.add_skip(reason);
+                        skips.push((row.path.clone(), reason));
+                    }
+                }
+            }
+            ctx.stats.imported += entries.len() as u64;
+            cp.after = Some(last_path);
+            cp.done += batch.len() as u64;
+            cp.batches += 1;
+            cp.stats = ctx.stats.clone();
+            let checkpoint = serde_json::to_value(&cp).expect("checkpoint serializes");
+            self.store
+                .write_import_batch(&ctx.claim, &entries, &skips, checkpoint)
+                .await?;
+            self.emit(
+                ctx,
+                SyncPhase::Import,
+                PhaseStatus::Running,
+                cp.done,
+                total,
+                format!("batch {} written ({}/{total} files)", cp.batches, cp.done),
+            )
+            .await;
+        }
+        self.store.set_stats(&ctx.claim, &ctx.stats).await?;
+        self.store
+            .finish_step(
+                &ctx.claim,
+                SyncPhase::Import,
+                PhaseStatus::Succeeded,
+                serde_json::to_value(&cp).expect("checkpoint serializes"),
+            )
+            .await?;
+        Ok(Transition::Continue)
+    }
+
+    /// Flip pending → active and replaced → superseded in one transaction.
+    pub(crate) async fn finalize(&self, ctx: &mut RunCtx) -> Result<Transition, PhaseError> {
+        let head = self.head(ctx)?;
+        let stats = self
+            .store
+            .finalize(
+                &ctx.claim,
+                ctx.project.repository.id,
+                &head,
+                ctx.stats.clone(),
+            )
+            .await?;
+        ctx.stats = stats;
+        ctx.sync.status = SyncStatus::Succeeded;
+        let s = &ctx.stats;
+        self.emit(
+            ctx,
+            SyncPhase::Finalize,
+            PhaseStatus::Succeeded,
+            s.imported,
+            s.imported,
+            format!(
+                "sync complete: {} files, {} imported, {} skipped",
+                s.files_seen, s.imported, s.skipped
+            ),
+        )
+        .await;
+        Ok(Transition::Complete)
+    }
+
+    fn head(&self, ctx: &RunCtx) -> Result<String, PhaseError> {
+        ctx.head.clone().ok_or_else(|| {
+            PhaseError::fatal("the sync has no head commit; prepare did not complete")
+        })
+    }
+}

@@ -1,0 +1,344 @@
+//! `Source` for a Git repository on local disk: the offline default, and the
+//! way to sync a mirror.
+//!
+//! It shells out to the `git` CLI rather than linking gix or libgit2: the tree
+//! and blob SHAs come straight from the object database (`ls-tree`,
+//! `cat-file --batch`), with Git's own semantics for every odd path, mode and
+//! packfile; it adds nothing to the build; and `cat-file --batch` streams any
+//! number of blobs through one process. The working directory is never read.
+
+use async_trait::async_trait;
+use projsync_domain::{Blob, Branch, EntryKind, Source, SourceError, TreeEntry};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+
+/// Counts of what was read from the repository, for tests and benchmarks.
+#[derive(Debug, Default)]
+pub struct ReadCounters {
+    pub trees: AtomicU64,
+    pub blobs: AtomicU64,
+    pub blob_bytes: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+pub struct GitSource {
+    path: PathBuf,
+    counters: Arc<ReadCounters>,
+}
+
+impl GitSource {
+    /// Open the repository at `path` (a work tree or a bare repository).
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, SourceError> {
+        let path = path.as_ref();
+        if !path.is_dir() {
+            return Err(SourceError::not_found(format!(
+                "no directory at {}; give the path of a Git repository on this machine",
+                path.display()
+            )));
+        }
+        let path = path
+            .canonicalize()
+            .map_err(|e| SourceError::invalid(format!("cannot read {}: {e}", path.display())))?;
+        let source = Self {
+            path,
+            counters: Arc::default(),
+        };
+        let out = source.git(&["rev-parse", "--git-dir"]).await?;
+        if !out.status.success() {
+            return Err(SourceError::invalid(format!(
+                "{} is not a Git repository; run `git init` there or give another path",
+                source.path.display()
+            )));
+        }
+        Ok(source)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn counters(&self) -> Arc<ReadCounters> {
+        self.counters.clone()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("git");
+        cmd.arg("-C")
+            .arg(&self.path)
+            // The repository may belong to another user (a mirror, a CI checkout).
+            .args(["-c", "safe.directory=*"])
+            .args(args)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("LC_ALL", "C")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    async fn git(&self, args: &[&str]) -> Result<std::process::Output, SourceError> {
+        self.command(args).output().await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                SourceError::invalid(
+                    "the `git` command is not installed; install Git (apt-get install git)",
+                )
+            } else {
+                SourceError::unavailable(format!("cannot run git: {e}"))
+            }
+        })
+    }
+
+    async fn git_ok(&self, args: &[&str]) -> Result<Vec<u8>, SourceError> {
+        let out = self.git(args).await?;
+        if !out.status.success() {
+            return Err(SourceError::unavailable(format!(
+                "git {} failed in {}: {}",
+                args.join(" "),
+                self.path.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(out.stdout)
+    }
+
+    async fn has_commits(&self) -> Result<bool, SourceError> {
+        let out = self
+            .git_ok(&["for-each-ref", "--count=1", "--format=%(objectname)"])
+            .await?;
+        Ok(!out.is_empty())
+    }
+}
+
+fn valid_ref_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('-')
+        && !name.contains("..")
+        && !name
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c))
+}
+
+fn valid_sha(sha: &str) -> bool {
+    (4..=64).contains(&sha.len()) && sha.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[async_trait]
+impl Source for GitSource {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    async fn list_branches(&self) -> Result<Vec<Branch>, SourceError> {
+        let out = self
+            .git_ok(&[
+                "for-each-ref",
+                "--format=%(refname:short)%00%(objectname)",
+                "refs/heads",
+            ])
+            .await?;
+        Ok(String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(|l| l.split_once('\0'))
+            .map(|(name, head)| Branch {
+                name: name.to_string(),
+                head: head.to_string(),
+            })
+            .collect())
+    }
+
+    async fn resolve_branch(&self, branch: &str) -> Result<String, SourceError> {
+        if !valid_ref_name(branch) {
+            return Err(SourceError::invalid(format!(
+                "`{branch}` is not a valid branch name"
+            )));
+        }
+        let refname = format!("refs/heads/{branch}^{{commit}}");
+        let out = self
+            .git(&["rev-parse", "--verify", "--quiet", &refname])
+            .await?;
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
+        }
+        if !self.has_commits().await? {
+            return Err(SourceError::not_found(format!(
+                "branch `{branch}` not found in {}: the repository has no commits yet; \
+                 commit something, then sync again",
+                self.path.display()
+            )));
+        }
+        let names: Vec<String> = self
+            .list_branches()
+            .await?
+            .into_iter()
+            .map(|b| b.name)
+            .collect();
+        Err(SourceError::not_found(format!(
+            "branch `{branch}` not found in {}; its branches are: {}",
+            self.path.display(),
+            names.join(", ")
+        )))
+    }
+
+    async fn read_tree(&self, commit: &str) -> Result<Vec<TreeEntry>, SourceError> {
+        if !valid_sha(commit) {
+            return Err(SourceError::invalid(format!(
+                "`{commit}` is not a commit SHA"
+            )));
+        }
+        self.counters.trees.fetch_add(1, Ordering::Relaxed);
+        let out = self
+            .git(&["ls-tree", "-r", "-l", "-z", "--full-tree", commit])
+            .await?;
+        if !out.status.success() {
+            return Err(SourceError::not_found(format!(
+                "commit {commit} not found in {}: {}",
+                self.path.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        parse_ls_tree(&out.stdout)
+    }
+
+    async fn read_blobs(&self, shas: &[String]) -> Result<Vec<Blob>, SourceError> {
+        if shas.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(bad) = shas.iter().find(|s| !valid_sha(s)) {
+            return Err(SourceError::invalid(format!("`{bad}` is not a blob SHA")));
+        }
+        let mut child = self
+            .command(&["cat-file", "--batch"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| SourceError::unavailable(format!("cannot run git cat-file: {e}")))?;
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let input: Vec<u8> = shas
+            .iter()
+            .flat_map(|s| format!("{s}\n").into_bytes())
+            .collect();
+        // Write while reading: a large request would otherwise fill both pipes.
+        let writer = tokio::spawn(async move {
+            stdin.write_all(&input).await?;
+            stdin.shutdown().await
+        });
+        let mut reader = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut blobs = Vec::with_capacity(shas.len());
+        let mut header = String::new();
+        for sha in shas {
+            header.clear();
+            let n = reader
+                .read_line(&mut header)
+                .await
+                .map_err(|e| SourceError::unavailable(format!("git cat-file: {e}")))?;
+            let fields: Vec<&str> = header.split_whitespace().collect();
+            match fields.as_slice() {
+                [_, "blob", size] => {
+                    let size: usize = size.parse().map_err(|_| {
+                        SourceError::unavailable(format!("git cat-file: bad header `{header}`"))
+                    })?;
+                    let mut data = vec![0; size + 1];
+                    reader
+                        .read_exact(&mut data)
+                        .await
+                        .map_err(|e| SourceError::unavailable(format!("git cat-file: {e}")))?;
+                    data.truncate(size);
+                    self.counters.blobs.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .blob_bytes
+                        .fetch_add(size as u64, Ordering::Relaxed);
+                    blobs.push(Blob {
+                        sha: sha.clone(),
+                        data,
+                    });
+                }
+                _ if n == 0 => {
+                    return Err(SourceError::unavailable(
+                        "git cat-file ended before answering every request",
+                    ))
+                }
+                [_, "missing"] => {
+                    return Err(SourceError::not_found(format!(
+                        "blob {sha} not found in {}",
+                        self.path.display()
+                    )))
+                }
+                _ => {
+                    return Err(SourceError::invalid(format!(
+                        "object {sha} in {} is not a blob ({})",
+                        self.path.display(),
+                        header.trim()
+                    )))
+                }
+            }
+        }
+        let _ = writer.await;
+        let _ = child.wait().await;
+        Ok(blobs)
+    }
+}
+
+/// Parse `git ls-tree -r -l -z` output: `<mode> <type> <sha> <size>\t<path>\0`.
+fn parse_ls_tree(out: &[u8]) -> Result<Vec<TreeEntry>, SourceError> {
+    let mut entries = Vec::new();
+    for record in out.split(|b| *b == 0).filter(|r| !r.is_empty()) {
+        let tab = record
+            .iter()
+            .position(|b| *b == b'\t')
+            .ok_or_else(|| SourceError::unavailable("git ls-tree: record without a tab"))?;
+        let meta = String::from_utf8_lossy(&record[..tab]);
+        let raw_path = &record[tab + 1..];
+        let fields: Vec<&str> = meta.split_whitespace().collect();
+        let [mode, _type, sha, size] = fields.as_slice() else {
+            return Err(SourceError::unavailable(format!(
+                "git ls-tree: unexpected record `{meta}`"
+            )));
+        };
+        let Some(kind) = EntryKind::from_mode(mode) else {
+            continue; // trees are not listed with -r; anything else is unknown
+        };
+        let (path, path_lossy) = match std::str::from_utf8(raw_path) {
+            Ok(p) => (p.to_string(), false),
+            Err(_) => (String::from_utf8_lossy(raw_path).into_owned(), true),
+        };
+        entries.push(TreeEntry {
+            path,
+            kind,
+            sha: sha.to_string(),
+            size: size.parse().ok(),
+            path_lossy,
+        });
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ls_tree_records() {
+        let out = b"100644 blob aaaa       12\ta b/c.rs\0120000 blob bbbb 4\tlink\0160000 commit cccc       -\tsub\0100755 blob dddd 0\t\xff.sh\0";
+        let e = parse_ls_tree(out).unwrap();
+        assert_eq!(e.len(), 4);
+        assert_eq!(e[0].path, "a b/c.rs");
+        assert_eq!(e[0].size, Some(12));
+        assert_eq!(e[1].kind, EntryKind::Symlink);
+        assert_eq!(e[2].kind, EntryKind::Submodule);
+        assert_eq!(e[2].size, None);
+        assert!(e[3].path_lossy);
+        assert_eq!(e[3].kind, EntryKind::Executable);
+    }
+
+    #[test]
+    fn rejects_odd_ref_names() {
+        assert!(valid_ref_name("feature/x-1"));
+        assert!(!valid_ref_name("--upload-pack=x"));
+        assert!(!valid_ref_name("a..b"));
+        assert!(!valid_ref_name("a b"));
+    }
+}

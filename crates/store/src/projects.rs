@@ -1,0 +1,133 @@
+//! Projects and their repository.
+
+use crate::{Error, Result, Store};
+use chrono::{DateTime, Utc};
+use projsync_domain::{ProjectId, RepositoryId, SyncId};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Repository {
+    pub id: RepositoryId,
+    /// `local` or `github`.
+    pub provider: String,
+    /// A filesystem path (local) or `owner/name` (github).
+    pub location: String,
+    pub default_branch: String,
+    pub credentials_ref: Option<String>,
+    pub last_synced_commit: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Project {
+    pub id: ProjectId,
+    pub name: String,
+    pub ignore_patterns: Vec<String>,
+    pub max_file_bytes: Option<i64>,
+    pub last_sync_id: Option<SyncId>,
+    pub created_at: DateTime<Utc>,
+    pub repository: Repository,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewProject {
+    pub name: String,
+    pub provider: String,
+    pub location: String,
+    pub default_branch: String,
+    pub credentials_ref: Option<String>,
+    pub ignore_patterns: Vec<String>,
+    pub max_file_bytes: Option<i64>,
+}
+
+const SELECT_PROJECT: &str =
+    "SELECT p.id, p.name, p.ignore_patterns, p.max_file_bytes, p.last_sync_id, \
+     p.created_at, r.id AS repo_id, r.provider, r.location, r.default_branch, r.credentials_ref, \
+     r.last_synced_commit FROM projects p JOIN repositories r ON r.project_id = p.id";
+
+fn project_from_row(row: &sqlx::postgres::PgRow) -> Project {
+    Project {
+        id: ProjectId(row.get("id")),
+        name: row.get("name"),
+        ignore_patterns: row.get("ignore_patterns"),
+        max_file_bytes: row.get("max_file_bytes"),
+        last_sync_id: row.get::<Option<Uuid>, _>("last_sync_id").map(SyncId),
+        created_at: row.get("created_at"),
+        repository: Repository {
+            id: RepositoryId(row.get("repo_id")),
+            provider: row.get("provider"),
+            location: row.get("location"),
+            default_branch: row.get("default_branch"),
+            credentials_ref: row.get("credentials_ref"),
+            last_synced_commit: row.get("last_synced_commit"),
+        },
+    }
+}
+
+impl Store {
+    /// Create a project and connect its repository, in one transaction.
+    /// A duplicate name is a `Conflict`.
+    pub async fn create_project(&self, new: &NewProject) -> Result<Project> {
+        let id = ProjectId::new();
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO projects (id, name, ignore_patterns, max_file_bytes) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id.0)
+        .bind(&new.name)
+        .bind(&new.ignore_patterns)
+        .bind(new.max_file_bytes)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::from);
+        match inserted {
+            Err(e) if e.is_unique_violation() => {
+                return Err(Error::Conflict(format!(
+                    "a project named `{}` already exists; choose another name",
+                    new.name
+                )))
+            }
+            other => other?,
+        };
+        sqlx::query(
+            "INSERT INTO repositories (id, project_id, provider, location, default_branch, credentials_ref) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(RepositoryId::new().0)
+        .bind(id.0)
+        .bind(&new.provider)
+        .bind(&new.location)
+        .bind(&new.default_branch)
+        .bind(&new.credentials_ref)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.project(id).await
+    }
+
+    pub async fn project(&self, id: ProjectId) -> Result<Project> {
+        let row = sqlx::query(&format!("{SELECT_PROJECT} WHERE p.id = $1"))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("project {id}")))?;
+        Ok(project_from_row(&row))
+    }
+
+    pub async fn project_by_name(&self, name: &str) -> Result<Project> {
+        let row = sqlx::query(&format!("{SELECT_PROJECT} WHERE p.name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("project `{name}`")))?;
+        Ok(project_from_row(&row))
+    }
+
+    pub async fn list_projects(&self) -> Result<Vec<Project>> {
+        let rows = sqlx::query(&format!("{SELECT_PROJECT} ORDER BY p.created_at"))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(project_from_row).collect())
+    }
+}

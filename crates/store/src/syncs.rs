@@ -1,0 +1,542 @@
+//! Syncs, their steps, leases with fence tokens, and the progress snapshot.
+
+use crate::{Error, Result, Store};
+use chrono::{DateTime, Utc};
+use projsync_domain::plan::ChangeKind;
+use projsync_domain::progress::ProgressEvent;
+use projsync_domain::{
+    EntryKind, PhaseError, PhaseStatus, ProjectId, SkipReason, Stats, SyncId, SyncPhase, SyncStatus,
+};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
+use sqlx::{Postgres, Row, Transaction};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// A sync as the ledger has it: the contract the API and CLI show.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SyncRecord {
+    pub id: SyncId,
+    pub project_id: ProjectId,
+    /// `sync` or `restore`.
+    pub kind: String,
+    pub branch: String,
+    pub head_commit: Option<String>,
+    pub status: SyncStatus,
+    /// `changed` or `unchanged` once succeeded.
+    pub outcome: Option<String>,
+    pub current_phase: Option<SyncPhase>,
+    pub stats: Stats,
+    pub error_class: Option<String>,
+    pub error_message: Option<String>,
+    pub failed_phase: Option<SyncPhase>,
+    pub attempts: i32,
+    pub fence: i64,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub previous_sync_id: Option<SyncId>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The latest progress event (a late subscriber starts from it).
+    pub progress: Option<ProgressEvent>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepRecord {
+    pub phase: SyncPhase,
+    pub status: PhaseStatus,
+    pub attempts: i32,
+    pub checkpoint: Option<serde_json::Value>,
+    pub error_message: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// The result of asking for a sync.
+#[derive(Debug, Clone)]
+pub struct EnqueueOutcome {
+    pub sync: SyncRecord,
+    /// `false` when an active sync of the project, or the sync with the same
+    /// idempotency key, was returned instead of a new one.
+    pub created: bool,
+}
+
+/// A lease taken on a sync by one worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    pub sync_id: SyncId,
+    pub project_id: ProjectId,
+    pub fence: i64,
+}
+
+/// One row of the scan's change plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanRow {
+    pub path: String,
+    pub change: ChangeKind,
+    pub kind: EntryKind,
+    pub blob_sha: Option<String>,
+    pub old_blob_sha: Option<String>,
+    pub old_path: Option<String>,
+    pub size: Option<i64>,
+    pub language: Option<String>,
+    pub skip_reason: Option<SkipReason>,
+    pub needs_entry: bool,
+}
+
+const SYNC_COLUMNS: &str = "id, project_id, kind, branch, head_commit, status, outcome, current_phase, \
+     stats, error_class, error_message, failed_phase, attempts, fence, lease_owner, lease_expires_at, \
+     previous_sync_id, created_at, started_at, finished_at, progress";
+
+fn parse<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T> {
+    s.parse().map_err(Error::Invalid)
+}
+
+fn sync_from_row(row: &PgRow) -> Result<SyncRecord> {
+    let opt_phase = |col: &str| -> Result<Option<SyncPhase>> {
+        row.get::<Option<String>, _>(col)
+            .map(|s| parse::<SyncPhase>(&s))
+            .transpose()
+    };
+    Ok(SyncRecord {
+        id: SyncId(row.get("id")),
+        project_id: ProjectId(row.get("project_id")),
+        kind: row.get("kind"),
+        branch: row.get("branch"),
+        head_commit: row.get("head_commit"),
+        status: parse(row.get::<&str, _>("status"))?,
+        outcome: row.get("outcome"),
+        current_phase: opt_phase("current_phase")?,
+        stats: row
+            .get::<Option<Json<Stats>>, _>("stats")
+            .map(|j| j.0)
+            .unwrap_or_default(),
+        error_class: row.get("error_class"),
+        error_message: row.get("error_message"),
+        failed_phase: opt_phase("failed_phase")?,
+        attempts: row.get("attempts"),
+        fence: row.get("fence"),
+        lease_owner: row.get("lease_owner"),
+        lease_expires_at: row.get("lease_expires_at"),
+        previous_sync_id: row.get::<Option<Uuid>, _>("previous_sync_id").map(SyncId),
+        created_at: row.get("created_at"),
+        started_at: row.get("started_at"),
+        finished_at: row.get("finished_at"),
+        progress: row
+            .get::<Option<Json<ProgressEvent>>, _>("progress")
+            .map(|j| j.0),
+    })
+}
+
+/// Lock the sync row and check that `fence` still owns it. Every write of a
+/// phase calls this first, inside its transaction (invariant 3).
+pub(crate) async fn check_fence(
+    tx: &mut Transaction<'_, Postgres>,
+    sync_id: SyncId,
+    fence: i64,
+) -> Result<()> {
+    let current: Option<(i64, String)> =
+        sqlx::query_as("SELECT fence, status FROM project_syncs WHERE id = $1 FOR UPDATE")
+            .bind(sync_id.0)
+            .fetch_optional(&mut **tx)
+            .await?;
+    match current {
+        Some((f, status)) if f == fence && status == "running" => Ok(()),
+        Some(_) => Err(Error::LeaseLost(sync_id)),
+        None => Err(Error::NotFound(format!("sync {sync_id}"))),
+    }
+}
+
+fn interval(ttl: Duration) -> f64 {
+    ttl.as_secs_f64()
+}
+
+impl Store {
+    /// Record a new sync (status `queued`, one pending step per phase). If
+    /// the project already has a queued or running sync, or a sync with the
+    /// same idempotency key, that one is returned instead.
+    pub async fn create_sync(
+        &self,
+        project_id: ProjectId,
+        branch: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<EnqueueOutcome> {
+        // Two attempts: the active sync we collided with may end in between.
+        for _ in 0..2 {
+            if let Some(key) = idempotency_key {
+                if let Some(sync) = self.sync_by_idempotency_key(project_id, key).await? {
+                    return Ok(EnqueueOutcome {
+                        sync,
+                        created: false,
+                    });
+                }
+            }
+            let id = SyncId::new();
+            let mut tx = self.pool.begin().await?;
+            let inserted = sqlx::query(
+                "INSERT INTO project_syncs (id, project_id, branch, status, idempotency_key) \
+                 VALUES ($1, $2, $3, 'queued', $4)",
+            )
+            .bind(id.0)
+            .bind(project_id.0)
+            .bind(branch)
+            .bind(idempotency_key)
+            .execute(&mut *tx)
+            .await
+            .map_err(Error::from);
+            match inserted {
+                Ok(_) => {}
+                Err(e) if e.is_unique_violation() => {
+                    drop(tx);
+                    if let Some(sync) = self.active_sync(project_id).await? {
+                        return Ok(EnqueueOutcome {
+                            sync,
+                            created: false,
+                        });
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            for (i, phase) in SyncPhase::ALL.iter().enumerate() {
+                sqlx::query("INSERT INTO sync_steps (sync_id, phase, ordinal) VALUES ($1, $2, $3)")
+                    .bind(id.0)
+                    .bind(phase.as_str())
+                    .bind(i as i32)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            return Ok(EnqueueOutcome {
+                sync: self.sync(id).await?,
+                created: true,
+            });
+        }
+        Err(Error::Conflict(format!(
+            "project {project_id} keeps changing its active sync; try again"
+        )))
+    }
+
+    async fn sync_by_idempotency_key(
+        &self,
+        project_id: ProjectId,
+        key: &str,
+    ) -> Result<Option<SyncRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {SYNC_COLUMNS} FROM project_syncs WHERE project_id = $1 AND idempotency_key = $2"
+        ))
+        .bind(project_id.0)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(sync_from_row).transpose()
+    }
+
+    /// The queued or running sync of a project, if any.
+    pub async fn active_sync(&self, project_id: ProjectId) -> Result<Option<SyncRecord>> {
+        let row = sqlx::query(&format!(
+            "SELECT {SYNC_COLUMNS} FROM project_syncs \
+             WHERE project_id = $1 AND status IN ('queued', 'running')"
+        ))
+        .bind(project_id.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(sync_from_row).transpose()
+    }
+
+    pub async fn sync(&self, id: SyncId) -> Result<SyncRecord> {
+        let row = sqlx::query(&format!(
+            "SELECT {SYNC_COLUMNS} FROM project_syncs WHERE id = $1"
+        ))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("sync {id}")))?;
+        sync_from_row(&row)
+    }
+
+    /// A project's syncs, newest first.
+    pub async fn list_syncs(&self, project_id: ProjectId, limit: i64) -> Result<Vec<SyncRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SYNC_COLUMNS} FROM project_syncs WHERE project_id = $1 \
+             ORDER BY created_at DESC, id LIMIT $2"
+        ))
+        .bind(project_id.0)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(sync_from_row).collect()
+    }
+
+    pub async fn steps(&self, sync_id: SyncId) -> Result<Vec<StepRecord>> {
+        let rows = sqlx::query(
+            "SELECT phase, status, attempts, checkpoint, error_message, started_at, finished_at \
+             FROM sync_steps WHERE sync_id = $1 ORDER BY ordinal",
+        )
+        .bind(sync_id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StepRecord {
+                    phase: parse(r.get::<&str, _>("phase"))?,
+                    status: parse(r.get::<&str, _>("status"))?,
+                    attempts: r.get("attempts"),
+                    checkpoint: r.get("checkpoint"),
+                    error_message: r.get("error_message"),
+                    started_at: r.get("started_at"),
+                    finished_at: r.get("finished_at"),
+                })
+            })
+            .collect()
+    }
+
+    /// Take the lease on a queued or running sync whose lease is free,
+    /// expired or already ours. The fence increases with every claim, which
+    /// locks out any earlier holder. `None`: the sync is finished or another
+    /// live worker holds it, and the job can be dropped.
+    pub async fn claim(
+        &self,
+        sync_id: SyncId,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<Claim>> {
+        let row: Option<(Uuid, i64)> = sqlx::query_as(
+            "UPDATE project_syncs SET status = 'running', lease_owner = $2, \
+                 lease_expires_at = now() + make_interval(secs => $3), fence = fence + 1, \
+                 attempts = attempts + 1, started_at = coalesce(started_at, now()), updated_at = now() \
+             WHERE id = $1 AND status IN ('queued', 'running') \
+               AND (lease_expires_at IS NULL OR lease_expires_at < now() OR lease_owner = $2) \
+             RETURNING project_id, fence",
+        )
+        .bind(sync_id.0)
+        .bind(owner)
+        .bind(interval(ttl))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(project_id, fence)| Claim {
+            sync_id,
+            project_id: ProjectId(project_id),
+            fence,
+        }))
+    }
+
+    /// Extend the lease. `false`: it was lost (another claim, or the sync
+    /// was ended by an operator).
+    pub async fn heartbeat(&self, claim: &Claim, ttl: Duration) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE project_syncs SET lease_expires_at = now() + make_interval(secs => $3) \
+             WHERE id = $1 AND fence = $2 AND status = 'running'",
+        )
+        .bind(claim.sync_id.0)
+        .bind(claim.fence)
+        .bind(interval(ttl))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Give the lease up so that another worker may claim at once.
+    pub async fn release(&self, claim: &Claim) -> Result<()> {
+        sqlx::query(
+            "UPDATE project_syncs SET lease_owner = NULL, lease_expires_at = NULL \
+             WHERE id = $1 AND fence = $2",
+        )
+        .bind(claim.sync_id.0)
+        .bind(claim.fence)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Mark a phase running (one more attempt) and make it the sync's current phase.
+    pub async fn start_step(&self, claim: &Claim, phase: SyncPhase) -> Result<StepRecord> {
+        let mut tx = self.pool.begin().await?;
+        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
+        sqlx::query(
+            "UPDATE sync_steps SET status = 'running', attempts = attempts + 1, \
+                 started_at = coalesce(started_at, now()), error_message = NULL \
+             WHERE sync_id = $1 AND phase = $2",
+        )
+        .bind(claim.sync_id.0)
+        .bind(phase.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE project_syncs SET current_phase = $2, updated_at = now() WHERE id = $1",
+        )
+        .bind(claim.sync_id.0)
+        .bind(phase.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let steps = self.steps(claim.sync_id).await?;
+        steps
+            .into_iter()
+            .find(|s| s.phase == phase)
+            .ok_or_else(|| Error::NotFound(format!("step {phase} of sync {}", claim.sync_id)))
+    }
+
+    /// Record a phase's end (`succeeded` or `skipped`) and its checkpoint.
+    pub async fn finish_step(
+        &self,
+        claim: &Claim,
+        phase: SyncPhase,
+        status: PhaseStatus,
+        checkpoint: serde_json::Value,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
+        finish_step_in(&mut tx, claim.sync_id, phase, status, checkpoint).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Save a phase's checkpoint while it runs.
+    pub async fn save_checkpoint(
+        &self,
+        claim: &Claim,
+        phase: SyncPhase,
+        checkpoint: serde_json::Value,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
+        save_checkpoint_in(&mut tx, claim.sync_id, phase, checkpoint).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The sync failed in `phase`: record the error on the step and the
+    /// sync, end the sync and drop its lease. Checkpoints are kept.
+    pub async fn fail_sync(
+        &self,
+        claim: &Claim,
+        phase: SyncPhase,
+        error: &PhaseError,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
+        sqlx::query(
+            "UPDATE sync_steps SET status = 'failed', error_message = $3, finished_at = now() \
+             WHERE sync_id = $1 AND phase = $2",
+        )
+        .bind(claim.sync_id.0)
+        .bind(phase.as_str())
+        .bind(&error.message)
+        .execute(&mut *tx)
+        .await?;
+        let class = match error.class {
+            projsync_domain::ErrorClass::Retryable => "retryable",
+            projsync_domain::ErrorClass::Fatal => "fatal",
+        };
+        sqlx::query(
+            "UPDATE project_syncs SET status = 'failed', failed_phase = $2, error_class = $3, \
+                 error_message = $4, finished_at = now(), updated_at = now(), \
+                 lease_owner = NULL, lease_expires_at = NULL \
+             WHERE id = $1",
+        )
+        .bind(claim.sync_id.0)
+        .bind(phase.as_str())
+        .bind(class)
+        .bind(&error.message)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Store the head commit resolved by prepare.
+    pub async fn set_head_commit(&self, claim: &Claim, head: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
+        sqlx::query("UPDATE project_syncs SET head_commit = $2, updated_at = now() WHERE id = $1")
+            .bind(claim.sync_id.0)
+            .bind(head)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Save the running stats of a sync.
+    pub async fn set_stats(&self, claim: &Claim, stats: &Stats) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
+        sqlx::query("UPDATE project_syncs SET stats = $2, updated_at = now() WHERE id = $1")
+            .bind(claim.sync_id.0)
+            .bind(Json(stats))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Keep `event` as the sync's latest snapshot, numbered with the next
+    /// sequence number, and return it as numbered.
+    pub async fn record_progress(&self, mut event: ProgressEvent) -> Result<ProgressEvent> {
+        let seq: i64 = sqlx::query_scalar(
+            "UPDATE project_syncs SET progress_seq = progress_seq + 1, \
+                 progress = jsonb_set($2::jsonb, '{seq}', to_jsonb(progress_seq + 1)) \
+             WHERE id = $1 RETURNING progress_seq",
+        )
+        .bind(event.sync_id.0)
+        .bind(Json(&event))
+        .fetch_one(&self.pool)
+        .await?;
+        event.seq = seq;
+        Ok(event)
+    }
+}
+
+pub(crate) async fn finish_step_in(
+    tx: &mut Transaction<'_, Postgres>,
+    sync_id: SyncId,
+    phase: SyncPhase,
+    status: PhaseStatus,
+    checkpoint: serde_json::Value,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE sync_steps SET status = $3, checkpoint = $4, finished_at = now(), error_message = NULL \
+         WHERE sync_id = $1 AND phase = $2",
+    )
+    .bind(sync_id.0)
+    .bind(phase.as_str())
+    .bind(status.as_str())
+    .bind(checkpoint)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn save_checkpoint_in(
+    tx: &mut Transaction<'_, Postgres>,
+    sync_id: SyncId,
+    phase: SyncPhase,
+    checkpoint: serde_json::Value,
+) -> Result<()> {
+    sqlx::query("UPDATE sync_steps SET checkpoint = $3 WHERE sync_id = $1 AND phase = $2")
+        .bind(sync_id.0)
+        .bind(phase.as_str())
+        .bind(checkpoint)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    /// End a sync that was recorded but could not be pushed to the queue.
+    pub async fn abort_queued(&self, sync_id: SyncId, message: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE project_syncs SET status = 'failed', error_class = 'retryable', error_message = $2, \
+                 finished_at = now(), updated_at = now() \
+             WHERE id = $1 AND status = 'queued'",
+        )
+        .bind(sync_id.0)
+        .bind(message)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
