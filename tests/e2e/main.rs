@@ -1,1 +1,7 @@
-fn main() {}
+//! End-to-end tests: the real API, the real Redis queue, real workers and a
+//! real PostgreSQL, against Git repositories built in each test. Every test
+//! has its own database and Redis namespace, so they run in parallel.
+
+mod cli;
+mod helpers;
+mod local_sync;

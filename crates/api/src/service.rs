@@ -101,7 +101,13 @@ pub async fn enqueue_sync(
         .store
         .create_sync(project_id, &branch, idempotency_key)
         .await?;
-    if outcome.created {
+    if !outcome.created && outcome.sync.status == SyncStatus::Queued {
+        // Ring the doorbell again: the first push may have been lost with
+        // Redis. A duplicate delivery is harmless (the lease dedupes it).
+        if let Err(e) = state.queue.push(outcome.sync.id).await {
+            tracing::warn!(sync_id = %outcome.sync.id, "cannot re-push queued sync: {e}");
+        }
+    } else if outcome.created {
         if let Err(e) = state.queue.push(outcome.sync.id).await {
             // The row exists but nobody was told. Fail it with a clear message
             // rather than leave it queued forever, so that a retry can start.

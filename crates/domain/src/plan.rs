@@ -234,6 +234,7 @@ pub fn diff(head: &[TreeEntry], stored: &[StoredFile]) -> Vec<PlannedChange> {
 /// Running counts of a sync, sent in every progress event and stored with
 /// the sync when it ends.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Stats {
     /// Non-directory entries in the head tree.
     pub files_seen: u64,

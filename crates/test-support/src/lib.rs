@@ -1,1 +1,142 @@
-//! stub
+//! Test fixtures shared by the suite (a dev-dependency only): a fresh
+//! PostgreSQL database per test, migrated the way `projsync migrate` does it;
+//! a Redis key namespace per test; and Git repositories built on disk with
+//! the git CLI. Real services over TCP, never mocks of our own storage.
+//!
+//! `PROJSYNC_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`)
+//! and `PROJSYNC_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`) point at
+//! the servers; `scripts/services.sh` starts them.
+
+mod git;
+
+pub use git::GitRepo;
+
+use projsync_store::Store;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection};
+
+pub fn admin_database_url() -> String {
+    std::env::var("PROJSYNC_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("PROJSYNC_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// A database of its own for one test, dropped with it.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub store: Store,
+}
+
+impl TestDb {
+    /// Create an empty, migrated database.
+    pub async fn new() -> Self {
+        let name = format!("projsync_test_{}", uuid::Uuid::new_v4().simple());
+        let admin = admin_database_url();
+        let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+            panic!("cannot reach PostgreSQL at {admin}: {e}; run scripts/services.sh")
+        });
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        conn.close().await.ok();
+        let url = with_database(&admin, &name);
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .connect(&url)
+            .await
+            .expect("connect to test database");
+        let store = Store::from_pool(pool);
+        store.migrate().await.expect("migrations apply");
+        Self { name, url, store }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let admin = admin_database_url();
+        // Drop runs outside async: use a runtime of our own on a thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut conn = PgConnection::connect(&admin).await.ok()?;
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// A Redis key namespace of its own for one test; its keys go with it.
+pub struct TestRedis {
+    pub url: String,
+    pub namespace: String,
+}
+
+impl TestRedis {
+    pub fn new() -> Self {
+        Self {
+            url: redis_url(),
+            namespace: format!("projsync-test-{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+}
+
+impl Default for TestRedis {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let (url, pattern) = (self.url.clone(), format!("{}*", self.namespace));
+        let _ = std::thread::spawn(move || -> Option<()> {
+            let client = redis::Client::open(url).ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(&pattern)
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                if !keys.is_empty() {
+                    let _: Option<i64> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.ok();
+                }
+                Some(())
+            })
+        })
+        .join();
+    }
+}

@@ -1,0 +1,150 @@
+//! The real `projsync` binary: demo, worker + sync --watch + watch + history,
+//! configuration errors and exit codes.
+
+use projsync_test_support::{GitRepo, TestDb, TestRedis};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn projsync(db: &TestDb, redis: &TestRedis) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_projsync"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PROJSYNC") || key == "RUST_LOG" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("PROJSYNC__DATABASE__URL", &db.url)
+        .env("PROJSYNC__REDIS__URL", &redis.url)
+        .env("PROJSYNC__REDIS__NAMESPACE", &redis.namespace)
+        .env("PROJSYNC__REDIS__POLL_INTERVAL_MS", "50")
+        .env("PROJSYNC__API__LISTEN", "127.0.0.1:0")
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().expect("run projsync");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_syncs_a_repository_end_to_end() {
+    let (db, redis) = (TestDb::new().await, TestRedis::new());
+    let repo = GitRepo::new();
+    repo.write("src/lib.rs", "pub fn answer() -> u32 { 42 }\n")
+        .write("README.md", "demo\n")
+        .write("logo.bin", b"\0\x01\x02");
+    repo.commit("demo");
+    let (code, stdout, stderr) = run(projsync(&db, &redis).arg("demo").arg(repo.path()));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    for needle in [
+        "migrated",
+        "succeeded (changed)",
+        "3 seen, 2 imported, 1 skipped",
+        "skipped   binary 1",
+        "active_memory_entries",
+        "redis-cli SUBSCRIBE projsync:sync:",
+    ] {
+        assert!(stdout.contains(needle), "`{needle}` missing from:\n{stdout}");
+    }
+    // One line per event when not on a terminal, import batches included.
+    assert!(stdout.contains("[  import] running"), "{stdout}");
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM active_memory_entries")
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(entries, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_process_sync_watch_history_and_exit_codes() {
+    let (db, redis) = (TestDb::new().await, TestRedis::new());
+    let repo = GitRepo::new();
+    let (code, _, stderr) = run(projsync(&db, &redis).args(["project", "add", "--name", "cli"]).arg("--path").arg(repo.path()));
+    assert_eq!(code, 0, "{stderr}");
+
+    let mut worker = projsync(&db, &redis)
+        .arg("worker")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // The repository has no commits: the sync fails, and so does the command.
+    let (code, stdout, stderr) = run(projsync(&db, &redis).args(["sync", "--project", "cli", "--watch"]));
+    assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("failed") && stdout.contains("no commits yet"), "{stdout}");
+
+    repo.write("a.txt", "a\n");
+    repo.commit("a");
+    let (code, stdout, stderr) = run(projsync(&db, &redis).args(["sync", "--project", "cli", "--watch"]));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let sync_id = stdout.lines().next().unwrap().trim().to_string();
+    assert!(stdout.contains("succeeded (changed)"), "{stdout}");
+
+    // Watching a finished sync returns at once with its exit code.
+    let (code, stdout, _) = run(projsync(&db, &redis).args(["watch", &sync_id]));
+    assert_eq!(code, 0, "{stdout}");
+
+    let (code, stdout, _) = run(projsync(&db, &redis).args(["history", "--project", "cli"]));
+    assert_eq!(code, 0);
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+    assert!(stdout.lines().next().unwrap().starts_with(&sync_id), "{stdout}");
+
+    // SIGTERM: the worker stops by itself, promptly.
+    let pid = worker.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = worker.try_wait().unwrap() {
+            assert!(status.success(), "worker exit: {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "worker did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_errors_are_clear_and_hide_passwords() {
+    let (db, redis) = (TestDb::new().await, TestRedis::new());
+
+    let (code, _, stderr) = run(projsync(&db, &redis)
+        .env("PROJSYNC__DATABASE__URL", "postgres://someone:hunter2@127.0.0.1:9/nothing")
+        .arg("migrate"));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("postgres://someone:***@127.0.0.1:9/nothing"), "{stderr}");
+    assert!(stderr.contains("check that PostgreSQL is running"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+
+    let (code, _, stderr) = run(projsync(&db, &redis)
+        .env("PROJSYNC__WORKER__CONCURRENCY", "0")
+        .arg("migrate"));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("worker.concurrency must be greater than 0"), "{stderr}");
+
+    let (code, _, stderr) = run(projsync(&db, &redis).args(["--config", "/no/such.toml", "migrate"]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("/no/such.toml does not exist"), "{stderr}");
+
+    // A config file is layered under the environment.
+    let file = std::env::temp_dir().join(format!("projsync-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(&file, "[worker]\nconcurrency = 0\n").unwrap();
+    let (code, _, stderr) = run(projsync(&db, &redis).env("PROJSYNC_CONFIG", &file).arg("migrate"));
+    assert_eq!(code, 2, "{stderr}");
+    let (code, stdout, stderr) = run(projsync(&db, &redis)
+        .env("PROJSYNC_CONFIG", &file)
+        .env("PROJSYNC__WORKER__CONCURRENCY", "3")
+        .arg("migrate"));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    std::fs::remove_file(file).ok();
+
+    let (code, _, stderr) = run(projsync(&db, &redis)
+        .env("PROJSYNC__REDIS__URL", "redis://:pw@127.0.0.1:9")
+        .args(["sync", "--project", "none"]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("project `none` not found"), "{stderr}");
+}

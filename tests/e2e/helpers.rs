@@ -1,0 +1,158 @@
+//! `spawn_app`: a fresh database, a Redis namespace, the API on port 0 and a
+//! worker, all in this process (the binary itself is driven in `cli.rs`).
+
+use projsync::{app, Settings};
+use projsync_test_support::{TestDb, TestRedis};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+pub struct TestApp {
+    pub db: TestDb,
+    pub redis: TestRedis,
+    #[allow(dead_code)]
+    pub settings: Settings,
+    pub base: String,
+    pub http: reqwest::Client,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn test_settings(db: &TestDb, redis: &TestRedis) -> Settings {
+    let mut s = Settings::load(None).expect("default settings load");
+    s.database.url = db.url.clone();
+    s.redis.url = redis.url.clone();
+    s.redis.namespace = redis.namespace.clone();
+    s.api.listen = "127.0.0.1:0".into();
+    s.worker.import_batch_size = 4;
+    s.redis.poll_interval_ms = 50;
+    s
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(true, |_| {}).await
+}
+
+pub async fn spawn_app_with(worker: bool, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let db = TestDb::new().await;
+    let redis = TestRedis::new();
+    let mut settings = test_settings(&db, &redis);
+    tweak(&mut settings);
+    let shutdown = CancellationToken::new();
+    let listener = app::bind(&settings.api.listen).await.unwrap();
+    let state = app::api_state(&settings, db.store.clone()).await.unwrap();
+    let (addr, _api) = app::spawn_api(listener, state, shutdown.clone()).unwrap();
+    if worker {
+        app::spawn_worker(&settings, db.store.clone(), shutdown.clone())
+            .await
+            .unwrap();
+    }
+    TestApp {
+        db,
+        redis,
+        settings,
+        base: format!("http://{addr}/api/v1"),
+        http: reqwest::Client::new(),
+        shutdown,
+    }
+}
+
+impl TestApp {
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Connect a local repository; returns the project id.
+    pub async fn create_project(&self, name: &str, path: &std::path::Path, branch: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/projects",
+                json!({ "name": name, "repository": { "provider": "local", "path": path, "branch": branch } }),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Enqueue a sync; returns its id.
+    pub async fn enqueue(&self, project_id: &str, branch: Option<&str>) -> String {
+        let (status, body) = self
+            .post(&format!("/projects/{project_id}/syncs"), json!({ "branch": branch }))
+            .await;
+        assert_eq!(status, 202, "{body}");
+        body["sync_id"].as_str().unwrap().to_string()
+    }
+
+    /// Poll the API until the sync ends (bounded); returns it with its steps.
+    pub async fn wait_for(&self, sync_id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, body) = self.get(&format!("/syncs/{sync_id}")).await;
+            assert_eq!(status, 200, "{body}");
+            if matches!(body["status"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "sync did not end in time: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Enqueue and wait; returns the finished sync.
+    pub async fn sync(&self, project_id: &str, branch: Option<&str>) -> Value {
+        let id = self.enqueue(project_id, branch).await;
+        self.wait_for(&id).await
+    }
+
+    /// The active entries through the API: path → content.
+    pub async fn active_entries(&self, project_id: &str) -> BTreeMap<String, String> {
+        let (status, body) = self.get(&format!("/projects/{project_id}/memory")).await;
+        assert_eq!(status, 200, "{body}");
+        body.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["path"].as_str().unwrap().to_string(),
+                    e["content"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The expected entries: the tree's regular files minus `skipped`, content as text.
+pub fn expected_entries(
+    files: BTreeMap<String, Vec<u8>>,
+    skipped: &[&str],
+) -> BTreeMap<String, String> {
+    files
+        .into_iter()
+        .filter(|(p, _)| !skipped.contains(&p.as_str()))
+        .map(|(p, bytes)| (p, String::from_utf8(bytes).expect("expected entries are text")))
+        .collect()
+}
