@@ -48,7 +48,10 @@ async fn demo_syncs_a_repository_end_to_end() {
         "active_memory_entries",
         "redis-cli SUBSCRIBE projsync:sync:",
     ] {
-        assert!(stdout.contains(needle), "`{needle}` missing from:\n{stdout}");
+        assert!(
+            stdout.contains(needle),
+            "`{needle}` missing from:\n{stdout}"
+        );
     }
     // One line per event when not on a terminal, import batches included.
     assert!(stdout.contains("[  import] running"), "{stdout}");
@@ -63,7 +66,10 @@ async fn demo_syncs_a_repository_end_to_end() {
 async fn worker_process_sync_watch_history_and_exit_codes() {
     let (db, redis) = (TestDb::new().await, TestRedis::new());
     let repo = GitRepo::new();
-    let (code, _, stderr) = run(projsync(&db, &redis).args(["project", "add", "--name", "cli"]).arg("--path").arg(repo.path()));
+    let (code, _, stderr) = run(projsync(&db, &redis)
+        .args(["project", "add", "--name", "cli"])
+        .arg("--path")
+        .arg(repo.path()));
     assert_eq!(code, 0, "{stderr}");
 
     let mut worker = projsync(&db, &redis)
@@ -74,13 +80,18 @@ async fn worker_process_sync_watch_history_and_exit_codes() {
         .unwrap();
 
     // The repository has no commits: the sync fails, and so does the command.
-    let (code, stdout, stderr) = run(projsync(&db, &redis).args(["sync", "--project", "cli", "--watch"]));
+    let (code, stdout, stderr) =
+        run(projsync(&db, &redis).args(["sync", "--project", "cli", "--watch"]));
     assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.contains("failed") && stdout.contains("no commits yet"), "{stdout}");
+    assert!(
+        stdout.contains("failed") && stdout.contains("no commits yet"),
+        "{stdout}"
+    );
 
     repo.write("a.txt", "a\n");
     repo.commit("a");
-    let (code, stdout, stderr) = run(projsync(&db, &redis).args(["sync", "--project", "cli", "--watch"]));
+    let (code, stdout, stderr) =
+        run(projsync(&db, &redis).args(["sync", "--project", "cli", "--watch"]));
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     let sync_id = stdout.lines().next().unwrap().trim().to_string();
     assert!(stdout.contains("succeeded (changed)"), "{stdout}");
@@ -92,18 +103,28 @@ async fn worker_process_sync_watch_history_and_exit_codes() {
     let (code, stdout, _) = run(projsync(&db, &redis).args(["history", "--project", "cli"]));
     assert_eq!(code, 0);
     assert_eq!(stdout.lines().count(), 2, "{stdout}");
-    assert!(stdout.lines().next().unwrap().starts_with(&sync_id), "{stdout}");
+    assert!(
+        stdout.lines().next().unwrap().starts_with(&sync_id),
+        "{stdout}"
+    );
 
     // SIGTERM: the worker stops by itself, promptly.
     let pid = worker.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(status) = worker.try_wait().unwrap() {
             assert!(status.success(), "worker exit: {status}");
             break;
         }
-        assert!(Instant::now() < deadline, "worker did not stop after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "worker did not stop after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -113,27 +134,42 @@ async fn configuration_errors_are_clear_and_hide_passwords() {
     let (db, redis) = (TestDb::new().await, TestRedis::new());
 
     let (code, _, stderr) = run(projsync(&db, &redis)
-        .env("PROJSYNC__DATABASE__URL", "postgres://someone:hunter2@127.0.0.1:9/nothing")
+        .env(
+            "PROJSYNC__DATABASE__URL",
+            "postgres://someone:hunter2@127.0.0.1:9/nothing",
+        )
         .arg("migrate"));
     assert_eq!(code, 2);
-    assert!(stderr.contains("postgres://someone:***@127.0.0.1:9/nothing"), "{stderr}");
-    assert!(stderr.contains("check that PostgreSQL is running"), "{stderr}");
+    assert!(
+        stderr.contains("postgres://someone:***@127.0.0.1:9/nothing"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("check that PostgreSQL is running"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("hunter2"), "{stderr}");
 
     let (code, _, stderr) = run(projsync(&db, &redis)
         .env("PROJSYNC__WORKER__CONCURRENCY", "0")
         .arg("migrate"));
     assert_eq!(code, 2);
-    assert!(stderr.contains("worker.concurrency must be greater than 0"), "{stderr}");
+    assert!(
+        stderr.contains("worker.concurrency must be greater than 0"),
+        "{stderr}"
+    );
 
-    let (code, _, stderr) = run(projsync(&db, &redis).args(["--config", "/no/such.toml", "migrate"]));
+    let (code, _, stderr) =
+        run(projsync(&db, &redis).args(["--config", "/no/such.toml", "migrate"]));
     assert_eq!(code, 2);
     assert!(stderr.contains("/no/such.toml does not exist"), "{stderr}");
 
     // A config file is layered under the environment.
     let file = std::env::temp_dir().join(format!("projsync-{}.toml", uuid::Uuid::new_v4()));
     std::fs::write(&file, "[worker]\nconcurrency = 0\n").unwrap();
-    let (code, _, stderr) = run(projsync(&db, &redis).env("PROJSYNC_CONFIG", &file).arg("migrate"));
+    let (code, _, stderr) = run(projsync(&db, &redis)
+        .env("PROJSYNC_CONFIG", &file)
+        .arg("migrate"));
     assert_eq!(code, 2, "{stderr}");
     let (code, stdout, stderr) = run(projsync(&db, &redis)
         .env("PROJSYNC_CONFIG", &file)

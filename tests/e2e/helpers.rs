@@ -102,7 +102,10 @@ impl TestApp {
     /// Enqueue a sync; returns its id.
     pub async fn enqueue(&self, project_id: &str, branch: Option<&str>) -> String {
         let (status, body) = self
-            .post(&format!("/projects/{project_id}/syncs"), json!({ "branch": branch }))
+            .post(
+                &format!("/projects/{project_id}/syncs"),
+                json!({ "branch": branch }),
+            )
             .await;
         assert_eq!(status, 202, "{body}");
         body["sync_id"].as_str().unwrap().to_string()
@@ -114,10 +117,16 @@ impl TestApp {
         loop {
             let (status, body) = self.get(&format!("/syncs/{sync_id}")).await;
             assert_eq!(status, 200, "{body}");
-            if matches!(body["status"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
+            if matches!(
+                body["status"].as_str(),
+                Some("succeeded" | "failed" | "cancelled")
+            ) {
                 return body;
             }
-            assert!(Instant::now() < deadline, "sync did not end in time: {body}");
+            assert!(
+                Instant::now() < deadline,
+                "sync did not end in time: {body}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -153,6 +162,11 @@ pub fn expected_entries(
     files
         .into_iter()
         .filter(|(p, _)| !skipped.contains(&p.as_str()))
-        .map(|(p, bytes)| (p, String::from_utf8(bytes).expect("expected entries are text")))
+        .map(|(p, bytes)| {
+            (
+                p,
+                String::from_utf8(bytes).expect("expected entries are text"),
+            )
+        })
         .collect()
 }

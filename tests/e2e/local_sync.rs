@@ -33,7 +33,12 @@ fn fixture_repo() -> GitRepo {
     repo
 }
 
-const FIXTURE_SKIPPED: &[&str] = &["assets/logo.png", "big/data.txt", "latin1.txt", "Cargo.lock"];
+const FIXTURE_SKIPPED: &[&str] = &[
+    "assets/logo.png",
+    "big/data.txt",
+    "latin1.txt",
+    "Cargo.lock",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_sync_imports_the_head_tree_byte_for_byte() {
@@ -104,7 +109,12 @@ async fn resync_applies_only_the_changes_and_keeps_history() {
     assert_eq!(second["status"], "succeeded", "{second}");
     let stats = &second["stats"];
     assert_eq!(
-        (&stats["modified"], &stats["deleted"], &stats["renamed"], &stats["imported"]),
+        (
+            &stats["modified"],
+            &stats["deleted"],
+            &stats["renamed"],
+            &stats["imported"]
+        ),
         (&json!(2), &json!(1), &json!(1), &json!(3)),
         "{stats}"
     );
@@ -119,7 +129,10 @@ async fn resync_applies_only_the_changes_and_keeps_history() {
     .fetch_one(app.db.store.pool())
     .await
     .unwrap();
-    assert_eq!(superseded, 4, "README, empty.txt, lib.rs and the renamed file's old path");
+    assert_eq!(
+        superseded, 4,
+        "README, empty.txt, lib.rs and the renamed file's old path"
+    );
 
     // History, newest first, chained through previous_sync_id.
     let (status, history) = app.get(&format!("/projects/{project}/syncs")).await;
@@ -160,13 +173,26 @@ async fn progress_events_are_versioned_numbered_and_cover_every_batch() {
     .await
     .expect("the sync ends within a minute");
 
-    assert!(events.iter().all(|e| e.v == 1 && e.sync_id.to_string() == sync_id));
+    assert!(events
+        .iter()
+        .all(|e| e.v == 1 && e.sync_id.to_string() == sync_id));
     let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=events.len() as i64).collect::<Vec<_>>());
     for phase in ["prepare", "scan", "import", "finalize"] {
-        let of_phase: Vec<_> = events.iter().filter(|e| e.phase.as_str() == phase).collect();
-        assert_eq!(of_phase.first().unwrap().phase_status.as_str(), "running", "{phase}");
-        assert_eq!(of_phase.last().unwrap().phase_status.as_str(), "succeeded", "{phase}");
+        let of_phase: Vec<_> = events
+            .iter()
+            .filter(|e| e.phase.as_str() == phase)
+            .collect();
+        assert_eq!(
+            of_phase.first().unwrap().phase_status.as_str(),
+            "running",
+            "{phase}"
+        );
+        assert_eq!(
+            of_phase.last().unwrap().phase_status.as_str(),
+            "succeeded",
+            "{phase}"
+        );
     }
     // 10 files need content (two turn out binary or not UTF-8), 4 per
     // batch: 3 batches, one event each.
@@ -197,7 +223,10 @@ async fn bad_input_gets_clear_errors() {
     assert_eq!(sync["failed_phase"], "prepare");
     assert_eq!(sync["error_class"], "fatal");
     let msg = sync["error_message"].as_str().unwrap();
-    assert!(msg.contains("branch `nope` not found") && msg.contains("main"), "{msg}");
+    assert!(
+        msg.contains("branch `nope` not found") && msg.contains("main"),
+        "{msg}"
+    );
     assert_eq!(sync["steps"][0]["status"], "failed");
     // The knowledge base is untouched and the next sync works.
     assert!(app.active_entries(&project).await.is_empty());
@@ -234,7 +263,10 @@ async fn bad_input_gets_clear_errors() {
         let (status, err) = app.post("/projects", body).await;
         assert_eq!(status, 422, "{err}");
         let message = err["error"]["message"].as_str().unwrap();
-        assert!(message.contains(needle), "{message} should contain {needle}");
+        assert!(
+            message.contains(needle),
+            "{message} should contain {needle}"
+        );
     }
     let (status, err) = app
         .post(
@@ -247,7 +279,12 @@ async fn bad_input_gets_clear_errors() {
 
     let unknown = uuid::Uuid::new_v4();
     assert_eq!(app.get(&format!("/projects/{unknown}")).await.0, 404);
-    assert_eq!(app.post(&format!("/projects/{unknown}/syncs"), json!({})).await.0, 404);
+    assert_eq!(
+        app.post(&format!("/projects/{unknown}/syncs"), json!({}))
+            .await
+            .0,
+        404
+    );
     assert_eq!(app.get(&format!("/syncs/{unknown}")).await.0, 404);
     assert_eq!(app.get("/syncs/not-a-uuid").await.0, 404);
 }
@@ -275,17 +312,23 @@ async fn one_active_sync_per_project_and_idempotency_keys() {
     let again = key_request("k-1").await.unwrap();
     assert_eq!(again.status().as_u16(), 200);
     let again: serde_json::Value = again.json().await.unwrap();
-    assert_eq!((again["sync_id"].clone(), again["created"].clone()), (first["sync_id"].clone(), json!(false)));
+    assert_eq!(
+        (again["sync_id"].clone(), again["created"].clone()),
+        (first["sync_id"].clone(), json!(false))
+    );
 
     // Another request while one is queued gets the queued one.
-    let (status, other) = app.post(&format!("/projects/{project}/syncs"), json!({})).await;
+    let (status, other) = app
+        .post(&format!("/projects/{project}/syncs"), json!({}))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(other["sync_id"], first["sync_id"]);
 
-    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM project_syncs WHERE status = 'queued'")
-        .fetch_one(app.db.store.pool())
-        .await
-        .unwrap();
+    let queued: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM project_syncs WHERE status = 'queued'")
+            .fetch_one(app.db.store.pool())
+            .await
+            .unwrap();
     assert_eq!(queued, 1);
 }
 
@@ -301,9 +344,17 @@ async fn branches_are_listed_with_the_default_marked() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| (b["name"].as_str().unwrap().to_string(), b["default"].as_bool().unwrap()))
+        .map(|b| {
+            (
+                b["name"].as_str().unwrap().to_string(),
+                b["default"].as_bool().unwrap(),
+            )
+        })
         .collect();
     names.sort();
-    assert_eq!(names, vec![("feature/x".into(), false), ("main".into(), true)]);
+    assert_eq!(
+        names,
+        vec![("feature/x".into(), false), ("main".into(), true)]
+    );
     assert!(branches[0]["head"].as_str().unwrap().len() == 40);
 }

@@ -95,9 +95,15 @@ async fn enqueue_sync(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Option<Json<EnqueueBody>>,
+    body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<EnqueueResponse>), ApiError> {
-    let body = body.map(|Json(b)| b).unwrap_or_default();
+    // The body is optional; when present it must be our JSON shape.
+    let body: EnqueueBody = if body.iter().all(u8::is_ascii_whitespace) {
+        EnqueueBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::Invalid(format!("invalid request body: {e}")))?
+    };
     let key = headers
         .get("idempotency-key")
         .map(|v| {
@@ -130,8 +136,9 @@ struct HistoryQuery {
 async fn list_syncs(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<HistoryQuery>,
+    q: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<SyncRecord>>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::Invalid(e.body_text()))?;
     let id = project_id(&id)?;
     state.store.project(id).await?;
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
@@ -256,4 +263,34 @@ async fn sync_events(
     Ok(Sse::new(body)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every route is described in openapi.yaml, and nothing else is.
+    #[test]
+    fn openapi_paths_match_the_routes() {
+        let source = include_str!("routes.rs");
+        let mut routes: Vec<&str> = source
+            .split(".route(")
+            .skip(1)
+            .filter_map(|rest| rest.trim_start().strip_prefix('"')?.split('"').next())
+            .collect();
+        routes.sort();
+        let mut paths: Vec<&str> = crate::OPENAPI_YAML
+            .lines()
+            .skip_while(|l| !l.starts_with("paths:"))
+            .skip(1)
+            .take_while(|l| l.is_empty() || l.starts_with(' ') || l.starts_with('#'))
+            .filter(|l| l.starts_with("  /") && l.trim_end().ends_with(':'))
+            .map(|l| {
+                l.trim()
+                    .trim_end_matches(':')
+                    .trim_matches('"')
+                    .trim_matches('\'')
+            })
+            .collect();
+        paths.sort();
+        assert_eq!(routes, paths);
+    }
 }

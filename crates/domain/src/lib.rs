@@ -46,6 +46,13 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The content hash of an entry: SHA-256 of its text, hex-encoded.
+pub fn content_hash(content: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(content.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -59,11 +66,4 @@ mod tests {
         assert_eq!(redact_url("postgres://u@db/x"), "postgres://u@db/x");
         assert_eq!(redact_url("not a url"), "not a url");
     }
-}
-
-/// The content hash of an entry: SHA-256 of its text, hex-encoded.
-pub fn content_hash(content: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(content.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }

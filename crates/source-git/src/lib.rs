@@ -322,8 +322,14 @@ mod tests {
 
     #[test]
     fn parses_ls_tree_records() {
-        let out = b"100644 blob aaaa       12\ta b/c.rs\0120000 blob bbbb 4\tlink\0160000 commit cccc       -\tsub\0100755 blob dddd 0\t\xff.sh\0";
-        let e = parse_ls_tree(out).unwrap();
+        let out = [
+            &b"100644 blob aaaa       12\ta b/c.rs"[..],
+            b"120000 blob bbbb 4\tlink",
+            b"160000 commit cccc       -\tsub",
+            b"100755 blob dddd 0\t\xff.sh",
+        ]
+        .join(&b'\0');
+        let e = parse_ls_tree(&out).unwrap();
         assert_eq!(e.len(), 4);
         assert_eq!(e[0].path, "a b/c.rs");
         assert_eq!(e[0].size, Some(12));

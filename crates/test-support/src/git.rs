@@ -12,7 +12,8 @@ pub struct GitRepo {
 impl GitRepo {
     /// `git init` on branch `main`, with a test identity.
     pub fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("projsync-repo-{}", uuid::Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("projsync-repo-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("create repo dir");
         let repo = Self { dir };
         repo.git(&["init", "-q", "-b", "main"]);

@@ -132,7 +132,11 @@ impl Drop for TestRedis {
                     .await
                     .ok()?;
                 if !keys.is_empty() {
-                    let _: Option<i64> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.ok();
+                    let _: Option<i64> = redis::cmd("DEL")
+                        .arg(keys)
+                        .query_async(&mut conn)
+                        .await
+                        .ok();
                 }
                 Some(())
             })

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: services up, formatting, lints, the
+# layering rule, the OpenAPI check, then every test against the real
+# PostgreSQL and Redis of this machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "test: cargo is not installed; install a Rust toolchain (1.85 or newer, e.g. with rustup)" >&2
+    exit 1
+fi
+
+bash scripts/services.sh
+
+echo "test: cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "test: cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "test: layering (the domain crate knows no I/O crates)"
+if cargo tree -p projsync-domain -e normal --prefix none --locked \
+    | grep -E '^(tokio|sqlx|redis|axum|octocrab|apalis|reqwest) ' ; then
+    echo "test: projsync-domain must not depend on the crates above (see ARCHITECTURE.md)" >&2
+    exit 1
+fi
+
+# The routes ↔ paths check also runs as a Rust test; this adds full
+# OpenAPI validation where PyYAML is available.
+if command -v python3 >/dev/null 2>&1 && python3 -c "import yaml" 2>/dev/null; then
+    echo "test: OpenAPI document"
+    python3 scripts/check-openapi.py
+else
+    echo "test: PyYAML not available; skipping OpenAPI schema validation (routes are still checked by cargo test)"
+fi
+
+echo "test: cargo test"
+cargo test --workspace --locked -- "$@"
