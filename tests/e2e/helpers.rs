@@ -5,8 +5,68 @@ use projsync::{app, Settings};
 use projsync_test_support::{TestDb, TestRedis};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+
+use async_trait::async_trait;
+use projsync_domain::source::{RepositorySpec, SourceFactory};
+use projsync_domain::{Blob, Branch, Source, SourceError, TreeEntry};
+use projsync_pipeline::DefaultSources;
+
+/// Opens local repositories and records every blob read through them.
+#[derive(Default, Clone)]
+pub struct CountingSources {
+    pub blobs_read: Arc<Mutex<Vec<String>>>,
+    pub trees_read: Arc<Mutex<u64>>,
+}
+
+impl CountingSources {
+    /// Blob SHAs read since the last call.
+    pub fn take_reads(&self) -> Vec<String> {
+        std::mem::take(&mut *self.blobs_read.lock().unwrap())
+    }
+}
+
+struct Counting {
+    inner: Arc<dyn Source>,
+    counts: CountingSources,
+}
+
+#[async_trait]
+impl Source for Counting {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn list_branches(&self) -> Result<Vec<Branch>, SourceError> {
+        self.inner.list_branches().await
+    }
+    async fn resolve_branch(&self, branch: &str) -> Result<String, SourceError> {
+        self.inner.resolve_branch(branch).await
+    }
+    async fn read_tree(&self, commit: &str) -> Result<Vec<TreeEntry>, SourceError> {
+        *self.counts.trees_read.lock().unwrap() += 1;
+        self.inner.read_tree(commit).await
+    }
+    async fn read_blobs(&self, shas: &[String]) -> Result<Vec<Blob>, SourceError> {
+        self.counts
+            .blobs_read
+            .lock()
+            .unwrap()
+            .extend(shas.iter().cloned());
+        self.inner.read_blobs(shas).await
+    }
+}
+
+#[async_trait]
+impl SourceFactory for CountingSources {
+    async fn open(&self, repo: &RepositorySpec<'_>) -> Result<Arc<dyn Source>, SourceError> {
+        Ok(Arc::new(Counting {
+            inner: DefaultSources.open(repo).await?,
+            counts: self.clone(),
+        }))
+    }
+}
 
 pub struct TestApp {
     pub db: TestDb,
@@ -40,6 +100,15 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(worker: bool, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let sources: Option<Arc<dyn SourceFactory>> = worker.then(|| Arc::new(DefaultSources) as _);
+    spawn_app_full(sources, tweak).await
+}
+
+/// The app with a worker reading through `sources`.
+pub async fn spawn_app_full(
+    sources: Option<Arc<dyn SourceFactory>>,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
     let db = TestDb::new().await;
     let redis = TestRedis::new();
     let mut settings = test_settings(&db, &redis);
@@ -48,8 +117,8 @@ pub async fn spawn_app_with(worker: bool, tweak: impl FnOnce(&mut Settings)) -> 
     let listener = app::bind(&settings.api.listen).await.unwrap();
     let state = app::api_state(&settings, db.store.clone()).await.unwrap();
     let (addr, _api) = app::spawn_api(listener, state, shutdown.clone()).unwrap();
-    if worker {
-        app::spawn_worker(&settings, db.store.clone(), shutdown.clone())
+    if let Some(sources) = sources {
+        app::spawn_worker_with(&settings, db.store.clone(), sources, shutdown.clone())
             .await
             .unwrap();
     }

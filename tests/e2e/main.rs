@@ -4,4 +4,5 @@
 
 mod cli;
 mod helpers;
+mod history;
 mod local_sync;

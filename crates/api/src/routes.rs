@@ -28,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/projects/{id}/branches", get(list_branches))
         .route("/api/v1/projects/{id}/memory", get(list_memory))
+        .route("/api/v1/projects/{id}/memory/restore", post(restore_memory))
         .route("/api/v1/syncs/{id}", get(get_sync))
         .route("/api/v1/syncs/{id}/events", get(sync_events))
         .with_state(state)
@@ -104,28 +105,66 @@ async fn enqueue_sync(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::Invalid(format!("invalid request body: {e}")))?
     };
-    let key = headers
+    let outcome = service::enqueue_sync(
+        &state,
+        project_id(&id)?,
+        body.branch.as_deref(),
+        idempotency_key(&headers)?,
+    )
+    .await?;
+    Ok(enqueue_response(outcome))
+}
+
+#[derive(Debug, Deserialize)]
+struct RestoreBody {
+    sync_id: SyncId,
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    headers
         .get("idempotency-key")
         .map(|v| {
             v.to_str()
                 .map_err(|_| ApiError::Invalid("Idempotency-Key must be visible ASCII".into()))
         })
-        .transpose()?;
-    let outcome =
-        service::enqueue_sync(&state, project_id(&id)?, body.branch.as_deref(), key).await?;
+        .transpose()
+}
+
+/// 202 with the new restore sync (200 with the project's active sync when
+/// one is already queued or running).
+async fn restore_memory(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<RestoreBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<EnqueueResponse>), ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::Invalid(e.body_text()))?;
+    let outcome = service::enqueue_restore(
+        &state,
+        project_id(&id)?,
+        body.sync_id,
+        idempotency_key(&headers)?,
+    )
+    .await?;
+    Ok(enqueue_response(outcome))
+}
+
+fn enqueue_response(
+    outcome: projsync_store::EnqueueOutcome,
+) -> (StatusCode, Json<EnqueueResponse>) {
     let status = if outcome.created {
         StatusCode::ACCEPTED
     } else {
         StatusCode::OK
     };
-    Ok((
+    (
         status,
         Json(EnqueueResponse {
             sync_id: outcome.sync.id,
             created: outcome.created,
             sync: outcome.sync,
         }),
-    ))
+    )
 }
 
 #[derive(Debug, Deserialize)]

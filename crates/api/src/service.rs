@@ -101,6 +101,51 @@ pub async fn enqueue_sync(
         .store
         .create_sync(project_id, &branch, idempotency_key)
         .await?;
+    push_new_or_queued(state, &outcome).await?;
+    Ok(outcome)
+}
+
+/// Whether a sync in this status can still change.
+pub fn is_live(status: SyncStatus) -> bool {
+    !status.is_terminal()
+}
+
+/// Enqueue a restore of `target`: the project's active entries become what
+/// they were after that sync. It runs like any sync, fetches no content and
+/// appears in the history as kind `restore`.
+pub async fn enqueue_restore(
+    state: &AppState,
+    project_id: ProjectId,
+    target: projsync_domain::SyncId,
+    idempotency_key: Option<&str>,
+) -> Result<EnqueueOutcome, ApiError> {
+    state.store.project(project_id).await?;
+    let sync = match state.store.sync(target).await {
+        Ok(s) if s.project_id == project_id => s,
+        Ok(_) | Err(projsync_store::Error::NotFound(_)) => {
+            return Err(ApiError::Invalid(format!(
+                "sync {target} is not a sync of project {project_id}"
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if sync.status != SyncStatus::Succeeded {
+        return Err(ApiError::Invalid(format!(
+            "sync {target} is {}; only a succeeded sync can be restored",
+            sync.status
+        )));
+    }
+    let outcome = state
+        .store
+        .create_restore(project_id, &sync, idempotency_key)
+        .await?;
+    push_new_or_queued(state, &outcome).await?;
+    Ok(outcome)
+}
+
+/// Push a new sync, or push a queued one again. A push that fails for a new
+/// sync fails it, with a message to ask again.
+async fn push_new_or_queued(state: &AppState, outcome: &EnqueueOutcome) -> Result<(), ApiError> {
     if !outcome.created && outcome.sync.status == SyncStatus::Queued {
         // Ring the doorbell again: the first push may have been lost with
         // Redis. A duplicate delivery is harmless (the lease dedupes it).
@@ -111,15 +156,10 @@ pub async fn enqueue_sync(
         if let Err(e) = state.queue.push(outcome.sync.id).await {
             // The row exists but nobody was told. Fail it with a clear message
             // rather than leave it queued forever, so that a retry can start.
-            let msg = format!("could not enqueue the sync: {e}; request the sync again");
+            let msg = format!("could not enqueue the sync: {e}; request it again");
             let _ = state.store.abort_queued(outcome.sync.id, &msg).await;
             return Err(ApiError::Unavailable(msg));
         }
     }
-    Ok(outcome)
-}
-
-/// Whether a sync in this status can still change.
-pub fn is_live(status: SyncStatus) -> bool {
-    !status.is_terminal()
+    Ok(())
 }

@@ -3,7 +3,7 @@
 use crate::Settings;
 use anyhow::{Context, Result};
 use projsync_api::AppState;
-use projsync_pipeline::{DefaultSources, Pipeline, PipelineOptions};
+use projsync_pipeline::{DefaultSources, Pipeline, PipelineOptions, SourceFactory};
 use projsync_queue::{JobQueue, Publisher};
 use projsync_store::Store;
 use std::net::SocketAddr;
@@ -63,12 +63,17 @@ pub fn spawn_api(
     Ok((addr, handle))
 }
 
-pub async fn pipeline(settings: &Settings, store: Store, worker_name: &str) -> Result<Pipeline> {
+pub async fn pipeline(
+    settings: &Settings,
+    store: Store,
+    worker_name: &str,
+    sources: Arc<dyn SourceFactory>,
+) -> Result<Pipeline> {
     let publisher = Publisher::connect(&settings.queue_options()).await?;
     Ok(Pipeline::new(
         store,
         publisher,
-        Arc::new(DefaultSources),
+        sources,
         PipelineOptions {
             worker_name: worker_name.to_string(),
             lease_ttl: Duration::from_secs(settings.worker.lease_ttl_secs),
@@ -84,8 +89,18 @@ pub async fn spawn_worker(
     store: Store,
     shutdown: CancellationToken,
 ) -> Result<JoinHandle<()>> {
+    spawn_worker_with(settings, store, Arc::new(DefaultSources), shutdown).await
+}
+
+/// `spawn_worker` with the sources of your choice (tests count reads).
+pub async fn spawn_worker_with(
+    settings: &Settings,
+    store: Store,
+    sources: Arc<dyn SourceFactory>,
+    shutdown: CancellationToken,
+) -> Result<JoinHandle<()>> {
     let name = projsync_queue::unique_worker_name(&settings.worker.name_prefix);
-    let pipeline = pipeline(settings, store, &name).await?;
+    let pipeline = pipeline(settings, store, &name, sources).await?;
     Ok(projsync_queue::spawn_worker(
         settings.queue_options(),
         name,

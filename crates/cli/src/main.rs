@@ -51,6 +51,19 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Make the active entries what they were after an earlier sync (no
+    /// content is fetched; recorded in the history as kind `restore`).
+    Restore {
+        /// Project name or id.
+        #[arg(long)]
+        project: String,
+        /// The succeeded sync whose state to bring back.
+        #[arg(long = "sync")]
+        sync_id: SyncId,
+        /// Follow the restore until it ends.
+        #[arg(long)]
+        watch: bool,
+    },
     /// Follow a sync live until it ends. Exit code 0: succeeded, 1: failed or cancelled.
     Watch {
         sync_id: SyncId,
@@ -250,6 +263,30 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
                 );
                 println!("{}", outcome.sync.id);
             }
+            if follow {
+                let record =
+                    watch::watch(settings, &store, outcome.sync.id, Output::auto()).await?;
+                println!("{}", watch::summary(&record));
+                return Ok(exit_for(record.status));
+            }
+        }
+        Command::Restore {
+            project,
+            sync_id,
+            watch: follow,
+        } => {
+            let store = app::store(settings).await?;
+            let project = find_project(&store, &project).await?;
+            let state = app::api_state(settings, store.clone()).await?;
+            let outcome =
+                projsync_api::service::enqueue_restore(&state, project.id, sync_id, None).await?;
+            if !outcome.created {
+                eprintln!(
+                    "project {} already has an active sync; following it",
+                    project.name
+                );
+            }
+            println!("{}", outcome.sync.id);
             if follow {
                 let record =
                     watch::watch(settings, &store, outcome.sync.id, Output::auto()).await?;

@@ -3,9 +3,10 @@
 
 use crate::{Pipeline, RunCtx, Transition};
 use projsync_domain::filter::{classify_content, Filter};
-use projsync_domain::plan::{diff, ChangeKind};
+use projsync_domain::plan::{diff, ChangeKind, PlannedChange};
 use projsync_domain::{
     content_hash, language, PhaseError, PhaseStatus, SkipReason, Stats, SyncPhase, SyncStatus,
+    TreeEntry,
 };
 use projsync_store::{NewEntry, PlanRow};
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,9 @@ impl Pipeline {
     /// Resolve the branch head; stop early when it is what the last
     /// successful sync imported.
     pub(crate) async fn prepare(&self, ctx: &mut RunCtx) -> Result<Transition, PhaseError> {
+        if let Some(target) = ctx.sync.restore_of_sync_id {
+            return self.prepare_restore(ctx, target).await;
+        }
         self.filter(ctx)?;
         let source = self.source(ctx).await?;
         let head = source.resolve_branch(&ctx.sync.branch).await?;
@@ -77,6 +81,9 @@ impl Pipeline {
 
     /// Read the head tree and write the change plan against the stored files.
     pub(crate) async fn scan(&self, ctx: &mut RunCtx) -> Result<Transition, PhaseError> {
+        if let Some(target) = ctx.sync.restore_of_sync_id {
+            return self.scan_restore(ctx, target).await;
+        }
         let head = self.head(ctx)?;
         let filter = self.filter(ctx)?;
         let source = self.source(ctx).await?;
@@ -86,54 +93,42 @@ impl Pipeline {
             .iter()
             .map(|(f, skip)| (f.path.as_str(), *skip))
             .collect();
-        let stored_files: Vec<_> = stored.iter().map(|(f, _)| f.clone()).collect();
         let lossy: HashMap<&str, bool> = tree
             .iter()
             .map(|e| (e.path.as_str(), e.path_lossy))
             .collect();
+        let stored_files: Vec<_> = stored.iter().map(|(f, _)| f.clone()).collect();
         let plan = diff(&tree, &stored_files);
-        let mut stats = Stats::from_plan(&plan);
-        let mut rows = Vec::with_capacity(plan.len());
-        for c in plan {
-            let (skip, needs_entry) = if c.change == ChangeKind::Deleted {
-                (None, false)
-            } else {
-                let lossy = lossy.get(c.path.as_str()).copied().unwrap_or(false);
-                match filter.before_fetch(&c.path, c.kind, c.size, lossy) {
-                    Some(reason) => (Some(reason), false),
-                    None => match c.change {
-                        ChangeKind::Unchanged | ChangeKind::Renamed => {
-                            let from = c.old_path.as_deref().unwrap_or(&c.path);
-                            match stored_skips.get(from).copied().flatten() {
-                                // Same bytes as before: same verdict on them.
-                                Some(r @ (SkipReason::Binary | SkipReason::InvalidUtf8)) => {
-                                    (Some(r), false)
-                                }
-                                // Skipped before for a rule that no longer applies.
-                                Some(_) => (None, true),
-                                None => (None, c.change == ChangeKind::Renamed),
-                            }
-                        }
-                        _ => (None, true),
-                    },
-                }
-            };
-            if let Some(reason) = skip {
-                stats.add_skip(reason);
+        let (rows, stats) = plan_rows(plan, |c| {
+            let lossy = lossy.get(c.path.as_str()).copied().unwrap_or(false);
+            if let Some(reason) = filter.before_fetch(&c.path, c.kind, c.size, lossy) {
+                return (Some(reason), false);
             }
-            rows.push(PlanRow {
-                language: language::detect(&c.path).map(str::to_string),
-                path: c.path,
-                change: c.change,
-                kind: c.kind,
-                blob_sha: c.sha,
-                old_blob_sha: c.old_sha,
-                old_path: c.old_path,
-                size: c.size.map(|s| s as i64),
-                skip_reason: skip,
-                needs_entry,
-            });
-        }
+            match c.change {
+                ChangeKind::Unchanged | ChangeKind::Renamed => {
+                    let from = c.old_path.as_deref().unwrap_or(&c.path);
+                    match stored_skips.get(from).copied().flatten() {
+                        // Same bytes as before: same verdict on them.
+                        Some(r @ (SkipReason::Binary | SkipReason::InvalidUtf8)) => {
+                            (Some(r), false)
+                        }
+                        // Skipped before for a rule that no longer applies.
+                        Some(_) => (None, true),
+                        None => (None, c.change == ChangeKind::Renamed),
+                    }
+                }
+                _ => (None, true),
+            }
+        });
+        self.write_plan(ctx, rows, stats).await
+    }
+
+    async fn write_plan(
+        &self,
+        ctx: &mut RunCtx,
+        rows: Vec<PlanRow>,
+        stats: Stats,
+    ) -> Result<Transition, PhaseError> {
         self.store.write_plan(&ctx.claim, &rows, &stats).await?;
         let to_import = rows.iter().filter(|r| r.needs_entry).count();
         ctx.stats = stats;
@@ -150,6 +145,93 @@ impl Pipeline {
         )
         .await;
         Ok(Transition::Continue)
+    }
+
+    /// A restore's head is the target's; nothing is read from the source.
+    async fn prepare_restore(
+        &self,
+        ctx: &mut RunCtx,
+        target: projsync_domain::SyncId,
+    ) -> Result<Transition, PhaseError> {
+        let t = match self.store.sync(target).await {
+            Ok(t) => t,
+            Err(projsync_store::Error::NotFound(_)) => {
+                return Err(PhaseError::fatal(format!(
+                    "sync {target} to restore does not exist"
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if t.project_id != ctx.claim.project_id || t.status != SyncStatus::Succeeded {
+            return Err(PhaseError::fatal(format!(
+                "sync {target} is not a succeeded sync of this project; only those can be restored"
+            )));
+        }
+        let head = t.head_commit.ok_or_else(|| {
+            PhaseError::fatal(format!("sync {target} has no head commit to restore"))
+        })?;
+        self.store.set_head_commit(&ctx.claim, &head).await?;
+        ctx.head = Some(head.clone());
+        self.store
+            .finish_step(
+                &ctx.claim,
+                SyncPhase::Prepare,
+                PhaseStatus::Succeeded,
+                serde_json::json!({ "head_commit": head, "restore_of": target }),
+            )
+            .await?;
+        Ok(Transition::Continue)
+    }
+
+    /// Plan the way back to the tree the target sync left, with the
+    /// verdicts (skips) it reached on each file.
+    async fn scan_restore(
+        &self,
+        ctx: &mut RunCtx,
+        target: projsync_domain::SyncId,
+    ) -> Result<Transition, PhaseError> {
+        let target_rows = self.store.planned_tree(target).await?.ok_or_else(|| {
+            PhaseError::fatal(format!("sync {target} left no stored tree to restore"))
+        })?;
+        let tree: Vec<TreeEntry> = target_rows
+            .iter()
+            .map(|r| TreeEntry {
+                path: r.path.clone(),
+                kind: r.kind,
+                sha: r.blob_sha.clone().unwrap_or_default(),
+                size: r.size.map(|s| s as u64),
+                path_lossy: false,
+            })
+            .collect();
+        let verdicts: HashMap<&str, Option<SkipReason>> = target_rows
+            .iter()
+            .map(|r| (r.path.as_str(), r.skip_reason))
+            .collect();
+        let stored = self.store.stored_files(ctx.project.repository.id).await?;
+        let stored_skips: HashMap<&str, Option<SkipReason>> = stored
+            .iter()
+            .map(|(f, skip)| (f.path.as_str(), *skip))
+            .collect();
+        let stored_files: Vec<_> = stored.iter().map(|(f, _)| f.clone()).collect();
+        let plan = diff(&tree, &stored_files);
+        let (rows, stats) = plan_rows(plan, |c| {
+            if let Some(reason) = verdicts.get(c.path.as_str()).copied().flatten() {
+                return (Some(reason), false);
+            }
+            match c.change {
+                // Kept as is, unless it has no entry now.
+                ChangeKind::Unchanged => (
+                    None,
+                    stored_skips
+                        .get(c.path.as_str())
+                        .copied()
+                        .flatten()
+                        .is_some(),
+                ),
+                _ => (None, true),
+            }
+        });
+        self.write_plan(ctx, rows, stats).await
     }
 
     /// Write `pending` entry versions, batch by batch, each batch one
@@ -198,6 +280,12 @@ impl Pipeline {
             to_fetch.dedup();
             let fetched: HashMap<String, Vec<u8>> = if to_fetch.is_empty() {
                 HashMap::new()
+            } else if ctx.sync.restore_of_sync_id.is_some() {
+                return Err(PhaseError::fatal(format!(
+                    "the content of blob {} is no longer stored, so this state cannot be \
+                     restored without the source; sync the branch instead",
+                    to_fetch[0]
+                )));
             } else {
                 let source = self.source(ctx).await?;
                 source
@@ -281,6 +369,11 @@ impl Pipeline {
                 &ctx.claim,
                 ctx.project.repository.id,
                 &head,
+                if ctx.sync.restore_of_sync_id.is_some() {
+                    "restored"
+                } else {
+                    "changed"
+                },
                 ctx.stats.clone(),
             )
             .await?;
@@ -307,4 +400,37 @@ impl Pipeline {
             PhaseError::fatal("the sync has no head commit; prepare did not complete")
         })
     }
+}
+
+/// Turn the diff into plan rows; `verdict` decides each non-deleted path's
+/// skip reason and whether it needs a new entry version.
+fn plan_rows(
+    plan: Vec<PlannedChange>,
+    verdict: impl Fn(&PlannedChange) -> (Option<SkipReason>, bool),
+) -> (Vec<PlanRow>, Stats) {
+    let mut stats = Stats::from_plan(&plan);
+    let mut rows = Vec::with_capacity(plan.len());
+    for c in plan {
+        let (skip, needs_entry) = if c.change == ChangeKind::Deleted {
+            (None, false)
+        } else {
+            verdict(&c)
+        };
+        if let Some(reason) = skip {
+            stats.add_skip(reason);
+        }
+        rows.push(PlanRow {
+            language: language::detect(&c.path).map(str::to_string),
+            path: c.path,
+            change: c.change,
+            kind: c.kind,
+            blob_sha: c.sha,
+            old_blob_sha: c.old_sha,
+            old_path: c.old_path,
+            size: c.size.map(|s| s as i64),
+            skip_reason: skip,
+            needs_entry,
+        });
+    }
+    (rows, stats)
 }

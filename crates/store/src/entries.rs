@@ -237,6 +237,7 @@ impl Store {
         claim: &Claim,
         repository_id: RepositoryId,
         head_commit: &str,
+        outcome: &str,
         mut stats: Stats,
     ) -> Result<Stats> {
         let (sync_id, project_id) = (claim.sync_id.0, claim.project_id.0);
@@ -283,15 +284,7 @@ impl Store {
         .bind(sync_id)
         .execute(&mut *tx)
         .await?;
-        complete_in(
-            &mut tx,
-            claim,
-            repository_id,
-            head_commit,
-            "changed",
-            &stats,
-        )
-        .await?;
+        complete_in(&mut tx, claim, repository_id, head_commit, outcome, &stats).await?;
         finish_step_in(
             &mut tx,
             claim.sync_id,
@@ -341,6 +334,38 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// The tree a succeeded sync left, as planned rows (deletions excluded):
+    /// its own plan, or for an `unchanged` sync the plan of the nearest
+    /// ancestor that had one. `None` if the sync never succeeded.
+    pub async fn planned_tree(&self, sync_id: SyncId) -> Result<Option<Vec<PlanRow>>> {
+        let planned: Option<uuid::Uuid> = sqlx::query_scalar(
+            "WITH RECURSIVE chain AS ( \
+                 SELECT id, previous_sync_id, outcome, 0 AS depth FROM project_syncs \
+                 WHERE id = $1 AND status = 'succeeded' \
+                 UNION ALL \
+                 SELECT p.id, p.previous_sync_id, p.outcome, c.depth + 1 \
+                 FROM project_syncs p JOIN chain c ON p.id = c.previous_sync_id \
+                 WHERE c.outcome = 'unchanged') \
+             SELECT id FROM chain WHERE outcome IN ('changed', 'restored') ORDER BY depth LIMIT 1",
+        )
+        .bind(sync_id.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(planned) = planned else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(&format!(
+            "{SELECT_PLAN} WHERE sync_id = $1 AND change <> 'deleted' ORDER BY path"
+        ))
+        .bind(planned)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(plan_from_row)
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
     }
 
     /// The head commit of the project's last successful sync, if any.

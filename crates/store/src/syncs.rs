@@ -21,6 +21,8 @@ pub struct SyncRecord {
     pub project_id: ProjectId,
     /// `sync` or `restore`.
     pub kind: String,
+    /// For a restore: the sync whose state it brings back.
+    pub restore_of_sync_id: Option<SyncId>,
     pub branch: String,
     pub head_commit: Option<String>,
     pub status: SyncStatus,
@@ -86,7 +88,7 @@ pub struct PlanRow {
     pub needs_entry: bool,
 }
 
-const SYNC_COLUMNS: &str = "id, project_id, kind, branch, head_commit, status, outcome, current_phase, \
+const SYNC_COLUMNS: &str = "id, project_id, kind, restore_of_sync_id, branch, head_commit, status, outcome, current_phase, \
      stats, error_class, error_message, failed_phase, attempts, fence, lease_owner, lease_expires_at, \
      previous_sync_id, created_at, started_at, finished_at, progress";
 
@@ -104,6 +106,7 @@ fn sync_from_row(row: &PgRow) -> Result<SyncRecord> {
         id: SyncId(row.get("id")),
         project_id: ProjectId(row.get("project_id")),
         kind: row.get("kind"),
+        restore_of_sync_id: row.get::<Option<Uuid>, _>("restore_of_sync_id").map(SyncId),
         branch: row.get("branch"),
         head_commit: row.get("head_commit"),
         status: parse(row.get::<&str, _>("status"))?,
@@ -163,6 +166,29 @@ impl Store {
         branch: &str,
         idempotency_key: Option<&str>,
     ) -> Result<EnqueueOutcome> {
+        self.create_sync_of_kind(project_id, branch, idempotency_key, None)
+            .await
+    }
+
+    /// Record a restore of `target` (a succeeded sync of the project), run
+    /// by workers like any sync.
+    pub async fn create_restore(
+        &self,
+        project_id: ProjectId,
+        target: &SyncRecord,
+        idempotency_key: Option<&str>,
+    ) -> Result<EnqueueOutcome> {
+        self.create_sync_of_kind(project_id, &target.branch, idempotency_key, Some(target.id))
+            .await
+    }
+
+    async fn create_sync_of_kind(
+        &self,
+        project_id: ProjectId,
+        branch: &str,
+        idempotency_key: Option<&str>,
+        restore_of: Option<SyncId>,
+    ) -> Result<EnqueueOutcome> {
         // Two attempts: the active sync we collided with may end in between.
         for _ in 0..2 {
             if let Some(key) = idempotency_key {
@@ -176,13 +202,16 @@ impl Store {
             let id = SyncId::new();
             let mut tx = self.pool.begin().await?;
             let inserted = sqlx::query(
-                "INSERT INTO project_syncs (id, project_id, branch, status, idempotency_key) \
-                 VALUES ($1, $2, $3, 'queued', $4)",
+                "INSERT INTO project_syncs (id, project_id, branch, status, idempotency_key, kind, \
+                     restore_of_sync_id) \
+                 VALUES ($1, $2, $3, 'queued', $4, $5, $6)",
             )
             .bind(id.0)
             .bind(project_id.0)
             .bind(branch)
             .bind(idempotency_key)
+            .bind(if restore_of.is_some() { "restore" } else { "sync" })
+            .bind(restore_of.map(|s| s.0))
             .execute(&mut *tx)
             .await
             .map_err(Error::from);
