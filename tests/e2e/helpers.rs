@@ -5,68 +5,13 @@ use projsync::{app, Settings};
 use projsync_test_support::{TestDb, TestRedis};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-use async_trait::async_trait;
-use projsync_domain::source::{RepositorySpec, SourceFactory};
-use projsync_domain::{Blob, Branch, Source, SourceError, TreeEntry};
+use projsync_domain::source::SourceFactory;
 use projsync_pipeline::DefaultSources;
-
-/// Opens local repositories and records every blob read through them.
-#[derive(Default, Clone)]
-pub struct CountingSources {
-    pub blobs_read: Arc<Mutex<Vec<String>>>,
-    pub trees_read: Arc<Mutex<u64>>,
-}
-
-impl CountingSources {
-    /// Blob SHAs read since the last call.
-    pub fn take_reads(&self) -> Vec<String> {
-        std::mem::take(&mut *self.blobs_read.lock().unwrap())
-    }
-}
-
-struct Counting {
-    inner: Arc<dyn Source>,
-    counts: CountingSources,
-}
-
-#[async_trait]
-impl Source for Counting {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    async fn list_branches(&self) -> Result<Vec<Branch>, SourceError> {
-        self.inner.list_branches().await
-    }
-    async fn resolve_branch(&self, branch: &str) -> Result<String, SourceError> {
-        self.inner.resolve_branch(branch).await
-    }
-    async fn read_tree(&self, commit: &str) -> Result<Vec<TreeEntry>, SourceError> {
-        *self.counts.trees_read.lock().unwrap() += 1;
-        self.inner.read_tree(commit).await
-    }
-    async fn read_blobs(&self, shas: &[String]) -> Result<Vec<Blob>, SourceError> {
-        self.counts
-            .blobs_read
-            .lock()
-            .unwrap()
-            .extend(shas.iter().cloned());
-        self.inner.read_blobs(shas).await
-    }
-}
-
-#[async_trait]
-impl SourceFactory for CountingSources {
-    async fn open(&self, repo: &RepositorySpec<'_>) -> Result<Arc<dyn Source>, SourceError> {
-        Ok(Arc::new(Counting {
-            inner: DefaultSources.open(repo).await?,
-            counts: self.clone(),
-        }))
-    }
-}
+pub use projsync_test_support::CountingSources;
 
 pub struct TestApp {
     pub db: TestDb,

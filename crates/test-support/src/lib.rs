@@ -7,8 +7,10 @@
 //! and `PROJSYNC_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`) point at
 //! the servers; `scripts/services.sh` starts them.
 
+mod counting;
 mod git;
 
+pub use counting::CountingSources;
 pub use git::GitRepo;
 
 use projsync_store::Store;
