@@ -3,7 +3,9 @@
 use crate::Settings;
 use anyhow::{Context, Result};
 use projsync_api::AppState;
-use projsync_pipeline::{DefaultSources, Pipeline, PipelineOptions, SourceFactory};
+use projsync_pipeline::{
+    run_reconciler, DefaultSources, Pipeline, PipelineOptions, ReconcilerOptions, SourceFactory,
+};
 use projsync_queue::{JobQueue, Publisher};
 use projsync_store::Store;
 use std::net::SocketAddr;
@@ -68,22 +70,33 @@ pub async fn pipeline(
     store: Store,
     worker_name: &str,
     sources: Arc<dyn SourceFactory>,
+    shutdown: CancellationToken,
 ) -> Result<Pipeline> {
-    let publisher = Publisher::connect(&settings.queue_options()).await?;
+    let opts = settings.queue_options();
+    let publisher = Publisher::connect(&opts).await?;
+    let queue = JobQueue::connect(&opts).await?;
+    let w = &settings.worker;
     Ok(Pipeline::new(
         store,
         publisher,
+        queue,
         sources,
         PipelineOptions {
             worker_name: worker_name.to_string(),
-            lease_ttl: Duration::from_secs(settings.worker.lease_ttl_secs),
-            import_batch_size: settings.worker.import_batch_size,
+            lease_ttl: Duration::from_secs(w.lease_ttl_secs),
+            import_batch_size: w.import_batch_size,
             max_file_bytes: settings.sync.max_file_bytes,
+            max_attempts: w.max_attempts,
+            retry_min_delay: Duration::from_millis(w.retry_min_delay_ms),
+            retry_max_delay: Duration::from_secs(w.retry_max_delay_secs),
         },
+        shutdown,
     ))
 }
 
-/// Run a worker in the background until `shutdown` is cancelled.
+/// A worker process's parts: the queue consumer, running pipeline syncs,
+/// and the reconciler. Resolves when both have stopped after `shutdown`
+/// and the syncs in flight have handed back their work.
 pub async fn spawn_worker(
     settings: &Settings,
     store: Store,
@@ -100,14 +113,29 @@ pub async fn spawn_worker_with(
     shutdown: CancellationToken,
 ) -> Result<JoinHandle<()>> {
     let name = projsync_queue::unique_worker_name(&settings.worker.name_prefix);
-    let pipeline = pipeline(settings, store, &name, sources).await?;
-    Ok(projsync_queue::spawn_worker(
+    let pipeline = pipeline(settings, store.clone(), &name, sources, shutdown.clone()).await?;
+    let consumer = projsync_queue::spawn_worker(
         settings.queue_options(),
         name,
         settings.worker.concurrency,
-        Arc::new(pipeline),
+        Arc::new(pipeline.clone()),
+        shutdown.clone(),
+    );
+    let queue = JobQueue::connect(&settings.queue_options()).await?;
+    let reconciler = tokio::spawn(run_reconciler(
+        store,
+        queue,
+        ReconcilerOptions {
+            interval: Duration::from_millis(settings.worker.reconcile_interval_ms),
+            redeliver_after: Duration::from_secs(settings.worker.redeliver_after_secs),
+        },
         shutdown,
-    ))
+    ));
+    Ok(tokio::spawn(async move {
+        let _ = consumer.await;
+        let _ = reconciler.await;
+        pipeline.drained().await;
+    }))
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -52,6 +52,11 @@ pub struct Worker {
     pub import_batch_size: usize,
     pub name_prefix: String,
     pub shutdown_timeout_secs: u64,
+    pub max_attempts: u32,
+    pub retry_min_delay_ms: u64,
+    pub retry_max_delay_secs: u64,
+    pub reconcile_interval_ms: u64,
+    pub redeliver_after_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

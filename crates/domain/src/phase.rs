@@ -61,6 +61,7 @@ string_enum!(
         Succeeded => "succeeded",
         Failed => "failed",
         Cancelled => "cancelled",
+        Discarded => "discarded",
     }
 );
 
@@ -69,7 +70,10 @@ impl SyncStatus {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            SyncStatus::Succeeded | SyncStatus::Failed | SyncStatus::Cancelled
+            SyncStatus::Succeeded
+                | SyncStatus::Failed
+                | SyncStatus::Cancelled
+                | SyncStatus::Discarded
         )
     }
 }
@@ -82,6 +86,7 @@ string_enum!(
         Succeeded => "succeeded",
         Skipped => "skipped",
         Failed => "failed",
+        Cancelled => "cancelled",
     }
 );
 

@@ -2,25 +2,36 @@
 //! phase a step recorded in the ledger with its attempts and checkpoint
 //! (DESIGN.md, invariant 2), under a fenced lease (invariant 3).
 //!
-//! The engine knows the store, the progress publisher and the `Source` trait.
-//! It must not know about HTTP, nor which concrete source it reads from
-//! beyond the factory that opens one for a repository.
+//! Failures are classified: a retryable one with attempts left is scheduled
+//! again through the ledger and the queue (no worker sleeps holding a job);
+//! anything else fails the sync with its phase and message. A cancel request
+//! or a shutdown stops a run at the next batch boundary.
+//!
+//! The engine knows the store, the queue and the `Source` trait. It must not
+//! know about HTTP, nor which concrete source it reads from beyond the
+//! factory that opens one for a repository.
 
+mod failpoints;
 mod phases;
+mod reconciler;
+
+pub use reconciler::{run_reconciler, ReconcilerOptions};
 
 use async_trait::async_trait;
+use backon::BackoffBuilder;
 use projsync_domain::progress::PROGRESS_EVENT_VERSION;
-pub use projsync_domain::source::{RepositorySpec, SourceFactory};
 use projsync_domain::{
     PhaseError, PhaseStatus, ProgressEvent, Source, SourceError, Stats, SyncId, SyncJob, SyncPhase,
     SyncStatus,
 };
-use projsync_queue::{JobHandler, Publisher};
-use projsync_store::{Claim, Project, Store, SyncRecord};
+use projsync_queue::{JobHandler, JobQueue, Publisher};
+use projsync_store::{Claim, ClaimOutcome, Heartbeat, Project, Store, SyncRecord};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+
+pub use projsync_domain::source::{RepositorySpec, SourceFactory};
 
 /// Local repositories through the git CLI.
 #[derive(Debug, Default, Clone)]
@@ -50,6 +61,26 @@ pub struct PipelineOptions {
     pub import_batch_size: usize,
     /// Size limit for files of projects that set none.
     pub max_file_bytes: u64,
+    /// Attempts per phase before a retryable failure fails the sync.
+    pub max_attempts: u32,
+    /// Backoff between attempts: exponential from `retry_min_delay`, capped
+    /// at `retry_max_delay`, with jitter.
+    pub retry_min_delay: Duration,
+    pub retry_max_delay: Duration,
+}
+
+impl PipelineOptions {
+    /// The delay before attempt `attempt + 1`.
+    pub fn retry_delay(&self, attempt: u32) -> Duration {
+        backon::ExponentialBuilder::default()
+            .with_min_delay(self.retry_min_delay)
+            .with_max_delay(self.retry_max_delay)
+            .with_jitter()
+            .with_max_times(attempt as usize + 1)
+            .build()
+            .nth(attempt.saturating_sub(1) as usize)
+            .unwrap_or(self.retry_max_delay)
+    }
 }
 
 /// Runs syncs. One per worker process, shared by its concurrent jobs.
@@ -57,8 +88,14 @@ pub struct PipelineOptions {
 pub struct Pipeline {
     store: Store,
     publisher: Publisher,
+    queue: JobQueue,
     sources: Arc<dyn SourceFactory>,
     opts: PipelineOptions,
+    /// Cancelled when the process shuts down: runs stop at the next batch
+    /// boundary and hand their sync back.
+    shutdown: CancellationToken,
+    /// Runs in flight, so that a stopping process can wait for them.
+    inflight: tokio_util::task::TaskTracker,
 }
 
 /// What a phase asks for next.
@@ -68,6 +105,14 @@ pub enum Transition {
     Continue,
     /// The sync is complete (finalized, or nothing to do).
     Complete,
+    /// Stop at this boundary (cancel or shutdown); nothing is lost.
+    Stop(Stop),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Cancel,
+    Shutdown,
 }
 
 /// Everything a phase needs about the sync it runs.
@@ -86,14 +131,19 @@ impl Pipeline {
     pub fn new(
         store: Store,
         publisher: Publisher,
+        queue: JobQueue,
         sources: Arc<dyn SourceFactory>,
         opts: PipelineOptions,
+        shutdown: CancellationToken,
     ) -> Self {
         Self {
             store,
             publisher,
+            queue,
             sources,
             opts,
+            shutdown,
+            inflight: tokio_util::task::TaskTracker::new(),
         }
     }
 
@@ -101,20 +151,36 @@ impl Pipeline {
         &self.store
     }
 
+    /// Wait until every run in flight has ended (call after `shutdown`).
+    pub async fn drained(&self) {
+        self.inflight.close();
+        self.inflight.wait().await;
+    }
+
     /// Run a sync from wherever its steps say it is, if its lease can be taken.
     pub async fn run(&self, sync_id: SyncId) {
+        let _inflight = self.inflight.token();
         let claim = match self
             .store
             .claim(sync_id, &self.opts.worker_name, self.opts.lease_ttl)
             .await
         {
-            Ok(Some(c)) => c,
-            Ok(None) => {
-                tracing::info!(%sync_id, "sync is finished or leased by another worker; dropping the job");
+            Ok(ClaimOutcome::Claimed(c)) => c,
+            Ok(ClaimOutcome::NotDue(wait)) => {
+                // Delivered early (a duplicate, or a reconciler push): ring
+                // again when it is due rather than drop it.
+                tracing::debug!(%sync_id, ?wait, "retry not due yet; pushing it for later");
+                if let Err(e) = self.queue.push_after(sync_id, wait).await {
+                    tracing::warn!(%sync_id, "cannot push the retry: {e}; the reconciler will");
+                }
+                return;
+            }
+            Ok(ClaimOutcome::Unavailable) => {
+                tracing::debug!(%sync_id, "sync is finished or leased by another worker; dropping the job");
                 return;
             }
             Err(e) => {
-                tracing::error!(%sync_id, "cannot claim sync: {e}");
+                tracing::warn!(%sync_id, "cannot claim sync: {e}; the reconciler will push it again");
                 return;
             }
         };
@@ -123,6 +189,7 @@ impl Pipeline {
     }
 
     async fn run_claimed(&self, claim: Claim) {
+        failpoints::hit("claim.after").await;
         let lease_lost = CancellationToken::new();
         let heartbeat = tokio::spawn(heartbeat(
             self.store.clone(),
@@ -133,7 +200,7 @@ impl Pipeline {
         let result = self.drive(claim, lease_lost.clone()).await;
         heartbeat.abort();
         if let Err(e) = result {
-            tracing::error!("sync stopped: {e}");
+            tracing::warn!("sync run ended: {e}");
         }
         if let Err(e) = self.store.release(&claim).await {
             tracing::warn!("cannot release the lease: {e}");
@@ -159,10 +226,8 @@ impl Pipeline {
             .find(|s| !matches!(s.status, PhaseStatus::Succeeded | PhaseStatus::Skipped))
             .map(|s| s.phase);
         while let Some(current) = phase {
-            if ctx.lease_lost.is_cancelled() {
-                return Err(PhaseError::retryable(
-                    "lost the lease; another worker continues",
-                ));
+            if let Some(stop) = self.boundary(&ctx).await? {
+                return self.stop(&mut ctx, current, stop).await;
             }
             let step = self.store.start_step(&ctx.claim, current).await?;
             tracing::info!(phase = %current, attempt = step.attempts, "phase started");
@@ -175,6 +240,7 @@ impl Pipeline {
                 format!("{current} started"),
             )
             .await;
+            failpoints::hit(&format!("{current}.started")).await;
             let result = match current {
                 SyncPhase::Prepare => self.prepare(&mut ctx).await,
                 SyncPhase::Scan => self.scan(&mut ctx).await,
@@ -183,6 +249,7 @@ impl Pipeline {
             };
             match result {
                 Ok(Transition::Continue) => {
+                    failpoints::hit(&format!("{current}.done")).await;
                     self.emit(
                         &ctx,
                         current,
@@ -195,18 +262,116 @@ impl Pipeline {
                     phase = current.next();
                 }
                 Ok(Transition::Complete) => return Ok(()),
-                Err(e) => {
-                    tracing::warn!(phase = %current, class = ?e.class, "phase failed: {e}");
-                    if matches!(self.store.fail_sync(&ctx.claim, current, &e).await, Ok(())) {
-                        ctx.sync.status = SyncStatus::Failed;
-                        self.emit(&ctx, current, PhaseStatus::Failed, 0, 0, e.message.clone())
-                            .await;
-                    }
-                    return Err(e);
-                }
+                Ok(Transition::Stop(stop)) => return self.stop(&mut ctx, current, stop).await,
+                Err(e) => return self.failed(&mut ctx, current, step.attempts, e).await,
             }
         }
         Ok(())
+    }
+
+    /// At a batch or phase boundary: should the run stop here?
+    pub(crate) async fn boundary(&self, ctx: &RunCtx) -> Result<Option<Stop>, PhaseError> {
+        if ctx.lease_lost.is_cancelled() {
+            return Err(PhaseError::retryable(
+                "lost the lease; another worker continues from the checkpoint",
+            ));
+        }
+        if self.store.cancel_requested(ctx.claim.sync_id).await? {
+            return Ok(Some(Stop::Cancel));
+        }
+        if self.shutdown.is_cancelled() {
+            return Ok(Some(Stop::Shutdown));
+        }
+        Ok(None)
+    }
+
+    async fn stop(&self, ctx: &mut RunCtx, phase: SyncPhase, stop: Stop) -> Result<(), PhaseError> {
+        match stop {
+            Stop::Cancel => {
+                self.store.finish_cancelled(&ctx.claim).await?;
+                ctx.sync.status = SyncStatus::Cancelled;
+                tracing::info!(%phase, "sync cancelled");
+                self.emit(
+                    ctx,
+                    phase,
+                    PhaseStatus::Cancelled,
+                    0,
+                    0,
+                    "cancelled; pending versions discarded, the knowledge base is unchanged".into(),
+                )
+                .await;
+            }
+            Stop::Shutdown => {
+                self.store.requeue(&ctx.claim).await?;
+                ctx.sync.status = SyncStatus::Queued;
+                tracing::info!(%phase, "worker shutting down; sync handed back");
+                if let Err(e) = self.queue.push(ctx.claim.sync_id).await {
+                    tracing::warn!("cannot push the sync back: {e}; the reconciler will");
+                }
+                self.emit(
+                    ctx,
+                    phase,
+                    PhaseStatus::Pending,
+                    0,
+                    0,
+                    "worker shutting down; another worker resumes from the checkpoint".into(),
+                )
+                .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// A phase failed: retry it later if the error allows and attempts are
+    /// left, else fail the sync.
+    async fn failed(
+        &self,
+        ctx: &mut RunCtx,
+        phase: SyncPhase,
+        attempt: i32,
+        error: PhaseError,
+    ) -> Result<(), PhaseError> {
+        let attempt = attempt.max(1) as u32;
+        if error.is_retryable() && attempt < self.opts.max_attempts {
+            let delay = self.opts.retry_delay(attempt);
+            tracing::warn!(%phase, attempt, ?delay, "phase failed, will retry: {error}");
+            self.store
+                .schedule_retry(&ctx.claim, phase, &error, delay)
+                .await?;
+            if let Err(e) = self.queue.push_after(ctx.claim.sync_id, delay).await {
+                tracing::warn!("cannot schedule the retry in the queue: {e}; the reconciler will");
+            }
+            ctx.sync.status = SyncStatus::Queued;
+            self.emit(
+                ctx,
+                phase,
+                PhaseStatus::Failed,
+                0,
+                0,
+                format!(
+                    "attempt {attempt} of {} failed: {}; retrying in {:.1}s",
+                    self.opts.max_attempts,
+                    error.message,
+                    delay.as_secs_f64()
+                ),
+            )
+            .await;
+            return Ok(());
+        }
+        tracing::warn!(%phase, class = ?error.class, attempt, "phase failed: {error}");
+        let error = if error.is_retryable() {
+            PhaseError::retryable(format!(
+                "{} (gave up after {attempt} attempts; fix the cause, then `projsync ops retry {}`)",
+                error.message, ctx.claim.sync_id
+            ))
+        } else {
+            error
+        };
+        self.store.fail_sync(&ctx.claim, phase, &error).await?;
+        ctx.sync.status = SyncStatus::Failed;
+        self.emit(ctx, phase, PhaseStatus::Failed, 0, 0, error.message.clone())
+            .await;
+        Err(error)
     }
 
     pub(crate) async fn source(&self, ctx: &mut RunCtx) -> Result<Arc<dyn Source>, PhaseError> {
@@ -245,6 +410,7 @@ impl Pipeline {
         };
         match self.store.record_progress(event).await {
             Ok(event) => {
+                failpoints::hit("progress.recorded").await;
                 if let Err(e) = self.publisher.publish(&event).await {
                     tracing::warn!("cannot publish progress: {e}");
                 }
@@ -259,8 +425,8 @@ async fn heartbeat(store: Store, claim: Claim, ttl: Duration, lost: Cancellation
     loop {
         tokio::time::sleep(every).await;
         match store.heartbeat(&claim, ttl).await {
-            Ok(true) => {}
-            Ok(false) => {
+            Ok(Heartbeat::Held | Heartbeat::CancelRequested) => {}
+            Ok(Heartbeat::Lost) => {
                 tracing::warn!("lease lost; stopping at the next batch boundary");
                 lost.cancel();
                 return;
@@ -292,5 +458,35 @@ pub fn spec(project: &Project) -> RepositorySpec<'_> {
         provider: &r.provider,
         location: &r.location,
         credentials_ref: r.credentials_ref.as_deref(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_and_are_capped() {
+        let opts = PipelineOptions {
+            worker_name: "w".into(),
+            lease_ttl: Duration::from_secs(30),
+            import_batch_size: 10,
+            max_file_bytes: 1,
+            max_attempts: 5,
+            retry_min_delay: Duration::from_secs(1),
+            retry_max_delay: Duration::from_secs(8),
+        };
+        let d1 = opts.retry_delay(1);
+        let d4 = opts.retry_delay(4);
+        let d9 = opts.retry_delay(9);
+        assert!(
+            d1 >= Duration::from_secs(1) && d1 <= Duration::from_secs(2),
+            "{d1:?}"
+        );
+        assert!(
+            d4 >= Duration::from_secs(8) && d4 <= Duration::from_secs(16),
+            "{d4:?}"
+        );
+        assert!(d9 <= Duration::from_secs(16), "{d9:?}");
     }
 }

@@ -1,7 +1,7 @@
 //! The four phases. Each is idempotent: run again after a crash or a second
 //! delivery, it continues from its checkpoint and reaches the same end state.
 
-use crate::{Pipeline, RunCtx, Transition};
+use crate::{failpoints, Pipeline, RunCtx, Transition};
 use projsync_domain::filter::{classify_content, Filter};
 use projsync_domain::plan::{diff, ChangeKind, PlannedChange};
 use projsync_domain::{
@@ -42,6 +42,7 @@ impl Pipeline {
         self.filter(ctx)?;
         let source = self.source(ctx).await?;
         let head = source.resolve_branch(&ctx.sync.branch).await?;
+        failpoints::hit("prepare.resolved").await;
         self.store.set_head_commit(&ctx.claim, &head).await?;
         ctx.head = Some(head.clone());
         let last = self.store.last_synced(ctx.claim.project_id).await?;
@@ -88,6 +89,7 @@ impl Pipeline {
         let filter = self.filter(ctx)?;
         let source = self.source(ctx).await?;
         let tree = source.read_tree(&head).await?;
+        failpoints::hit("scan.tree_read").await;
         let stored = self.store.stored_files(ctx.project.repository.id).await?;
         let stored_skips: HashMap<&str, Option<SkipReason>> = stored
             .iter()
@@ -130,6 +132,7 @@ impl Pipeline {
         stats: Stats,
     ) -> Result<Transition, PhaseError> {
         self.store.write_plan(&ctx.claim, &rows, &stats).await?;
+        failpoints::hit("scan.plan_written").await;
         let to_import = rows.iter().filter(|r| r.needs_entry).count();
         ctx.stats = stats;
         self.emit(
@@ -255,10 +258,8 @@ impl Pipeline {
                 .await? as u64;
         let batch_size = self.opts.import_batch_size.max(1) as i64;
         loop {
-            if ctx.lease_lost.is_cancelled() {
-                return Err(PhaseError::retryable(
-                    "lost the lease during import; another worker continues from the checkpoint",
-                ));
+            if let Some(stop) = self.boundary(ctx).await? {
+                return Ok(Transition::Stop(stop));
             }
             let batch = self
                 .store
@@ -295,6 +296,7 @@ impl Pipeline {
                     .map(|b| (b.sha, b.data))
                     .collect()
             };
+            failpoints::hit("import.fetched").await;
             let mut entries = Vec::with_capacity(batch.len());
             let mut skips = Vec::new();
             for row in &batch {
@@ -338,6 +340,7 @@ impl Pipeline {
             self.store
                 .write_import_batch(&ctx.claim, &entries, &skips, checkpoint)
                 .await?;
+            failpoints::hit("import.batch_written").await;
             self.emit(
                 ctx,
                 SyncPhase::Import,
@@ -363,6 +366,7 @@ impl Pipeline {
     /// Flip pending → active and replaced → superseded in one transaction.
     pub(crate) async fn finalize(&self, ctx: &mut RunCtx) -> Result<Transition, PhaseError> {
         let head = self.head(ctx)?;
+        failpoints::hit("finalize.before_commit").await;
         let stats = self
             .store
             .finalize(
@@ -377,6 +381,7 @@ impl Pipeline {
                 ctx.stats.clone(),
             )
             .await?;
+        failpoints::hit("finalize.committed").await;
         ctx.stats = stats;
         ctx.sync.status = SyncStatus::Succeeded;
         let s = &ctx.stats;

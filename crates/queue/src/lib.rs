@@ -118,6 +118,22 @@ impl JobQueue {
             .await
             .map_err(|e| Error::Push(e.to_string()))
     }
+
+    /// Ring it after `delay` (the queue schedules it; whole seconds, rounded up).
+    pub async fn push_after(&self, sync_id: SyncId, delay: Duration) -> Result<()> {
+        if delay.is_zero() {
+            return self.push(sync_id).await;
+        }
+        let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+        let task = apalis::prelude::TaskBuilder::new(SyncJob::new(sync_id))
+            .run_after(Duration::from_secs(secs))
+            .build();
+        let mut storage = self.storage.clone();
+        storage
+            .push_task(task)
+            .await
+            .map_err(|e| Error::Push(e.to_string()))
+    }
 }
 
 /// Publishes progress events. Cheap to clone.

@@ -15,7 +15,9 @@ mod syncs;
 pub use entries::{ActiveEntry, ImportRow, NewEntry};
 pub use error::{Error, Result};
 pub use projects::{NewProject, Project, Repository};
-pub use syncs::{Claim, EnqueueOutcome, PlanRow, StepRecord, SyncRecord};
+pub use syncs::{
+    CancelOutcome, Claim, ClaimOutcome, EnqueueOutcome, Heartbeat, PlanRow, StepRecord, SyncRecord,
+};
 
 use projsync_domain::redact_url;
 use sqlx::migrate::{MigrateDatabase, Migrator};

@@ -41,6 +41,13 @@ pub struct SyncRecord {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// A scheduled retry is not claimed before this time.
+    pub not_before: Option<DateTime<Utc>>,
+    /// When the job was last pushed to the queue.
+    pub last_pushed_at: Option<DateTime<Utc>>,
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+    /// Retries requested by operators.
+    pub retries: i32,
     /// The latest progress event (a late subscriber starts from it).
     pub progress: Option<ProgressEvent>,
 }
@@ -63,6 +70,33 @@ pub struct EnqueueOutcome {
     /// `false` when an active sync of the project, or the sync with the same
     /// idempotency key, was returned instead of a new one.
     pub created: bool,
+}
+
+/// What a claim found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    Claimed(Claim),
+    /// A scheduled retry, due in this long.
+    NotDue(Duration),
+    /// Finished, or leased by another live worker: drop the job.
+    Unavailable,
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    Held,
+    CancelRequested,
+    Lost,
+}
+
+/// What a cancel request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// A queued sync, cancelled at once.
+    Cancelled,
+    /// A running sync, which stops at its next batch boundary.
+    Requested,
 }
 
 /// A lease taken on a sync by one worker.
@@ -90,7 +124,8 @@ pub struct PlanRow {
 
 const SYNC_COLUMNS: &str = "id, project_id, kind, restore_of_sync_id, branch, head_commit, status, outcome, current_phase, \
      stats, error_class, error_message, failed_phase, attempts, fence, lease_owner, lease_expires_at, \
-     previous_sync_id, created_at, started_at, finished_at, progress";
+     previous_sync_id, created_at, started_at, finished_at, progress, not_before, last_pushed_at, \
+     cancel_requested_at, retries";
 
 fn parse<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T> {
     s.parse().map_err(Error::Invalid)
@@ -127,6 +162,10 @@ fn sync_from_row(row: &PgRow) -> Result<SyncRecord> {
         created_at: row.get("created_at"),
         started_at: row.get("started_at"),
         finished_at: row.get("finished_at"),
+        not_before: row.get("not_before"),
+        last_pushed_at: row.get("last_pushed_at"),
+        cancel_requested_at: row.get("cancel_requested_at"),
+        retries: row.get("retries"),
         progress: row
             .get::<Option<Json<ProgressEvent>>, _>("progress")
             .map(|j| j.0),
@@ -203,8 +242,8 @@ impl Store {
             let mut tx = self.pool.begin().await?;
             let inserted = sqlx::query(
                 "INSERT INTO project_syncs (id, project_id, branch, status, idempotency_key, kind, \
-                     restore_of_sync_id) \
-                 VALUES ($1, $2, $3, 'queued', $4, $5, $6)",
+                     restore_of_sync_id, last_pushed_at) \
+                 VALUES ($1, $2, $3, 'queued', $4, $5, $6, now())",
             )
             .bind(id.0)
             .bind(project_id.0)
@@ -323,20 +362,16 @@ impl Store {
     }
 
     /// Take the lease on a queued or running sync whose lease is free,
-    /// expired or already ours. The fence increases with every claim, which
-    /// locks out any earlier holder. `None`: the sync is finished or another
-    /// live worker holds it, and the job can be dropped.
-    pub async fn claim(
-        &self,
-        sync_id: SyncId,
-        owner: &str,
-        ttl: Duration,
-    ) -> Result<Option<Claim>> {
+    /// expired or already ours, and whose retry is due. The fence increases
+    /// with every claim, which locks out any earlier holder.
+    pub async fn claim(&self, sync_id: SyncId, owner: &str, ttl: Duration) -> Result<ClaimOutcome> {
         let row: Option<(Uuid, i64)> = sqlx::query_as(
             "UPDATE project_syncs SET status = 'running', lease_owner = $2, \
                  lease_expires_at = now() + make_interval(secs => $3), fence = fence + 1, \
-                 attempts = attempts + 1, started_at = coalesce(started_at, now()), updated_at = now() \
+                 attempts = attempts + 1, started_at = coalesce(started_at, now()), updated_at = now(), \
+                 not_before = NULL \
              WHERE id = $1 AND status IN ('queued', 'running') \
+               AND (not_before IS NULL OR not_before <= now()) \
                AND (lease_expires_at IS NULL OR lease_expires_at < now() OR lease_owner = $2) \
              RETURNING project_id, fence",
         )
@@ -345,26 +380,54 @@ impl Store {
         .bind(interval(ttl))
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(project_id, fence)| Claim {
-            sync_id,
-            project_id: ProjectId(project_id),
-            fence,
-        }))
+        if let Some((project_id, fence)) = row {
+            return Ok(ClaimOutcome::Claimed(Claim {
+                sync_id,
+                project_id: ProjectId(project_id),
+                fence,
+            }));
+        }
+        let wait: Option<f64> = sqlx::query_scalar(
+            "SELECT extract(epoch FROM not_before - now())::float8 FROM project_syncs \
+             WHERE id = $1 AND status = 'queued' AND not_before > now()",
+        )
+        .bind(sync_id.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match wait {
+            Some(secs) => ClaimOutcome::NotDue(Duration::from_secs_f64(secs.max(0.0))),
+            None => ClaimOutcome::Unavailable,
+        })
     }
 
-    /// Extend the lease. `false`: it was lost (another claim, or the sync
-    /// was ended by an operator).
-    pub async fn heartbeat(&self, claim: &Claim, ttl: Duration) -> Result<bool> {
-        let done = sqlx::query(
+    /// Extend the lease, and learn whether an operator asked to cancel.
+    pub async fn heartbeat(&self, claim: &Claim, ttl: Duration) -> Result<Heartbeat> {
+        let row: Option<bool> = sqlx::query_scalar(
             "UPDATE project_syncs SET lease_expires_at = now() + make_interval(secs => $3) \
-             WHERE id = $1 AND fence = $2 AND status = 'running'",
+             WHERE id = $1 AND fence = $2 AND status = 'running' \
+             RETURNING cancel_requested_at IS NOT NULL",
         )
         .bind(claim.sync_id.0)
         .bind(claim.fence)
         .bind(interval(ttl))
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(match row {
+            None => Heartbeat::Lost,
+            Some(true) => Heartbeat::CancelRequested,
+            Some(false) => Heartbeat::Held,
+        })
+    }
+
+    /// Whether an operator asked to cancel the sync.
+    pub async fn cancel_requested(&self, sync_id: SyncId) -> Result<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT cancel_requested_at IS NOT NULL FROM project_syncs WHERE id = $1",
+        )
+        .bind(sync_id.0)
+        .fetch_optional(&self.pool)
+        .await?
+        .unwrap_or(false))
     }
 
     /// Give the lease up so that another worker may claim at once.
@@ -568,4 +631,274 @@ impl Store {
         .await?;
         Ok(())
     }
+}
+
+impl Store {
+    /// A retryable failure with attempts left: record the error on the step,
+    /// put the sync back in the queue state with `not_before`, and give up
+    /// the lease. The checkpoint stays, so the retry resumes there.
+    pub async fn schedule_retry(
+        &self,
+        claim: &Claim,
+        phase: SyncPhase,
+        error: &PhaseError,
+        delay: Duration,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
+        sqlx::query(
+            "UPDATE sync_steps SET status = 'pending', error_message = $3 WHERE sync_id = $1 AND phase = $2",
+        )
+        .bind(claim.sync_id.0)
+        .bind(phase.as_str())
+        .bind(&error.message)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE project_syncs SET status = 'queued', error_class = 'retryable', error_message = $2, \
+                 not_before = now() + make_interval(secs => $3), last_pushed_at = now(), \
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = now() \
+             WHERE id = $1",
+        )
+        .bind(claim.sync_id.0)
+        .bind(&error.message)
+        .bind(interval(delay))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A worker shutting down hands its sync back: the interrupted step is
+    /// pending again (the attempt is not counted), the sync is queued and
+    /// the lease released, so that another worker resumes at once.
+    pub async fn requeue(&self, claim: &Claim) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
+        sqlx::query(
+            "UPDATE sync_steps SET status = 'pending', attempts = greatest(attempts - 1, 0) \
+             WHERE sync_id = $1 AND status = 'running'",
+        )
+        .bind(claim.sync_id.0)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE project_syncs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL, \
+                 last_pushed_at = now(), updated_at = now() WHERE id = $1",
+        )
+        .bind(claim.sync_id.0)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Ask to cancel a sync. A queued one is cancelled at once; a running
+    /// one stops at its next batch boundary.
+    pub async fn request_cancel(&self, sync_id: SyncId) -> Result<CancelOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM project_syncs WHERE id = $1 FOR UPDATE")
+                .bind(sync_id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let outcome = match status.as_deref() {
+            None => return Err(Error::NotFound(format!("sync {sync_id}"))),
+            Some("queued") => {
+                end_cancelled(&mut tx, sync_id).await?;
+                CancelOutcome::Cancelled
+            }
+            Some("running") => {
+                sqlx::query(
+                    "UPDATE project_syncs SET cancel_requested_at = coalesce(cancel_requested_at, now()), \
+                         updated_at = now() WHERE id = $1",
+                )
+                .bind(sync_id.0)
+                .execute(&mut *tx)
+                .await?;
+                CancelOutcome::Requested
+            }
+            Some(other) => return Err(Error::Conflict(format!(
+                "sync {sync_id} is already {other}; only a queued or running sync can be cancelled"
+            ))),
+        };
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// The worker honours a cancel request: discard the sync's pending
+    /// versions and end it as cancelled. The active entries are untouched.
+    pub async fn finish_cancelled(&self, claim: &Claim) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
+        end_cancelled(&mut tx, claim.sync_id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Syncs due for a push: queued (and due) or running with an expired
+    /// lease, whose job was not pushed within `redeliver_after`. They are
+    /// marked pushed now; `SKIP LOCKED` keeps reconcilers of several workers
+    /// from taking the same rows.
+    pub async fn due_for_push(&self, redeliver_after: Duration, limit: i64) -> Result<Vec<SyncId>> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE project_syncs SET last_pushed_at = now() WHERE id IN ( \
+                 SELECT id FROM project_syncs \
+                 WHERE ((status = 'queued' AND (not_before IS NULL OR not_before <= now())) \
+                     OR (status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < now()))) \
+                   AND (last_pushed_at IS NULL OR last_pushed_at < now() - make_interval(secs => $1)) \
+                 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             RETURNING id",
+        )
+        .bind(interval(redeliver_after))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(SyncId).collect())
+    }
+
+    /// Syncs in any of `statuses`, newest first, across projects (ops).
+    pub async fn syncs_by_status(
+        &self,
+        statuses: &[SyncStatus],
+        limit: i64,
+    ) -> Result<Vec<SyncRecord>> {
+        let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+        let rows = sqlx::query(&format!(
+            "SELECT {SYNC_COLUMNS} FROM project_syncs WHERE status = ANY($1) \
+             ORDER BY updated_at DESC, id LIMIT $2"
+        ))
+        .bind(&statuses)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(sync_from_row).collect()
+    }
+
+    /// Queue a failed or cancelled sync again: from its failed phase (its
+    /// checkpoints kept), or from the start (plan and pending versions
+    /// dropped). A project with another active sync is a conflict.
+    pub async fn retry_sync(&self, sync_id: SyncId, from_start: bool) -> Result<SyncRecord> {
+        let mut tx = self.pool.begin().await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM project_syncs WHERE id = $1 FOR UPDATE")
+                .bind(sync_id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match status.as_deref() {
+            None => return Err(Error::NotFound(format!("sync {sync_id}"))),
+            Some("failed" | "cancelled") => {}
+            Some(other) => {
+                return Err(Error::Conflict(format!(
+                    "sync {sync_id} is {other}; only a failed or cancelled sync can be retried"
+                )))
+            }
+        }
+        if from_start {
+            discard_work(&mut tx, sync_id).await?;
+            sqlx::query(
+                "UPDATE sync_steps SET status = 'pending', attempts = 0, checkpoint = NULL, \
+                     error_message = NULL, started_at = NULL, finished_at = NULL WHERE sync_id = $1",
+            )
+            .bind(sync_id.0)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE project_syncs SET head_commit = NULL, stats = '{}' WHERE id = $1")
+                .bind(sync_id.0)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query(
+                "UPDATE sync_steps SET status = 'pending', attempts = 0, finished_at = NULL \
+                 WHERE sync_id = $1 AND status IN ('failed', 'cancelled', 'running')",
+            )
+            .bind(sync_id.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let updated = sqlx::query(
+            "UPDATE project_syncs SET status = 'queued', error_class = NULL, error_message = NULL, \
+                 failed_phase = NULL, finished_at = NULL, not_before = NULL, cancel_requested_at = NULL, \
+                 retries = retries + 1, last_pushed_at = now(), updated_at = now() WHERE id = $1",
+        )
+        .bind(sync_id.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(Error::from);
+        match updated {
+            Err(e) if e.is_unique_violation() => {
+                return Err(Error::Conflict(format!(
+                    "the project of sync {sync_id} has another queued or running sync; \
+                     wait for it or cancel it, then retry"
+                )))
+            }
+            other => other?,
+        };
+        tx.commit().await?;
+        self.sync(sync_id).await
+    }
+
+    /// Give up on a failed or cancelled sync for good: its pending versions
+    /// and plan go, the row stays in the history as `discarded`.
+    pub async fn discard_sync(&self, sync_id: SyncId) -> Result<SyncRecord> {
+        let mut tx = self.pool.begin().await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM project_syncs WHERE id = $1 FOR UPDATE")
+                .bind(sync_id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match status.as_deref() {
+            None => return Err(Error::NotFound(format!("sync {sync_id}"))),
+            Some("failed" | "cancelled") => {}
+            Some(other) => {
+                return Err(Error::Conflict(format!(
+                    "sync {sync_id} is {other}; only a failed or cancelled sync can be discarded"
+                )))
+            }
+        }
+        discard_work(&mut tx, sync_id).await?;
+        sqlx::query(
+            "UPDATE project_syncs SET status = 'discarded', updated_at = now() WHERE id = $1",
+        )
+        .bind(sync_id.0)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.sync(sync_id).await
+    }
+}
+
+async fn discard_work(tx: &mut Transaction<'_, Postgres>, sync_id: SyncId) -> Result<()> {
+    sqlx::query("DELETE FROM memory_entries WHERE created_by_sync_id = $1 AND status = 'pending'")
+        .bind(sync_id.0)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM sync_changes WHERE sync_id = $1")
+        .bind(sync_id.0)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn end_cancelled(tx: &mut Transaction<'_, Postgres>, sync_id: SyncId) -> Result<()> {
+    sqlx::query("DELETE FROM memory_entries WHERE created_by_sync_id = $1 AND status = 'pending'")
+        .bind(sync_id.0)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "UPDATE sync_steps SET status = 'cancelled', finished_at = coalesce(finished_at, now()) \
+         WHERE sync_id = $1 AND status IN ('pending', 'running')",
+    )
+    .bind(sync_id.0)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE project_syncs SET status = 'cancelled', finished_at = now(), updated_at = now(), \
+             cancel_requested_at = coalesce(cancel_requested_at, now()), \
+             lease_owner = NULL, lease_expires_at = NULL WHERE id = $1",
+    )
+    .bind(sync_id.0)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

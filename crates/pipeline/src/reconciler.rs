@@ -1,0 +1,48 @@
+//! The reconciler: Postgres is the ledger, Redis only the doorbell
+//! (invariant 1). Every worker runs one; each pass pushes again the syncs
+//! that are due but may have no job in the queue: queued syncs whose push
+//! is older than `redeliver_after` (Redis restarted, flushed, or the
+//! process died between commit and push), and running syncs whose lease
+//! expired (a killed or partitioned worker). `FOR UPDATE SKIP LOCKED` keeps
+//! reconcilers of different workers off the same rows; duplicate pushes
+//! are harmless, since the lease decides who runs.
+
+use projsync_queue::JobQueue;
+use projsync_store::Store;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct ReconcilerOptions {
+    /// Time between passes.
+    pub interval: Duration,
+    /// A sync pushed less than this long ago is left alone.
+    pub redeliver_after: Duration,
+}
+
+pub async fn run_reconciler(
+    store: Store,
+    queue: JobQueue,
+    opts: ReconcilerOptions,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(opts.interval) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let due = match store.due_for_push(opts.redeliver_after, 500).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!("reconciler cannot read the ledger: {e}");
+                continue;
+            }
+        };
+        for sync_id in due {
+            match queue.push(sync_id).await {
+                Ok(()) => tracing::info!(%sync_id, "reconciler pushed the sync again"),
+                Err(e) => tracing::warn!(%sync_id, "reconciler cannot push: {e}"),
+            }
+        }
+    }
+}
