@@ -1,0 +1,489 @@
+//! Shared harness for projsync's benchmark commands (`bench-sync` now; the
+//! queue and GitHub benchmarks later). A benchmark is a command that prints
+//! figures, not a timed test: it starts the real components in one process —
+//! a fresh migrated PostgreSQL database and a Redis namespace of its own (from
+//! `projsync-test-support`), the API's service layer and a worker reading
+//! through [`CountingSources`] — drives syncs the way a client does (create a
+//! project, enqueue, poll the ledger until the sync ends) and measures wall
+//! time and source reads. Nothing here is used by production code.
+
+use anyhow::{anyhow, bail, Context, Result};
+use projsync::Settings;
+use projsync_api::service::{self, CreateProject, RepositoryInput};
+use projsync_api::AppState;
+use projsync_domain::{ProjectId, SyncPhase, SyncStatus};
+use projsync_store::SyncRecord;
+use projsync_test_support::{CountingSources, GitRepo, TestDb, TestRedis};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How often the ledger is polled while a sync runs.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// A sync that runs longer than this is reported as stuck.
+pub const SYNC_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// Fail with a clear message, before anything is created, when PostgreSQL
+/// (`PROJSYNC_TEST_DATABASE_URL`) or Redis (`PROJSYNC_TEST_REDIS_URL`) does
+/// not answer.
+pub async fn check_services() -> Result<()> {
+    let mut settings = Settings::load(None)?;
+    settings.database.url = projsync_test_support::admin_database_url();
+    settings.database.max_connections = 1;
+    settings.redis.url = projsync_test_support::redis_url();
+    let store = projsync::app::store(&settings).await.context(
+        "PostgreSQL is unreachable (set PROJSYNC_TEST_DATABASE_URL, or run scripts/services.sh)",
+    )?;
+    projsync::app::api_state(&settings, store).await.context(
+        "Redis is unreachable (set PROJSYNC_TEST_REDIS_URL, or run scripts/services.sh)",
+    )?;
+    Ok(())
+}
+
+/// The components of one benchmark run, all in this process.
+pub struct Bench {
+    pub settings: Settings,
+    pub state: AppState,
+    pub sources: CountingSources,
+    shutdown: CancellationToken,
+    worker: Option<JoinHandle<()>>,
+    // Dropped last: the database and the Redis keys go with the run.
+    pub redis: TestRedis,
+    pub db: TestDb,
+}
+
+impl Bench {
+    /// A fresh database and Redis namespace, the API state and one worker.
+    /// `tweak` adjusts the settings (after the test database, Redis and a
+    /// 20 ms queue poll interval have been set).
+    pub async fn start(tweak: impl FnOnce(&mut Settings)) -> Result<Self> {
+        check_services().await?;
+        let db = TestDb::new().await;
+        let redis = TestRedis::new();
+        let mut settings = Settings::load(None)?;
+        settings.database.url = db.url.clone();
+        settings.redis.url = redis.url.clone();
+        settings.redis.namespace = redis.namespace.clone();
+        settings.redis.poll_interval_ms = 20;
+        tweak(&mut settings);
+        settings.validate()?;
+        let state = projsync::app::api_state(&settings, db.store.clone()).await?;
+        let sources = CountingSources::default();
+        let shutdown = CancellationToken::new();
+        let worker = projsync::app::spawn_worker_with(
+            &settings,
+            db.store.clone(),
+            Arc::new(sources.clone()),
+            shutdown.clone(),
+        )
+        .await?;
+        Ok(Self {
+            settings,
+            state,
+            sources,
+            shutdown,
+            worker: Some(worker),
+            redis,
+            db,
+        })
+    }
+
+    /// Connect the local repository at `path` (branch `main`) as a new project.
+    pub async fn create_project(&self, name: &str, repo: &GitRepo) -> Result<ProjectId> {
+        let project = service::create_project(
+            &self.state,
+            CreateProject {
+                name: name.to_string(),
+                repository: RepositoryInput::Local {
+                    path: repo.path().to_string_lossy().into_owned(),
+                    branch: "main".into(),
+                },
+                ignore_patterns: Vec::new(),
+                max_file_bytes: None,
+            },
+        )
+        .await
+        .map_err(|e| anyhow!("create project {name}: {e:?}"))?;
+        Ok(project.id)
+    }
+
+    /// Enqueue a sync of the project's default branch and wait for it to end;
+    /// fails unless it succeeded. Reads are those made by this sync alone
+    /// (syncs run one at a time here).
+    pub async fn run_sync(&self, project: ProjectId) -> Result<SyncRun> {
+        self.sources.take_reads();
+        let trees_before = *self.sources.trees_read.lock().unwrap();
+        let started = Instant::now();
+        let outcome = service::enqueue_sync(&self.state, project, None, None)
+            .await
+            .map_err(|e| anyhow!("enqueue a sync of project {project}: {e:?}"))?;
+        if !outcome.created {
+            bail!(
+                "project {project} already had an active sync {}",
+                outcome.sync.id
+            );
+        }
+        let id = outcome.sync.id;
+        let record = loop {
+            let record = self.db.store.sync(id).await?;
+            if record.status.is_terminal() {
+                break record;
+            }
+            if started.elapsed() > SYNC_TIMEOUT {
+                bail!("sync {id} did not end within {SYNC_TIMEOUT:?}");
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        };
+        let wall = started.elapsed();
+        let ended = SystemTime::now();
+        if record.status != SyncStatus::Succeeded {
+            bail!(
+                "sync {id} ended {} in phase {:?}: {} ({})",
+                record.status,
+                record.failed_phase,
+                record.error_message.as_deref().unwrap_or("no message"),
+                record.error_class.as_deref().unwrap_or("no class"),
+            );
+        }
+        let blob_reads = self.sources.take_reads().len() as u64;
+        let tree_reads = *self.sources.trees_read.lock().unwrap() - trees_before;
+        // Phase times from the step rows' `started_at` (set in a short
+        // transaction as the phase begins): each phase lasts until the next
+        // one starts, the last until the poller saw the end. The rows'
+        // `finished_at` is not used: it is Postgres's `now()`, the start of
+        // the phase's final transaction, not its commit.
+        let mut started_phases: Vec<(SyncPhase, SystemTime)> = self
+            .db
+            .store
+            .steps(id)
+            .await?
+            .into_iter()
+            .filter_map(|s| s.started_at.map(|at| (s.phase, system_time(at))))
+            .collect();
+        started_phases.sort_by_key(|(_, at)| *at);
+        let phases = started_phases
+            .iter()
+            .enumerate()
+            .map(|(i, (phase, at))| {
+                let until = started_phases.get(i + 1).map_or(ended, |(_, next)| *next);
+                (*phase, until.duration_since(*at).unwrap_or_default())
+            })
+            .collect();
+        let worker = record
+            .started_at
+            .and_then(|at| ended.duration_since(system_time(at)).ok());
+        Ok(SyncRun {
+            record,
+            wall,
+            worker,
+            blob_reads,
+            tree_reads,
+            phases,
+        })
+    }
+
+    /// Stop the worker and wait for it (the database and Redis keys are
+    /// removed when the `Bench` is dropped).
+    pub async fn stop(mut self) -> Result<()> {
+        self.shutdown.cancel();
+        if let Some(worker) = self.worker.take() {
+            let wait = Duration::from_secs(self.settings.worker.shutdown_timeout_secs + 5);
+            tokio::time::timeout(wait, worker)
+                .await
+                .context("the worker did not stop")?
+                .context("the worker task failed")?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// What one sync did, as measured by the benchmark and recorded in the ledger.
+#[derive(Debug, Clone)]
+pub struct SyncRun {
+    pub record: SyncRecord,
+    /// Enqueue to terminal status seen by the poller (includes the queue's
+    /// pick-up delay and up to one poll interval).
+    pub wall: Duration,
+    /// From the sync's `started_at` in the ledger (the worker claimed it)
+    /// to the end seen by the poller: `wall` less the queue's pick-up delay.
+    pub worker: Option<Duration>,
+    pub blob_reads: u64,
+    pub tree_reads: u64,
+    /// The phases that ran, in order, each from its start to the next
+    /// one's (the last: to the end seen by the poller).
+    pub phases: Vec<(SyncPhase, Duration)>,
+}
+
+impl SyncRun {
+    pub fn files_per_sec(&self) -> f64 {
+        self.record.stats.files_seen as f64 / self.wall.as_secs_f64()
+    }
+
+    /// `changed` or `unchanged`.
+    pub fn outcome(&self) -> &str {
+        self.record.outcome.as_deref().unwrap_or("-")
+    }
+
+    pub fn phase(&self, phase: SyncPhase) -> Option<Duration> {
+        self.phases
+            .iter()
+            .find(|(p, _)| *p == phase)
+            .map(|(_, d)| *d)
+    }
+}
+
+/// A ledger timestamp on the system clock (Postgres runs on this machine).
+fn system_time(at: chrono::DateTime<chrono::Utc>) -> SystemTime {
+    let micros = at.timestamp_micros();
+    if micros >= 0 {
+        UNIX_EPOCH + Duration::from_micros(micros as u64)
+    } else {
+        UNIX_EPOCH
+    }
+}
+
+/// A small deterministic pseudo-random generator (SplitMix64), so that the
+/// generated repository is the same on every run and every machine.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next_u64() % (hi - lo + 1) as u64) as usize
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.range(0, items.len() - 1)]
+    }
+}
+
+/// Files per directory in a generated repository.
+pub const FILES_PER_DIR: usize = 100;
+
+const EXTENSIONS: [&str; 6] = ["rs", "py", "ts", "go", "md", "txt"];
+
+const WORDS: [&str; 48] = [
+    "sync",
+    "project",
+    "branch",
+    "commit",
+    "tree",
+    "blob",
+    "entry",
+    "memory",
+    "ledger",
+    "queue",
+    "worker",
+    "lease",
+    "fence",
+    "phase",
+    "scan",
+    "import",
+    "finalize",
+    "prepare",
+    "plan",
+    "diff",
+    "path",
+    "content",
+    "hash",
+    "version",
+    "active",
+    "pending",
+    "batch",
+    "checkpoint",
+    "progress",
+    "event",
+    "retry",
+    "error",
+    "source",
+    "repository",
+    "store",
+    "index",
+    "record",
+    "status",
+    "stats",
+    "filter",
+    "language",
+    "snapshot",
+    "history",
+    "restore",
+    "heartbeat",
+    "token",
+    "channel",
+    "payload",
+];
+
+/// The path of generated file `index`: `pkg_DDD/file_FFF.EXT`, 100 files a
+/// directory.
+pub fn generated_path(index: usize) -> String {
+    let ext = EXTENSIONS[index % EXTENSIONS.len()];
+    format!(
+        "pkg_{:03}/file_{:03}.{ext}",
+        index / FILES_PER_DIR,
+        index % FILES_PER_DIR
+    )
+}
+
+/// The content of generated file `index` at `revision` (0 for the first
+/// commit): 1 to 3 KB of text, different for every file and revision,
+/// always valid UTF-8 without NUL bytes (so nothing is skipped).
+pub fn generated_content(index: usize, revision: u32) -> String {
+    let mut rng = Rng::new(((index as u64) << 20) ^ u64::from(revision) ^ 0x5eed);
+    let target = rng.range(1024, 3072);
+    let path = generated_path(index);
+    let comment = match path.rsplit('.').next() {
+        Some("py") => "#",
+        Some("md" | "txt") => ">",
+        _ => "//",
+    };
+    let mut out = format!("{comment} {path} (revision {revision})\n");
+    while out.len() < target {
+        let words = rng.range(3, 11);
+        let line: Vec<&str> = (0..words).map(|_| *rng.pick(&WORDS)).collect();
+        out.push_str(&format!(
+            "{comment} {} {}\n",
+            line.join(" "),
+            rng.next_u64() % 10_000
+        ));
+    }
+    out
+}
+
+/// A Git repository with `files` generated files on `main`, committed.
+pub fn generate_repo(files: usize) -> GitRepo {
+    let repo = GitRepo::new();
+    for i in 0..files {
+        repo.write(&generated_path(i), generated_content(i, 0));
+    }
+    repo.commit(&format!("{files} generated files"));
+    repo
+}
+
+/// Rewrite the given files at `revision` and commit; returns the new head.
+pub fn change_files(repo: &GitRepo, indices: &[usize], revision: u32) -> String {
+    for &i in indices {
+        repo.write(&generated_path(i), generated_content(i, revision));
+    }
+    repo.commit(&format!(
+        "change {} files (revision {revision})",
+        indices.len()
+    ))
+}
+
+/// `count` indices spread evenly over `0..files`.
+pub fn spread(files: usize, count: usize) -> Vec<usize> {
+    let count = count.min(files);
+    (0..count).map(|k| k * files / count).collect()
+}
+
+/// Seconds with three decimals.
+pub fn secs(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64())
+}
+
+/// A plain-text table: columns padded to their widest cell, the first
+/// column left-aligned and the others right-aligned.
+#[derive(Debug, Default)]
+pub struct Table {
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(header: &[&str]) -> Self {
+        Self {
+            rows: vec![header.iter().map(|s| s.to_string()).collect()],
+        }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) -> &mut Self {
+        self.rows.push(cells);
+        self
+    }
+
+    pub fn render(&self) -> String {
+        let cols = self.rows.iter().map(Vec::len).max().unwrap_or(0);
+        let widths: Vec<usize> = (0..cols)
+            .map(|c| {
+                self.rows
+                    .iter()
+                    .filter_map(|r| r.get(c))
+                    .map(|s| s.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        for row in &self.rows {
+            let cells: Vec<String> = row
+                .iter()
+                .enumerate()
+                .map(|(c, s)| {
+                    if c == 0 {
+                        format!("{s:<w$}", w = widths[c])
+                    } else {
+                        format!("{s:>w$}", w = widths[c])
+                    }
+                })
+                .collect();
+            out.push_str(cells.join("  ").trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_files_are_deterministic_and_sized() {
+        assert_eq!(generated_path(0), "pkg_000/file_000.rs");
+        assert_eq!(generated_path(9_999), "pkg_099/file_099.go");
+        for i in [0, 1, 57, 9_999] {
+            let c = generated_content(i, 0);
+            assert_eq!(c, generated_content(i, 0));
+            assert_ne!(c, generated_content(i, 1));
+            assert!((1024..=3200).contains(&c.len()), "{}", c.len());
+            assert!(!c.contains('\0'));
+        }
+        assert_ne!(generated_content(1, 0), generated_content(2, 0));
+    }
+
+    #[test]
+    fn spread_is_even_and_bounded() {
+        assert_eq!(spread(10_000, 1), vec![0]);
+        let s = spread(10_000, 100);
+        assert_eq!(s.len(), 100);
+        assert_eq!(s[1], 100);
+        assert_eq!(spread(50, 100).len(), 50);
+    }
+
+    #[test]
+    fn table_aligns_columns() {
+        let mut t = Table::new(&["a", "bb"]);
+        t.row(vec!["long".into(), "1".into()]);
+        assert_eq!(t.render(), "a     bb\nlong   1\n");
+    }
+}
