@@ -54,6 +54,13 @@ pub async fn spawn_app_full(
     sources: Option<Arc<dyn SourceFactory>>,
     tweak: impl FnOnce(&mut Settings),
 ) -> TestApp {
+    // PROJSYNC_TEST_LOG=debug (a tracing filter) shows the in-process logs.
+    if let Ok(filter) = std::env::var("PROJSYNC_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
     let db = TestDb::new().await;
     let redis = TestRedis::new();
     let mut settings = test_settings(&db, &redis);

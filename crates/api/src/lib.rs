@@ -11,7 +11,7 @@ mod routes;
 pub mod service;
 
 pub use error::ApiError;
-pub use routes::router;
+pub use routes::{parse_statuses, router};
 
 use projsync_domain::source::SourceFactory;
 use projsync_queue::{JobQueue, QueueOptions};

@@ -29,7 +29,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/projects/{id}/branches", get(list_branches))
         .route("/api/v1/projects/{id}/memory", get(list_memory))
         .route("/api/v1/projects/{id}/memory/restore", post(restore_memory))
+        .route("/api/v1/syncs", get(list_syncs_by_status))
         .route("/api/v1/syncs/{id}", get(get_sync))
+        .route("/api/v1/syncs/{id}/cancel", post(cancel_sync))
+        .route("/api/v1/syncs/{id}/retry", post(retry_sync))
+        .route("/api/v1/syncs/{id}/discard", post(discard_sync))
         .route("/api/v1/syncs/{id}/events", get(sync_events))
         .with_state(state)
 }
@@ -225,6 +229,94 @@ async fn list_memory(
     let id = project_id(&id)?;
     state.store.project(id).await?;
     Ok(Json(state.store.active_entries(id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct StatusQuery {
+    /// Comma-separated statuses; default: failed,running,queued.
+    status: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Ops: syncs of every project by status, newest first, from the ledger.
+async fn list_syncs_by_status(
+    State(state): State<AppState>,
+    q: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<SyncRecord>>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::Invalid(e.body_text()))?;
+    let statuses = parse_statuses(q.status.as_deref())?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(state.store.syncs_by_status(&statuses, limit).await?))
+}
+
+/// `failed,running` → statuses; none → failed, running and queued.
+pub fn parse_statuses(raw: Option<&str>) -> Result<Vec<projsync_domain::SyncStatus>, ApiError> {
+    use projsync_domain::SyncStatus;
+    match raw.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(vec![
+            SyncStatus::Failed,
+            SyncStatus::Running,
+            SyncStatus::Queued,
+        ]),
+        Some(list) => list
+            .split(',')
+            .map(|s| s.trim().parse::<SyncStatus>().map_err(ApiError::Invalid))
+            .collect(),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct CancelResponse {
+    /// `cancelled` (it was queued) or `cancel_requested` (it stops at its
+    /// next batch boundary).
+    outcome: &'static str,
+    sync: SyncRecord,
+}
+
+/// 202: cancelled or cancel requested; 409 when the sync already ended.
+async fn cancel_sync(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<CancelResponse>), ApiError> {
+    let id = sync_id(&id)?;
+    let outcome = service::cancel_sync(&state, id).await?;
+    let outcome = match outcome {
+        projsync_store::CancelOutcome::Cancelled => "cancelled",
+        projsync_store::CancelOutcome::Requested => "cancel_requested",
+    };
+    let sync = state.store.sync(id).await?;
+    Ok((StatusCode::ACCEPTED, Json(CancelResponse { outcome, sync })))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RetryBody {
+    #[serde(default)]
+    from_start: bool,
+}
+
+/// 202 with the sync queued again; 409 unless it failed or was cancelled,
+/// or when the project has another active sync.
+async fn retry_sync(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<SyncRecord>), ApiError> {
+    let body: RetryBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RetryBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::Invalid(format!("invalid request body: {e}")))?
+    };
+    let sync = service::retry_sync(&state, sync_id(&id)?, body.from_start).await?;
+    Ok((StatusCode::ACCEPTED, Json(sync)))
+}
+
+/// 200 with the sync, now `discarded`; 409 unless it failed or was cancelled.
+async fn discard_sync(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<SyncRecord>, ApiError> {
+    Ok(Json(state.store.discard_sync(sync_id(&id)?).await?))
 }
 
 #[derive(Debug, Serialize)]

@@ -143,23 +143,48 @@ pub async fn enqueue_restore(
     Ok(outcome)
 }
 
-/// Push a new sync, or push a queued one again. A push that fails for a new
-/// sync fails it, with a message to ask again.
+/// Push a new sync, or push a queued one again. The ledger row is already
+/// committed (invariant 1), so a push that fails loses nothing: the sync is
+/// marked unpushed and the reconciler pushes it as soon as Redis answers.
 async fn push_new_or_queued(state: &AppState, outcome: &EnqueueOutcome) -> Result<(), ApiError> {
-    if !outcome.created && outcome.sync.status == SyncStatus::Queued {
-        // Ring the doorbell again: the first push may have been lost with
-        // Redis. A duplicate delivery is harmless (the lease dedupes it).
-        if let Err(e) = state.queue.push(outcome.sync.id).await {
-            tracing::warn!(sync_id = %outcome.sync.id, "cannot re-push queued sync: {e}");
-        }
-    } else if outcome.created {
-        if let Err(e) = state.queue.push(outcome.sync.id).await {
-            // The row exists but nobody was told. Fail it with a clear message
-            // rather than leave it queued forever, so that a retry can start.
-            let msg = format!("could not enqueue the sync: {e}; request it again");
-            let _ = state.store.abort_queued(outcome.sync.id, &msg).await;
-            return Err(ApiError::Unavailable(msg));
-        }
+    if !(outcome.created || outcome.sync.status == SyncStatus::Queued) {
+        return Ok(());
+    }
+    let id = outcome.sync.id;
+    // One immediate retry: a connection manager answers the first command
+    // after a Redis restart with an error, then reconnects.
+    let mut result = state.queue.push(id).await;
+    if result.is_err() {
+        result = state.queue.push(id).await;
+    }
+    if let Err(e) = result {
+        tracing::warn!(sync_id = %id, "cannot push the sync: {e}; the reconciler will push it");
+        state.store.mark_unpushed(id).await?;
     }
     Ok(())
+}
+
+/// Cancel a sync: a queued one at once, a running one at its next batch
+/// boundary. Either way its pending versions are discarded and the active
+/// knowledge base is untouched.
+pub async fn cancel_sync(
+    state: &AppState,
+    sync_id: projsync_domain::SyncId,
+) -> Result<projsync_store::CancelOutcome, ApiError> {
+    Ok(state.store.request_cancel(sync_id).await?)
+}
+
+/// Queue a failed or cancelled sync again, from its failed phase or from
+/// the start, and push it.
+pub async fn retry_sync(
+    state: &AppState,
+    sync_id: projsync_domain::SyncId,
+    from_start: bool,
+) -> Result<projsync_store::SyncRecord, ApiError> {
+    let sync = state.store.retry_sync(sync_id, from_start).await?;
+    if let Err(e) = state.queue.push(sync_id).await {
+        // It is queued in the ledger: the reconciler pushes it once Redis is back.
+        tracing::warn!(%sync_id, "cannot push the retried sync: {e}; the reconciler will");
+    }
+    Ok(sync)
 }

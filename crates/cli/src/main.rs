@@ -71,6 +71,11 @@ enum Command {
         #[arg(long)]
         plain: bool,
     },
+    /// Cancel a queued or running sync (its pending work is discarded).
+    Cancel { sync_id: SyncId },
+    /// Operate syncs from the ledger: list, inspect, retry, cancel, discard.
+    #[command(subcommand)]
+    Ops(OpsCmd),
     /// Show a project's sync history, newest first.
     History {
         /// Project name or id.
@@ -87,6 +92,34 @@ enum Command {
         #[arg(long)]
         branch: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum OpsCmd {
+    /// Syncs of every project by status (default: failed,running,queued).
+    List {
+        /// Comma-separated statuses.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// A sync's steps (attempts, errors, timings, checkpoints), lease and queue state.
+    Inspect { sync_id: SyncId },
+    /// Queue a failed or cancelled sync again, from its failed phase.
+    Retry {
+        sync_id: SyncId,
+        /// Start over: drop its plan and pending versions.
+        #[arg(long)]
+        from_start: bool,
+        /// Follow it until it ends.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Cancel a queued or running sync.
+    Cancel { sync_id: SyncId },
+    /// Give up on a failed or cancelled sync (kept in the history as discarded).
+    Discard { sync_id: SyncId },
 }
 
 #[derive(Debug, Subcommand)]
@@ -293,6 +326,113 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
                 println!("{}", watch::summary(&record));
                 return Ok(exit_for(record.status));
             }
+        }
+        Command::Cancel { sync_id } | Command::Ops(OpsCmd::Cancel { sync_id }) => {
+            let store = app::store(settings).await?;
+            match store.request_cancel(sync_id).await? {
+                projsync_store::CancelOutcome::Cancelled => println!("sync {sync_id} cancelled"),
+                projsync_store::CancelOutcome::Requested => {
+                    println!("sync {sync_id} is running; it stops at its next batch boundary")
+                }
+            }
+        }
+        Command::Ops(OpsCmd::List { status, limit }) => {
+            let store = app::store(settings).await?;
+            let statuses = projsync_api::parse_statuses(status.as_deref())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            for s in store.syncs_by_status(&statuses, limit).await? {
+                println!(
+                    "{}  {}  {:<9} {:<8} {:<9} attempts {:<3} {}",
+                    s.id,
+                    s.project_id,
+                    s.status.as_str(),
+                    s.kind,
+                    s.current_phase
+                        .or(s.failed_phase)
+                        .map(|p| p.as_str())
+                        .unwrap_or("-"),
+                    s.attempts,
+                    s.error_message.as_deref().unwrap_or("")
+                );
+            }
+        }
+        Command::Ops(OpsCmd::Inspect { sync_id }) => {
+            let store = app::store(settings).await?;
+            let s = store.sync(sync_id).await?;
+            let steps = store.steps(sync_id).await?;
+            print!("{}", watch::summary(&s));
+            let ts = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map(|t| t.format("%H:%M:%S%.3f").to_string())
+                    .unwrap_or_else(|| "-".into())
+            };
+            println!("  project   {}", s.project_id);
+            println!(
+                "  kind      {}{}",
+                s.kind,
+                s.restore_of_sync_id
+                    .map(|r| format!(" of {r}"))
+                    .unwrap_or_default()
+            );
+            println!(
+                "  lease     owner {} until {} (fence {}), claims {}, operator retries {}",
+                s.lease_owner.as_deref().unwrap_or("-"),
+                ts(s.lease_expires_at),
+                s.fence,
+                s.attempts,
+                s.retries
+            );
+            println!(
+                "  queue     last pushed {}, not before {}, cancel requested {}",
+                ts(s.last_pushed_at),
+                ts(s.not_before),
+                ts(s.cancel_requested_at)
+            );
+            println!("  steps");
+            for st in steps {
+                println!(
+                    "    {:<9} {:<9} attempts {:<2} {} → {}  checkpoint {}{}",
+                    st.phase.as_str(),
+                    st.status.as_str(),
+                    st.attempts,
+                    ts(st.started_at),
+                    ts(st.finished_at),
+                    st.checkpoint
+                        .map(|c| {
+                            let mut c = c;
+                            if let Some(o) = c.as_object_mut() {
+                                o.remove("stats");
+                            }
+                            c.to_string()
+                        })
+                        .unwrap_or_else(|| "-".into()),
+                    st.error_message
+                        .map(|e| format!("  error: {e}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        Command::Ops(OpsCmd::Retry {
+            sync_id,
+            from_start,
+            watch: follow,
+        }) => {
+            let store = app::store(settings).await?;
+            let state = app::api_state(settings, store.clone()).await?;
+            projsync_api::service::retry_sync(&state, sync_id, from_start).await?;
+            println!(
+                "sync {sync_id} queued again{}",
+                if from_start { " from the start" } else { "" }
+            );
+            if follow {
+                let record = watch::watch(settings, &store, sync_id, Output::auto()).await?;
+                println!("{}", watch::summary(&record));
+                return Ok(exit_for(record.status));
+            }
+        }
+        Command::Ops(OpsCmd::Discard { sync_id }) => {
+            let store = app::store(settings).await?;
+            store.discard_sync(sync_id).await?;
+            println!("sync {sync_id} discarded");
         }
         Command::Watch { sync_id, plain } => {
             let store = app::store(settings).await?;

@@ -5,6 +5,8 @@
 //! `PROJSYNC_FAILPOINT=name` (or `name@N` for its N-th hit, several separated
 //! by commas) makes the process print `FAILPOINT <name> reached` on stderr and
 //! stop there forever, so a test can SIGKILL it at that exact spot.
+//! `name=sleep:MS` instead sleeps MS milliseconds at every hit (a slow
+//! worker, to act on it mid-sync).
 
 #[cfg(feature = "failpoints")]
 pub async fn hit(name: &str) {
@@ -24,6 +26,14 @@ pub async fn hit(name: &str) {
         *n
     };
     for item in spec.split(',').map(str::trim) {
+        let (item, action) = item.split_once('=').unwrap_or((item, "hang"));
+        if let Some(ms) = action.strip_prefix("sleep:") {
+            if item == name {
+                let ms = ms.parse().unwrap_or(100);
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
+            continue;
+        }
         let (point, nth) = match item.split_once('@') {
             Some((p, n)) => (p, n.parse().unwrap_or(1)),
             None => (item, 1),

@@ -159,7 +159,6 @@ impl Pipeline {
 
     /// Run a sync from wherever its steps say it is, if its lease can be taken.
     pub async fn run(&self, sync_id: SyncId) {
-        let _inflight = self.inflight.token();
         let claim = match self
             .store
             .claim(sync_id, &self.opts.worker_name, self.opts.lease_ttl)
@@ -191,14 +190,15 @@ impl Pipeline {
     async fn run_claimed(&self, claim: Claim) {
         failpoints::hit("claim.after").await;
         let lease_lost = CancellationToken::new();
-        let heartbeat = tokio::spawn(heartbeat(
+        // Aborted on drop too: a lease must never outlive its run.
+        let heartbeat = AbortOnDrop(tokio::spawn(heartbeat(
             self.store.clone(),
             claim,
             self.opts.lease_ttl,
             lease_lost.clone(),
-        ));
+        )));
         let result = self.drive(claim, lease_lost.clone()).await;
-        heartbeat.abort();
+        drop(heartbeat);
         if let Err(e) = result {
             tracing::warn!("sync run ended: {e}");
         }
@@ -420,6 +420,14 @@ impl Pipeline {
     }
 }
 
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn heartbeat(store: Store, claim: Claim, ttl: Duration, lost: CancellationToken) {
     let every = (ttl / 3).max(Duration::from_millis(100));
     loop {
@@ -447,7 +455,14 @@ impl JobHandler for Pipeline {
             );
             return;
         }
-        self.run(job.sync_id).await;
+        // The run is a task of its own: if the queue's run loop dies (a Redis
+        // outage) and drops this future, the sync still reaches its next
+        // checkpoint or its end. The tracker lets shutdown wait for it.
+        let pipeline = self.clone();
+        let run = self
+            .inflight
+            .spawn(async move { pipeline.run(job.sync_id).await });
+        let _ = run.await;
     }
 }
 

@@ -372,7 +372,7 @@ impl Store {
                  not_before = NULL \
              WHERE id = $1 AND status IN ('queued', 'running') \
                AND (not_before IS NULL OR not_before <= now()) \
-               AND (lease_expires_at IS NULL OR lease_expires_at < now() OR lease_owner = $2) \
+               AND (lease_expires_at IS NULL OR lease_expires_at < now()) \
              RETURNING project_id, fence",
         )
         .bind(sync_id.0)
@@ -618,15 +618,13 @@ pub(crate) async fn save_checkpoint_in(
 }
 
 impl Store {
-    /// End a sync that was recorded but could not be pushed to the queue.
-    pub async fn abort_queued(&self, sync_id: SyncId, message: &str) -> Result<()> {
+    /// The job of this queued sync could not be pushed: let the reconciler
+    /// push it at its next pass.
+    pub async fn mark_unpushed(&self, sync_id: SyncId) -> Result<()> {
         sqlx::query(
-            "UPDATE project_syncs SET status = 'failed', error_class = 'retryable', error_message = $2, \
-                 finished_at = now(), updated_at = now() \
-             WHERE id = $1 AND status = 'queued'",
+            "UPDATE project_syncs SET last_pushed_at = NULL WHERE id = $1 AND status = 'queued'",
         )
         .bind(sync_id.0)
-        .bind(message)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -718,9 +716,11 @@ impl Store {
                 .await?;
                 CancelOutcome::Requested
             }
-            Some(other) => return Err(Error::Conflict(format!(
+            Some(other) => {
+                return Err(Error::Conflict(format!(
                 "sync {sync_id} is already {other}; only a queued or running sync can be cancelled"
-            ))),
+            )))
+            }
         };
         tx.commit().await?;
         Ok(outcome)

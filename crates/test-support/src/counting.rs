@@ -6,14 +6,29 @@ use projsync_domain::{Blob, Branch, Source, SourceError, TreeEntry};
 use projsync_pipeline::DefaultSources;
 use std::sync::{Arc, Mutex};
 
-/// Opens local repositories and records every blob read through them.
+/// Opens local repositories and records every blob read through them. It
+/// can also slow blob reads down (to hit a sync mid-import) and make the
+/// next reads fail as a flaky network would.
 #[derive(Default, Clone)]
 pub struct CountingSources {
     pub blobs_read: Arc<Mutex<Vec<String>>>,
     pub trees_read: Arc<Mutex<u64>>,
+    /// Added before every `read_blobs`.
+    pub read_delay: Arc<Mutex<std::time::Duration>>,
+    /// How many of the next `read_blobs` calls fail as `unavailable`.
+    pub failing_reads: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl CountingSources {
+    pub fn set_read_delay(&self, delay: std::time::Duration) {
+        *self.read_delay.lock().unwrap() = delay;
+    }
+
+    pub fn fail_next_reads(&self, n: u32) {
+        self.failing_reads
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Blob SHAs read since the last call.
     pub fn take_reads(&self) -> Vec<String> {
         std::mem::take(&mut *self.blobs_read.lock().unwrap())
@@ -41,6 +56,23 @@ impl Source for Counting {
         self.inner.read_tree(commit).await
     }
     async fn read_blobs(&self, shas: &[String]) -> Result<Vec<Blob>, SourceError> {
+        let delay = *self.counts.read_delay.lock().unwrap();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let failing = &self.counts.failing_reads;
+        if failing
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok()
+        {
+            return Err(SourceError::unavailable(
+                "connection reset by peer (injected by the test)",
+            ));
+        }
         self.counts
             .blobs_read
             .lock()
