@@ -184,3 +184,84 @@ async fn configuration_errors_are_clear_and_hide_passwords() {
     assert_eq!(code, 2);
     assert!(stderr.contains("project `none` not found"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_commands_list_inspect_retry_cancel_and_discard() {
+    let (db, redis) = (TestDb::new().await, TestRedis::new());
+    let repo = GitRepo::new();
+    let (code, _, stderr) = run(projsync(&db, &redis)
+        .args(["project", "add", "--name", "ops"])
+        .arg("--path")
+        .arg(repo.path()));
+    assert_eq!(code, 0, "{stderr}");
+
+    // No worker yet: a queued sync cancelled now never starts.
+    let (code, stdout, _) = run(projsync(&db, &redis).args(["sync", "--project", "ops"]));
+    assert_eq!(code, 0);
+    let queued = stdout.trim().to_string();
+    let (code, stdout, _) = run(projsync(&db, &redis).args(["cancel", &queued]));
+    assert_eq!(code, 0);
+    assert!(stdout.contains("cancelled"), "{stdout}");
+
+    let mut worker = projsync(&db, &redis)
+        .arg("worker")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The empty repository makes the next sync fail.
+    let (code, stdout, _) =
+        run(projsync(&db, &redis).args(["sync", "--project", "ops", "--watch"]));
+    assert_eq!(code, 1, "{stdout}");
+    let failed = stdout.lines().next().unwrap().trim().to_string();
+
+    let (code, stdout, _) =
+        run(projsync(&db, &redis).args(["ops", "list", "--status", "failed,cancelled"]));
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains(&failed) && stdout.contains(&queued),
+        "{stdout}"
+    );
+    assert!(stdout.contains("no commits yet"), "{stdout}");
+
+    let (code, stdout, _) = run(projsync(&db, &redis).args(["ops", "inspect", &failed]));
+    assert_eq!(code, 0);
+    for needle in [
+        "prepare   failed",
+        "scan      pending",
+        "lease     owner -",
+        "queue     last pushed",
+    ] {
+        assert!(stdout.contains(needle), "`{needle}` missing:\n{stdout}");
+    }
+
+    // Fix the cause, retry from the failed phase, and follow it.
+    repo.write("a.txt", "a\n");
+    repo.commit("a");
+    let (code, stdout, stderr) =
+        run(projsync(&db, &redis).args(["ops", "retry", &failed, "--watch"]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("succeeded (changed)"), "{stdout}");
+
+    // Discard: only failed or cancelled syncs.
+    let (code, _, stderr) = run(projsync(&db, &redis).args(["ops", "discard", &failed]));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("only a failed or cancelled sync can be discarded"),
+        "{stderr}"
+    );
+    let (code, stdout, _) = run(projsync(&db, &redis).args(["ops", "discard", &queued]));
+    assert_eq!(code, 0, "{stdout}");
+    let (_, stdout, _) = run(projsync(&db, &redis).args(["history", "--project", "ops"]));
+    assert!(stdout.contains("discarded"), "{stdout}");
+
+    // A cancelled sync never ran: it has no claims.
+    let claims: i32 = sqlx::query_scalar("SELECT attempts FROM project_syncs WHERE id = $1::uuid")
+        .bind(&queued)
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(claims, 0);
+    worker.kill().ok();
+    worker.wait().ok();
+}
