@@ -8,9 +8,11 @@
 //! the servers; `scripts/services.sh` starts them.
 
 mod counting;
+mod fake_github;
 mod git;
 
 pub use counting::CountingSources;
+pub use fake_github::{FakeGitHub, Fault};
 pub use git::GitRepo;
 
 use projsync_store::Store;
