@@ -45,7 +45,8 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(worker: bool, tweak: impl FnOnce(&mut Settings)) -> TestApp {
-    let sources: Option<Arc<dyn SourceFactory>> = worker.then(|| Arc::new(DefaultSources) as _);
+    let sources: Option<Arc<dyn SourceFactory>> =
+        worker.then(|| Arc::new(DefaultSources::default()) as _);
     spawn_app_full(sources, tweak).await
 }
 
@@ -85,6 +86,11 @@ pub async fn spawn_app_full(
 }
 
 impl TestApp {
+    /// Cancelled when the app is dropped: extra workers stop with it.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let resp = self
             .http

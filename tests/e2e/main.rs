@@ -4,6 +4,7 @@
 
 mod chaos;
 mod cli;
+mod github;
 mod helpers;
 mod history;
 mod local_sync;

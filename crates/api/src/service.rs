@@ -21,6 +21,14 @@ pub struct CreateProject {
 pub enum RepositoryInput {
     /// A Git repository on the worker's disk.
     Local { path: String, branch: String },
+    /// A GitHub (or GitHub Enterprise) repository, `owner/name`.
+    Github {
+        repository: String,
+        branch: String,
+        /// Where the token is: `env:VARIABLE` on the API and worker hosts.
+        /// Absent for public repositories.
+        credentials_ref: Option<String>,
+    },
 }
 
 pub async fn create_project(state: &AppState, input: CreateProject) -> Result<Project, ApiError> {
@@ -37,38 +45,49 @@ pub async fn create_project(state: &AppState, input: CreateProject) -> Result<Pr
     }
     Filter::new(state.default_max_file_bytes, &input.ignore_patterns)
         .map_err(|e| ApiError::Invalid(e.to_string()))?;
-    let RepositoryInput::Local { path, branch } = input.repository;
+    let (provider, location, branch, credentials_ref) = match input.repository {
+        RepositoryInput::Local { path, branch } => {
+            let path = std::path::Path::new(&path);
+            if !path.is_absolute() {
+                return Err(ApiError::Invalid(format!(
+                    "repository path `{}` must be absolute",
+                    path.display()
+                )));
+            }
+            ("local", path.to_string_lossy().into_owned(), branch, None)
+        }
+        RepositoryInput::Github {
+            repository,
+            branch,
+            credentials_ref,
+        } => ("github", repository, branch, credentials_ref),
+    };
     if branch.trim().is_empty() {
         return Err(ApiError::Invalid("branch must not be empty".into()));
     }
-    let path = std::path::Path::new(&path);
-    let path = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        return Err(ApiError::Invalid(format!(
-            "repository path `{}` must be absolute",
-            path.display()
-        )));
-    };
-    let location = path.to_string_lossy().into_owned();
-    // Opening it checks that it is a Git repository the workers can read.
+    // Opening it checks that the repository exists and can be read with
+    // these credentials.
     state
         .sources
         .open(&RepositorySpec {
-            provider: "local",
+            provider,
             location: &location,
-            credentials_ref: None,
+            credentials_ref: credentials_ref.as_deref(),
         })
         .await
-        .map_err(|e| ApiError::Invalid(e.message))?;
+        .map_err(|e| match e.kind {
+            projsync_domain::SourceErrorKind::Unavailable
+            | projsync_domain::SourceErrorKind::RateLimited => ApiError::Unavailable(e.message),
+            _ => ApiError::Invalid(e.message),
+        })?;
     Ok(state
         .store
         .create_project(&NewProject {
             name: name.to_string(),
-            provider: "local".into(),
+            provider: provider.into(),
             location,
             default_branch: branch,
-            credentials_ref: None,
+            credentials_ref,
             ignore_patterns: input.ignore_patterns,
             max_file_bytes: input.max_file_bytes,
         })

@@ -33,6 +33,16 @@ pub async fn migrate(settings: &Settings) -> Result<Store> {
     Ok(store)
 }
 
+/// The sources of this deployment: local repositories and GitHub, whose
+/// rate-limit budgets are shared through Redis.
+pub async fn sources(settings: &Settings) -> Result<DefaultSources> {
+    let conn = settings.queue_options().connect().await?;
+    Ok(DefaultSources::new(
+        settings.github_config(),
+        Some((conn, settings.redis.namespace.clone())),
+    ))
+}
+
 pub async fn api_state(settings: &Settings, store: Store) -> Result<AppState> {
     let queue_opts = settings.queue_options();
     let queue = JobQueue::connect(&queue_opts).await?;
@@ -40,7 +50,7 @@ pub async fn api_state(settings: &Settings, store: Store) -> Result<AppState> {
         store,
         queue,
         queue_opts,
-        sources: Arc::new(DefaultSources),
+        sources: Arc::new(sources(settings).await?),
         default_max_file_bytes: settings.sync.max_file_bytes,
     })
 }
@@ -89,6 +99,7 @@ pub async fn pipeline(
             max_attempts: w.max_attempts,
             retry_min_delay: Duration::from_millis(w.retry_min_delay_ms),
             retry_max_delay: Duration::from_secs(w.retry_max_delay_secs),
+            archive_min_files: settings.sync.archive_min_files,
         },
         shutdown,
     ))
@@ -102,7 +113,8 @@ pub async fn spawn_worker(
     store: Store,
     shutdown: CancellationToken,
 ) -> Result<JoinHandle<()>> {
-    spawn_worker_with(settings, store, Arc::new(DefaultSources), shutdown).await
+    let sources = Arc::new(sources(settings).await?);
+    spawn_worker_with(settings, store, sources, shutdown).await
 }
 
 /// `spawn_worker` with the sources of your choice (tests count reads).

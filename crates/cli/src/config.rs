@@ -19,7 +19,15 @@ pub struct Settings {
     pub api: Api,
     pub worker: Worker,
     pub sync: Sync,
+    pub github: GitHub,
     pub log: Log,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GitHub {
+    pub api_url: String,
+    pub max_concurrent_requests: usize,
+    pub request_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -62,6 +70,7 @@ pub struct Worker {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Sync {
     pub max_file_bytes: u64,
+    pub archive_min_files: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -147,11 +156,27 @@ impl Settings {
                 self.worker.import_batch_size as u64,
             ),
             ("sync.max_file_bytes", self.sync.max_file_bytes),
+            (
+                "github.max_concurrent_requests",
+                self.github.max_concurrent_requests as u64,
+            ),
+            (
+                "github.request_timeout_secs",
+                self.github.request_timeout_secs,
+            ),
         ];
         for (name, value) in positive {
             if value == 0 {
                 bail!("{name} must be greater than 0");
             }
+        }
+        if !(self.github.api_url.starts_with("https://")
+            || self.github.api_url.starts_with("http://"))
+        {
+            bail!(
+                "github.api_url must be an http(s) URL, got `{}` (PROJSYNC__GITHUB__API_URL)",
+                self.github.api_url
+            );
         }
         if !matches!(self.log.format.as_str(), "human" | "json") {
             bail!(
@@ -167,6 +192,15 @@ impl Settings {
             url: self.database.url.clone(),
             max_connections: self.database.max_connections,
             connect_timeout: Duration::from_secs(self.database.connect_timeout_secs),
+        }
+    }
+
+    pub fn github_config(&self) -> projsync_pipeline::GitHubConfig {
+        projsync_pipeline::GitHubConfig {
+            api_url: self.github.api_url.trim_end_matches('/').to_string(),
+            max_concurrent_requests: self.github.max_concurrent_requests,
+            request_timeout: Duration::from_secs(self.github.request_timeout_secs),
+            ..Default::default()
         }
     }
 

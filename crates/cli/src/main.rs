@@ -124,13 +124,19 @@ enum OpsCmd {
 
 #[derive(Debug, Subcommand)]
 enum ProjectCmd {
-    /// Connect a local Git repository as a new project.
+    /// Connect a repository as a new project: a local path, or GitHub.
     Add {
         #[arg(long)]
         name: String,
-        /// Path of the Git repository.
+        /// Path of a local Git repository.
+        #[arg(long, conflicts_with = "github", required_unless_present = "github")]
+        path: Option<PathBuf>,
+        /// A GitHub repository, owner/name (API URL: github.api_url).
         #[arg(long)]
-        path: PathBuf,
+        github: Option<String>,
+        /// Where the GitHub token is, e.g. env:GITHUB_TOKEN (never the token itself).
+        #[arg(long, requires = "github")]
+        credentials_ref: Option<String>,
         #[arg(long, default_value = "main")]
         branch: String,
         /// Extra .gitignore-style pattern to skip (repeatable).
@@ -240,22 +246,36 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
         Command::Project(ProjectCmd::Add {
             name,
             path,
+            github,
+            credentials_ref,
             branch,
             ignore,
         }) => {
+            use projsync_api::service::{CreateProject, RepositoryInput};
             let store = app::store(settings).await?;
             let state = app::api_state(settings, store).await?;
-            let path = path
-                .canonicalize()
-                .with_context(|| format!("no directory at {}", path.display()))?;
-            let project = projsync_api::service::create_project(
-                &state,
-                projsync_api::service::CreateProject {
-                    name,
-                    repository: projsync_api::service::RepositoryInput::Local {
+            let repository = match (path, github) {
+                (Some(path), _) => {
+                    let path = path
+                        .canonicalize()
+                        .with_context(|| format!("no directory at {}", path.display()))?;
+                    RepositoryInput::Local {
                         path: path.to_string_lossy().into_owned(),
                         branch,
-                    },
+                    }
+                }
+                (None, Some(repository)) => RepositoryInput::Github {
+                    repository,
+                    branch,
+                    credentials_ref,
+                },
+                (None, None) => anyhow::bail!("give --path or --github"),
+            };
+            let project = projsync_api::service::create_project(
+                &state,
+                CreateProject {
+                    name,
+                    repository,
                     ignore_patterns: ignore,
                     max_file_bytes: None,
                 },

@@ -19,6 +19,9 @@ pub enum ErrorClass {
 pub struct PhaseError {
     pub class: ErrorClass,
     pub message: String,
+    /// Do not retry before this long (a rate limit's reset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl fmt::Display for PhaseError {
@@ -32,6 +35,7 @@ impl PhaseError {
         Self {
             class: ErrorClass::Retryable,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -39,6 +43,7 @@ impl PhaseError {
         Self {
             class: ErrorClass::Fatal,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -50,9 +55,10 @@ impl PhaseError {
 impl From<SourceError> for PhaseError {
     fn from(e: SourceError) -> Self {
         match e.kind {
-            SourceErrorKind::Unavailable | SourceErrorKind::RateLimited => {
-                PhaseError::retryable(e.message)
-            }
+            SourceErrorKind::Unavailable | SourceErrorKind::RateLimited => PhaseError {
+                retry_after: e.retry_after,
+                ..PhaseError::retryable(e.message)
+            },
             SourceErrorKind::NotFound
             | SourceErrorKind::Unauthorized
             | SourceErrorKind::Invalid => PhaseError::fatal(e.message),

@@ -102,6 +102,8 @@ pub enum SourceErrorKind {
 pub struct SourceError {
     pub kind: SourceErrorKind,
     pub message: String,
+    /// When the source said when to come back (a rate limit's reset).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl SourceError {
@@ -109,7 +111,18 @@ impl SourceError {
         Self {
             kind,
             message: message.into(),
+            retry_after: None,
         }
+    }
+    pub fn rate_limited(retry_after: std::time::Duration, message: impl Into<String>) -> Self {
+        Self {
+            kind: SourceErrorKind::RateLimited,
+            message: message.into(),
+            retry_after: Some(retry_after),
+        }
+    }
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(SourceErrorKind::Unauthorized, message)
     }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(SourceErrorKind::NotFound, message)
@@ -139,6 +152,23 @@ pub trait Source: Send + Sync {
 
     /// The blobs with these SHAs, in any order. A missing blob is an error.
     async fn read_blobs(&self, shas: &[String]) -> Result<Vec<Blob>, SourceError>;
+
+    /// Every regular file of the commit in one archive download, as blobs
+    /// keyed by their Git blob SHA; `None` if the source has no cheaper way
+    /// than `read_blobs`. Used for large imports.
+    async fn read_archive(&self, _commit: &str) -> Result<Option<Vec<Blob>>, SourceError> {
+        Ok(None)
+    }
+}
+
+/// The Git blob SHA-1 of `data` (`blob <len>\0<data>`), to match archive
+/// contents with tree entries.
+pub fn git_blob_sha(data: &[u8]) -> String {
+    use sha1_smol::Sha1;
+    let mut h = Sha1::new();
+    h.update(format!("blob {}\0", data.len()).as_bytes());
+    h.update(data);
+    h.digest().to_string()
 }
 
 /// Where a repository lives, as stored with its project.

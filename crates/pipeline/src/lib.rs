@@ -33,9 +33,49 @@ use tracing::Instrument;
 
 pub use projsync_domain::source::{RepositorySpec, SourceFactory};
 
-/// Local repositories through the git CLI.
-#[derive(Debug, Default, Clone)]
-pub struct DefaultSources;
+pub use projsync_source_github::GitHubConfig;
+
+/// Local repositories through the git CLI, GitHub through octocrab.
+#[derive(Clone, Default)]
+pub struct DefaultSources {
+    github: GitHubConfig,
+    /// Where the GitHub rate-limit budgets are shared, and under which key
+    /// prefix (none: each request only learns from its own answer).
+    redis: Option<(redis::aio::ConnectionManager, String)>,
+    tree_cache: projsync_source_github::TreeCache,
+}
+
+impl DefaultSources {
+    pub fn new(
+        github: GitHubConfig,
+        redis: Option<(redis::aio::ConnectionManager, String)>,
+    ) -> Self {
+        Self {
+            github,
+            redis,
+            tree_cache: Default::default(),
+        }
+    }
+}
+
+/// The token a `credentials_ref` names: `env:NAME` reads the environment
+/// variable NAME of this process. Secrets are never stored in the ledger.
+pub fn resolve_credentials(credentials_ref: Option<&str>) -> Result<Option<String>, SourceError> {
+    let Some(r) = credentials_ref else {
+        return Ok(None);
+    };
+    match r.split_once(':') {
+        Some(("env", name)) if !name.is_empty() => match std::env::var(name) {
+            Ok(token) if !token.trim().is_empty() => Ok(Some(token.trim().to_string())),
+            _ => Err(SourceError::unauthorized(format!(
+                "credentials `{r}` are not set on this process; export {name} with a GitHub token"
+            ))),
+        },
+        _ => Err(SourceError::invalid(format!(
+            "unknown credentials reference `{r}`; use env:VARIABLE_NAME"
+        ))),
+    }
+}
 
 #[async_trait]
 impl SourceFactory for DefaultSources {
@@ -44,8 +84,24 @@ impl SourceFactory for DefaultSources {
             "local" => Ok(Arc::new(
                 projsync_source_git::GitSource::open(repo.location).await?,
             )),
+            "github" => {
+                let token = resolve_credentials(repo.credentials_ref)?;
+                let budget = self.redis.clone().map(|(conn, ns)| {
+                    projsync_source_github::Budget::new(conn, &ns, token.as_deref())
+                });
+                Ok(Arc::new(
+                    projsync_source_github::GitHubSource::open(
+                        &self.github,
+                        repo.location,
+                        token,
+                        budget,
+                        self.tree_cache.clone(),
+                    )
+                    .await?,
+                ))
+            }
             other => Err(SourceError::invalid(format!(
-                "repositories of provider `{other}` are not supported by this worker yet"
+                "unknown repository provider `{other}`"
             ))),
         }
     }
@@ -67,6 +123,9 @@ pub struct PipelineOptions {
     /// at `retry_max_delay`, with jitter.
     pub retry_min_delay: Duration,
     pub retry_max_delay: Duration,
+    /// Imports of at least this many files download the source's archive
+    /// (one request) instead of reading blob by blob.
+    pub archive_min_files: u64,
 }
 
 impl PipelineOptions {
@@ -123,6 +182,8 @@ pub(crate) struct RunCtx {
     pub stats: Stats,
     pub head: Option<String>,
     source: Option<Arc<dyn Source>>,
+    /// Blob contents from the source's archive, by blob SHA (large imports).
+    pub archive: Option<std::collections::HashMap<String, Vec<u8>>>,
     /// Cancelled when the lease is lost: stop at the next batch boundary.
     pub lease_lost: CancellationToken,
 }
@@ -218,6 +279,7 @@ impl Pipeline {
             sync,
             project,
             source: None,
+            archive: None,
             lease_lost,
         };
         // Resume at the first phase that has not succeeded.
@@ -332,11 +394,17 @@ impl Pipeline {
         error: PhaseError,
     ) -> Result<(), PhaseError> {
         let attempt = attempt.max(1) as u32;
-        if error.is_retryable() && attempt < self.opts.max_attempts {
-            let delay = self.opts.retry_delay(attempt);
+        // A rate limit says when to come back; waiting for it is not a
+        // failed attempt.
+        let rate_limited = error.retry_after.is_some();
+        if error.is_retryable() && (rate_limited || attempt < self.opts.max_attempts) {
+            let delay = match error.retry_after {
+                Some(after) => after,
+                None => self.opts.retry_delay(attempt),
+            };
             tracing::warn!(%phase, attempt, ?delay, "phase failed, will retry: {error}");
             self.store
-                .schedule_retry(&ctx.claim, phase, &error, delay)
+                .schedule_retry(&ctx.claim, phase, &error, delay, !rate_limited)
                 .await?;
             if let Err(e) = self.queue.push_after(ctx.claim.sync_id, delay).await {
                 tracing::warn!("cannot schedule the retry in the queue: {e}; the reconciler will");
@@ -490,6 +558,7 @@ mod tests {
             max_attempts: 5,
             retry_min_delay: Duration::from_secs(1),
             retry_max_delay: Duration::from_secs(8),
+            archive_min_files: 100,
         };
         let d1 = opts.retry_delay(1);
         let d4 = opts.retry_delay(4);

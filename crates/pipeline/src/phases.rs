@@ -257,6 +257,25 @@ impl Pipeline {
                 .count_to_import(ctx.claim.sync_id, cp.after.as_deref())
                 .await? as u64;
         let batch_size = self.opts.import_batch_size.max(1) as i64;
+        // A large import downloads the archive once instead of every blob.
+        if ctx.archive.is_none()
+            && ctx.sync.restore_of_sync_id.is_none()
+            && total - cp.done >= self.opts.archive_min_files
+        {
+            let source = self.source(ctx).await?;
+            let head = self.head(ctx)?;
+            match source.read_archive(&head).await {
+                Ok(Some(blobs)) => {
+                    tracing::info!(files = blobs.len(), "using the source's archive");
+                    ctx.archive = Some(blobs.into_iter().map(|b| (b.sha, b.data)).collect());
+                }
+                Ok(None) => {}
+                Err(e) if e.kind == projsync_domain::SourceErrorKind::RateLimited => {
+                    return Err(e.into())
+                }
+                Err(e) => tracing::warn!("cannot use the archive, reading blobs one by one: {e}"),
+            }
+        }
         loop {
             if let Some(stop) = self.boundary(ctx).await? {
                 return Ok(Transition::Stop(stop));
@@ -272,14 +291,22 @@ impl Pipeline {
                 .store
                 .known_content(ctx.claim.project_id, &shas)
                 .await?;
+            let mut from_archive: HashMap<String, Vec<u8>> = HashMap::new();
+            if let Some(archive) = ctx.archive.as_mut() {
+                for sha in &shas {
+                    if let Some(data) = archive.remove(sha) {
+                        from_archive.insert(sha.clone(), data);
+                    }
+                }
+            }
             let mut to_fetch: Vec<String> = shas
                 .iter()
-                .filter(|s| !known.contains_key(*s))
+                .filter(|s| !known.contains_key(*s) && !from_archive.contains_key(*s))
                 .cloned()
                 .collect();
             to_fetch.sort();
             to_fetch.dedup();
-            let fetched: HashMap<String, Vec<u8>> = if to_fetch.is_empty() {
+            let mut fetched: HashMap<String, Vec<u8>> = if to_fetch.is_empty() {
                 HashMap::new()
             } else if ctx.sync.restore_of_sync_id.is_some() {
                 return Err(PhaseError::fatal(format!(
@@ -296,6 +323,7 @@ impl Pipeline {
                     .map(|b| (b.sha, b.data))
                     .collect()
             };
+            fetched.extend(from_archive);
             failpoints::hit("import.fetched").await;
             let mut entries = Vec::with_capacity(batch.len());
             let mut skips = Vec::new();

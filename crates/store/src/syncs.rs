@@ -641,15 +641,19 @@ impl Store {
         phase: SyncPhase,
         error: &PhaseError,
         delay: Duration,
+        count_attempt: bool,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         check_fence(&mut tx, claim.sync_id, claim.fence).await?;
         sqlx::query(
-            "UPDATE sync_steps SET status = 'pending', error_message = $3 WHERE sync_id = $1 AND phase = $2",
+            "UPDATE sync_steps SET status = 'pending', error_message = $3, \
+                 attempts = CASE WHEN $4 THEN attempts ELSE greatest(attempts - 1, 0) END \
+             WHERE sync_id = $1 AND phase = $2",
         )
         .bind(claim.sync_id.0)
         .bind(phase.as_str())
         .bind(&error.message)
+        .bind(count_attempt)
         .execute(&mut *tx)
         .await?;
         sqlx::query(

@@ -9,17 +9,37 @@ use std::sync::{Arc, Mutex};
 /// Opens local repositories and records every blob read through them. It
 /// can also slow blob reads down (to hit a sync mid-import) and make the
 /// next reads fail as a flaky network would.
-#[derive(Default, Clone)]
+#[derive(Clone)]
 pub struct CountingSources {
+    /// The factory that really opens sources (local and GitHub by default).
+    pub inner: Arc<dyn SourceFactory>,
     pub blobs_read: Arc<Mutex<Vec<String>>>,
     pub trees_read: Arc<Mutex<u64>>,
+    pub archives_read: Arc<Mutex<u64>>,
     /// Added before every `read_blobs`.
     pub read_delay: Arc<Mutex<std::time::Duration>>,
     /// How many of the next `read_blobs` calls fail as `unavailable`.
     pub failing_reads: Arc<std::sync::atomic::AtomicU32>,
 }
 
+impl Default for CountingSources {
+    fn default() -> Self {
+        Self::wrapping(Arc::new(DefaultSources::default()))
+    }
+}
+
 impl CountingSources {
+    pub fn wrapping(inner: Arc<dyn SourceFactory>) -> Self {
+        Self {
+            inner,
+            blobs_read: Default::default(),
+            trees_read: Default::default(),
+            archives_read: Default::default(),
+            read_delay: Default::default(),
+            failing_reads: Default::default(),
+        }
+    }
+
     pub fn set_read_delay(&self, delay: std::time::Duration) {
         *self.read_delay.lock().unwrap() = delay;
     }
@@ -55,6 +75,11 @@ impl Source for Counting {
         *self.counts.trees_read.lock().unwrap() += 1;
         self.inner.read_tree(commit).await
     }
+    async fn read_archive(&self, commit: &str) -> Result<Option<Vec<Blob>>, SourceError> {
+        *self.counts.archives_read.lock().unwrap() += 1;
+        self.inner.read_archive(commit).await
+    }
+
     async fn read_blobs(&self, shas: &[String]) -> Result<Vec<Blob>, SourceError> {
         let delay = *self.counts.read_delay.lock().unwrap();
         if !delay.is_zero() {
@@ -86,7 +111,7 @@ impl Source for Counting {
 impl SourceFactory for CountingSources {
     async fn open(&self, repo: &RepositorySpec<'_>) -> Result<Arc<dyn Source>, SourceError> {
         Ok(Arc::new(Counting {
-            inner: DefaultSources.open(repo).await?,
+            inner: self.inner.open(repo).await?,
             counts: self.clone(),
         }))
     }

@@ -1,0 +1,703 @@
+//! `Source` for GitHub and GitHub Enterprise, through octocrab with a
+//! configurable API base URL.
+//!
+//! Every request goes through [`GitHubSource::get`], which:
+//! - consults the token's shared budget in Redis first, so that a fleet of
+//!   workers stops asking once the primary limit is spent;
+//! - holds a permit of a per-process semaphore, keeping the fleet under
+//!   GitHub's 100-concurrent-requests rule;
+//! - retries 5xx answers and connection errors a few times with backoff and
+//!   jitter;
+//! - reads `x-ratelimit-*` and `retry-after` on every response. A primary or
+//!   secondary limit becomes `SourceErrorKind::RateLimited` with the time to
+//!   wait, and the pipeline reschedules the step for then. No worker sleeps
+//!   through a rate limit.
+//!
+//! A first import downloads the tarball (two requests) rather than one
+//! request per blob. Archive contents are matched to tree entries by their
+//! Git blob SHA. This crate knows GitHub's REST shapes and nothing of the
+//! ledger.
+
+use async_trait::async_trait;
+use base64::Engine;
+use futures::{StreamExt, TryStreamExt};
+use http::HeaderMap;
+use http_body_util::BodyExt;
+use octocrab::Octocrab;
+use projsync_domain::source::git_blob_sha;
+use projsync_domain::{Blob, Branch, EntryKind, Source, SourceError, TreeEntry};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::Semaphore;
+
+#[derive(Debug, Clone)]
+pub struct GitHubConfig {
+    /// `https://api.github.com`, or `https://HOST/api/v3` for Enterprise.
+    pub api_url: String,
+    /// Requests in flight per worker process. Keep the fleet's total
+    /// (processes × this) under GitHub's limit of 100.
+    pub max_concurrent_requests: usize,
+    pub request_timeout: Duration,
+    /// Extra tries for a 5xx answer or a connection error.
+    pub request_retries: u32,
+}
+
+impl Default for GitHubConfig {
+    fn default() -> Self {
+        Self {
+            api_url: "https://api.github.com".into(),
+            max_concurrent_requests: 16,
+            request_timeout: Duration::from_secs(30),
+            request_retries: 3,
+        }
+    }
+}
+
+/// Requests sent, for tests and benchmarks.
+#[derive(Debug, Default)]
+pub struct RequestCounters {
+    pub total: AtomicU64,
+    pub blobs: AtomicU64,
+}
+
+/// The primary rate-limit budget of one token, shared by every worker
+/// through Redis.
+#[derive(Clone)]
+pub struct Budget {
+    conn: redis::aio::ConnectionManager,
+    key: String,
+}
+
+impl Budget {
+    /// `namespace` prefixes the key (one per deployment, or per test).
+    pub fn new(conn: redis::aio::ConnectionManager, namespace: &str, token: Option<&str>) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(token.unwrap_or("anonymous").as_bytes());
+        let id: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        Self {
+            conn,
+            key: format!("{namespace}:github:ratelimit:{id}"),
+        }
+    }
+
+    /// How long to wait if the budget is spent; `None` if requests may go.
+    async fn exhausted_for(&self) -> Option<Duration> {
+        let mut conn = self.conn.clone();
+        let (remaining, reset): (Option<i64>, Option<i64>) = redis::cmd("HMGET")
+            .arg(&self.key)
+            .arg("remaining")
+            .arg("reset")
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        let (remaining, reset) = (remaining?, reset?);
+        let wait = reset - now_secs();
+        (remaining <= 0 && wait > 0).then(|| Duration::from_secs(wait as u64))
+    }
+
+    async fn record(&self, remaining: i64, reset: i64) {
+        let mut conn = self.conn.clone();
+        let _: Result<(), _> = redis::pipe()
+            .cmd("HSET")
+            .arg(&self.key)
+            .arg("remaining")
+            .arg(remaining)
+            .arg("reset")
+            .arg(reset)
+            .ignore()
+            .cmd("EXPIREAT")
+            .arg(&self.key)
+            .arg(reset + 60)
+            .ignore()
+            .query_async(&mut conn)
+            .await;
+    }
+}
+
+/// Tree listings by tree SHA. Trees are content-addressed, so a listing
+/// never goes stale; a truncated tree's walk only descends into subtrees
+/// this process has not listed before.
+pub type TreeCache = Arc<Mutex<HashMap<String, Vec<RawEntry>>>>;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RawEntry {
+    pub path: String,
+    pub mode: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub sha: String,
+    #[serde(default)]
+    pub size: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TreeResponse {
+    sha: String,
+    tree: Vec<RawEntry>,
+    #[serde(default)]
+    truncated: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct BranchResponse {
+    name: String,
+    commit: CommitRef,
+}
+
+#[derive(Debug, Deserialize)]
+struct CommitRef {
+    sha: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct BlobResponse {
+    content: String,
+    #[serde(default)]
+    encoding: String,
+}
+
+struct Resp {
+    status: u16,
+    headers: HeaderMap,
+    body: bytes_like::Bytes,
+}
+
+mod bytes_like {
+    pub type Bytes = Vec<u8>;
+}
+
+pub struct GitHubSource {
+    client: Octocrab,
+    full_name: String,
+    cfg: GitHubConfig,
+    budget: Option<Budget>,
+    limiter: Arc<Semaphore>,
+    counters: Arc<RequestCounters>,
+    tree_cache: TreeCache,
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+fn header_i64(headers: &HeaderMap, name: &str) -> Option<i64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+fn jitter(base: Duration) -> Duration {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    base + base.mul_f64((nanos % 1000) as f64 / 1000.0)
+}
+
+/// `owner/name`, both non-empty and made of GitHub's allowed characters.
+pub fn parse_location(location: &str) -> Result<(String, String), SourceError> {
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    match location.split_once('/') {
+        Some((o, n)) if ok(o) && ok(n) => Ok((o.to_string(), n.to_string())),
+        _ => Err(SourceError::invalid(format!(
+            "`{location}` is not a GitHub repository; write it as owner/name"
+        ))),
+    }
+}
+
+fn encode_ref(r: &str) -> String {
+    r.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+impl GitHubSource {
+    /// Connect to `owner/name`, checking that the repository can be read.
+    pub async fn open(
+        cfg: &GitHubConfig,
+        location: &str,
+        token: Option<String>,
+        budget: Option<Budget>,
+        tree_cache: TreeCache,
+    ) -> Result<Self, SourceError> {
+        let (owner, name) = parse_location(location)?;
+        let client = build_client(cfg, token)?;
+        let source = Self {
+            client,
+            full_name: format!("{owner}/{name}"),
+            cfg: cfg.clone(),
+            budget,
+            limiter: Arc::new(Semaphore::new(cfg.max_concurrent_requests.max(1))),
+            counters: Arc::default(),
+            tree_cache,
+        };
+        let resp = source.get(&source.repo_path(""), "repo").await?;
+        if resp.status == 404 {
+            return Err(SourceError::not_found(format!(
+                "repository {} not found, or the token cannot read it; check the name and the \
+                 token's access",
+                source.full_name
+            )));
+        }
+        source.expect_ok(&resp, "read the repository")?;
+        Ok(source)
+    }
+
+    pub fn counters(&self) -> Arc<RequestCounters> {
+        self.counters.clone()
+    }
+
+    fn repo_path(&self, rest: &str) -> String {
+        format!("/repos/{}{rest}", self.full_name)
+    }
+
+    fn expect_ok(&self, resp: &Resp, what: &str) -> Result<(), SourceError> {
+        if (200..300).contains(&resp.status) {
+            return Ok(());
+        }
+        let message = serde_json::from_slice::<serde_json::Value>(&resp.body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        Err(SourceError::unavailable(format!(
+            "GitHub answered {} when asked to {what} in {}: {message}",
+            resp.status, self.full_name
+        )))
+    }
+
+    /// One GET with the budget, the concurrency limit, retries of 5xx and
+    /// connection errors, and rate-limit handling.
+    async fn get(&self, uri: &str, endpoint: &'static str) -> Result<Resp, SourceError> {
+        if let Some(budget) = &self.budget {
+            if let Some(wait) = budget.exhausted_for().await {
+                return Err(SourceError::rate_limited(
+                    wait,
+                    format!(
+                        "the GitHub rate limit of this token is spent until its reset in {}s; \
+                         the sync continues then",
+                        wait.as_secs()
+                    ),
+                ));
+            }
+        }
+        let _permit = self
+            .limiter
+            .acquire()
+            .await
+            .expect("semaphore is never closed");
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.counters.total.fetch_add(1, Ordering::Relaxed);
+            let result = tokio::time::timeout(self.cfg.request_timeout, async {
+                let resp = self.client._get(uri).await?;
+                let (parts, body) = resp.into_parts();
+                let bytes = body.collect().await?.to_bytes();
+                Ok::<_, octocrab::Error>((parts, bytes))
+            })
+            .await;
+            let retry = attempt <= self.cfg.request_retries;
+            let backoff = jitter(Duration::from_millis(100 * (1 << attempt.min(6))));
+            let (parts, body) = match result {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) if retry => {
+                    tracing::debug!(endpoint, "GitHub request failed, retrying: {e}");
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    return Err(SourceError::unavailable(format!(
+                        "cannot reach GitHub at {}: {e}",
+                        self.cfg.api_url
+                    )))
+                }
+                Err(_) if retry => continue,
+                Err(_) => {
+                    return Err(SourceError::unavailable(format!(
+                        "GitHub did not answer within {:?} ({endpoint})",
+                        self.cfg.request_timeout
+                    )))
+                }
+            };
+            let headers = parts.headers;
+            let status = parts.status.as_u16();
+            let remaining = header_i64(&headers, "x-ratelimit-remaining");
+            let reset = header_i64(&headers, "x-ratelimit-reset");
+            if let (Some(budget), Some(r), Some(t)) = (&self.budget, remaining, reset) {
+                budget.record(r, t).await;
+            }
+            match status {
+                500..=599 if retry => {
+                    tracing::debug!(endpoint, status, "GitHub server error, retrying");
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+                500..=599 => {
+                    return Err(SourceError::unavailable(format!(
+                        "GitHub answered {status} ({endpoint}) {attempt} times; it will be retried later"
+                    )))
+                }
+                401 => {
+                    return Err(SourceError::unauthorized(format!(
+                        "GitHub rejected the credentials for {} (bad credentials); check the token \
+                         named by the project's credentials_ref",
+                        self.full_name
+                    )))
+                }
+                403 | 429 => {
+                    if let Some(secs) = header_i64(&headers, "retry-after") {
+                        return Err(SourceError::rate_limited(
+                            Duration::from_secs(secs.max(1) as u64),
+                            format!("GitHub secondary rate limit ({status}); retrying after {secs}s"),
+                        ));
+                    }
+                    if remaining == Some(0) {
+                        let wait = (reset.unwrap_or_else(now_secs) - now_secs()).max(1);
+                        return Err(SourceError::rate_limited(
+                            Duration::from_secs(wait as u64),
+                            format!(
+                                "GitHub primary rate limit exhausted; the sync continues after \
+                                 its reset in {wait}s"
+                            ),
+                        ));
+                    }
+                    if status == 429 {
+                        return Err(SourceError::rate_limited(
+                            Duration::from_secs(60),
+                            "GitHub answered 429 Too Many Requests; retrying in 60s",
+                        ));
+                    }
+                }
+                _ => {}
+            }
+            return Ok(Resp {
+                status,
+                headers,
+                body: body.to_vec(),
+            });
+        }
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        uri: &str,
+        endpoint: &'static str,
+        what: &str,
+    ) -> Result<(T, HeaderMap), SourceError> {
+        let resp = self.get(uri, endpoint).await?;
+        if resp.status == 404 {
+            return Err(SourceError::not_found(format!(
+                "{what} not found in {}",
+                self.full_name
+            )));
+        }
+        self.expect_ok(&resp, what)?;
+        let value = serde_json::from_slice(&resp.body).map_err(|e| {
+            SourceError::unavailable(format!("GitHub sent an unexpected answer for {what}: {e}"))
+        })?;
+        Ok((value, resp.headers))
+    }
+
+    async fn list_tree(&self, sha: &str) -> Result<Vec<RawEntry>, SourceError> {
+        if let Some(hit) = self.tree_cache.lock().expect("cache lock").get(sha) {
+            return Ok(hit.clone());
+        }
+        let (tree, _) = self
+            .get_json::<TreeResponse>(
+                &self.repo_path(&format!("/git/trees/{sha}")),
+                "tree",
+                &format!("tree {sha}"),
+            )
+            .await?;
+        let mut cache = self.tree_cache.lock().expect("cache lock");
+        if cache.len() > 50_000 {
+            cache.clear();
+        }
+        cache.insert(sha.to_string(), tree.tree.clone());
+        Ok(tree.tree)
+    }
+
+    /// Walk a truncated tree one level at a time, from the cache where the
+    /// subtree's SHA was listed before.
+    async fn walk(&self, root: &str) -> Result<Vec<RawEntry>, SourceError> {
+        let mut out = Vec::new();
+        let mut stack = vec![(String::new(), root.to_string())];
+        while let Some((prefix, sha)) = stack.pop() {
+            for e in self.list_tree(&sha).await? {
+                let path = if prefix.is_empty() {
+                    e.path.clone()
+                } else {
+                    format!("{prefix}/{}", e.path)
+                };
+                if e.kind == "tree" {
+                    stack.push((path, e.sha.clone()));
+                } else {
+                    out.push(RawEntry { path, ..e });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn blob(&self, sha: &str) -> Result<Blob, SourceError> {
+        self.counters.blobs.fetch_add(1, Ordering::Relaxed);
+        let (blob, _) = self
+            .get_json::<BlobResponse>(
+                &self.repo_path(&format!("/git/blobs/{sha}")),
+                "blob",
+                &format!("blob {sha}"),
+            )
+            .await?;
+        if blob.encoding != "base64" {
+            return Err(SourceError::unavailable(format!(
+                "blob {sha} came in encoding `{}`, expected base64",
+                blob.encoding
+            )));
+        }
+        let clean: String = blob.content.split_whitespace().collect();
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(clean)
+            .map_err(|e| {
+                SourceError::unavailable(format!("blob {sha} is not valid base64: {e}"))
+            })?;
+        Ok(Blob {
+            sha: sha.to_string(),
+            data,
+        })
+    }
+}
+
+/// Built outside any `async` block: octocrab's builder is not `Send`.
+fn build_client(cfg: &GitHubConfig, token: Option<String>) -> Result<Octocrab, SourceError> {
+    let mut builder = Octocrab::builder()
+        .base_uri(cfg.api_url.as_str())
+        .map_err(|e| {
+            SourceError::invalid(format!("invalid GitHub API URL `{}`: {e}", cfg.api_url))
+        })?
+        .set_connect_timeout(Some(cfg.request_timeout))
+        .set_read_timeout(Some(cfg.request_timeout));
+    if let Some(t) = token {
+        builder = builder.personal_token(t);
+    }
+    builder
+        .build()
+        .map_err(|e| SourceError::invalid(format!("cannot build a GitHub client: {e}")))
+}
+
+fn to_tree_entry(e: RawEntry) -> Option<TreeEntry> {
+    let kind = match (e.kind.as_str(), e.mode.as_str()) {
+        ("commit", _) => EntryKind::Submodule,
+        ("blob", mode) => EntryKind::from_mode(mode)?,
+        _ => return None,
+    };
+    Some(TreeEntry {
+        path: e.path,
+        kind,
+        sha: e.sha,
+        size: e.size,
+        path_lossy: false,
+    })
+}
+
+/// The `rel="next"` URL of a `Link` header.
+fn next_link(headers: &HeaderMap) -> Option<String> {
+    let link = headers.get("link")?.to_str().ok()?;
+    link.split(',').find_map(|part| {
+        let (url, rel) = part.split_once(';')?;
+        rel.contains("rel=\"next\"").then(|| {
+            url.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+    })
+}
+
+#[async_trait]
+impl Source for GitHubSource {
+    fn describe(&self) -> String {
+        format!("github:{}", self.full_name)
+    }
+
+    async fn list_branches(&self) -> Result<Vec<Branch>, SourceError> {
+        let mut url = self.repo_path("/branches?per_page=100");
+        let mut out = Vec::new();
+        loop {
+            let (page, headers) = self
+                .get_json::<Vec<BranchResponse>>(&url, "branches", "branches")
+                .await?;
+            out.extend(page.into_iter().map(|b| Branch {
+                name: b.name,
+                head: b.commit.sha,
+            }));
+            match next_link(&headers) {
+                Some(next) => url = next,
+                None => return Ok(out),
+            }
+        }
+    }
+
+    async fn resolve_branch(&self, branch: &str) -> Result<String, SourceError> {
+        if branch.is_empty() || branch.starts_with('-') || branch.contains("..") {
+            return Err(SourceError::invalid(format!(
+                "`{branch}` is not a valid branch name"
+            )));
+        }
+        let resp = self
+            .get(
+                &self.repo_path(&format!("/branches/{}", encode_ref(branch))),
+                "branch",
+            )
+            .await?;
+        if resp.status == 404 {
+            return Err(SourceError::not_found(format!(
+                "branch `{branch}` not found in {}; check the branch name",
+                self.full_name
+            )));
+        }
+        self.expect_ok(&resp, "resolve the branch")?;
+        let b: BranchResponse = serde_json::from_slice(&resp.body).map_err(|e| {
+            SourceError::unavailable(format!("GitHub sent an unexpected branch answer: {e}"))
+        })?;
+        Ok(b.commit.sha)
+    }
+
+    async fn read_tree(&self, commit: &str) -> Result<Vec<TreeEntry>, SourceError> {
+        let (tree, _) = self
+            .get_json::<TreeResponse>(
+                &self.repo_path(&format!("/git/trees/{commit}?recursive=1")),
+                "tree",
+                &format!("commit {commit}"),
+            )
+            .await?;
+        let raw = if tree.truncated {
+            tracing::info!(repo = %self.full_name, "tree is truncated; walking it level by level");
+            self.walk(&tree.sha).await?
+        } else {
+            tree.tree
+        };
+        Ok(raw.into_iter().filter_map(to_tree_entry).collect())
+    }
+
+    async fn read_blobs(&self, shas: &[String]) -> Result<Vec<Blob>, SourceError> {
+        let futures: Vec<_> = shas.iter().map(|sha| Box::pin(self.blob(sha))).collect();
+        futures::stream::iter(futures)
+            .buffer_unordered(self.cfg.max_concurrent_requests.max(1))
+            .try_collect()
+            .await
+    }
+
+    async fn read_archive(&self, commit: &str) -> Result<Option<Vec<Blob>>, SourceError> {
+        let resp = self
+            .get(&self.repo_path(&format!("/tarball/{commit}")), "tarball")
+            .await?;
+        let body = match resp.status {
+            200 => resp.body,
+            301 | 302 | 303 | 307 | 308 => {
+                let location = resp
+                    .headers
+                    .get("location")
+                    .and_then(|l| l.to_str().ok())
+                    .ok_or_else(|| SourceError::unavailable("tarball redirect without a location"))?
+                    .to_string();
+                let download = self.get(&location, "codeload").await?;
+                self.expect_ok(&download, "download the tarball")?;
+                download.body
+            }
+            _ => {
+                self.expect_ok(&resp, "download the tarball")?;
+                return Ok(None);
+            }
+        };
+        let blobs = tokio::task::spawn_blocking(move || untar(&body))
+            .await
+            .map_err(|e| SourceError::unavailable(format!("tarball decoding stopped: {e}")))??;
+        Ok(Some(blobs))
+    }
+}
+
+/// Regular files of a GitHub tarball (`<prefix>/<path>`), keyed by blob SHA.
+fn untar(gz: &[u8]) -> Result<Vec<Blob>, SourceError> {
+    use std::io::Read;
+    let bad = |e: std::io::Error| SourceError::unavailable(format!("cannot read the tarball: {e}"));
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(gz));
+    let mut out = Vec::new();
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let mut data = Vec::with_capacity(entry.size() as usize);
+        entry.read_to_end(&mut data).map_err(bad)?;
+        out.push(Blob {
+            sha: git_blob_sha(&data),
+            data,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_locations_links_and_modes() {
+        assert_eq!(
+            parse_location("acme/widgets.rs").unwrap(),
+            ("acme".into(), "widgets.rs".into())
+        );
+        assert!(parse_location("acme").is_err());
+        assert!(parse_location("a/b/c").is_err());
+        let mut h = HeaderMap::new();
+        h.insert(
+            "link",
+            r#"<https://api.github.com/repos/a/b/branches?per_page=100&page=2>; rel="next", <https://api.github.com/repos/a/b/branches?per_page=100&page=3>; rel="last""#
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            next_link(&h).as_deref(),
+            Some("https://api.github.com/repos/a/b/branches?per_page=100&page=2")
+        );
+        let e = |kind: &str, mode: &str| RawEntry {
+            path: "p".into(),
+            mode: mode.into(),
+            kind: kind.into(),
+            sha: "s".into(),
+            size: Some(1),
+        };
+        assert_eq!(
+            to_tree_entry(e("blob", "100755")).unwrap().kind,
+            EntryKind::Executable
+        );
+        assert_eq!(
+            to_tree_entry(e("commit", "160000")).unwrap().kind,
+            EntryKind::Submodule
+        );
+        assert!(to_tree_entry(e("tree", "040000")).is_none());
+        assert_eq!(encode_ref("feature/a b"), "feature/a%20b");
+    }
+
+    #[test]
+    fn blob_shas_match_git() {
+        // `printf 'hello\n' | git hash-object --stdin`
+        assert_eq!(
+            git_blob_sha(b"hello\n"),
+            "ce013625030ba8dba906f756967f9e9ca394464a"
+        );
+    }
+}

@@ -1,0 +1,287 @@
+//! The GitHub source, through octocrab, against the fake GitHub server of
+//! test-support. The fake speaks the real REST shapes and headers and serves
+//! a real Git repository built in the test.
+//!
+//! Tokens: `credentials_ref` is `env:CARGO_PKG_NAME`, an environment
+//! variable that cargo sets for every test process (value `projsync`).
+//! Reading it needs no `set_var`, which would race with the parallel tests.
+
+use crate::helpers::{expected_entries, spawn_app_full, CountingSources, TestApp};
+use projsync_pipeline::{DefaultSources, GitHubConfig};
+use projsync_test_support::{FakeGitHub, Fault, GitRepo};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+const TOKEN: &str = "projsync";
+const CREDENTIALS: &str = "env:CARGO_PKG_NAME";
+
+struct Gh {
+    app: TestApp,
+    fake: FakeGitHub,
+    sources: CountingSources,
+    repo: GitRepo,
+}
+
+async fn github_app(archive_min_files: u64) -> Gh {
+    let repo = GitRepo::new();
+    repo.write("README.md", "# widgets\n")
+        .write("src/lib.rs", "pub fn widget() {}\n")
+        .write("src/deep/nested/mod.rs", "mod x;\n")
+        .write("docs/with space.md", "spaces\n")
+        .write("unicode/ünï ✓.txt", "ünïcödé\n")
+        .write("empty.txt", "")
+        .write("logo.png", b"\x89PNG\0\0binary")
+        .write("Cargo.lock", "# ignored\n")
+        .symlink("README.md", "link");
+    repo.commit("first");
+    repo.git(&["branch", "feature/x"]);
+    repo.git(&["branch", "release"]);
+    let fake = FakeGitHub::start("acme", "widgets", repo.path(), Some(TOKEN)).await;
+    let url = fake.base_url();
+    let app = spawn_app_full(None, |s| {
+        s.github.api_url = url.clone();
+        s.sync.archive_min_files = archive_min_files;
+    })
+    .await;
+    // The worker reads through a counting wrapper over the real sources.
+    let conn = app.settings.queue_options().connect().await.unwrap();
+    let inner = DefaultSources::new(
+        GitHubConfig {
+            api_url: url,
+            request_timeout: Duration::from_secs(5),
+            ..Default::default()
+        },
+        Some((conn, app.settings.redis.namespace.clone())),
+    );
+    let counting = CountingSources::wrapping(Arc::new(inner));
+    projsync::app::spawn_worker_with(
+        &app.settings,
+        app.db.store.clone(),
+        Arc::new(counting.clone()),
+        app.shutdown_token(),
+    )
+    .await
+    .unwrap();
+    Gh {
+        app,
+        fake,
+        sources: counting,
+        repo,
+    }
+}
+
+async fn connect(
+    gh: &Gh,
+    name: &str,
+    repository: &str,
+    credentials: &str,
+) -> (u16, serde_json::Value) {
+    gh.app
+        .post(
+            "/projects",
+            json!({ "name": name, "repository": {
+                "provider": "github", "repository": repository, "branch": "main",
+                "credentials_ref": credentials } }),
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_sync_equals_local_sync_and_resyncs_read_only_changes() {
+    let gh = github_app(1000).await;
+    let (status, project) = connect(&gh, "gh", "acme/widgets", CREDENTIALS).await;
+    assert_eq!(status, 201, "{project}");
+    let project = project["id"].as_str().unwrap().to_string();
+    let local = gh.app.create_project("local", gh.repo.path(), "main").await;
+
+    let a = gh.app.sync(&project, None).await;
+    assert_eq!(a["status"], "succeeded", "{a}");
+    let b = gh.app.sync(&local, None).await;
+    assert_eq!(b["status"], "succeeded", "{b}");
+    let entries = gh.app.active_entries(&project).await;
+    assert_eq!(entries, gh.app.active_entries(&local).await);
+    assert_eq!(
+        entries,
+        expected_entries(gh.repo.files_at("HEAD"), &["logo.png", "Cargo.lock"])
+    );
+    assert_eq!(
+        a["stats"]["skipped_by_reason"],
+        b["stats"]["skipped_by_reason"]
+    );
+
+    // Nothing changed: at most two requests.
+    gh.fake.reset_counts();
+    let same = gh.app.sync(&project, None).await;
+    assert_eq!(same["outcome"], "unchanged");
+    assert!(gh.fake.total_requests() <= 2, "{:?}", gh.fake.requests());
+
+    // One file changed: at most four requests, one blob.
+    gh.repo.write("src/lib.rs", "pub fn widget() -> u8 { 1 }\n");
+    gh.repo.commit("edit");
+    gh.fake.reset_counts();
+    gh.sources.take_reads();
+    let one = gh.app.sync(&project, None).await;
+    assert_eq!(one["status"], "succeeded", "{one}");
+    assert!(gh.fake.total_requests() <= 4, "{:?}", gh.fake.requests());
+    assert_eq!(gh.fake.request_count("blob"), 1);
+    assert_eq!(gh.sources.take_reads().len(), 1);
+    assert_eq!(
+        gh.app.active_entries(&project).await,
+        expected_entries(gh.repo.files_at("HEAD"), &["logo.png", "Cargo.lock"])
+    );
+
+    // Branches, paginated one per page.
+    gh.fake.set_page_size_cap(1);
+    let (status, branches) = gh.app.get(&format!("/projects/{project}/branches")).await;
+    assert_eq!(status, 200, "{branches}");
+    let names: Vec<&str> = branches
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["feature/x", "main", "release"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_import_uses_the_tarball_and_truncated_trees_are_walked() {
+    let gh = github_app(3).await;
+    let (status, project) = connect(&gh, "gh", "acme/widgets", CREDENTIALS).await;
+    assert_eq!(status, 201, "{project}");
+    let project = project["id"].as_str().unwrap().to_string();
+    gh.fake.reset_counts();
+    let sync = gh.app.sync(&project, None).await;
+    assert_eq!(sync["status"], "succeeded", "{sync}");
+    let counts = gh.fake.requests();
+    assert_eq!(counts.get("blob"), None, "{counts:?}");
+    assert_eq!(counts.get("tarball"), Some(&1), "{counts:?}");
+    assert!(gh.fake.total_requests() <= 5, "{counts:?}");
+    let expected = expected_entries(gh.repo.files_at("HEAD"), &["logo.png", "Cargo.lock"]);
+    assert_eq!(gh.app.active_entries(&project).await, expected);
+
+    // A tree GitHub truncates is walked level by level, with the same result.
+    gh.fake.set_truncate_threshold(Some(2));
+    gh.repo.write("src/deep/nested/new.rs", "// new\n");
+    gh.repo.commit("new file");
+    let sync = gh.app.sync(&project, None).await;
+    assert_eq!(sync["status"], "succeeded", "{sync}");
+    assert_eq!(
+        gh.app.active_entries(&project).await,
+        expected_entries(gh.repo.files_at("HEAD"), &["logo.png", "Cargo.lock"])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_is_survived_within_budget() {
+    let gh = github_app(1000).await;
+    let (status, project) = connect(&gh, "gh", "acme/widgets", CREDENTIALS).await;
+    assert_eq!(status, 201, "{project}");
+    let project = project["id"].as_str().unwrap().to_string();
+    assert_eq!(gh.app.sync(&project, None).await["status"], "succeeded");
+
+    let faults = [
+        (
+            "5xx burst",
+            Fault::ServerErrors {
+                count: 3,
+                status: 502,
+            },
+        ),
+        (
+            "secondary limit",
+            Fault::SecondaryRateLimit {
+                retry_after_secs: 1,
+            },
+        ),
+        (
+            "429",
+            Fault::TooManyRequests {
+                retry_after_secs: 1,
+            },
+        ),
+        (
+            "primary exhausted",
+            Fault::ExhaustPrimary { reset_in_secs: 2 },
+        ),
+        (
+            "slow",
+            Fault::Slow {
+                count: 3,
+                delay_ms: 300,
+            },
+        ),
+        ("dropped connections", Fault::DropConnection { count: 2 }),
+    ];
+    for (i, (name, fault)) in faults.into_iter().enumerate() {
+        gh.repo.write("src/lib.rs", format!("// change {i}\n"));
+        gh.repo.commit(name);
+        gh.fake.reset_counts();
+        gh.fake.inject(fault);
+        let started = std::time::Instant::now();
+        let sync = gh.app.sync(&project, None).await;
+        assert_eq!(sync["status"], "succeeded", "{name}: {sync}");
+        assert_eq!(
+            gh.app.active_entries(&project).await,
+            expected_entries(gh.repo.files_at("HEAD"), &["logo.png", "Cargo.lock"]),
+            "{name}"
+        );
+        // 4 requests for a one-file resync, plus the faulted ones and their retries.
+        let total = gh.fake.total_requests();
+        assert!(total <= 10, "{name}: {:?}", gh.fake.requests());
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{name} took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fatal_errors_say_what_to_do() {
+    let gh = github_app(1000).await;
+    let (status, err) = connect(&gh, "nope", "acme/nope", CREDENTIALS).await;
+    assert_eq!(status, 422, "{err}");
+    let msg = err["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("repository acme/nope not found, or the token cannot read it"),
+        "{msg}"
+    );
+
+    let (status, err) = connect(&gh, "badtoken", "acme/widgets", "env:CARGO_PKG_VERSION").await;
+    assert_eq!(status, 422, "{err}");
+    let msg = err["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("rejected the credentials"), "{msg}");
+
+    let (status, err) = connect(
+        &gh,
+        "unset",
+        "acme/widgets",
+        "env:PROJSYNC_SURELY_UNSET_VARIABLE",
+    )
+    .await;
+    assert_eq!(status, 422, "{err}");
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("export PROJSYNC_SURELY_UNSET_VARIABLE"));
+
+    let (status, err) = connect(&gh, "badname", "not-a-repo", CREDENTIALS).await;
+    assert_eq!(status, 422, "{err}");
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("owner/name"));
+
+    let (status, project) = connect(&gh, "gh", "acme/widgets", CREDENTIALS).await;
+    assert_eq!(status, 201);
+    let project = project["id"].as_str().unwrap().to_string();
+    let sync = gh.app.sync(&project, Some("nope")).await;
+    assert_eq!(sync["status"], "failed");
+    assert_eq!(sync["error_class"], "fatal");
+    let msg = sync["error_message"].as_str().unwrap();
+    assert!(
+        msg.contains("branch `nope` not found in acme/widgets"),
+        "{msg}"
+    );
+}
