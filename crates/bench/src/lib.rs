@@ -1,9 +1,11 @@
-//! Shared harness for projsync's benchmark commands (`bench-sync` now; the
-//! queue and GitHub benchmarks later). A benchmark is a command that prints
-//! figures, not a timed test: it starts the real components in one process —
-//! a fresh migrated PostgreSQL database and a Redis namespace of its own (from
-//! `projsync-test-support`), the API's service layer and a worker reading
-//! through [`CountingSources`] — drives syncs the way a client does (create a
+//! Shared harness for projsync's benchmark commands (`bench-sync`,
+//! `bench-queue`; GitHub later). A benchmark is a command that prints
+//! figures, not a timed test: it starts the real components — a fresh
+//! migrated PostgreSQL database and a Redis namespace of its own (from
+//! `projsync-test-support`), the API's service layer, and either a worker in
+//! this process reading through [`CountingSources`] ([`Bench::start`]) or
+//! real `projsync worker` processes ([`Bench::without_worker`] with
+//! [`WorkerProcesses`]) — drives syncs the way a client does (create a
 //! project, enqueue, poll the ledger until the sync ends) and measures wall
 //! time and source reads. Nothing here is used by production code.
 
@@ -11,9 +13,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use projsync::Settings;
 use projsync_api::service::{self, CreateProject, RepositoryInput};
 use projsync_api::AppState;
-use projsync_domain::{ProjectId, SyncPhase, SyncStatus};
+use projsync_domain::{ProjectId, SyncId, SyncPhase, SyncStatus};
 use projsync_store::SyncRecord;
 use projsync_test_support::{CountingSources, GitRepo, TestDb, TestRedis};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::task::JoinHandle;
@@ -59,6 +64,27 @@ impl Bench {
     /// `tweak` adjusts the settings (after the test database, Redis and a
     /// 20 ms queue poll interval have been set).
     pub async fn start(tweak: impl FnOnce(&mut Settings)) -> Result<Self> {
+        let mut bench = Self::without_worker(|s| {
+            s.redis.poll_interval_ms = 20;
+            tweak(s);
+        })
+        .await?;
+        let worker = projsync::app::spawn_worker_with(
+            &bench.settings,
+            bench.db.store.clone(),
+            Arc::new(bench.sources.clone()),
+            bench.shutdown.clone(),
+        )
+        .await?;
+        bench.worker = Some(worker);
+        Ok(bench)
+    }
+
+    /// A fresh database and Redis namespace and the API state, with no
+    /// worker in this process: syncs are run by worker processes started
+    /// with [`WorkerProcesses`]. `tweak` adjusts the settings (after the
+    /// test database and Redis have been set).
+    pub async fn without_worker(tweak: impl FnOnce(&mut Settings)) -> Result<Self> {
         check_services().await?;
         let db = TestDb::new().await;
         let redis = TestRedis::new();
@@ -66,28 +92,43 @@ impl Bench {
         settings.database.url = db.url.clone();
         settings.redis.url = redis.url.clone();
         settings.redis.namespace = redis.namespace.clone();
-        settings.redis.poll_interval_ms = 20;
         tweak(&mut settings);
         settings.validate()?;
         let state = projsync::app::api_state(&settings, db.store.clone()).await?;
-        let sources = CountingSources::default();
-        let shutdown = CancellationToken::new();
-        let worker = projsync::app::spawn_worker_with(
-            &settings,
-            db.store.clone(),
-            Arc::new(sources.clone()),
-            shutdown.clone(),
-        )
-        .await?;
         Ok(Self {
             settings,
             state,
-            sources,
-            shutdown,
-            worker: Some(worker),
+            sources: CountingSources::default(),
+            shutdown: CancellationToken::new(),
+            worker: None,
             redis,
             db,
         })
+    }
+
+    /// [`default_settings`] pointed at this run's database and Redis
+    /// namespace: what worker processes of this run are given.
+    pub fn worker_settings(&self) -> Result<Settings> {
+        let mut settings = default_settings()?;
+        settings.database.url = self.db.url.clone();
+        settings.redis.url = self.redis.url.clone();
+        settings.redis.namespace = self.redis.namespace.clone();
+        Ok(settings)
+    }
+
+    /// Enqueue a sync of the project's default branch through the API's
+    /// service layer; fails if the project already had an active sync.
+    pub async fn enqueue(&self, project: ProjectId) -> Result<SyncId> {
+        let outcome = service::enqueue_sync(&self.state, project, None, None)
+            .await
+            .map_err(|e| anyhow!("enqueue a sync of project {project}: {e:?}"))?;
+        if !outcome.created {
+            bail!(
+                "project {project} already had an active sync {}",
+                outcome.sync.id
+            );
+        }
+        Ok(outcome.sync.id)
     }
 
     /// Connect the local repository at `path` (branch `main`) as a new project.
@@ -116,16 +157,7 @@ impl Bench {
         self.sources.take_reads();
         let trees_before = *self.sources.trees_read.lock().unwrap();
         let started = Instant::now();
-        let outcome = service::enqueue_sync(&self.state, project, None, None)
-            .await
-            .map_err(|e| anyhow!("enqueue a sync of project {project}: {e:?}"))?;
-        if !outcome.created {
-            bail!(
-                "project {project} already had an active sync {}",
-                outcome.sync.id
-            );
-        }
-        let id = outcome.sync.id;
+        let id = self.enqueue(project).await?;
         let record = loop {
             let record = self.db.store.sync(id).await?;
             if record.status.is_terminal() {
@@ -138,15 +170,7 @@ impl Bench {
         };
         let wall = started.elapsed();
         let ended = SystemTime::now();
-        if record.status != SyncStatus::Succeeded {
-            bail!(
-                "sync {id} ended {} in phase {:?}: {} ({})",
-                record.status,
-                record.failed_phase,
-                record.error_message.as_deref().unwrap_or("no message"),
-                record.error_class.as_deref().unwrap_or("no class"),
-            );
-        }
+        check_succeeded(&record)?;
         let blob_reads = self.sources.take_reads().len() as u64;
         let tree_reads = *self.sources.trees_read.lock().unwrap() - trees_before;
         // Phase times from the step rows' `started_at` (set in a short
@@ -240,14 +264,293 @@ impl SyncRun {
     }
 }
 
+/// Fails, saying how the sync ended, unless it succeeded.
+pub fn check_succeeded(record: &SyncRecord) -> Result<()> {
+    if record.status != SyncStatus::Succeeded {
+        bail!(
+            "sync {} ended {} in phase {:?}: {} ({})",
+            record.id,
+            record.status,
+            record.failed_phase,
+            record.error_message.as_deref().unwrap_or("no message"),
+            record.error_class.as_deref().unwrap_or("no class"),
+        );
+    }
+    Ok(())
+}
+
 /// A ledger timestamp on the system clock (Postgres runs on this machine).
-fn system_time(at: chrono::DateTime<chrono::Utc>) -> SystemTime {
+pub fn system_time(at: chrono::DateTime<chrono::Utc>) -> SystemTime {
     let micros = at.timestamp_micros();
     if micros >= 0 {
         UNIX_EPOCH + Duration::from_micros(micros as u64)
     } else {
         UNIX_EPOCH
     }
+}
+
+/// The compiled-in defaults (`config/default.toml`) alone: no config file,
+/// no `PROJSYNC__*` variables. What a user gets out of the box.
+pub fn default_settings() -> Result<Settings> {
+    const DEFAULTS: &str = include_str!("../../../config/default.toml");
+    let settings: Settings = config::Config::builder()
+        .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+        .build()
+        .and_then(|c| c.try_deserialize())
+        .context("config/default.toml")?;
+    settings.validate()?;
+    Ok(settings)
+}
+
+/// The environment that gives a `projsync worker` process exactly these
+/// settings (every key a worker reads, so that nothing comes from the
+/// defaults by accident).
+pub fn worker_env(settings: &Settings) -> Vec<(String, String)> {
+    let (d, r, w) = (&settings.database, &settings.redis, &settings.worker);
+    [
+        ("DATABASE__URL", d.url.clone()),
+        ("DATABASE__MAX_CONNECTIONS", d.max_connections.to_string()),
+        (
+            "DATABASE__CONNECT_TIMEOUT_SECS",
+            d.connect_timeout_secs.to_string(),
+        ),
+        ("REDIS__URL", r.url.clone()),
+        ("REDIS__NAMESPACE", r.namespace.clone()),
+        (
+            "REDIS__HEARTBEAT_INTERVAL_SECS",
+            r.heartbeat_interval_secs.to_string(),
+        ),
+        ("REDIS__MISSED_HEARTBEATS", r.missed_heartbeats.to_string()),
+        ("REDIS__POLL_INTERVAL_MS", r.poll_interval_ms.to_string()),
+        (
+            "REDIS__RESPONSE_TIMEOUT_MS",
+            r.response_timeout_ms.to_string(),
+        ),
+        (
+            "REDIS__CONNECT_TIMEOUT_MS",
+            r.connect_timeout_ms.to_string(),
+        ),
+        ("WORKER__CONCURRENCY", w.concurrency.to_string()),
+        ("WORKER__LEASE_TTL_SECS", w.lease_ttl_secs.to_string()),
+        ("WORKER__IMPORT_BATCH_SIZE", w.import_batch_size.to_string()),
+        (
+            "WORKER__SHUTDOWN_TIMEOUT_SECS",
+            w.shutdown_timeout_secs.to_string(),
+        ),
+        ("WORKER__MAX_ATTEMPTS", w.max_attempts.to_string()),
+        (
+            "WORKER__RETRY_MIN_DELAY_MS",
+            w.retry_min_delay_ms.to_string(),
+        ),
+        (
+            "WORKER__RETRY_MAX_DELAY_SECS",
+            w.retry_max_delay_secs.to_string(),
+        ),
+        (
+            "WORKER__RECONCILE_INTERVAL_MS",
+            w.reconcile_interval_ms.to_string(),
+        ),
+        (
+            "WORKER__REDELIVER_AFTER_SECS",
+            w.redeliver_after_secs.to_string(),
+        ),
+        (
+            "SYNC__MAX_FILE_BYTES",
+            settings.sync.max_file_bytes.to_string(),
+        ),
+        ("LOG__LEVEL", "warn".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("PROJSYNC__{k}"), v))
+    .chain([("RUST_LOG".to_string(), "warn".to_string())])
+    .collect()
+}
+
+/// The `projsync` binary of the same build as the running benchmark (next
+/// to it in `target/release` or `target/debug`).
+pub fn projsync_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot locate the benchmark executable")?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| anyhow!("{} has no parent directory", exe.display()))?;
+    let binary = dir.join(format!("projsync{}", std::env::consts::EXE_SUFFIX));
+    if !binary.is_file() {
+        bail!(
+            "{} not found: the benchmark runs the real worker binary; build it first with \
+             `cargo build --release -p projsync` (same profile as this benchmark)",
+            binary.display()
+        );
+    }
+    Ok(binary)
+}
+
+/// `projsync worker` child processes. Dropping this (a normal end, an
+/// error, a panic) kills every one still running and reaps it, so that no
+/// worker outlives the benchmark.
+#[derive(Debug)]
+pub struct WorkerProcesses {
+    binary: PathBuf,
+    log_dir: PathBuf,
+    label: String,
+    children: Vec<WorkerProcess>,
+}
+
+#[derive(Debug)]
+struct WorkerProcess {
+    child: Child,
+    log: PathBuf,
+    ended: bool,
+}
+
+impl WorkerProcesses {
+    /// Workers of `binary`; each one's stdout and stderr go to
+    /// `log_dir/{label}-worker-{n}.log`.
+    pub fn new(binary: &Path, log_dir: &Path, label: &str) -> Self {
+        Self {
+            binary: binary.to_path_buf(),
+            log_dir: log_dir.to_path_buf(),
+            label: label.to_string(),
+            children: Vec::new(),
+        }
+    }
+
+    /// Start one more `projsync worker` with exactly `settings` (inherited
+    /// `PROJSYNC*` variables are removed); returns its index.
+    pub fn spawn(&mut self, settings: &Settings) -> Result<usize> {
+        let index = self.children.len();
+        let log = self
+            .log_dir
+            .join(format!("{}-worker-{index}.log", self.label));
+        let out = File::create(&log).with_context(|| format!("create {}", log.display()))?;
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("worker");
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("PROJSYNC") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.envs(worker_env(settings))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("start {} worker", self.binary.display()))?;
+        self.children.push(WorkerProcess {
+            child,
+            log,
+            ended: false,
+        });
+        Ok(index)
+    }
+
+    pub fn pid(&self, index: usize) -> u32 {
+        self.children[index].child.id()
+    }
+
+    /// SIGKILL worker `index` and wait until it is gone.
+    pub fn kill(&mut self, index: usize) -> Result<()> {
+        let worker = &mut self.children[index];
+        worker.child.kill().context("kill the worker")?;
+        worker.child.wait().context("reap the worker")?;
+        worker.ended = true;
+        Ok(())
+    }
+
+    /// Fails, with the end of its log, if a worker that was not killed has
+    /// exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        for (i, w) in self.children.iter_mut().enumerate() {
+            if w.ended {
+                continue;
+            }
+            if let Some(status) = w.child.try_wait()? {
+                w.ended = true;
+                let log = std::fs::read_to_string(&w.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                bail!(
+                    "worker process {i} ({}) exited with {status}; the end of its log:\n{}",
+                    w.log.display(),
+                    tail.join("\n")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Wait until `count` workers of this queue have registered with it
+    /// (apalis-redis's workers set), i.e. they are about to pull jobs.
+    pub async fn wait_registered(&mut self, settings: &Settings, count: usize) -> Result<()> {
+        let client = redis::Client::open(settings.redis.url.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let key = format!("{}:workers", settings.queue_options().queue_name());
+        let started = Instant::now();
+        loop {
+            let registered: usize = redis::cmd("ZCARD").arg(&key).query_async(&mut conn).await?;
+            if registered >= count {
+                return Ok(());
+            }
+            self.check_alive()?;
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("{registered} of {count} worker processes registered with the queue within 30 s; see their logs in {}", self.log_dir.display());
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+}
+
+impl Drop for WorkerProcesses {
+    fn drop(&mut self) {
+        for w in &mut self.children {
+            if !w.ended {
+                let _ = w.child.kill();
+                let _ = w.child.wait();
+                w.ended = true;
+            }
+        }
+    }
+}
+
+/// Poll the ledger until the sync ends, failing early if a worker process
+/// died on its own (or after [`SYNC_TIMEOUT`]).
+pub async fn wait_for_end(
+    bench: &Bench,
+    workers: &mut WorkerProcesses,
+    id: SyncId,
+) -> Result<SyncRecord> {
+    let started = Instant::now();
+    loop {
+        let record = bench.db.store.sync(id).await?;
+        if record.status.is_terminal() {
+            return Ok(record);
+        }
+        workers.check_alive()?;
+        if started.elapsed() > SYNC_TIMEOUT {
+            bail!("sync {id} did not end within {SYNC_TIMEOUT:?}");
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// `later - earlier` in milliseconds, negative if `later` is earlier.
+pub fn ms_between(earlier: SystemTime, later: SystemTime) -> f64 {
+    match later.duration_since(earlier) {
+        Ok(d) => d.as_secs_f64() * 1e3,
+        Err(e) => -e.duration().as_secs_f64() * 1e3,
+    }
+}
+
+/// The `q` quantile (0 < q <= 1) of `values` by the nearest-rank method:
+/// the smallest value with at least `q` of all values at or below it.
+pub fn percentile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 /// A small deterministic pseudo-random generator (SplitMix64), so that the
@@ -478,6 +781,30 @@ mod tests {
         assert_eq!(s.len(), 100);
         assert_eq!(s[1], 100);
         assert_eq!(spread(50, 100).len(), 50);
+    }
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        let v: Vec<f64> = (1..=200).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 100.0);
+        assert_eq!(percentile(&v, 0.99), 198.0);
+        assert_eq!(percentile(&v, 1.0), 200.0);
+        assert_eq!(percentile(&[3.0, 1.0, 2.0], 0.5), 2.0);
+        assert_eq!(percentile(&[7.0], 0.99), 7.0);
+    }
+
+    #[test]
+    fn defaults_reach_the_worker_environment() {
+        let s = default_settings().unwrap();
+        let env = worker_env(&s);
+        let get = |k: &str| {
+            env.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("PROJSYNC__WORKER__LEASE_TTL_SECS"), Some("20"));
+        assert_eq!(get("PROJSYNC__REDIS__POLL_INTERVAL_MS"), Some("200"));
+        assert_eq!(get("RUST_LOG"), Some("warn"));
     }
 
     #[test]
