@@ -741,16 +741,19 @@ impl Store {
     }
 
     /// Syncs due for a push: queued (and due) or running with an expired
-    /// lease, whose job was not pushed within `redeliver_after`. They are
+    /// lease, whose job was not pushed within `redeliver_after`. A running
+    /// sync whose lease expired is pushed at once if it was not pushed since
+    /// the lease expired, so that recovery takes about the lease TTL. They are
     /// marked pushed now; `SKIP LOCKED` keeps reconcilers of several workers
     /// from taking the same rows.
     pub async fn due_for_push(&self, redeliver_after: Duration, limit: i64) -> Result<Vec<SyncId>> {
         let ids: Vec<Uuid> = sqlx::query_scalar(
             "UPDATE project_syncs SET last_pushed_at = now() WHERE id IN ( \
                  SELECT id FROM project_syncs \
-                 WHERE ((status = 'queued' AND (not_before IS NULL OR not_before <= now())) \
+                 WHERE (last_pushed_at IS NULL OR last_pushed_at < now() - make_interval(secs => $1) \
+                        OR (status = 'running' AND last_pushed_at < lease_expires_at)) \
+                   AND ((status = 'queued' AND (not_before IS NULL OR not_before <= now())) \
                      OR (status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < now()))) \
-                   AND (last_pushed_at IS NULL OR last_pushed_at < now() - make_interval(secs => $1)) \
                  ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
              RETURNING id",
         )
