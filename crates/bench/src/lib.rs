@@ -64,11 +64,24 @@ impl Bench {
     /// `tweak` adjusts the settings (after the test database, Redis and a
     /// 20 ms queue poll interval have been set).
     pub async fn start(tweak: impl FnOnce(&mut Settings)) -> Result<Self> {
+        Self::start_with(tweak, |_| async { Ok(None) }).await
+    }
+
+    /// [`Bench::start`] whose worker reads through `sources`, built from
+    /// the run's settings (`None`: local repositories only, the default).
+    pub async fn start_with<F, Fut>(tweak: impl FnOnce(&mut Settings), sources: F) -> Result<Self>
+    where
+        F: FnOnce(Settings) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<CountingSources>>>,
+    {
         let mut bench = Self::without_worker(|s| {
             s.redis.poll_interval_ms = 20;
             tweak(s);
         })
         .await?;
+        if let Some(sources) = sources(bench.settings.clone()).await? {
+            bench.sources = sources;
+        }
         let worker = projsync::app::spawn_worker_with(
             &bench.settings,
             bench.db.store.clone(),

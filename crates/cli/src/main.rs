@@ -203,6 +203,18 @@ fn exit_for(status: SyncStatus) -> ExitCode {
     }
 }
 
+/// Follow a sync to its end, print its summary; the exit code tells how it ended.
+async fn follow_sync(
+    settings: &Settings,
+    store: &Store,
+    sync_id: SyncId,
+    output: Output,
+) -> Result<ExitCode> {
+    let record = watch::watch(settings, store, sync_id, output).await?;
+    println!("{}", watch::summary(&record));
+    Ok(exit_for(record.status))
+}
+
 async fn find_project(store: &Store, key: &str) -> Result<Project> {
     match key.parse::<ProjectId>() {
         Ok(id) => Ok(store.project(id).await?),
@@ -317,10 +329,7 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
                 println!("{}", outcome.sync.id);
             }
             if follow {
-                let record =
-                    watch::watch(settings, &store, outcome.sync.id, Output::auto()).await?;
-                println!("{}", watch::summary(&record));
-                return Ok(exit_for(record.status));
+                return follow_sync(settings, &store, outcome.sync.id, Output::auto()).await;
             }
         }
         Command::Restore {
@@ -341,10 +350,7 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
             }
             println!("{}", outcome.sync.id);
             if follow {
-                let record =
-                    watch::watch(settings, &store, outcome.sync.id, Output::auto()).await?;
-                println!("{}", watch::summary(&record));
-                return Ok(exit_for(record.status));
+                return follow_sync(settings, &store, outcome.sync.id, Output::auto()).await;
             }
         }
         Command::Cancel { sync_id } | Command::Ops(OpsCmd::Cancel { sync_id }) => {
@@ -444,9 +450,7 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
                 if from_start { " from the start" } else { "" }
             );
             if follow {
-                let record = watch::watch(settings, &store, sync_id, Output::auto()).await?;
-                println!("{}", watch::summary(&record));
-                return Ok(exit_for(record.status));
+                return follow_sync(settings, &store, sync_id, Output::auto()).await;
             }
         }
         Command::Ops(OpsCmd::Discard { sync_id }) => {
@@ -457,9 +461,7 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
         Command::Watch { sync_id, plain } => {
             let store = app::store(settings).await?;
             let output = if plain { Output::Lines } else { Output::auto() };
-            let record = watch::watch(settings, &store, sync_id, output).await?;
-            println!("{}", watch::summary(&record));
-            return Ok(exit_for(record.status));
+            return follow_sync(settings, &store, sync_id, output).await;
         }
         Command::History { project, limit } => {
             let store = app::store(settings).await?;

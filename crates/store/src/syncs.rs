@@ -787,20 +787,7 @@ impl Store {
     /// dropped). A project with another active sync is a conflict.
     pub async fn retry_sync(&self, sync_id: SyncId, from_start: bool) -> Result<SyncRecord> {
         let mut tx = self.pool.begin().await?;
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM project_syncs WHERE id = $1 FOR UPDATE")
-                .bind(sync_id.0)
-                .fetch_optional(&mut *tx)
-                .await?;
-        match status.as_deref() {
-            None => return Err(Error::NotFound(format!("sync {sync_id}"))),
-            Some("failed" | "cancelled") => {}
-            Some(other) => {
-                return Err(Error::Conflict(format!(
-                    "sync {sync_id} is {other}; only a failed or cancelled sync can be retried"
-                )))
-            }
-        }
+        lock_ended(&mut tx, sync_id, "retried").await?;
         if from_start {
             discard_work(&mut tx, sync_id).await?;
             sqlx::query(
@@ -849,20 +836,7 @@ impl Store {
     /// and plan go, the row stays in the history as `discarded`.
     pub async fn discard_sync(&self, sync_id: SyncId) -> Result<SyncRecord> {
         let mut tx = self.pool.begin().await?;
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM project_syncs WHERE id = $1 FOR UPDATE")
-                .bind(sync_id.0)
-                .fetch_optional(&mut *tx)
-                .await?;
-        match status.as_deref() {
-            None => return Err(Error::NotFound(format!("sync {sync_id}"))),
-            Some("failed" | "cancelled") => {}
-            Some(other) => {
-                return Err(Error::Conflict(format!(
-                    "sync {sync_id} is {other}; only a failed or cancelled sync can be discarded"
-                )))
-            }
-        }
+        lock_ended(&mut tx, sync_id, "discarded").await?;
         discard_work(&mut tx, sync_id).await?;
         sqlx::query(
             "UPDATE project_syncs SET status = 'discarded', updated_at = now() WHERE id = $1",
@@ -872,6 +846,27 @@ impl Store {
         .await?;
         tx.commit().await?;
         self.sync(sync_id).await
+    }
+}
+
+/// Lock a sync that failed or was cancelled, the only ones an operator can
+/// retry or discard; `action` names what was asked in the error.
+async fn lock_ended(
+    tx: &mut Transaction<'_, Postgres>,
+    sync_id: SyncId,
+    action: &str,
+) -> Result<()> {
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM project_syncs WHERE id = $1 FOR UPDATE")
+            .bind(sync_id.0)
+            .fetch_optional(&mut **tx)
+            .await?;
+    match status.as_deref() {
+        None => Err(Error::NotFound(format!("sync {sync_id}"))),
+        Some("failed" | "cancelled") => Ok(()),
+        Some(other) => Err(Error::Conflict(format!(
+            "sync {sync_id} is {other}; only a failed or cancelled sync can be {action}"
+        ))),
     }
 }
 

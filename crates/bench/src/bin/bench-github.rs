@@ -7,14 +7,13 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use projsync::Settings;
 use projsync_api::service::{self, CreateProject, RepositoryInput};
+use projsync_bench::Bench;
 use projsync_bench::{generated_content, generated_path};
 use projsync_domain::{ProjectId, SyncStatus};
-use projsync_test_support::{CountingSources, FakeGitHub, GitRepo, TestDb, TestRedis};
+use projsync_test_support::{CountingSources, FakeGitHub, GitRepo};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 struct Args {
@@ -26,48 +25,27 @@ struct Args {
     changed: usize,
 }
 
-struct Deployment {
-    state: projsync_api::AppState,
-    shutdown: CancellationToken,
-    _redis: TestRedis,
-    db: TestDb,
-}
-
-impl Drop for Deployment {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-async fn deploy(fake: &FakeGitHub, archive_min_files: u64) -> Result<Deployment> {
-    let db = TestDb::new().await;
-    let redis = TestRedis::new();
-    let mut settings = Settings::load(None)?;
-    settings.database.url = db.url.clone();
-    settings.redis.url = redis.url.clone();
-    settings.redis.namespace = redis.namespace.clone();
-    settings.redis.poll_interval_ms = 20;
-    settings.github.api_url = fake.base_url();
-    settings.sync.archive_min_files = archive_min_files;
-    let state = projsync::app::api_state(&settings, db.store.clone()).await?;
-    let shutdown = CancellationToken::new();
-    let sources = CountingSources::wrapping(Arc::new(projsync::app::sources(&settings).await?));
-    projsync::app::spawn_worker_with(
-        &settings,
-        db.store.clone(),
-        Arc::new(sources),
-        shutdown.clone(),
+async fn deploy(fake: &FakeGitHub, archive_min_files: u64) -> Result<Bench> {
+    let url = fake.base_url();
+    Bench::start_with(
+        |s| {
+            s.github.api_url = url;
+            s.sync.archive_min_files = archive_min_files;
+        },
+        |settings| async move {
+            let sources = projsync::app::sources(&settings).await?;
+            Ok(Some(CountingSources::wrapping(Arc::new(sources))))
+        },
     )
-    .await?;
-    Ok(Deployment {
-        state,
-        shutdown,
-        _redis: redis,
-        db,
-    })
+    .await
 }
 
-impl Deployment {
+trait GitHubBench {
+    async fn project(&self, name: &str) -> Result<ProjectId>;
+    async fn sync(&self, fake: &FakeGitHub, project: ProjectId) -> Result<Row>;
+}
+
+impl GitHubBench for Bench {
     async fn project(&self, name: &str) -> Result<ProjectId> {
         let p = service::create_project(
             &self.state,
