@@ -285,3 +285,52 @@ async fn fatal_errors_say_what_to_do() {
         "{msg}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_app_installation_tokens_are_obtained_and_refreshed() {
+    let gh = github_app(1000).await;
+    // Tokens live 31 s; octocrab renews a token with less than 30 s left, so
+    // every request after the first second needs a fresh one.
+    gh.fake.enable_app(4242, 77, 31);
+    let key = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/e2e/fixtures/github-app-test-key.pem"
+    );
+
+    let (status, err) = connect(
+        &gh,
+        "wrong-app",
+        "acme/widgets",
+        &format!("app:1:77:file:{key}"),
+    )
+    .await;
+    assert_eq!(status, 422, "{err}");
+
+    let (status, project) = connect(
+        &gh,
+        "app",
+        "acme/widgets",
+        &format!("app:4242:77:file:{key}"),
+    )
+    .await;
+    assert_eq!(status, 201, "{project}");
+    let project = project["id"].as_str().unwrap().to_string();
+    let sync = gh.app.sync(&project, None).await;
+    assert_eq!(sync["status"], "succeeded", "{sync}");
+    assert_eq!(
+        gh.app.active_entries(&project).await,
+        expected_entries(gh.repo.files_at("HEAD"), &["logo.png", "Cargo.lock"])
+    );
+    let first = gh.fake.request_count("access_token");
+    assert!(first >= 1);
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    gh.repo.write("src/lib.rs", "// after refresh\n");
+    gh.repo.commit("after refresh");
+    let sync = gh.app.sync(&project, None).await;
+    assert_eq!(sync["status"], "succeeded", "{sync}");
+    assert!(
+        gh.fake.request_count("access_token") > first,
+        "the installation token was refreshed"
+    );
+}

@@ -58,21 +58,56 @@ impl DefaultSources {
     }
 }
 
-/// The token a `credentials_ref` names: `env:NAME` reads the environment
-/// variable NAME of this process. Secrets are never stored in the ledger.
-pub fn resolve_credentials(credentials_ref: Option<&str>) -> Result<Option<String>, SourceError> {
+/// The credentials a `credentials_ref` names. Secrets are never stored in
+/// the ledger, only where to find them in this process's environment:
+/// - `env:NAME` or `file:PATH`: a token in the environment variable NAME,
+///   or in a file (a mounted secret);
+/// - `app:APP_ID:INSTALLATION_ID:env:NAME` or `…:file:PATH`: a GitHub App
+///   installation whose private key (PEM; `\n` escapes allowed in a
+///   variable) is there.
+pub fn resolve_credentials(
+    credentials_ref: Option<&str>,
+) -> Result<projsync_source_github::Credentials, SourceError> {
+    use projsync_source_github::Credentials;
     let Some(r) = credentials_ref else {
-        return Ok(None);
+        return Ok(Credentials::Anonymous);
     };
-    match r.split_once(':') {
-        Some(("env", name)) if !name.is_empty() => match std::env::var(name) {
-            Ok(token) if !token.trim().is_empty() => Ok(Some(token.trim().to_string())),
-            _ => Err(SourceError::unauthorized(format!(
-                "credentials `{r}` are not set on this process; export {name} with a GitHub token"
+    let read = |kind: &str, name: &str, what: &str| -> Result<String, SourceError> {
+        let value = match kind {
+            "env" => std::env::var(name).ok(),
+            _ => std::fs::read_to_string(name).ok(),
+        };
+        match value {
+            Some(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
+            _ if kind == "env" => Err(SourceError::unauthorized(format!(
+                "credentials `{r}` are not set on this process; export {name} with {what}"
             ))),
-        },
+            _ => Err(SourceError::unauthorized(format!(
+                "credentials `{r}`: cannot read {what} from {name}"
+            ))),
+        }
+    };
+    let parts: Vec<&str> = r.splitn(5, ':').collect();
+    match parts.as_slice() {
+        [kind @ ("env" | "file"), name] if !name.is_empty() => {
+            Ok(Credentials::Token(read(kind, name, "a GitHub token")?))
+        }
+        ["app", app, installation, kind @ ("env" | "file"), name] if !name.is_empty() => {
+            let (Ok(app_id), Ok(installation_id)) = (app.parse(), installation.parse()) else {
+                return Err(SourceError::invalid(format!(
+                    "`{r}`: the app id and installation id must be numbers"
+                )));
+            };
+            Ok(Credentials::App {
+                app_id,
+                installation_id,
+                private_key_pem: read(kind, name, "the app's private key (PEM)")?
+                    .replace("\\n", "\n"),
+            })
+        }
         _ => Err(SourceError::invalid(format!(
-            "unknown credentials reference `{r}`; use env:VARIABLE_NAME"
+            "unknown credentials reference `{r}`; use env:VARIABLE, file:PATH or \
+             app:APP_ID:INSTALLATION_ID:env:VARIABLE (or :file:PATH)"
         ))),
     }
 }
@@ -85,15 +120,16 @@ impl SourceFactory for DefaultSources {
                 projsync_source_git::GitSource::open(repo.location).await?,
             )),
             "github" => {
-                let token = resolve_credentials(repo.credentials_ref)?;
-                let budget = self.redis.clone().map(|(conn, ns)| {
-                    projsync_source_github::Budget::new(conn, &ns, token.as_deref())
-                });
+                let credentials = resolve_credentials(repo.credentials_ref)?;
+                let budget = self
+                    .redis
+                    .clone()
+                    .map(|(conn, ns)| projsync_source_github::Budget::new(conn, &ns, &credentials));
                 Ok(Arc::new(
                     projsync_source_github::GitHubSource::open(
                         &self.github,
                         repo.location,
-                        token,
+                        credentials,
                         budget,
                         self.tree_cache.clone(),
                     )

@@ -56,6 +56,62 @@ impl Default for GitHubConfig {
     }
 }
 
+/// How the source authenticates. Secrets never reach a log: `Debug` is
+/// redacted.
+#[derive(Clone, Default)]
+pub enum Credentials {
+    /// Public repositories only.
+    #[default]
+    Anonymous,
+    /// A personal access token (or any token GitHub takes as a bearer).
+    Token(String),
+    /// A GitHub App installation: octocrab signs a JWT with the key, trades
+    /// it for an installation token and refreshes that token when less than
+    /// 30 s of it remain.
+    App {
+        app_id: u64,
+        installation_id: u64,
+        private_key_pem: String,
+    },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Anonymous => f.write_str("Anonymous"),
+            Credentials::Token(_) => f.write_str("Token(<redacted>)"),
+            Credentials::App {
+                app_id,
+                installation_id,
+                ..
+            } => write!(
+                f,
+                "App {{ app_id: {app_id}, installation_id: {installation_id}, private_key_pem: <redacted> }}"
+            ),
+        }
+    }
+}
+
+impl Credentials {
+    /// What the rate-limit budget is kept per: a token's hash, or the app
+    /// installation (whose tokens share one budget).
+    pub fn budget_identity(&self) -> String {
+        use sha2::{Digest, Sha256};
+        match self {
+            Credentials::Anonymous => "anonymous".into(),
+            Credentials::Token(t) => {
+                let digest = Sha256::digest(t.as_bytes());
+                digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+            }
+            Credentials::App {
+                app_id,
+                installation_id,
+                ..
+            } => format!("app-{app_id}-{installation_id}"),
+        }
+    }
+}
+
 /// Requests sent, for tests and benchmarks.
 #[derive(Debug, Default)]
 pub struct RequestCounters {
@@ -73,13 +129,17 @@ pub struct Budget {
 
 impl Budget {
     /// `namespace` prefixes the key (one per deployment, or per test).
-    pub fn new(conn: redis::aio::ConnectionManager, namespace: &str, token: Option<&str>) -> Self {
-        use sha2::{Digest, Sha256};
-        let digest = Sha256::digest(token.unwrap_or("anonymous").as_bytes());
-        let id: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    pub fn new(
+        conn: redis::aio::ConnectionManager,
+        namespace: &str,
+        credentials: &Credentials,
+    ) -> Self {
         Self {
             conn,
-            key: format!("{namespace}:github:ratelimit:{id}"),
+            key: format!(
+                "{namespace}:github:ratelimit:{}",
+                credentials.budget_identity()
+            ),
         }
     }
 
@@ -229,12 +289,12 @@ impl GitHubSource {
     pub async fn open(
         cfg: &GitHubConfig,
         location: &str,
-        token: Option<String>,
+        credentials: Credentials,
         budget: Option<Budget>,
         tree_cache: TreeCache,
     ) -> Result<Self, SourceError> {
         let (owner, name) = parse_location(location)?;
-        let client = build_client(cfg, token)?;
+        let client = build_client(cfg, credentials)?;
         let source = Self {
             client,
             full_name: format!("{owner}/{name}"),
@@ -313,6 +373,16 @@ impl GitHubSource {
             let backoff = jitter(Duration::from_millis(100 * (1 << attempt.min(6))));
             let (parts, body) = match result {
                 Ok(Ok(r)) => r,
+                // Only the app's token exchange answers through this path.
+                Ok(Err(octocrab::Error::GitHub { source, .. }))
+                    if matches!(source.status_code.as_u16(), 401 | 403 | 404) =>
+                {
+                    return Err(SourceError::unauthorized(format!(
+                        "GitHub rejected the credentials for {} ({}: {}); check the app id, \
+                         the installation id and the private key named by credentials_ref",
+                        self.full_name, source.status_code, source.message
+                    )))
+                }
                 Ok(Err(e)) if retry => {
                     tracing::debug!(endpoint, "GitHub request failed, retrying: {e}");
                     tokio::time::sleep(backoff).await;
@@ -481,7 +551,7 @@ impl GitHubSource {
 }
 
 /// Built outside any `async` block: octocrab's builder is not `Send`.
-fn build_client(cfg: &GitHubConfig, token: Option<String>) -> Result<Octocrab, SourceError> {
+fn build_client(cfg: &GitHubConfig, credentials: Credentials) -> Result<Octocrab, SourceError> {
     let mut builder = Octocrab::builder()
         .base_uri(cfg.api_url.as_str())
         .map_err(|e| {
@@ -489,12 +559,34 @@ fn build_client(cfg: &GitHubConfig, token: Option<String>) -> Result<Octocrab, S
         })?
         .set_connect_timeout(Some(cfg.request_timeout))
         .set_read_timeout(Some(cfg.request_timeout));
-    if let Some(t) = token {
-        builder = builder.personal_token(t);
+    let mut installation = None;
+    match credentials {
+        Credentials::Anonymous => {}
+        Credentials::Token(t) => builder = builder.personal_token(t),
+        Credentials::App {
+            app_id,
+            installation_id,
+            private_key_pem,
+        } => {
+            let key =
+                octocrab::EncodingKey::from_rsa_pem(private_key_pem.as_bytes()).map_err(|e| {
+                    SourceError::unauthorized(format!(
+                        "the private key of GitHub App {app_id} is not an RSA key in PEM: {e}"
+                    ))
+                })?;
+            builder = builder.app(octocrab::models::AppId(app_id), key);
+            installation = Some(installation_id);
+        }
     }
-    builder
+    let client = builder
         .build()
-        .map_err(|e| SourceError::invalid(format!("cannot build a GitHub client: {e}")))
+        .map_err(|e| SourceError::invalid(format!("cannot build a GitHub client: {e}")))?;
+    match installation {
+        None => Ok(client),
+        Some(id) => client
+            .installation(octocrab::models::InstallationId(id))
+            .map_err(|e| SourceError::invalid(format!("cannot use installation {id}: {e}"))),
+    }
 }
 
 fn to_tree_entry(e: RawEntry) -> Option<TreeEntry> {

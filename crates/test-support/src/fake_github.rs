@@ -89,6 +89,8 @@ struct Counters {
     limit: u64,
     remaining: u64,
     reset: u64,
+    /// GitHub App installation tokens: (app id, installation id, lifetime in seconds).
+    app: Option<(u64, u64, u64)>,
 }
 
 impl FakeGitHub {
@@ -115,6 +117,7 @@ impl FakeGitHub {
                 limit: DEFAULT_RATE_LIMIT,
                 remaining: DEFAULT_RATE_LIMIT,
                 reset: unix_now() + RATE_LIMIT_WINDOW_SECS,
+                app: None,
             }),
             request_seq: AtomicU64::new(0),
         });
@@ -143,6 +146,10 @@ impl FakeGitHub {
                 "/_codeload/{owner}/{repo}/legacy.tar.gz/{sha}",
                 get(codeload_handler),
             )
+            .route(
+                "/app/installations/{id}/access_tokens",
+                axum::routing::post(access_token_handler),
+            )
             .fallback(|| async { not_found() })
             .layer(middleware::from_fn_with_state(shared.clone(), gate))
             .with_state(shared.clone());
@@ -150,6 +157,14 @@ impl FakeGitHub {
             let _ = axum::serve(listener, router).await;
         });
         Self { shared, server }
+    }
+
+    /// Act as GitHub for a GitHub App: `POST /app/installations/{id}/access_tokens`
+    /// with a JWT whose `iss` is `app_id` answers 201 with the server's token
+    /// (the one requests must carry) and `expires_at` = now + `lifetime_secs`.
+    /// Count: "access_token".
+    pub fn enable_app(&self, app_id: u64, installation_id: u64, lifetime_secs: u64) {
+        self.shared.lock().app = Some((app_id, installation_id, lifetime_secs));
     }
 
     /// The API root, e.g. `http://127.0.0.1:PORT` (no trailing slash).
@@ -323,6 +338,7 @@ fn endpoint_key(path: &str) -> &'static str {
         ["repos", _, _, "git", "blobs", _] => "blob",
         ["repos", _, _, "tarball", ..] => "tarball",
         ["repos", _, _, "compare", _, ..] => "compare",
+        ["app", "installations", _, "access_tokens"] => "access_token",
         _ => "other",
     }
 }
@@ -438,6 +454,8 @@ fn authorized(expected: &Option<String>, headers: &HeaderMap) -> bool {
 async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     let key = endpoint_key(req.uri().path());
     let codeload = key == "codeload";
+    // An app authenticates this one with its JWT, checked by the handler.
+    let app_auth = key == "access_token";
     let seq = shared.request_seq.fetch_add(1, Ordering::Relaxed) + 1;
     let action = {
         let mut state = shared.lock();
@@ -473,7 +491,7 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
     } else if codeload {
         let rate = shared.lock().rate_headers();
         (next.run(req).await, rate)
-    } else if !authorized(&shared.token, req.headers()) {
+    } else if !app_auth && !authorized(&shared.token, req.headers()) {
         let response = json_response(
             StatusCode::UNAUTHORIZED,
             &json!({"message": "Bad credentials", "documentation_url": DOCS_URL, "status": "401"}),
@@ -1010,6 +1028,55 @@ fn base64_lines(data: &[u8]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// `POST /app/installations/{id}/access_tokens`: a JWT signed by the app
+/// (its `iss` claim is read, the signature is not checked) buys an
+/// installation token.
+async fn access_token_handler(
+    State(shared): State<Arc<Shared>>,
+    UrlPath(id): UrlPath<u64>,
+    headers: HeaderMap,
+) -> Response {
+    use base64::Engine;
+    let Some((app_id, installation_id, lifetime)) = shared.lock().app else {
+        return not_found();
+    };
+    let iss = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|jwt| jwt.split('.').nth(1))
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .and_then(|p| serde_json::from_slice::<Value>(&p).ok())
+        .and_then(|claims| match &claims["iss"] {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.parse().ok(),
+            _ => None,
+        });
+    if iss != Some(app_id) {
+        return json_response(
+            StatusCode::UNAUTHORIZED,
+            &json!({"message": "A JSON web token could not be decoded", "documentation_url": DOCS_URL, "status": "401"}),
+        );
+    }
+    if id != installation_id {
+        return not_found();
+    }
+    let expires = chrono::Utc::now() + chrono::Duration::seconds(lifetime as i64);
+    json_response(
+        StatusCode::CREATED,
+        &json!({
+            "token": shared.token.clone().unwrap_or_else(|| "ghs_fake".into()),
+            "expires_at": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "permissions": {"contents": "read", "metadata": "read"},
+            "repository_selection": "all",
+        }),
+    )
 }
 
 #[cfg(test)]
