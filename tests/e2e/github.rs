@@ -170,6 +170,23 @@ async fn first_import_uses_the_tarball_and_truncated_trees_are_walked() {
         gh.app.active_entries(&project).await,
         expected_entries(gh.repo.files_at("HEAD"), &["logo.png", "Cargo.lock"])
     );
+
+    // Walking again after one deep change lists only the changed subtrees:
+    // the truncated root listing, then root, src, src/deep, src/deep/nested.
+    gh.repo.write("src/deep/nested/mod.rs", "mod y;\n");
+    gh.repo.commit("deep change");
+    gh.fake.reset_counts();
+    let sync = gh.app.sync(&project, None).await;
+    assert_eq!(sync["status"], "succeeded", "{sync}");
+    assert!(
+        gh.fake.request_count("tree") <= 5,
+        "{:?}",
+        gh.fake.requests()
+    );
+    assert_eq!(
+        gh.app.active_entries(&project).await,
+        expected_entries(gh.repo.files_at("HEAD"), &["logo.png", "Cargo.lock"])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -125,6 +125,8 @@ pub struct RequestCounters {
 pub struct Budget {
     conn: redis::aio::ConnectionManager,
     key: String,
+    /// Prefix of the fleet-wide tree listing cache.
+    trees: String,
 }
 
 impl Budget {
@@ -140,7 +142,34 @@ impl Budget {
                 "{namespace}:github:ratelimit:{}",
                 credentials.budget_identity()
             ),
+            trees: format!("{namespace}:github:tree:"),
         }
+    }
+
+    /// A tree listing another worker (or this one, before a restart) stored.
+    async fn cached_tree(&self, sha: &str) -> Option<Vec<RawEntry>> {
+        let mut conn = self.conn.clone();
+        let raw: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(format!("{}{sha}", self.trees))
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        serde_json::from_slice(&raw?).ok()
+    }
+
+    /// Tree listings never change (content-addressed); keep them a week.
+    async fn store_tree(&self, sha: &str, entries: &[RawEntry]) {
+        let Ok(json) = serde_json::to_vec(entries) else {
+            return;
+        };
+        let mut conn = self.conn.clone();
+        let _: Result<(), _> = redis::cmd("SET")
+            .arg(format!("{}{sha}", self.trees))
+            .arg(json)
+            .arg("EX")
+            .arg(7 * 24 * 3600)
+            .query_async(&mut conn)
+            .await;
     }
 
     /// How long to wait if the budget is spent; `None` if requests may go.
@@ -177,12 +206,13 @@ impl Budget {
     }
 }
 
-/// Tree listings by tree SHA. Trees are content-addressed, so a listing
-/// never goes stale; a truncated tree's walk only descends into subtrees
-/// this process has not listed before.
+/// Tree listings by tree SHA, in this process; behind it, the same in Redis
+/// for the whole fleet. Trees are content-addressed, so a listing never goes
+/// stale, and a truncated tree's walk only requests subtrees whose SHA no
+/// worker has listed before: the ones that changed.
 pub type TreeCache = Arc<Mutex<HashMap<String, Vec<RawEntry>>>>;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct RawEntry {
     pub path: String,
     pub mode: String,
@@ -485,6 +515,11 @@ impl GitHubSource {
         if let Some(hit) = self.tree_cache.lock().expect("cache lock").get(sha) {
             return Ok(hit.clone());
         }
+        if let Some(budget) = &self.budget {
+            if let Some(hit) = budget.cached_tree(sha).await {
+                return Ok(hit);
+            }
+        }
         let (tree, _) = self
             .get_json::<TreeResponse>(
                 &self.repo_path(&format!("/git/trees/{sha}")),
@@ -492,6 +527,9 @@ impl GitHubSource {
                 &format!("tree {sha}"),
             )
             .await?;
+        if let Some(budget) = &self.budget {
+            budget.store_tree(sha, &tree.tree).await;
+        }
         let mut cache = self.tree_cache.lock().expect("cache lock");
         if cache.len() > 50_000 {
             cache.clear();
