@@ -371,6 +371,15 @@ impl GitHubSource {
     /// One GET with the budget, the concurrency limit, retries of 5xx and
     /// connection errors, and rate-limit handling.
     async fn get(&self, uri: &str, endpoint: &'static str) -> Result<Resp, SourceError> {
+        self.get_with(&self.client, uri, endpoint).await
+    }
+
+    async fn get_with(
+        &self,
+        client: &Octocrab,
+        uri: &str,
+        endpoint: &'static str,
+    ) -> Result<Resp, SourceError> {
         if let Some(budget) = &self.budget {
             if let Some(wait) = budget.exhausted_for().await {
                 return Err(SourceError::rate_limited(
@@ -393,7 +402,7 @@ impl GitHubSource {
             attempt += 1;
             self.counters.total.fetch_add(1, Ordering::Relaxed);
             let result = tokio::time::timeout(self.cfg.request_timeout, async {
-                let resp = self.client._get(uri).await?;
+                let resp = client._get(uri).await?;
                 let (parts, body) = resp.into_parts();
                 let bytes = body.collect().await?.to_bytes();
                 Ok::<_, octocrab::Error>((parts, bytes))
@@ -627,6 +636,29 @@ fn build_client(cfg: &GitHubConfig, credentials: Credentials) -> Result<Octocrab
     }
 }
 
+/// An anonymous client whose base is the origin of `url`.
+fn plain_client(url: &str, timeout: Duration) -> Result<Octocrab, SourceError> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| SourceError::unavailable(format!("bad tarball redirect `{url}`: {e}")))?;
+    let origin = match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
+        _ => {
+            return Err(SourceError::unavailable(format!(
+                "tarball redirect `{url}` is not an absolute URL"
+            )))
+        }
+    };
+    build_client(
+        &GitHubConfig {
+            api_url: origin,
+            request_timeout: timeout,
+            ..Default::default()
+        },
+        Credentials::Anonymous,
+    )
+}
+
 fn to_tree_entry(e: RawEntry) -> Option<TreeEntry> {
     let kind = match (e.kind.as_str(), e.mode.as_str()) {
         ("commit", _) => EntryKind::Submodule,
@@ -743,7 +775,11 @@ impl Source for GitHubSource {
                     .and_then(|l| l.to_str().ok())
                     .ok_or_else(|| SourceError::unavailable("tarball redirect without a location"))?
                     .to_string();
-                let download = self.get(&location, "codeload").await?;
+                // The redirect carries its own short-lived token. A client
+                // without a base path: on Enterprise (`…/api/v3`) octocrab
+                // would prefix the download URL with it.
+                let plain = plain_client(&location, self.cfg.request_timeout)?;
+                let download = self.get_with(&plain, &location, "codeload").await?;
                 self.expect_ok(&download, "download the tarball")?;
                 download.body
             }
