@@ -203,6 +203,28 @@ fn exit_for(status: SyncStatus) -> ExitCode {
     }
 }
 
+/// Print the id of an enqueued sync (saying so when the project's active
+/// sync was returned instead), and follow it if asked.
+async fn enqueued(
+    settings: &Settings,
+    store: &Store,
+    project: &Project,
+    outcome: &projsync_store::EnqueueOutcome,
+    follow: bool,
+) -> Result<ExitCode> {
+    if !outcome.created {
+        eprintln!(
+            "project {} already has a queued or running sync: that one is shown",
+            project.name
+        );
+    }
+    println!("{}", outcome.sync.id);
+    if follow {
+        return follow_sync(settings, store, outcome.sync.id, Output::auto()).await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Follow a sync to its end, print its summary; the exit code tells how it ended.
 async fn follow_sync(
     settings: &Settings,
@@ -319,18 +341,7 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
             let outcome =
                 projsync_api::service::enqueue_sync(&state, project.id, branch.as_deref(), None)
                     .await?;
-            if outcome.created {
-                println!("{}", outcome.sync.id);
-            } else {
-                eprintln!(
-                    "project {} already has an active sync; following it",
-                    project.name
-                );
-                println!("{}", outcome.sync.id);
-            }
-            if follow {
-                return follow_sync(settings, &store, outcome.sync.id, Output::auto()).await;
-            }
+            return enqueued(settings, &store, &project, &outcome, follow).await;
         }
         Command::Restore {
             project,
@@ -342,16 +353,7 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
             let state = app::api_state(settings, store.clone()).await?;
             let outcome =
                 projsync_api::service::enqueue_restore(&state, project.id, sync_id, None).await?;
-            if !outcome.created {
-                eprintln!(
-                    "project {} already has an active sync; following it",
-                    project.name
-                );
-            }
-            println!("{}", outcome.sync.id);
-            if follow {
-                return follow_sync(settings, &store, outcome.sync.id, Output::auto()).await;
-            }
+            return enqueued(settings, &store, &project, &outcome, follow).await;
         }
         Command::Cancel { sync_id } | Command::Ops(OpsCmd::Cancel { sync_id }) => {
             let store = app::store(settings).await?;
