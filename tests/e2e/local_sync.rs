@@ -98,6 +98,16 @@ async fn resync_applies_only_the_changes_and_keeps_history() {
     let same = app.sync(&project, None).await;
     assert_eq!(same["status"], "succeeded");
     assert_eq!(same["outcome"], "unchanged");
+    assert_eq!(
+        same["stats"]["files_seen"], 13,
+        "an unchanged sync reports the tree it kept"
+    );
+    assert_eq!(same["stats"]["unchanged"], 13);
+    assert_eq!(same["stats"]["imported"], 0);
+    assert_eq!(
+        same["stats"]["skipped_by_reason"],
+        first["stats"]["skipped_by_reason"]
+    );
     assert_eq!(same["steps"][1]["status"], "skipped");
 
     repo.write("README.md", "# fixture, edited\n")

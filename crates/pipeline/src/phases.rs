@@ -46,7 +46,16 @@ impl Pipeline {
         self.store.set_head_commit(&ctx.claim, &head).await?;
         ctx.head = Some(head.clone());
         let last = self.store.last_synced(ctx.claim.project_id).await?;
-        if last.as_ref().is_some_and(|(_, h)| *h == head) {
+        if let Some((previous, _)) = last.as_ref().filter(|(_, h)| *h == head) {
+            // Same tree as the last successful sync: report it as unchanged.
+            let before = self.store.sync(*previous).await?.stats;
+            ctx.stats = Stats {
+                files_seen: before.files_seen,
+                unchanged: before.files_seen,
+                skipped: before.skipped,
+                skipped_by_reason: before.skipped_by_reason,
+                ..Stats::default()
+            };
             self.store
                 .complete_unchanged(&ctx.claim, ctx.project.repository.id, &head, &ctx.stats)
                 .await?;
