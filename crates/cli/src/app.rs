@@ -100,6 +100,7 @@ pub async fn pipeline(
             retry_min_delay: Duration::from_millis(w.retry_min_delay_ms),
             retry_max_delay: Duration::from_secs(w.retry_max_delay_secs),
             archive_min_files: settings.sync.archive_min_files,
+            archive_max_bytes: settings.sync.archive_max_bytes,
         },
         shutdown,
     ))

@@ -71,6 +71,7 @@ pub struct Worker {
 pub struct Sync {
     pub max_file_bytes: u64,
     pub archive_min_files: u64,
+    pub archive_max_bytes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

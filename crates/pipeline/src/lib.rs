@@ -162,6 +162,9 @@ pub struct PipelineOptions {
     /// Imports of at least this many files download the source's archive
     /// (one request) instead of reading blob by blob.
     pub archive_min_files: u64,
+    /// ... unless the files to import add up to more than this: the archive
+    /// is held in memory while the import runs.
+    pub archive_max_bytes: u64,
 }
 
 impl PipelineOptions {
@@ -595,6 +598,7 @@ mod tests {
             retry_min_delay: Duration::from_secs(1),
             retry_max_delay: Duration::from_secs(8),
             archive_min_files: 100,
+            archive_max_bytes: 1 << 28,
         };
         let d1 = opts.retry_delay(1);
         let d4 = opts.retry_delay(4);

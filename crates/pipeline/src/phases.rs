@@ -270,6 +270,11 @@ impl Pipeline {
         if ctx.archive.is_none()
             && ctx.sync.restore_of_sync_id.is_none()
             && total - cp.done >= self.opts.archive_min_files
+            && self
+                .store
+                .bytes_to_import(ctx.claim.sync_id, cp.after.as_deref())
+                .await?
+                <= self.opts.archive_max_bytes as i64
         {
             let source = self.source(ctx).await?;
             let head = self.head(ctx)?;

@@ -130,6 +130,18 @@ impl Store {
         .await?)
     }
 
+    /// The size of the files after `after` (in path order) that need an entry.
+    pub async fn bytes_to_import(&self, sync_id: SyncId, after: Option<&str>) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT coalesce(sum(size_bytes), 0)::bigint FROM sync_changes WHERE sync_id = $1 \
+             AND needs_entry AND ($2::text IS NULL OR path > $2)",
+        )
+        .bind(sync_id.0)
+        .bind(after)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// The next batch of rows needing an entry, after `after` in path order.
     pub async fn import_batch(
         &self,
