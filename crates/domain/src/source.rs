@@ -153,10 +153,14 @@ pub trait Source: Send + Sync {
     /// The blobs with these SHAs, in any order. A missing blob is an error.
     async fn read_blobs(&self, shas: &[String]) -> Result<Vec<Blob>, SourceError>;
 
-    /// Every regular file of the commit in one archive download, as blobs
-    /// keyed by their Git blob SHA; `None` if the source has no cheaper way
-    /// than `read_blobs`. Used for large imports.
-    async fn read_archive(&self, _commit: &str) -> Result<Option<Vec<Blob>>, SourceError> {
+    /// The regular files of the commit whose blob SHA is in `wanted`, from
+    /// one archive download; `None` if the source has no cheaper way than
+    /// `read_blobs`. Used for large imports.
+    async fn read_archive(
+        &self,
+        _commit: &str,
+        _wanted: &std::collections::HashSet<String>,
+    ) -> Result<Option<Vec<Blob>>, SourceError> {
         Ok(None)
     }
 }

@@ -278,7 +278,11 @@ impl Pipeline {
         {
             let source = self.source(ctx).await?;
             let head = self.head(ctx)?;
-            match source.read_archive(&head).await {
+            let wanted = self
+                .store
+                .shas_to_import(ctx.claim.sync_id, cp.after.as_deref())
+                .await?;
+            match source.read_archive(&head, &wanted).await {
                 Ok(Some(blobs)) => {
                     tracing::info!(files = blobs.len(), "using the source's archive");
                     ctx.archive = Some(blobs.into_iter().map(|b| (b.sha, b.data)).collect());

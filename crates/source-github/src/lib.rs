@@ -27,7 +27,7 @@ use octocrab::Octocrab;
 use projsync_domain::source::git_blob_sha;
 use projsync_domain::{Blob, Branch, EntryKind, Source, SourceError, TreeEntry};
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -762,12 +762,25 @@ impl Source for GitHubSource {
             .await
     }
 
-    async fn read_archive(&self, commit: &str) -> Result<Option<Vec<Blob>>, SourceError> {
+    async fn read_archive(
+        &self,
+        commit: &str,
+        wanted: &HashSet<String>,
+    ) -> Result<Option<Vec<Blob>>, SourceError> {
         let resp = self
             .get(&self.repo_path(&format!("/tarball/{commit}")), "tarball")
             .await?;
-        let body = match resp.status {
-            200 => resp.body,
+        match resp.status {
+            200 => {
+                let body = resp.body;
+                let wanted = wanted.clone();
+                let blobs = tokio::task::spawn_blocking(move || untar(&body[..], &wanted))
+                    .await
+                    .map_err(|e| {
+                        SourceError::unavailable(format!("tarball decoding stopped: {e}"))
+                    })??;
+                Ok(Some(blobs))
+            }
             301 | 302 | 303 | 307 | 308 => {
                 let location = resp
                     .headers
@@ -775,28 +788,110 @@ impl Source for GitHubSource {
                     .and_then(|l| l.to_str().ok())
                     .ok_or_else(|| SourceError::unavailable("tarball redirect without a location"))?
                     .to_string();
-                // The redirect carries its own short-lived token. A client
-                // without a base path: on Enterprise (`…/api/v3`) octocrab
-                // would prefix the download URL with it.
-                let plain = plain_client(&location, self.cfg.request_timeout)?;
-                let download = self.get_with(&plain, &location, "codeload").await?;
-                self.expect_ok(&download, "download the tarball")?;
-                download.body
+                self.stream_archive(&location, wanted).await.map(Some)
             }
             _ => {
                 self.expect_ok(&resp, "download the tarball")?;
-                return Ok(None);
+                Ok(None)
             }
-        };
-        let blobs = tokio::task::spawn_blocking(move || untar(&body))
-            .await
-            .map_err(|e| SourceError::unavailable(format!("tarball decoding stopped: {e}")))??;
-        Ok(Some(blobs))
+        }
     }
 }
 
-/// Regular files of a GitHub tarball (`<prefix>/<path>`), keyed by blob SHA.
-fn untar(gz: &[u8]) -> Result<Vec<Blob>, SourceError> {
+impl GitHubSource {
+    /// Download the tarball at `location` and decode it while it arrives:
+    /// the compressed archive is never held whole, and only wanted files
+    /// are kept.
+    async fn stream_archive(
+        &self,
+        location: &str,
+        wanted: &HashSet<String>,
+    ) -> Result<Vec<Blob>, SourceError> {
+        // The redirect carries its own short-lived token. A client without a
+        // base path: on Enterprise (`…/api/v3`) octocrab would prefix the
+        // download URL with it.
+        let plain = plain_client(location, self.cfg.request_timeout)?;
+        self.counters.total.fetch_add(1, Ordering::Relaxed);
+        let resp = tokio::time::timeout(self.cfg.request_timeout, plain._get(location))
+            .await
+            .map_err(|_| SourceError::unavailable("the tarball download did not start in time"))?
+            .map_err(|e| SourceError::unavailable(format!("cannot download the tarball: {e}")))?;
+        if !resp.status().is_success() {
+            return Err(SourceError::unavailable(format!(
+                "the tarball download answered {}",
+                resp.status()
+            )));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+        let wanted = wanted.clone();
+        let decoder = tokio::task::spawn_blocking(move || {
+            untar(
+                ChannelReader {
+                    rx,
+                    buf: Vec::new(),
+                    pos: 0,
+                },
+                &wanted,
+            )
+        });
+        let mut body = resp.into_body();
+        let mut failed = None;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => {
+                    if let Ok(data) = frame.into_data() {
+                        if tx.send(data.to_vec()).await.is_err() {
+                            break; // the decoder stopped: its error says why
+                        }
+                    }
+                }
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let decoded = decoder
+            .await
+            .map_err(|e| SourceError::unavailable(format!("tarball decoding stopped: {e}")))?;
+        if let Some(e) = failed {
+            return Err(SourceError::unavailable(format!(
+                "the tarball download broke off: {e}"
+            )));
+        }
+        decoded
+    }
+}
+
+/// A blocking `Read` over chunks sent by the async download.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos >= self.buf.len() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => {
+                    self.buf = chunk;
+                    self.pos = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// The wanted regular files of a GitHub tarball (`<prefix>/<path>`), keyed
+/// by blob SHA.
+fn untar(gz: impl std::io::Read, wanted: &HashSet<String>) -> Result<Vec<Blob>, SourceError> {
     use std::io::Read;
     let bad = |e: std::io::Error| SourceError::unavailable(format!("cannot read the tarball: {e}"));
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(gz));
@@ -808,10 +903,10 @@ fn untar(gz: &[u8]) -> Result<Vec<Blob>, SourceError> {
         }
         let mut data = Vec::with_capacity(entry.size() as usize);
         entry.read_to_end(&mut data).map_err(bad)?;
-        out.push(Blob {
-            sha: git_blob_sha(&data),
-            data,
-        });
+        let sha = git_blob_sha(&data);
+        if wanted.contains(&sha) {
+            out.push(Blob { sha, data });
+        }
     }
     Ok(out)
 }

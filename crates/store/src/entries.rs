@@ -130,6 +130,23 @@ impl Store {
         .await?)
     }
 
+    /// The blob SHAs of the files after `after` (in path order) that need an entry.
+    pub async fn shas_to_import(
+        &self,
+        sync_id: SyncId,
+        after: Option<&str>,
+    ) -> Result<std::collections::HashSet<String>> {
+        let shas: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT blob_sha FROM sync_changes WHERE sync_id = $1 AND needs_entry \
+             AND blob_sha IS NOT NULL AND ($2::text IS NULL OR path > $2)",
+        )
+        .bind(sync_id.0)
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(shas.into_iter().collect())
+    }
+
     /// The size of the files after `after` (in path order) that need an entry.
     pub async fn bytes_to_import(&self, sync_id: SyncId, after: Option<&str>) -> Result<i64> {
         Ok(sqlx::query_scalar(

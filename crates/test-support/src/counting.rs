@@ -75,9 +75,13 @@ impl Source for Counting {
         *self.counts.trees_read.lock().unwrap() += 1;
         self.inner.read_tree(commit).await
     }
-    async fn read_archive(&self, commit: &str) -> Result<Option<Vec<Blob>>, SourceError> {
+    async fn read_archive(
+        &self,
+        commit: &str,
+        wanted: &std::collections::HashSet<String>,
+    ) -> Result<Option<Vec<Blob>>, SourceError> {
         *self.counts.archives_read.lock().unwrap() += 1;
-        self.inner.read_archive(commit).await
+        self.inner.read_archive(commit, wanted).await
     }
 
     async fn read_blobs(&self, shas: &[String]) -> Result<Vec<Blob>, SourceError> {
