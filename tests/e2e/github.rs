@@ -145,7 +145,7 @@ async fn github_sync_equals_local_sync_and_resyncs_read_only_changes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn first_import_uses_the_tarball_and_truncated_trees_are_walked() {
+async fn first_import_uses_the_tarball_and_truncated_trees_use_the_comparison() {
     let gh = github_app(3).await;
     let (status, project) = connect(&gh, "gh", "acme/widgets", CREDENTIALS).await;
     assert_eq!(status, 201, "{project}");
@@ -160,19 +160,32 @@ async fn first_import_uses_the_tarball_and_truncated_trees_are_walked() {
     let expected = expected_entries(gh.repo.files_at("HEAD"), &["logo.png", "Cargo.lock"]);
     assert_eq!(gh.app.active_entries(&project).await, expected);
 
-    // A tree GitHub truncates is walked level by level, with the same result.
+    // A tree GitHub truncates is rebuilt from the stored tree and the
+    // comparison: the truncated listing, the comparison, then root, src,
+    // src/deep and src/deep/nested only.
     gh.fake.set_truncate_threshold(Some(2));
     gh.repo.write("src/deep/nested/new.rs", "// new\n");
     gh.repo.commit("new file");
+    gh.fake.reset_counts();
     let sync = gh.app.sync(&project, None).await;
     assert_eq!(sync["status"], "succeeded", "{sync}");
+    assert_eq!(
+        gh.fake.request_count("compare"),
+        1,
+        "{:?}",
+        gh.fake.requests()
+    );
+    assert!(
+        gh.fake.request_count("tree") <= 5,
+        "{:?}",
+        gh.fake.requests()
+    );
     assert_eq!(
         gh.app.active_entries(&project).await,
         expected_entries(gh.repo.files_at("HEAD"), &["logo.png", "Cargo.lock"])
     );
 
-    // Walking again after one deep change lists only the changed subtrees:
-    // the truncated root listing, then root, src, src/deep, src/deep/nested.
+    // Again after one deep change: only the changed directories are listed.
     gh.repo.write("src/deep/nested/mod.rs", "mod y;\n");
     gh.repo.commit("deep change");
     gh.fake.reset_counts();
@@ -186,6 +199,17 @@ async fn first_import_uses_the_tarball_and_truncated_trees_are_walked() {
     assert_eq!(
         gh.app.active_entries(&project).await,
         expected_entries(gh.repo.files_at("HEAD"), &["logo.png", "Cargo.lock"])
+    );
+
+    // A branch behind the stored commit: the comparison cannot list the way
+    // there, so the truncated tree is walked instead, with the same result.
+    gh.fake.reset_counts();
+    let sync = gh.app.sync(&project, Some("release")).await;
+    assert_eq!(sync["status"], "succeeded", "{sync}");
+    assert_eq!(gh.fake.request_count("compare"), 1);
+    assert_eq!(
+        gh.app.active_entries(&project).await,
+        expected_entries(gh.repo.files_at("release"), &["logo.png", "Cargo.lock"])
     );
 }
 

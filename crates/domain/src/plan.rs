@@ -101,6 +101,20 @@ pub struct StoredFile {
     pub path: String,
     pub sha: String,
     pub kind: EntryKind,
+    pub size: Option<u64>,
+}
+
+impl StoredFile {
+    /// As an entry of the tree it came from.
+    pub fn to_tree_entry(&self) -> TreeEntry {
+        TreeEntry {
+            path: self.path.clone(),
+            kind: self.kind,
+            sha: self.sha.clone(),
+            size: self.size,
+            path_lossy: false,
+        }
+    }
 }
 
 /// What scan decided for one path.
@@ -300,6 +314,7 @@ mod tests {
             path: path.into(),
             sha: sha.into(),
             kind: EntryKind::File,
+            size: Some(1),
         }
     }
     fn kinds(plan: &[PlannedChange]) -> Vec<(&str, ChangeKind)> {

@@ -150,6 +150,17 @@ pub trait Source: Send + Sync {
     /// Every non-directory entry of the tree at `commit`, recursively.
     async fn read_tree(&self, commit: &str) -> Result<Vec<TreeEntry>, SourceError>;
 
+    /// `read_tree`, knowing the tree stored for `base_commit` (the last
+    /// sync's): a source may use it to ask for less. The default ignores it.
+    async fn read_tree_since(
+        &self,
+        commit: &str,
+        _base_commit: &str,
+        _base: &[TreeEntry],
+    ) -> Result<Vec<TreeEntry>, SourceError> {
+        self.read_tree(commit).await
+    }
+
     /// The blobs with these SHAs, in any order. A missing blob is an error.
     async fn read_blobs(&self, shas: &[String]) -> Result<Vec<Blob>, SourceError>;
 

@@ -97,9 +97,16 @@ impl Pipeline {
         let head = self.head(ctx)?;
         let filter = self.filter(ctx)?;
         let source = self.source(ctx).await?;
-        let tree = source.read_tree(&head).await?;
-        failpoints::hit("scan.tree_read").await;
         let stored = self.store.stored_files(ctx.project.repository.id).await?;
+        let tree = match &ctx.project.repository.last_synced_commit {
+            Some(base) if !stored.is_empty() => {
+                let base_tree: Vec<TreeEntry> =
+                    stored.iter().map(|(f, _)| f.to_tree_entry()).collect();
+                source.read_tree_since(&head, base, &base_tree).await?
+            }
+            _ => source.read_tree(&head).await?,
+        };
+        failpoints::hit("scan.tree_read").await;
         let stored_skips: HashMap<&str, Option<SkipReason>> = stored
             .iter()
             .map(|(f, skip)| (f.path.as_str(), *skip))

@@ -232,6 +232,24 @@ struct TreeResponse {
 }
 
 #[derive(Debug, Deserialize)]
+struct CompareResponse {
+    status: String,
+    #[serde(default)]
+    files: Vec<ComparedFile>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ComparedFile {
+    filename: String,
+    status: String,
+    #[serde(default)]
+    previous_filename: Option<String>,
+}
+
+/// GitHub lists at most 300 files in a comparison; a list this long may be cut.
+const COMPARE_FILE_LIMIT: usize = 300;
+
+#[derive(Debug, Deserialize)]
 struct BranchResponse {
     name: String,
     commit: CommitRef,
@@ -569,6 +587,80 @@ impl GitHubSource {
         Ok(out)
     }
 
+    /// The head tree as the stored `base` tree plus what `compare` lists,
+    /// each changed path's mode, SHA and size read from the listings of its
+    /// directories only (cached by SHA). `None` when the comparison cannot
+    /// be trusted to list every change: base not an ancestor, or a list
+    /// that may be cut at GitHub's 300 files.
+    async fn tree_by_compare(
+        &self,
+        root_tree: &str,
+        base_commit: &str,
+        commit: &str,
+        base: &[TreeEntry],
+    ) -> Result<Option<Vec<TreeEntry>>, SourceError> {
+        let (cmp, _) = self
+            .get_json::<CompareResponse>(
+                &self.repo_path(&format!("/compare/{base_commit}...{commit}")),
+                "compare",
+                "the comparison",
+            )
+            .await?;
+        if !matches!(cmp.status.as_str(), "ahead" | "identical")
+            || cmp.files.len() >= COMPARE_FILE_LIMIT
+        {
+            return Ok(None);
+        }
+        let mut tree: HashMap<String, TreeEntry> =
+            base.iter().map(|e| (e.path.clone(), e.clone())).collect();
+        let mut changed = Vec::new();
+        for f in cmp.files {
+            if let Some(previous) = &f.previous_filename {
+                if f.status == "renamed" {
+                    tree.remove(previous);
+                }
+            }
+            tree.remove(&f.filename);
+            if f.status != "removed" {
+                changed.push(f.filename);
+            }
+        }
+        for path in changed {
+            // Walk down to the file's directory; unchanged directories come
+            // from the cache.
+            let mut listing = self.list_tree(root_tree).await?;
+            let mut parts = path.split('/').peekable();
+            let mut found = None;
+            while let Some(part) = parts.next() {
+                let Some(entry) = listing.iter().find(|e| e.path == part).cloned() else {
+                    break;
+                };
+                if parts.peek().is_none() {
+                    found = Some(entry);
+                    break;
+                }
+                if entry.kind != "tree" {
+                    break;
+                }
+                listing = self.list_tree(&entry.sha).await?;
+            }
+            match found.and_then(|e| {
+                to_tree_entry(RawEntry {
+                    path: path.clone(),
+                    ..e
+                })
+            }) {
+                Some(entry) => {
+                    tree.insert(path, entry);
+                }
+                // Listed as changed but not a file of the head tree (a
+                // directory, say): do not guess, read the whole tree.
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(tree.into_values().collect()))
+    }
+
     async fn blob(&self, sha: &str) -> Result<Blob, SourceError> {
         self.counters.blobs.fetch_add(1, Ordering::Relaxed);
         let (blob, _) = self
@@ -752,6 +844,41 @@ impl Source for GitHubSource {
             tree.tree
         };
         Ok(raw.into_iter().filter_map(to_tree_entry).collect())
+    }
+
+    /// A tree GitHub truncates is rebuilt from the stored base tree and the
+    /// comparison when that lists every change, else walked level by level.
+    /// A tree it does not truncate is one request: nothing is cheaper.
+    async fn read_tree_since(
+        &self,
+        commit: &str,
+        base_commit: &str,
+        base: &[TreeEntry],
+    ) -> Result<Vec<TreeEntry>, SourceError> {
+        let (tree, _) = self
+            .get_json::<TreeResponse>(
+                &self.repo_path(&format!("/git/trees/{commit}?recursive=1")),
+                "tree",
+                &format!("commit {commit}"),
+            )
+            .await?;
+        if !tree.truncated {
+            return Ok(tree.tree.into_iter().filter_map(to_tree_entry).collect());
+        }
+        if let Some(entries) = self
+            .tree_by_compare(&tree.sha, base_commit, commit, base)
+            .await?
+        {
+            tracing::info!(repo = %self.full_name, "tree is truncated; rebuilt from the comparison");
+            return Ok(entries);
+        }
+        tracing::info!(repo = %self.full_name, "tree is truncated; walking it level by level");
+        Ok(self
+            .walk(&tree.sha)
+            .await?
+            .into_iter()
+            .filter_map(to_tree_entry)
+            .collect())
     }
 
     async fn read_blobs(&self, shas: &[String]) -> Result<Vec<Blob>, SourceError> {

@@ -52,7 +52,8 @@ impl Store {
         repository_id: RepositoryId,
     ) -> Result<Vec<(StoredFile, Option<SkipReason>)>> {
         let rows = sqlx::query(
-            "SELECT path, blob_sha, kind, skip_reason FROM repository_files WHERE repository_id = $1",
+            "SELECT path, blob_sha, kind, size_bytes, skip_reason FROM repository_files \
+             WHERE repository_id = $1",
         )
         .bind(repository_id.0)
         .fetch_all(&self.pool)
@@ -62,6 +63,7 @@ impl Store {
                 let kind: &str = r.get("kind");
                 Ok((
                     StoredFile {
+                        size: r.get::<Option<i64>, _>("size_bytes").map(|s| s as u64),
                         path: r.get("path"),
                         sha: r.get("blob_sha"),
                         kind: EntryKind::parse(kind).ok_or_else(|| {

@@ -75,6 +75,16 @@ impl Source for Counting {
         *self.counts.trees_read.lock().unwrap() += 1;
         self.inner.read_tree(commit).await
     }
+    async fn read_tree_since(
+        &self,
+        commit: &str,
+        base_commit: &str,
+        base: &[TreeEntry],
+    ) -> Result<Vec<TreeEntry>, SourceError> {
+        *self.counts.trees_read.lock().unwrap() += 1;
+        self.inner.read_tree_since(commit, base_commit, base).await
+    }
+
     async fn read_archive(
         &self,
         commit: &str,
