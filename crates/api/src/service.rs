@@ -124,11 +124,6 @@ pub async fn enqueue_sync(
     Ok(outcome)
 }
 
-/// Whether a sync in this status can still change.
-pub fn is_live(status: SyncStatus) -> bool {
-    !status.is_terminal()
-}
-
 /// Enqueue a restore of `target`: the project's active entries become what
 /// they were after that sync. It runs like any sync, fetches no content and
 /// appears in the history as kind `restore`.

@@ -661,6 +661,42 @@ impl GitHubSource {
         Ok(Some(tree.into_values().collect()))
     }
 
+    /// The recursive tree of `commit`: one request unless GitHub truncates
+    /// it. A truncated tree is rebuilt from the stored `base` tree and the
+    /// comparison when that lists every change, else walked level by level.
+    async fn tree(
+        &self,
+        commit: &str,
+        base: Option<(&str, &[TreeEntry])>,
+    ) -> Result<Vec<TreeEntry>, SourceError> {
+        let (tree, _) = self
+            .get_json::<TreeResponse>(
+                &self.repo_path(&format!("/git/trees/{commit}?recursive=1")),
+                "tree",
+                &format!("commit {commit}"),
+            )
+            .await?;
+        if !tree.truncated {
+            return Ok(tree.tree.into_iter().filter_map(to_tree_entry).collect());
+        }
+        if let Some((base_commit, base)) = base {
+            if let Some(entries) = self
+                .tree_by_compare(&tree.sha, base_commit, commit, base)
+                .await?
+            {
+                tracing::info!(repo = %self.full_name, "tree is truncated; rebuilt from the comparison");
+                return Ok(entries);
+            }
+        }
+        tracing::info!(repo = %self.full_name, "tree is truncated; walking it level by level");
+        Ok(self
+            .walk(&tree.sha)
+            .await?
+            .into_iter()
+            .filter_map(to_tree_entry)
+            .collect())
+    }
+
     async fn blob(&self, sha: &str) -> Result<Blob, SourceError> {
         self.counters.blobs.fetch_add(1, Ordering::Relaxed);
         let (blob, _) = self
@@ -830,55 +866,16 @@ impl Source for GitHubSource {
     }
 
     async fn read_tree(&self, commit: &str) -> Result<Vec<TreeEntry>, SourceError> {
-        let (tree, _) = self
-            .get_json::<TreeResponse>(
-                &self.repo_path(&format!("/git/trees/{commit}?recursive=1")),
-                "tree",
-                &format!("commit {commit}"),
-            )
-            .await?;
-        let raw = if tree.truncated {
-            tracing::info!(repo = %self.full_name, "tree is truncated; walking it level by level");
-            self.walk(&tree.sha).await?
-        } else {
-            tree.tree
-        };
-        Ok(raw.into_iter().filter_map(to_tree_entry).collect())
+        self.tree(commit, None).await
     }
 
-    /// A tree GitHub truncates is rebuilt from the stored base tree and the
-    /// comparison when that lists every change, else walked level by level.
-    /// A tree it does not truncate is one request: nothing is cheaper.
     async fn read_tree_since(
         &self,
         commit: &str,
         base_commit: &str,
         base: &[TreeEntry],
     ) -> Result<Vec<TreeEntry>, SourceError> {
-        let (tree, _) = self
-            .get_json::<TreeResponse>(
-                &self.repo_path(&format!("/git/trees/{commit}?recursive=1")),
-                "tree",
-                &format!("commit {commit}"),
-            )
-            .await?;
-        if !tree.truncated {
-            return Ok(tree.tree.into_iter().filter_map(to_tree_entry).collect());
-        }
-        if let Some(entries) = self
-            .tree_by_compare(&tree.sha, base_commit, commit, base)
-            .await?
-        {
-            tracing::info!(repo = %self.full_name, "tree is truncated; rebuilt from the comparison");
-            return Ok(entries);
-        }
-        tracing::info!(repo = %self.full_name, "tree is truncated; walking it level by level");
-        Ok(self
-            .walk(&tree.sha)
-            .await?
-            .into_iter()
-            .filter_map(to_tree_entry)
-            .collect())
+        self.tree(commit, Some((base_commit, base))).await
     }
 
     async fn read_blobs(&self, shas: &[String]) -> Result<Vec<Blob>, SourceError> {
