@@ -13,6 +13,7 @@ pub mod language;
 pub mod phase;
 pub mod plan;
 pub mod progress;
+pub mod search;
 pub mod source;
 
 pub use error::{ErrorClass, PhaseError};
@@ -21,6 +22,7 @@ pub use job::SyncJob;
 pub use phase::{PhaseStatus, SyncPhase, SyncStatus};
 pub use plan::{ChangeKind, SkipReason, Stats};
 pub use progress::ProgressEvent;
+pub use search::SearchMode;
 pub use source::{Blob, Branch, EntryKind, Source, SourceError, SourceErrorKind, TreeEntry};
 
 /// `scheme://user:password@host/...` → `scheme://user:***@host/...`, so that a

@@ -34,6 +34,7 @@ macro_rules! string_enum {
         }
     };
 }
+pub(crate) use string_enum;
 
 string_enum!(
     /// The phases of a sync, in the order they run.
@@ -41,6 +42,7 @@ string_enum!(
         Prepare => "prepare",
         Scan => "scan",
         Import => "import",
+        Embed => "embed",
         Finalize => "finalize",
     }
 );
@@ -98,7 +100,8 @@ mod tests {
     fn phases_run_in_order() {
         assert_eq!(SyncPhase::Prepare.next(), Some(SyncPhase::Scan));
         assert_eq!(SyncPhase::Scan.next(), Some(SyncPhase::Import));
-        assert_eq!(SyncPhase::Import.next(), Some(SyncPhase::Finalize));
+        assert_eq!(SyncPhase::Import.next(), Some(SyncPhase::Embed));
+        assert_eq!(SyncPhase::Embed.next(), Some(SyncPhase::Finalize));
         assert_eq!(SyncPhase::Finalize.next(), None);
     }
 

@@ -264,6 +264,16 @@ pub struct Stats {
     pub skipped: u64,
     #[serde(default)]
     pub skipped_by_reason: BTreeMap<String, u64>,
+    /// Chunks of the entry versions this sync wrote (or, for a backfill, of
+    /// the active entries it covered).
+    #[serde(default)]
+    pub chunks: u64,
+    /// Chunks sent to the embedding model.
+    #[serde(default)]
+    pub embedded: u64,
+    /// Chunks whose vector the cache already had (no model call).
+    #[serde(default)]
+    pub embedding_cache_hits: u64,
 }
 
 impl Stats {

@@ -11,10 +11,12 @@
 //! know about HTTP, nor which concrete source it reads from beyond the
 //! factory that opens one for a repository.
 
+mod embed;
 mod failpoints;
 mod phases;
 mod reconciler;
 
+pub use embed::{chunk_entries, phase_error, EmbedSettings};
 pub use reconciler::{run_reconciler, ReconcilerOptions};
 
 use async_trait::async_trait;
@@ -189,6 +191,7 @@ pub struct Pipeline {
     queue: JobQueue,
     sources: Arc<dyn SourceFactory>,
     opts: PipelineOptions,
+    embeddings: EmbedSettings,
     /// Cancelled when the process shuts down: runs stop at the next batch
     /// boundary and hand their sync back.
     shutdown: CancellationToken,
@@ -242,9 +245,17 @@ impl Pipeline {
             queue,
             sources,
             opts,
+            embeddings: EmbedSettings::default(),
             shutdown,
             inflight: tokio_util::task::TaskTracker::new(),
         }
+    }
+
+    /// Chunk and embed with these settings (the default chunks by an
+    /// estimate and embeds nothing).
+    pub fn with_embeddings(mut self, embeddings: EmbedSettings) -> Self {
+        self.embeddings = embeddings;
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -346,6 +357,10 @@ impl Pipeline {
                 SyncPhase::Prepare => self.prepare(&mut ctx).await,
                 SyncPhase::Scan => self.scan(&mut ctx).await,
                 SyncPhase::Import => self.import(&mut ctx, step.checkpoint).await,
+                SyncPhase::Embed => self.embed(&mut ctx, step.checkpoint).await,
+                SyncPhase::Finalize if ctx.sync.kind == "backfill" => {
+                    self.finalize_backfill(&mut ctx).await
+                }
                 SyncPhase::Finalize => self.finalize(&mut ctx).await,
             };
             match result {

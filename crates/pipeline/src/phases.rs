@@ -432,6 +432,9 @@ impl Pipeline {
                     "changed"
                 },
                 ctx.stats.clone(),
+                self.embeddings
+                    .model()
+                    .filter(|_| self.embeddings.enabled_for(ctx.project.embeddings_enabled)),
             )
             .await?;
         failpoints::hit("finalize.committed").await;
@@ -445,8 +448,9 @@ impl Pipeline {
             s.imported,
             s.imported,
             format!(
-                "sync complete: {} files, {} imported, {} skipped",
-                s.files_seen, s.imported, s.skipped
+                "sync complete: {} files, {} imported, {} skipped; {} chunks, {} embedded, \
+                 {} from the embedding cache",
+                s.files_seen, s.imported, s.skipped, s.chunks, s.embedded, s.embedding_cache_hits
             ),
         )
         .await;

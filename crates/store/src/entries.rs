@@ -1,6 +1,8 @@
 //! The change plan, stored files, memory entry versions and finalize.
 
-use crate::syncs::{check_fence, finish_step_in, save_checkpoint_in};
+use crate::embeddings::unembedded;
+use crate::syncs::{finish_step_on, save_checkpoint_on};
+use crate::ChunkScope;
 use crate::{Claim, Error, PlanRow, Result, Store};
 use projsync_domain::plan::{ChangeKind, StoredFile};
 use projsync_domain::{
@@ -80,8 +82,7 @@ impl Store {
     /// Replace the sync's change plan and finish the scan step, in one
     /// transaction (a re-run scan writes the same plan again).
     pub async fn write_plan(&self, claim: &Claim, plan: &[PlanRow], stats: &Stats) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
+        let mut tx = self.fenced(claim).await?;
         sqlx::query("DELETE FROM sync_changes WHERE sync_id = $1")
             .bind(claim.sync_id.0)
             .execute(&mut *tx)
@@ -99,8 +100,7 @@ impl Store {
             "to_import": plan.iter().filter(|r| r.needs_entry).count(),
             "stats": stats,
         });
-        finish_step_in(
-            &mut tx,
+        finish_step_on(&mut *tx,
             claim.sync_id,
             SyncPhase::Scan,
             PhaseStatus::Succeeded,
@@ -220,8 +220,7 @@ impl Store {
         skips: &[(String, SkipReason)],
         checkpoint: serde_json::Value,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
+        let mut tx = self.fenced(claim).await?;
         for chunk in entries.chunks(CHUNK) {
             sqlx::query(
                 "INSERT INTO memory_entries (project_id, path, kind, content, content_hash, blob_sha, \
@@ -254,7 +253,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        save_checkpoint_in(&mut tx, claim.sync_id, SyncPhase::Import, checkpoint).await?;
+        save_checkpoint_on(&mut *tx, claim.sync_id, SyncPhase::Import, checkpoint).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -270,10 +269,23 @@ impl Store {
         head_commit: &str,
         outcome: &str,
         mut stats: Stats,
+        embedding_model: Option<&str>,
     ) -> Result<Stats> {
         let (sync_id, project_id) = (claim.sync_id.0, claim.project_id.0);
-        let mut tx = self.pool.begin().await?;
-        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
+        let mut tx = self.fenced(claim).await?;
+        // Entries become active only together with their chunks and, when
+        // embeddings are on, with every chunk's vector (invariant 4).
+        let (missing, unchunked) = unembedded(
+            &mut *tx,
+            ChunkScope::Sync(claim.sync_id),
+            embedding_model.unwrap_or(""),
+        )
+        .await?;
+        if unchunked > 0 || (embedding_model.is_some() && missing > 0) {
+            return Err(Error::Invalid(format!(
+                "{unchunked} entries are not chunked and {missing} chunks have no vector;                  the embed phase did not finish, retry the sync"
+            )));
+        }
         sqlx::query(
             "UPDATE memory_entries m SET status = 'superseded', superseded_by_sync_id = $2 \
              WHERE m.project_id = $1 AND m.status = 'active' AND m.kind = 'file' \
@@ -316,8 +328,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         complete_in(&mut tx, claim, repository_id, head_commit, outcome, &stats).await?;
-        finish_step_in(
-            &mut tx,
+        finish_step_on(&mut *tx,
             claim.sync_id,
             SyncPhase::Finalize,
             PhaseStatus::Succeeded,
@@ -326,6 +337,32 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(stats)
+    }
+
+    /// End a backfill as succeeded. It changes no entry version, so it is
+    /// not linked into the project's history.
+    pub async fn complete_backfill(&self, claim: &Claim, stats: &Stats) -> Result<()> {
+        let mut tx = self.fenced(claim).await?;
+        sqlx::query(
+            "UPDATE project_syncs SET status = 'succeeded', outcome = 'embedded', stats = $2, \
+                 finished_at = now(), updated_at = now(), current_phase = NULL, \
+                 lease_owner = NULL, lease_expires_at = NULL \
+             WHERE id = $1",
+        )
+        .bind(claim.sync_id.0)
+        .bind(Json(stats))
+        .execute(&mut *tx)
+        .await?;
+        finish_step_on(
+            &mut *tx,
+            claim.sync_id,
+            SyncPhase::Finalize,
+            PhaseStatus::Succeeded,
+            serde_json::json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Prepare found the branch head equal to the last successful sync's:
@@ -337,8 +374,7 @@ impl Store {
         head_commit: &str,
         stats: &Stats,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
+        let mut tx = self.fenced(claim).await?;
         complete_in(
             &mut tx,
             claim,
@@ -348,8 +384,7 @@ impl Store {
             stats,
         )
         .await?;
-        finish_step_in(
-            &mut tx,
+        finish_step_on(&mut *tx,
             claim.sync_id,
             SyncPhase::Prepare,
             PhaseStatus::Succeeded,

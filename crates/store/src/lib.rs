@@ -7,11 +7,16 @@
 //! This crate knows SQL and the domain types. It must not know about Redis,
 //! HTTP or where code comes from.
 
+mod embeddings;
 mod entries;
 mod error;
 mod projects;
 mod syncs;
 
+pub use embeddings::{
+    ChunkScope, ChunkToEmbed, EmbeddingCounts, NewChunk, SearchFilter, SearchHit, UnchunkedEntry,
+    VectorExtension, PGVECTOR_MISSING,
+};
 pub use entries::{ActiveEntry, ImportRow, NewEntry};
 pub use error::{Error, Result};
 pub use projects::{NewProject, Project, Repository};

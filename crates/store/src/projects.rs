@@ -25,6 +25,9 @@ pub struct Project {
     pub name: String,
     pub ignore_patterns: Vec<String>,
     pub max_file_bytes: Option<i64>,
+    /// `false` turns embeddings off for this project; `None` follows the
+    /// deployment's `embeddings.enabled`.
+    pub embeddings_enabled: Option<bool>,
     pub last_sync_id: Option<SyncId>,
     pub created_at: DateTime<Utc>,
     pub repository: Repository,
@@ -39,10 +42,11 @@ pub struct NewProject {
     pub credentials_ref: Option<String>,
     pub ignore_patterns: Vec<String>,
     pub max_file_bytes: Option<i64>,
+    pub embeddings_enabled: Option<bool>,
 }
 
 const SELECT_PROJECT: &str =
-    "SELECT p.id, p.name, p.ignore_patterns, p.max_file_bytes, p.last_sync_id, \
+    "SELECT p.id, p.name, p.ignore_patterns, p.max_file_bytes, p.embeddings_enabled, p.last_sync_id, \
      p.created_at, r.id AS repo_id, r.provider, r.location, r.default_branch, r.credentials_ref, \
      r.last_synced_commit FROM projects p JOIN repositories r ON r.project_id = p.id";
 
@@ -52,6 +56,7 @@ fn project_from_row(row: &sqlx::postgres::PgRow) -> Project {
         name: row.get("name"),
         ignore_patterns: row.get("ignore_patterns"),
         max_file_bytes: row.get("max_file_bytes"),
+        embeddings_enabled: row.get("embeddings_enabled"),
         last_sync_id: row.get::<Option<Uuid>, _>("last_sync_id").map(SyncId),
         created_at: row.get("created_at"),
         repository: Repository {
@@ -72,12 +77,14 @@ impl Store {
         let id = ProjectId::new();
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO projects (id, name, ignore_patterns, max_file_bytes) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO projects (id, name, ignore_patterns, max_file_bytes, embeddings_enabled) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(id.0)
         .bind(&new.name)
         .bind(&new.ignore_patterns)
         .bind(new.max_file_bytes)
+        .bind(new.embeddings_enabled)
         .execute(&mut *tx)
         .await
         .map_err(Error::from);

@@ -10,7 +10,7 @@ use projsync_domain::{
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{PgExecutor, Postgres, Row, Transaction};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -23,6 +23,9 @@ pub struct SyncRecord {
     pub kind: String,
     /// For a restore: the sync whose state it brings back.
     pub restore_of_sync_id: Option<SyncId>,
+    /// A backfill's options (`{"prune": true}`); `{}` otherwise.
+    #[serde(default)]
+    pub options: serde_json::Value,
     pub branch: String,
     pub head_commit: Option<String>,
     pub status: SyncStatus,
@@ -125,7 +128,7 @@ pub struct PlanRow {
 const SYNC_COLUMNS: &str = "id, project_id, kind, restore_of_sync_id, branch, head_commit, status, outcome, current_phase, \
      stats, error_class, error_message, failed_phase, attempts, fence, lease_owner, lease_expires_at, \
      previous_sync_id, created_at, started_at, finished_at, progress, not_before, last_pushed_at, \
-     cancel_requested_at, retries";
+     cancel_requested_at, retries, options";
 
 fn parse<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T> {
     s.parse().map_err(Error::Invalid)
@@ -142,6 +145,7 @@ fn sync_from_row(row: &PgRow) -> Result<SyncRecord> {
         project_id: ProjectId(row.get("project_id")),
         kind: row.get("kind"),
         restore_of_sync_id: row.get::<Option<Uuid>, _>("restore_of_sync_id").map(SyncId),
+        options: row.get("options"),
         branch: row.get("branch"),
         head_commit: row.get("head_commit"),
         status: parse(row.get::<&str, _>("status"))?,
@@ -191,6 +195,16 @@ pub(crate) async fn check_fence(
     }
 }
 
+impl Store {
+    /// A transaction that holds the sync's row lock with the fence checked:
+    /// how every write of a phase begins (invariant 3).
+    pub(crate) async fn fenced(&self, claim: &Claim) -> Result<Transaction<'static, Postgres>> {
+        let mut tx = self.pool.begin().await?;
+        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
+        Ok(tx)
+    }
+}
+
 fn interval(ttl: Duration) -> f64 {
     ttl.as_secs_f64()
 }
@@ -205,7 +219,21 @@ impl Store {
         branch: &str,
         idempotency_key: Option<&str>,
     ) -> Result<EnqueueOutcome> {
-        self.create_sync_of_kind(project_id, branch, idempotency_key, None)
+        self.create_sync_of_kind(project_id, branch, idempotency_key, None, None)
+            .await
+    }
+
+    /// Record a backfill: a job that embeds every active chunk of the
+    /// project lacking a vector of the configured model (and chunks active
+    /// entries that have none). It runs only the embed and finalize phases.
+    pub async fn create_backfill(
+        &self,
+        project_id: ProjectId,
+        branch: &str,
+        options: serde_json::Value,
+        idempotency_key: Option<&str>,
+    ) -> Result<EnqueueOutcome> {
+        self.create_sync_of_kind(project_id, branch, idempotency_key, None, Some(options))
             .await
     }
 
@@ -217,8 +245,14 @@ impl Store {
         target: &SyncRecord,
         idempotency_key: Option<&str>,
     ) -> Result<EnqueueOutcome> {
-        self.create_sync_of_kind(project_id, &target.branch, idempotency_key, Some(target.id))
-            .await
+        self.create_sync_of_kind(
+            project_id,
+            &target.branch,
+            idempotency_key,
+            Some(target.id),
+            None,
+        )
+        .await
     }
 
     async fn create_sync_of_kind(
@@ -227,7 +261,13 @@ impl Store {
         branch: &str,
         idempotency_key: Option<&str>,
         restore_of: Option<SyncId>,
+        backfill: Option<serde_json::Value>,
     ) -> Result<EnqueueOutcome> {
+        let kind = match (&restore_of, &backfill) {
+            (Some(_), _) => "restore",
+            (None, Some(_)) => "backfill",
+            (None, None) => "sync",
+        };
         // Two attempts: the active sync we collided with may end in between.
         for _ in 0..2 {
             if let Some(key) = idempotency_key {
@@ -242,15 +282,16 @@ impl Store {
             let mut tx = self.pool.begin().await?;
             let inserted = sqlx::query(
                 "INSERT INTO project_syncs (id, project_id, branch, status, idempotency_key, kind, \
-                     restore_of_sync_id, last_pushed_at) \
-                 VALUES ($1, $2, $3, 'queued', $4, $5, $6, now())",
+                     restore_of_sync_id, last_pushed_at, options) \
+                 VALUES ($1, $2, $3, 'queued', $4, $5, $6, now(), $7)",
             )
             .bind(id.0)
             .bind(project_id.0)
             .bind(branch)
             .bind(idempotency_key)
-            .bind(if restore_of.is_some() { "restore" } else { "sync" })
+            .bind(kind)
             .bind(restore_of.map(|s| s.0))
+            .bind(backfill.clone().unwrap_or_else(|| serde_json::json!({})))
             .execute(&mut *tx)
             .await
             .map_err(Error::from);
@@ -269,12 +310,23 @@ impl Store {
                 Err(e) => return Err(e),
             }
             for (i, phase) in SyncPhase::ALL.iter().enumerate() {
-                sqlx::query("INSERT INTO sync_steps (sync_id, phase, ordinal) VALUES ($1, $2, $3)")
-                    .bind(id.0)
-                    .bind(phase.as_str())
-                    .bind(i as i32)
-                    .execute(&mut *tx)
-                    .await?;
+                // A backfill reads no source: it has only embed and finalize.
+                let status = if kind == "backfill"
+                    && !matches!(phase, SyncPhase::Embed | SyncPhase::Finalize)
+                {
+                    "skipped"
+                } else {
+                    "pending"
+                };
+                sqlx::query(
+                    "INSERT INTO sync_steps (sync_id, phase, ordinal, status) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(id.0)
+                .bind(phase.as_str())
+                .bind(i as i32)
+                .bind(status)
+                .execute(&mut *tx)
+                .await?;
             }
             tx.commit().await?;
             return Ok(EnqueueOutcome {
@@ -445,8 +497,7 @@ impl Store {
 
     /// Mark a phase running (one more attempt) and make it the sync's current phase.
     pub async fn start_step(&self, claim: &Claim, phase: SyncPhase) -> Result<StepRecord> {
-        let mut tx = self.pool.begin().await?;
-        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
+        let mut tx = self.fenced(claim).await?;
         sqlx::query(
             "UPDATE sync_steps SET status = 'running', attempts = attempts + 1, \
                  started_at = coalesce(started_at, now()), error_message = NULL \
@@ -479,9 +530,8 @@ impl Store {
         status: PhaseStatus,
         checkpoint: serde_json::Value,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
-        finish_step_in(&mut tx, claim.sync_id, phase, status, checkpoint).await?;
+        let mut tx = self.fenced(claim).await?;
+        finish_step_on(&mut *tx, claim.sync_id, phase, status, checkpoint).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -493,9 +543,8 @@ impl Store {
         phase: SyncPhase,
         checkpoint: serde_json::Value,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
-        save_checkpoint_in(&mut tx, claim.sync_id, phase, checkpoint).await?;
+        let mut tx = self.fenced(claim).await?;
+        save_checkpoint_on(&mut *tx, claim.sync_id, phase, checkpoint).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -508,8 +557,7 @@ impl Store {
         phase: SyncPhase,
         error: &PhaseError,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
+        let mut tx = self.fenced(claim).await?;
         sqlx::query(
             "UPDATE sync_steps SET status = 'failed', error_message = $3, finished_at = now() \
              WHERE sync_id = $1 AND phase = $2",
@@ -541,8 +589,7 @@ impl Store {
 
     /// Store the head commit resolved by prepare.
     pub async fn set_head_commit(&self, claim: &Claim, head: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
+        let mut tx = self.fenced(claim).await?;
         sqlx::query("UPDATE project_syncs SET head_commit = $2, updated_at = now() WHERE id = $1")
             .bind(claim.sync_id.0)
             .bind(head)
@@ -554,8 +601,7 @@ impl Store {
 
     /// Save the running stats of a sync.
     pub async fn set_stats(&self, claim: &Claim, stats: &Stats) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
+        let mut tx = self.fenced(claim).await?;
         sqlx::query("UPDATE project_syncs SET stats = $2, updated_at = now() WHERE id = $1")
             .bind(claim.sync_id.0)
             .bind(Json(stats))
@@ -582,8 +628,8 @@ impl Store {
     }
 }
 
-pub(crate) async fn finish_step_in(
-    tx: &mut Transaction<'_, Postgres>,
+pub(crate) async fn finish_step_on<'e>(
+    db: impl PgExecutor<'e>,
     sync_id: SyncId,
     phase: SyncPhase,
     status: PhaseStatus,
@@ -597,13 +643,13 @@ pub(crate) async fn finish_step_in(
     .bind(phase.as_str())
     .bind(status.as_str())
     .bind(checkpoint)
-    .execute(&mut **tx)
+    .execute(db)
     .await?;
     Ok(())
 }
 
-pub(crate) async fn save_checkpoint_in(
-    tx: &mut Transaction<'_, Postgres>,
+pub(crate) async fn save_checkpoint_on<'e>(
+    db: impl PgExecutor<'e>,
     sync_id: SyncId,
     phase: SyncPhase,
     checkpoint: serde_json::Value,
@@ -612,7 +658,7 @@ pub(crate) async fn save_checkpoint_in(
         .bind(sync_id.0)
         .bind(phase.as_str())
         .bind(checkpoint)
-        .execute(&mut **tx)
+        .execute(db)
         .await?;
     Ok(())
 }
@@ -643,8 +689,7 @@ impl Store {
         delay: Duration,
         count_attempt: bool,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
+        let mut tx = self.fenced(claim).await?;
         sqlx::query(
             "UPDATE sync_steps SET status = 'pending', error_message = $3, \
                  attempts = CASE WHEN $4 THEN attempts ELSE greatest(attempts - 1, 0) END \
@@ -675,8 +720,7 @@ impl Store {
     /// pending again (the attempt is not counted), the sync is queued and
     /// the lease released, so that another worker resumes at once.
     pub async fn requeue(&self, claim: &Claim) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
+        let mut tx = self.fenced(claim).await?;
         sqlx::query(
             "UPDATE sync_steps SET status = 'pending', attempts = greatest(attempts - 1, 0) \
              WHERE sync_id = $1 AND status = 'running'",
@@ -733,8 +777,7 @@ impl Store {
     /// The worker honours a cancel request: discard the sync's pending
     /// versions and end it as cancelled. The active entries are untouched.
     pub async fn finish_cancelled(&self, claim: &Claim) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
+        let mut tx = self.fenced(claim).await?;
         end_cancelled(&mut tx, claim.sync_id).await?;
         tx.commit().await?;
         Ok(())

@@ -1,0 +1,353 @@
+//! The embed phase: cut the sync's new entry versions into chunks, then give
+//! every chunk a vector of the configured model, from the cache when any
+//! project embedded the same content before, from the model otherwise.
+//!
+//! Both halves are idempotent. Chunking picks the versions that have none
+//! yet; embedding walks chunks by id from the checkpoint, and a vector
+//! written twice is kept once. A backfill runs the same phase over the
+//! project's active versions instead of a sync's pending ones.
+
+use crate::{Pipeline, RunCtx, Transition};
+use projsync_domain::{PhaseError, PhaseStatus, SyncPhase};
+use projsync_embed::chunk::{chunk_text, ChunkOptions, EstimateCounter};
+use projsync_embed::{EmbedError, Embedder, TokenCounter};
+use projsync_store::{ChunkScope, NewChunk};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Embeddings as a pipeline uses them.
+#[derive(Clone)]
+pub struct EmbedSettings {
+    /// The configured model; `None` when the deployment turned embeddings
+    /// off (entries are still chunked, for keyword search).
+    pub embedder: Option<Arc<dyn Embedder>>,
+    /// Whether projects that do not say embed (`embeddings.enabled`).
+    pub enabled: bool,
+    /// Chunks per model call and checkpoint.
+    pub batch_size: usize,
+    /// Entry versions chunked per checkpoint.
+    pub chunk_entries_batch: usize,
+    /// Tokens a chunk may hold; at most the model's limit.
+    pub max_chunk_tokens: Option<usize>,
+}
+
+impl Default for EmbedSettings {
+    fn default() -> Self {
+        Self {
+            embedder: None,
+            enabled: true,
+            batch_size: 64,
+            chunk_entries_batch: 50,
+            max_chunk_tokens: None,
+        }
+    }
+}
+
+impl EmbedSettings {
+    /// The model's name, when embeddings are on.
+    pub fn model(&self) -> Option<&str> {
+        self.embedder.as_deref().map(|e| e.model())
+    }
+
+    /// Whether a project's syncs embed.
+    pub fn enabled_for(&self, project_setting: Option<bool>) -> bool {
+        self.embedder.is_some() && project_setting.unwrap_or(self.enabled)
+    }
+
+    /// How entries are cut: by the model's tokenizer and limit, or by an
+    /// estimate when there is no model.
+    pub fn chunker(&self) -> (Arc<dyn TokenCounter>, ChunkOptions) {
+        match &self.embedder {
+            Some(e) => {
+                let max = self
+                    .max_chunk_tokens
+                    .map_or(e.max_tokens(), |m| m.min(e.max_tokens()));
+                let counter: Arc<dyn TokenCounter> = Arc::new(EmbedderCounter(e.clone()));
+                (counter, ChunkOptions::new(max))
+            }
+            None => (
+                Arc::new(EstimateCounter),
+                ChunkOptions::new(self.max_chunk_tokens.unwrap_or(256)),
+            ),
+        }
+    }
+}
+
+/// An embedder seen as its token counter.
+struct EmbedderCounter(Arc<dyn Embedder>);
+
+impl TokenCounter for EmbedderCounter {
+    fn count_tokens(&self, text: &str) -> usize {
+        self.0.count_tokens(text)
+    }
+    fn truncate<'a>(&self, text: &'a str, max_tokens: usize) -> (std::borrow::Cow<'a, str>, bool) {
+        self.0.truncate(text, max_tokens)
+    }
+}
+
+/// The embed step's checkpoint.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct EmbedCheckpoint {
+    /// Entry versions cut into chunks so far.
+    chunked_entries: u64,
+    /// Every chunk up to this id has its vector.
+    after_chunk: i64,
+    done: u64,
+    embedded: u64,
+    cache_hits: u64,
+    batches: u64,
+}
+
+/// Cut entries into chunks, off the async runtime (tokenizing is CPU work).
+pub async fn chunk_entries(
+    counter: Arc<dyn TokenCounter>,
+    opts: ChunkOptions,
+    entries: Vec<(i64, String)>,
+) -> Result<Vec<(i64, Vec<NewChunk>)>, PhaseError> {
+    tokio::task::spawn_blocking(move || {
+        entries
+            .into_iter()
+            .map(|(id, content)| {
+                let chunks = chunk_text(&content, counter.as_ref(), &opts)
+                    .into_iter()
+                    .map(|c| NewChunk {
+                        start_line: c.start_line as i32,
+                        end_line: c.end_line as i32,
+                        content_hash: projsync_domain::content_hash(&c.content),
+                        token_count: c.token_count as i32,
+                        searchable: projsync_domain::search::searchable_text(&c.content),
+                        content: c.content,
+                    })
+                    .collect();
+                (id, chunks)
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| PhaseError::retryable(format!("chunking stopped: {e}")))
+}
+
+/// A provider's error as the engine classifies it: a `Retry-After` is a
+/// scheduled wait that costs no attempt, like a GitHub rate limit.
+pub fn phase_error(e: EmbedError) -> PhaseError {
+    match e {
+        EmbedError::Retryable {
+            message,
+            retry_after,
+        } => {
+            let mut p = PhaseError::retryable(format!("embedding provider: {message}"));
+            p.retry_after = retry_after;
+            p
+        }
+        EmbedError::Fatal(message) => PhaseError::fatal(format!("embedding provider: {message}")),
+    }
+}
+
+impl Pipeline {
+    pub(crate) async fn embed(
+        &self,
+        ctx: &mut RunCtx,
+        checkpoint: Option<serde_json::Value>,
+    ) -> Result<Transition, PhaseError> {
+        let backfill = ctx.sync.kind == "backfill";
+        let scope = if backfill {
+            ChunkScope::Active(ctx.claim.project_id)
+        } else {
+            ChunkScope::Sync(ctx.claim.sync_id)
+        };
+        let mut cp: EmbedCheckpoint = checkpoint
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        let settings = &self.embeddings;
+
+        // 1. Chunks for every entry version of the scope.
+        let (counter, opts) = settings.chunker();
+        loop {
+            if let Some(stop) = self.boundary(ctx).await? {
+                return Ok(Transition::Stop(stop));
+            }
+            let entries = self
+                .store
+                .unchunked_entries(scope, settings.chunk_entries_batch.max(1) as i64)
+                .await?;
+            if entries.is_empty() {
+                break;
+            }
+            let n = entries.len() as u64;
+            let chunked = chunk_entries(
+                counter.clone(),
+                opts,
+                entries.into_iter().map(|e| (e.entry_id, e.content)).collect(),
+            )
+            .await?;
+            cp.chunked_entries += n;
+            self.store
+                .write_chunks(&ctx.claim, &chunked, SyncPhase::Embed, json(&cp))
+                .await?;
+            crate::failpoints::hit("embed.chunks_written").await;
+            self.emit(
+                ctx,
+                SyncPhase::Embed,
+                PhaseStatus::Running,
+                0,
+                0,
+                format!("{} entries cut into chunks", cp.chunked_entries),
+            )
+            .await;
+        }
+        let total = self.store.count_chunks(scope).await? as u64;
+        ctx.stats.chunks = total;
+
+        // 2. A vector for every chunk, unless embeddings are off.
+        let embedder = match &settings.embedder {
+            Some(e) if settings.enabled_for(ctx.project.embeddings_enabled) => e.clone(),
+            _ => {
+                self.store.set_stats(&ctx.claim, &ctx.stats).await?;
+                self.store
+                    .finish_step(&ctx.claim, SyncPhase::Embed, PhaseStatus::Skipped, json(&cp))
+                    .await?;
+                self.emit(
+                    ctx,
+                    SyncPhase::Embed,
+                    PhaseStatus::Skipped,
+                    0,
+                    total,
+                    format!(
+                        "embeddings are off for this project: {total} chunks are searchable by \
+                         keyword only"
+                    ),
+                )
+                .await;
+                return Ok(Transition::Continue);
+            }
+        };
+        let model = embedder.model().to_string();
+        loop {
+            if let Some(stop) = self.boundary(ctx).await? {
+                return Ok(Transition::Stop(stop));
+            }
+            let batch = self
+                .store
+                .chunks_to_embed(
+                    scope,
+                    &model,
+                    cp.after_chunk,
+                    settings.batch_size.max(1) as i64,
+                )
+                .await?;
+            let Some(last) = batch.last() else { break };
+            let last_id = last.id;
+            let mut seen: HashSet<&str> = HashSet::new();
+            let mut hashes = Vec::new();
+            let mut inputs = Vec::new();
+            let mut hits = 0;
+            for c in &batch {
+                match &c.content {
+                    Some(content) if seen.insert(c.content_hash.as_str()) => {
+                        hashes.push(c.content_hash.clone());
+                        inputs.push(content.clone());
+                    }
+                    // Cached, or the same content earlier in this batch.
+                    _ => hits += 1,
+                }
+            }
+            let vectors = if inputs.is_empty() {
+                Vec::new()
+            } else {
+                crate::failpoints::hit("embed.before_call").await;
+                embedder.embed(&inputs).await.map_err(phase_error)?
+            };
+            if vectors.len() != inputs.len() {
+                return Err(PhaseError::fatal(format!(
+                    "embedding provider returned {} vectors for {} inputs",
+                    vectors.len(),
+                    inputs.len()
+                )));
+            }
+            if let Some(v) = vectors.iter().find(|v| v.len() != embedder.dimensions()) {
+                return Err(PhaseError::fatal(format!(
+                    "model `{model}` returned a vector of {} dimensions, but {} are configured \
+                     (embeddings.dimensions)",
+                    v.len(),
+                    embedder.dimensions()
+                )));
+            }
+            cp.after_chunk = last_id;
+            cp.done += batch.len() as u64;
+            cp.embedded += inputs.len() as u64;
+            cp.cache_hits += hits;
+            cp.batches += 1;
+            ctx.stats.embedded = cp.embedded;
+            ctx.stats.embedding_cache_hits = cp.cache_hits;
+            let pairs: Vec<(String, Vec<f32>)> = hashes.into_iter().zip(vectors).collect();
+            self.store
+                .write_vectors(&ctx.claim, &model, &pairs, SyncPhase::Embed, json(&cp))
+                .await?;
+            crate::failpoints::hit("embed.batch_written").await;
+            self.emit(
+                ctx,
+                SyncPhase::Embed,
+                PhaseStatus::Running,
+                cp.done,
+                total,
+                format!(
+                    "{}/{total} chunks embedded ({} by the model, {} from the cache)",
+                    cp.done, cp.embedded, cp.cache_hits
+                ),
+            )
+            .await;
+        }
+        ctx.stats.embedded = cp.embedded;
+        ctx.stats.embedding_cache_hits = cp.cache_hits;
+        self.store.set_stats(&ctx.claim, &ctx.stats).await?;
+        self.store
+            .finish_step(&ctx.claim, SyncPhase::Embed, PhaseStatus::Succeeded, json(&cp))
+            .await?;
+        Ok(Transition::Continue)
+    }
+
+    /// A backfill's end: prune other models' vectors if asked, record the
+    /// stats. No entry version changes.
+    pub(crate) async fn finalize_backfill(
+        &self,
+        ctx: &mut RunCtx,
+    ) -> Result<Transition, PhaseError> {
+        let prune = ctx
+            .sync
+            .options
+            .get("prune")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
+        let mut message = format!(
+            "backfill complete: {} chunks, {} embedded by the model, {} from the cache",
+            ctx.stats.chunks, ctx.stats.embedded, ctx.stats.embedding_cache_hits
+        );
+        if prune {
+            let Some(model) = self.embeddings.model() else {
+                return Err(PhaseError::fatal(
+                    "cannot prune: embeddings are off in this deployment, so there is no \
+                     configured model to keep",
+                ));
+            };
+            let pruned = self.store.prune_vectors(model).await?;
+            message.push_str(&format!("; {pruned} vectors of other models pruned"));
+        }
+        self.store.complete_backfill(&ctx.claim, &ctx.stats).await?;
+        ctx.sync.status = projsync_domain::SyncStatus::Succeeded;
+        self.emit(
+            ctx,
+            SyncPhase::Finalize,
+            PhaseStatus::Succeeded,
+            ctx.stats.chunks,
+            ctx.stats.chunks,
+            message,
+        )
+        .await;
+        Ok(Transition::Complete)
+    }
+}
+
+fn json(cp: &EmbedCheckpoint) -> serde_json::Value {
+    serde_json::to_value(cp).expect("checkpoint serializes")
+}

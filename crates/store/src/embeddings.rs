@@ -1,0 +1,666 @@
+//! Chunks, the vector cache and search.
+//!
+//! Chunks belong to one entry version. Vectors live apart from chunks, one
+//! per (model, chunk content hash): a chunk whose content any project has
+//! already embedded with the model finds its vector here. The HNSW index is
+//! per model, a partial index on `embedding::vector(N)`, created by
+//! [`Store::ensure_embedding_index`] for the configured model, so the
+//! semantic query names the model and the dimensions literally.
+
+use crate::syncs::save_checkpoint_on;
+use crate::{Claim, Error, Result, Store};
+use projsync_domain::{ProjectId, SyncId, SyncPhase};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgExecutor, Row};
+
+/// Which entry versions a phase works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkScope {
+    /// The pending versions a sync wrote.
+    Sync(SyncId),
+    /// The active versions of a project (a backfill).
+    Active(ProjectId),
+}
+
+impl ChunkScope {
+    /// The `WHERE` condition on `memory_entries m` (binds `$1`).
+    fn condition(self) -> &'static str {
+        match self {
+            ChunkScope::Sync(_) => "m.created_by_sync_id = $1 AND m.status = 'pending'",
+            ChunkScope::Active(_) => "m.project_id = $1 AND m.status = 'active'",
+        }
+    }
+
+    fn id(self) -> uuid::Uuid {
+        match self {
+            ChunkScope::Sync(s) => s.0,
+            ChunkScope::Active(p) => p.0,
+        }
+    }
+}
+
+/// An entry version still to be cut into chunks.
+#[derive(Debug, Clone)]
+pub struct UnchunkedEntry {
+    pub entry_id: i64,
+    pub content: String,
+}
+
+/// A chunk to write.
+#[derive(Debug, Clone)]
+pub struct NewChunk {
+    pub start_line: i32,
+    pub end_line: i32,
+    pub content: String,
+    pub content_hash: String,
+    pub token_count: i32,
+    /// What full-text search indexes (the content plus identifier parts).
+    pub searchable: String,
+}
+
+/// A chunk as the embed phase sees it.
+#[derive(Debug, Clone)]
+pub struct ChunkToEmbed {
+    pub id: i64,
+    pub content_hash: String,
+    /// `None` when the cache already holds its vector (not loaded then).
+    pub content: Option<String>,
+}
+
+/// How much of a project's knowledge base has vectors of a model.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EmbeddingCounts {
+    /// Active entry versions.
+    pub entries: i64,
+    /// Active entries not yet cut into chunks (written before chunking
+    /// existed); a backfill chunks them.
+    pub unchunked_entries: i64,
+    /// Chunks of the active entries.
+    pub chunks: i64,
+    /// Of those, chunks with a vector of the model.
+    pub embedded_chunks: i64,
+}
+
+impl EmbeddingCounts {
+    pub fn missing(&self) -> i64 {
+        self.chunks - self.embedded_chunks
+    }
+}
+
+/// Search filters shared by every mode.
+#[derive(Debug, Clone, Default)]
+pub struct SearchFilter {
+    pub path_prefix: Option<String>,
+    pub language: Option<String>,
+    /// Search the knowledge base as it was right after this sync.
+    pub as_of: Option<SyncId>,
+}
+
+/// One ranked chunk.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SearchHit {
+    pub chunk_id: i64,
+    pub entry_id: i64,
+    pub path: String,
+    pub kind: String,
+    pub start_line: i32,
+    pub end_line: i32,
+    pub content: String,
+    pub sync_id: SyncId,
+    /// Cosine similarity (semantic) or `ts_rank_cd` (keyword).
+    pub score: f64,
+}
+
+impl projsync_domain::search::LineRange for SearchHit {
+    fn path(&self) -> &str {
+        &self.path
+    }
+    fn lines(&self) -> (i32, i32) {
+        (self.start_line, self.end_line)
+    }
+}
+
+/// Whether pgvector is there, as `migrate`, `api` and `worker` check it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VectorExtension {
+    /// Created in this database, at this version.
+    Installed(String),
+    /// The server has it; `projsync migrate` creates it.
+    Available,
+    /// The server does not have it at all.
+    Missing,
+}
+
+/// What to install when the server has no pgvector.
+pub const PGVECTOR_MISSING: &str = "the PostgreSQL server has no pgvector extension (`vector`); \
+    install it on the database server: on Debian run scripts/services.sh as root (it builds \
+    Debian's pgvector source package), or install your distribution's postgresql-NN-pgvector \
+    package, then run `projsync migrate`";
+
+/// A model name as an SQL string literal (it is part of the index
+/// predicate, which a bind parameter could not match).
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Vectors as pgvector's text form, `[1,2,3]`.
+fn vector_text(v: &[f32]) -> String {
+    let mut out = String::with_capacity(v.len() * 10 + 2);
+    out.push('[');
+    for (i, x) in v.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&x.to_string());
+    }
+    out.push(']');
+    out
+}
+
+/// The fragment that restricts `memory_entries m` to what readers see:
+/// active versions, or those visible right after the sync bound as `$as_of`.
+fn visible(as_of_param: Option<usize>) -> String {
+    match as_of_param {
+        None => "m.status = 'active'".into(),
+        Some(p) => format!(
+            "m.created_by_sync_id IN (SELECT id FROM sync_chain(${p})) \
+             AND (m.superseded_by_sync_id IS NULL \
+                  OR m.superseded_by_sync_id NOT IN (SELECT id FROM sync_chain(${p})))"
+        ),
+    }
+}
+
+impl Store {
+    /// Is pgvector installed in this database, available on the server, or
+    /// missing?
+    pub async fn vector_extension(&self) -> Result<VectorExtension> {
+        vector_extension(&self.pool).await
+    }
+
+    /// Fail with what to do unless pgvector is installed in this database.
+    pub async fn require_vector_extension(&self) -> Result<String> {
+        match self.vector_extension().await? {
+            VectorExtension::Installed(v) => Ok(v),
+            VectorExtension::Available => Err(Error::Invalid(
+                "the pgvector extension is not created in this database; run `projsync migrate`"
+                    .into(),
+            )),
+            VectorExtension::Missing => Err(Error::Invalid(PGVECTOR_MISSING.into())),
+        }
+    }
+
+    /// Create the HNSW index for `model` (cosine distance on
+    /// `embedding::vector(dimensions)`) if it is not there. Fails when the
+    /// cache holds vectors of that model with other dimensions: a model name
+    /// means one vector space.
+    pub async fn ensure_embedding_index(&self, model: &str, dimensions: usize) -> Result<()> {
+        let other: Option<i32> = sqlx::query_scalar(
+            "SELECT dimensions FROM embeddings WHERE model = $1 AND dimensions <> $2 LIMIT 1",
+        )
+        .bind(model)
+        .bind(dimensions as i32)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(d) = other {
+            return Err(Error::Invalid(format!(
+                "the stored vectors of model `{model}` have {d} dimensions but \
+                 embeddings.dimensions is {dimensions}; give the model another name \
+                 (embeddings.model) or set the dimensions back to {d}"
+            )));
+        }
+        let name = index_name(model, dimensions);
+        let exists: bool =
+            sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                .bind(&name)
+                .fetch_one(&self.pool)
+                .await?;
+        if exists {
+            return Ok(());
+        }
+        let sql = format!(
+            "CREATE INDEX IF NOT EXISTS {name} ON embeddings USING hnsw \
+             ((embedding::vector({dimensions})) vector_cosine_ops) WHERE model = {}",
+            literal(model)
+        );
+        match sqlx::query(&sql).execute(&self.pool).await.map_err(Error::from) {
+            // Two processes starting at once: the other one made it.
+            Err(e) if e.is_unique_violation() => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// The next entry versions of `scope` that have no chunks yet, by id.
+    pub async fn unchunked_entries(
+        &self,
+        scope: ChunkScope,
+        limit: i64,
+    ) -> Result<Vec<UnchunkedEntry>> {
+        let rows = sqlx::query(&format!(
+            "SELECT m.id, m.content FROM memory_entries m \
+             WHERE {} AND m.chunk_count IS NULL ORDER BY m.id LIMIT $2",
+            scope.condition()
+        ))
+        .bind(scope.id())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| UnchunkedEntry {
+                entry_id: r.get("id"),
+                content: r.get("content"),
+            })
+            .collect())
+    }
+
+    /// Write the chunks of some entry versions and mark them chunked, in one
+    /// fenced transaction. Written twice (a redelivered batch), it changes
+    /// nothing.
+    pub async fn write_chunks(
+        &self,
+        claim: &Claim,
+        entries: &[(i64, Vec<NewChunk>)],
+        phase: SyncPhase,
+        checkpoint: serde_json::Value,
+    ) -> Result<()> {
+        let mut tx = self.fenced(claim).await?;
+        let mut entry_ids = Vec::new();
+        let mut ordinals = Vec::new();
+        let (mut starts, mut ends, mut contents, mut hashes, mut tokens, mut texts) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for (entry, chunks) in entries {
+            for (i, c) in chunks.iter().enumerate() {
+                entry_ids.push(*entry);
+                ordinals.push(i as i32);
+                starts.push(c.start_line);
+                ends.push(c.end_line);
+                contents.push(c.content.as_str());
+                hashes.push(c.content_hash.as_str());
+                tokens.push(c.token_count);
+                texts.push(c.searchable.as_str());
+            }
+        }
+        sqlx::query(
+            "INSERT INTO memory_chunks (entry_id, ordinal, start_line, end_line, content, \
+                 content_hash, token_count, tsv) \
+             SELECT t.entry, t.ord, t.s, t.e, t.content, t.hash, t.tokens, \
+                 to_tsvector('english', t.searchable) \
+             FROM UNNEST($1::bigint[], $2::int[], $3::int[], $4::int[], $5::text[], $6::text[], \
+                 $7::int[], $8::text[]) AS t(entry, ord, s, e, content, hash, tokens, searchable) \
+             ON CONFLICT (entry_id, ordinal) DO NOTHING",
+        )
+        .bind(&entry_ids)
+        .bind(&ordinals)
+        .bind(&starts)
+        .bind(&ends)
+        .bind(&contents)
+        .bind(&hashes)
+        .bind(&tokens)
+        .bind(&texts)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE memory_entries m SET chunk_count = t.n \
+             FROM UNNEST($1::bigint[], $2::int[]) AS t(id, n) WHERE m.id = t.id",
+        )
+        .bind(entries.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(
+            entries
+                .iter()
+                .map(|(_, c)| c.len() as i32)
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *tx)
+        .await?;
+        save_checkpoint_on(&mut *tx, claim.sync_id, phase, checkpoint).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// How many chunks the entry versions of `scope` have.
+    pub async fn count_chunks(&self, scope: ChunkScope) -> Result<i64> {
+        Ok(sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM memory_chunks c JOIN memory_entries m ON m.id = c.entry_id \
+             WHERE {}",
+            scope.condition()
+        ))
+        .bind(scope.id())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// The next chunks of `scope` after chunk `after`, by id, each with
+    /// whether `model`'s vector of its content is cached (then its content
+    /// is not loaded).
+    pub async fn chunks_to_embed(
+        &self,
+        scope: ChunkScope,
+        model: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<ChunkToEmbed>> {
+        let rows = sqlx::query(&format!(
+            "SELECT c.id, c.content_hash, \
+                 CASE WHEN v.content_hash IS NULL THEN c.content END AS content \
+             FROM memory_chunks c JOIN memory_entries m ON m.id = c.entry_id \
+             LEFT JOIN embeddings v ON v.model = $2 AND v.content_hash = c.content_hash \
+             WHERE {} AND c.id > $3 ORDER BY c.id LIMIT $4",
+            scope.condition()
+        ))
+        .bind(scope.id())
+        .bind(model)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ChunkToEmbed {
+                id: r.get("id"),
+                content_hash: r.get("content_hash"),
+                content: r.get("content"),
+            })
+            .collect())
+    }
+
+    /// Store vectors in the cache and the phase's checkpoint, in one fenced
+    /// transaction. A vector already cached is kept as it is.
+    pub async fn write_vectors(
+        &self,
+        claim: &Claim,
+        model: &str,
+        vectors: &[(String, Vec<f32>)],
+        phase: SyncPhase,
+        checkpoint: serde_json::Value,
+    ) -> Result<()> {
+        let mut tx = self.fenced(claim).await?;
+        insert_vectors(&mut *tx, model, vectors).await?;
+        save_checkpoint_on(&mut *tx, claim.sync_id, phase, checkpoint).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Chunks of `scope` with no vector of `model`, and entries of `scope`
+    /// not chunked yet. Finalize refuses to activate versions while either is
+    /// non-zero: a reader never sees an active chunk without its vector.
+    pub async fn unembedded(&self, scope: ChunkScope, model: &str) -> Result<(i64, i64)> {
+        unembedded(&self.pool, scope, model).await
+    }
+
+    /// How far a project's active entries are embedded with `model`.
+    pub async fn embedding_counts(
+        &self,
+        project_id: ProjectId,
+        model: &str,
+    ) -> Result<EmbeddingCounts> {
+        let row = sqlx::query(
+            "SELECT \
+                 (SELECT count(*) FROM memory_entries m WHERE m.project_id = $1 AND m.status = 'active') AS entries, \
+                 (SELECT count(*) FROM memory_entries m WHERE m.project_id = $1 AND m.status = 'active' \
+                     AND m.chunk_count IS NULL) AS unchunked, \
+                 (SELECT count(*) FROM memory_chunks c JOIN memory_entries m ON m.id = c.entry_id \
+                     WHERE m.project_id = $1 AND m.status = 'active') AS chunks, \
+                 (SELECT count(*) FROM memory_chunks c JOIN memory_entries m ON m.id = c.entry_id \
+                     JOIN embeddings v ON v.model = $2 AND v.content_hash = c.content_hash \
+                     WHERE m.project_id = $1 AND m.status = 'active') AS embedded",
+        )
+        .bind(project_id.0)
+        .bind(model)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(EmbeddingCounts {
+            entries: row.get("entries"),
+            unchunked_entries: row.get("unchunked"),
+            chunks: row.get("chunks"),
+            embedded_chunks: row.get("embedded"),
+        })
+    }
+
+    /// Delete the cached vectors of every model but `keep`, with their
+    /// indexes' rows. Returns how many were deleted.
+    pub async fn prune_vectors(&self, keep: &str) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM embeddings WHERE model <> $1")
+            .bind(keep)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    /// The `limit` chunks nearest to `query` (cosine distance through the
+    /// model's HNSW index) among the entries readers see.
+    pub async fn search_semantic(
+        &self,
+        project_id: ProjectId,
+        model: &str,
+        dimensions: usize,
+        query: &[f32],
+        filter: &SearchFilter,
+        limit: i64,
+    ) -> Result<Vec<SearchHit>> {
+        let sql = semantic_sql(model, dimensions, filter);
+        let mut tx = self.pool.begin().await?;
+        // Filters are applied as the index is walked (pgvector ≥ 0.8), so a
+        // selective filter still fills `limit`.
+        sqlx::query(
+            "SELECT set_config('hnsw.ef_search', $1, true), \
+                    set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+        )
+        .bind((limit.clamp(40, 1000)).to_string())
+        .execute(&mut *tx)
+        .await?;
+        let rows = bind_filter(
+            sqlx::query(&sql)
+                .bind(project_id.0)
+                .bind(vector_text(query))
+                .bind(limit),
+            filter,
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut hits: Vec<SearchHit> = rows.iter().map(hit_from_row).collect();
+        // relaxed_order may return near-ties out of order.
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Ok(hits)
+    }
+
+    /// `EXPLAIN` of the semantic query, to check that the index is used.
+    pub async fn explain_semantic(
+        &self,
+        project_id: ProjectId,
+        model: &str,
+        dimensions: usize,
+        query: &[f32],
+        filter: &SearchFilter,
+        limit: i64,
+    ) -> Result<String> {
+        let sql = format!("EXPLAIN {}", semantic_sql(model, dimensions, filter));
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+            .execute(&mut *tx)
+            .await?;
+        let rows = bind_filter(
+            sqlx::query(&sql)
+                .bind(project_id.0)
+                .bind(vector_text(query))
+                .bind(limit),
+            filter,
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.get::<String, _>(0))
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+
+    /// The `limit` chunks that best match a `to_tsquery('english', …)`
+    /// expression (see `domain::search::keyword_query`), by `ts_rank_cd`.
+    pub async fn search_keyword(
+        &self,
+        project_id: ProjectId,
+        tsquery: &str,
+        filter: &SearchFilter,
+        limit: i64,
+    ) -> Result<Vec<SearchHit>> {
+        let sql = format!(
+            "SELECT c.id AS chunk_id, m.id AS entry_id, m.path, m.kind, c.start_line, \
+                 c.end_line, c.content, m.created_by_sync_id, \
+                 ts_rank_cd(c.tsv, q)::float8 AS score \
+             FROM memory_chunks c JOIN memory_entries m ON m.id = c.entry_id, \
+                 to_tsquery('english', $2) q \
+             WHERE m.project_id = $1 AND {} AND c.tsv @@ q{} \
+             ORDER BY score DESC, c.id LIMIT $3",
+            visible(filter.as_of.map(|_| 6)),
+            filter_sql(),
+        );
+        let rows = bind_filter(
+            sqlx::query(&sql)
+                .bind(project_id.0)
+                .bind(tsquery)
+                .bind(limit),
+            filter,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(hit_from_row).collect())
+    }
+
+    /// Is `sync_id` a succeeded sync of the project whose state search can
+    /// read (a sync or a restore, linked into the project's history)?
+    pub async fn is_history_point(&self, project_id: ProjectId, sync_id: SyncId) -> Result<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM project_syncs WHERE id = $1 AND project_id = $2 \
+                 AND status = 'succeeded' AND kind IN ('sync', 'restore'))",
+        )
+        .bind(sync_id.0)
+        .bind(project_id.0)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+}
+
+/// Filters bind `$4` (path prefix), `$5` (language) and `$6` (as of).
+fn filter_sql() -> &'static str {
+    " AND ($4::text IS NULL OR starts_with(m.path, $4)) AND ($5::text IS NULL OR m.language = $5)"
+}
+
+fn bind_filter<'q>(
+    q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    filter: &'q SearchFilter,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let q = q
+        .bind(filter.path_prefix.as_deref())
+        .bind(filter.language.as_deref());
+    match filter.as_of {
+        Some(s) => q.bind(s.0),
+        None => q,
+    }
+}
+
+fn semantic_sql(model: &str, dimensions: usize, filter: &SearchFilter) -> String {
+    let distance = format!("(v.embedding::vector({dimensions}) <=> $2::vector({dimensions}))");
+    format!(
+        "SELECT c.id AS chunk_id, m.id AS entry_id, m.path, m.kind, c.start_line, c.end_line, \
+             c.content, m.created_by_sync_id, (1 - {distance})::float8 AS score \
+         FROM embeddings v \
+         JOIN memory_chunks c ON c.content_hash = v.content_hash \
+         JOIN memory_entries m ON m.id = c.entry_id \
+         WHERE v.model = {} AND m.project_id = $1 AND {}{} \
+         ORDER BY {distance} LIMIT $3",
+        literal(model),
+        visible(filter.as_of.map(|_| 6)),
+        filter_sql(),
+    )
+}
+
+fn hit_from_row(r: &sqlx::postgres::PgRow) -> SearchHit {
+    SearchHit {
+        chunk_id: r.get("chunk_id"),
+        entry_id: r.get("entry_id"),
+        path: r.get("path"),
+        kind: r.get("kind"),
+        start_line: r.get("start_line"),
+        end_line: r.get("end_line"),
+        content: r.get("content"),
+        sync_id: SyncId(r.get("created_by_sync_id")),
+        score: r.get("score"),
+    }
+}
+
+fn index_name(model: &str, dimensions: usize) -> String {
+    let hash = projsync_domain::content_hash(model);
+    format!("embeddings_hnsw_{}_{dimensions}", &hash[..12])
+}
+
+pub(crate) async fn vector_extension<'e>(db: impl PgExecutor<'e>) -> Result<VectorExtension> {
+    let row: (Option<String>, bool) = sqlx::query_as(
+        "SELECT (SELECT extversion FROM pg_extension WHERE extname = 'vector'), \
+                EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector')",
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(match row {
+        (Some(v), _) => VectorExtension::Installed(v),
+        (None, true) => VectorExtension::Available,
+        (None, false) => VectorExtension::Missing,
+    })
+}
+
+pub(crate) async fn insert_vectors<'e>(
+    db: impl PgExecutor<'e>,
+    model: &str,
+    vectors: &[(String, Vec<f32>)],
+) -> Result<()> {
+    if vectors.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO embeddings (model, content_hash, dimensions, embedding) \
+         SELECT $1, t.hash, vector_dims(t.v::vector), t.v::vector \
+         FROM UNNEST($2::text[], $3::text[]) AS t(hash, v) \
+         ON CONFLICT (model, content_hash) DO NOTHING",
+    )
+    .bind(model)
+    .bind(vectors.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>())
+    .bind(vectors.iter().map(|(_, v)| vector_text(v)).collect::<Vec<_>>())
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn unembedded<'e>(
+    db: impl PgExecutor<'e>,
+    scope: ChunkScope,
+    model: &str,
+) -> Result<(i64, i64)> {
+    let row: (i64, i64) = sqlx::query_as(&format!(
+        "SELECT \
+             (SELECT count(*) FROM memory_chunks c JOIN memory_entries m ON m.id = c.entry_id \
+              WHERE {cond} AND NOT EXISTS (SELECT 1 FROM embeddings v \
+                  WHERE v.model = $2 AND v.content_hash = c.content_hash)), \
+             (SELECT count(*) FROM memory_entries m WHERE {cond} AND m.chunk_count IS NULL)",
+        cond = scope.condition()
+    ))
+    .bind(scope.id())
+    .bind(model)
+    .fetch_one(db)
+    .await?;
+    Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_names_are_quoted_as_literals() {
+        assert_eq!(literal("it's"), "'it''s'");
+        assert_eq!(vector_text(&[1.0, -0.5]), "[1,-0.5]");
+        let a = index_name("all-MiniLM-L6-v2", 384);
+        assert!(a.starts_with("embeddings_hnsw_") && a.ends_with("_384"));
+        assert_ne!(a, index_name("other", 384));
+    }
+}
