@@ -47,6 +47,7 @@ impl WorkerProc {
             .env("PROJSYNC__DATABASE__URL", &s.database.url)
             .env("PROJSYNC__REDIS__URL", &s.redis.url)
             .env("PROJSYNC__REDIS__NAMESPACE", &s.redis.namespace)
+            .env("PROJSYNC__EMBEDDINGS__ENABLED", "false")
             .env(
                 "PROJSYNC__REDIS__HEARTBEAT_INTERVAL_SECS",
                 s.redis.heartbeat_interval_secs.to_string(),

@@ -17,6 +17,8 @@ fn projsync(db: &TestDb, redis: &TestRedis) -> Command {
         .env("PROJSYNC__REDIS__NAMESPACE", &redis.namespace)
         .env("PROJSYNC__REDIS__POLL_INTERVAL_MS", "50")
         .env("PROJSYNC__API__LISTEN", "127.0.0.1:0")
+        // Only the demo embeds with the local model; other commands test the CLI.
+        .env("PROJSYNC__EMBEDDINGS__ENABLED", "false")
         .stdin(Stdio::null());
     cmd
 }
@@ -38,7 +40,11 @@ async fn demo_syncs_a_repository_end_to_end() {
         .write("README.md", "demo\n")
         .write("logo.bin", b"\0\x01\x02");
     repo.commit("demo");
-    let (code, stdout, stderr) = run(projsync(&db, &redis).arg("demo").arg(repo.path()));
+    // The demo embeds with the real local model, as a user's first run does.
+    let (code, stdout, stderr) = run(projsync(&db, &redis)
+        .env("PROJSYNC__EMBEDDINGS__ENABLED", "true")
+        .arg("demo")
+        .arg(repo.path()));
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     for needle in [
         "migrated",
@@ -47,6 +53,8 @@ async fn demo_syncs_a_repository_end_to_end() {
         "skipped   binary 1",
         "active_memory_entries",
         "redis-cli SUBSCRIBE projsync:sync:",
+        "search (all-MiniLM-L6-v2)",
+        "[   embed]",
     ] {
         assert!(
             stdout.contains(needle),
@@ -60,6 +68,15 @@ async fn demo_syncs_a_repository_end_to_end() {
         .await
         .unwrap();
     assert_eq!(entries, 2);
+    let missing: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM memory_chunks c JOIN memory_entries m ON m.id = c.entry_id \
+         WHERE m.status = 'active' AND NOT EXISTS (SELECT 1 FROM embeddings v \
+             WHERE v.model = 'all-MiniLM-L6-v2' AND v.content_hash = c.content_hash)",
+    )
+    .fetch_one(db.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(missing, 0, "every active chunk has its vector");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,6 +37,9 @@ pub fn test_settings(db: &TestDb, redis: &TestRedis) -> Settings {
     s.api.listen = "127.0.0.1:0".into();
     s.worker.import_batch_size = 4;
     s.redis.poll_interval_ms = 50;
+    // Sync mechanics run without a model (entries are still chunked);
+    // tests/e2e/embeddings.rs turns embeddings on with the fake or local model.
+    s.embeddings.enabled = false;
     s
 }
 
@@ -68,7 +71,11 @@ pub async fn spawn_app_full(
     tweak(&mut settings);
     let shutdown = CancellationToken::new();
     let listener = app::bind(&settings.api.listen).await.unwrap();
-    let state = app::api_state(&settings, db.store.clone()).await.unwrap();
+    let embedder = app::embedder(&settings, &db.store).await.unwrap();
+    let search = app::search_settings(&settings, embedder);
+    let state = app::api_state_with_search(&settings, db.store.clone(), search)
+        .await
+        .unwrap();
     let (addr, _api) = app::spawn_api(listener, state, shutdown.clone()).unwrap();
     if let Some(sources) = sources {
         app::spawn_worker_with(&settings, db.store.clone(), sources, shutdown.clone())

@@ -4,6 +4,7 @@
 
 mod chaos;
 mod cli;
+mod embeddings;
 mod github;
 mod helpers;
 mod history;

@@ -8,6 +8,7 @@
 
 mod error;
 mod routes;
+pub mod search;
 pub mod service;
 
 pub use error::ApiError;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub sources: Arc<dyn SourceFactory>,
     /// Size limit applied to projects that set none (shown, validated).
     pub default_max_file_bytes: u64,
+    /// The embedding model for queries, and search limits.
+    pub search: search::SearchSettings,
 }
 
 /// Serve the API on `listener` until `shutdown` resolves.

@@ -29,6 +29,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/projects/{id}/branches", get(list_branches))
         .route("/api/v1/projects/{id}/memory", get(list_memory))
         .route("/api/v1/projects/{id}/memory/restore", post(restore_memory))
+        .route("/api/v1/projects/{id}/search", post(search))
+        .route("/api/v1/projects/{id}/embeddings", get(embedding_status))
+        .route(
+            "/api/v1/projects/{id}/embeddings/backfill",
+            post(backfill_embeddings),
+        )
         .route("/api/v1/syncs", get(list_syncs_by_status))
         .route("/api/v1/syncs/{id}", get(get_sync))
         .route("/api/v1/syncs/{id}/cancel", post(cancel_sync))
@@ -117,6 +123,78 @@ async fn enqueue_sync(
     )
     .await?;
     Ok(enqueue_response(outcome))
+}
+
+async fn search(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<crate::search::SearchRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<crate::search::SearchResponse>, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::Invalid(e.body_text()))?;
+    Ok(Json(
+        crate::search::search(&state, project_id(&id)?, body).await?,
+    ))
+}
+
+async fn embedding_status(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<crate::search::EmbeddingStatus>, ApiError> {
+    Ok(Json(
+        crate::search::embedding_status(&state, project_id(&id)?).await?,
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackfillBody {
+    #[serde(default)]
+    prune: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct BackfillResponse {
+    /// The backfill's id: a job of the ledger, followed like a sync
+    /// (`/syncs/{id}`, `/syncs/{id}/events`, ops).
+    job_id: SyncId,
+    created: bool,
+    sync: SyncRecord,
+}
+
+/// 202 with a new backfill job; 200 with the project's queued or running
+/// backfill; 409 while a sync of the project is queued or running.
+async fn backfill_embeddings(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<BackfillResponse>), ApiError> {
+    let body: BackfillBody = if body.iter().all(u8::is_ascii_whitespace) {
+        BackfillBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::Invalid(format!("invalid request body: {e}")))?
+    };
+    let outcome = crate::search::enqueue_backfill(
+        &state,
+        project_id(&id)?,
+        body.prune,
+        idempotency_key(&headers)?,
+    )
+    .await?;
+    let status = if outcome.created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(BackfillResponse {
+            job_id: outcome.sync.id,
+            created: outcome.created,
+            sync: outcome.sync,
+        }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,6 +14,15 @@ pub struct CreateProject {
     #[serde(default)]
     pub ignore_patterns: Vec<String>,
     pub max_file_bytes: Option<i64>,
+    /// `{"enabled": false}` turns embeddings off for this project.
+    #[serde(default)]
+    pub embeddings: Option<ProjectEmbeddings>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectEmbeddings {
+    pub enabled: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -90,6 +99,7 @@ pub async fn create_project(state: &AppState, input: CreateProject) -> Result<Pr
             credentials_ref,
             ignore_patterns: input.ignore_patterns,
             max_file_bytes: input.max_file_bytes,
+            embeddings_enabled: input.embeddings.and_then(|e| e.enabled),
         })
         .await?)
 }
@@ -160,7 +170,10 @@ pub async fn enqueue_restore(
 /// Push a new sync, or push a queued one again. The ledger row is already
 /// committed (invariant 1), so a push that fails loses nothing: the sync is
 /// marked unpushed and the reconciler pushes it as soon as Redis answers.
-async fn push_new_or_queued(state: &AppState, outcome: &EnqueueOutcome) -> Result<(), ApiError> {
+pub(crate) async fn push_new_or_queued(
+    state: &AppState,
+    outcome: &EnqueueOutcome,
+) -> Result<(), ApiError> {
     if !(outcome.created || outcome.sync.status == SyncStatus::Queued) {
         return Ok(());
     }

@@ -306,12 +306,15 @@ pub fn system_time(at: chrono::DateTime<chrono::Utc>) -> SystemTime {
 /// no `PROJSYNC__*` variables. What a user gets out of the box.
 pub fn default_settings() -> Result<Settings> {
     const DEFAULTS: &str = include_str!("../../../config/default.toml");
-    let settings: Settings = config::Config::builder()
+    let mut settings: Settings = config::Config::builder()
         .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
         .build()
         .and_then(|c| c.try_deserialize())
         .context("config/default.toml")?;
     settings.validate()?;
+    // The sync and queue benchmarks measure syncs, not the model: bench-embed
+    // turns embeddings on where it measures them.
+    settings.embeddings.enabled = false;
     Ok(settings)
 }
 
@@ -370,6 +373,21 @@ pub fn worker_env(settings: &Settings) -> Vec<(String, String)> {
         (
             "SYNC__MAX_FILE_BYTES",
             settings.sync.max_file_bytes.to_string(),
+        ),
+        (
+            "EMBEDDINGS__ENABLED",
+            settings.embeddings.enabled.to_string(),
+        ),
+        ("EMBEDDINGS__PROVIDER", settings.embeddings.provider.clone()),
+        ("EMBEDDINGS__MODEL", settings.embeddings.model.clone()),
+        (
+            "EMBEDDINGS__DIMENSIONS",
+            settings.embeddings.dimensions.to_string(),
+        ),
+        ("EMBEDDINGS__BASE_URL", settings.embeddings.base_url.clone()),
+        (
+            "EMBEDDINGS__BATCH_SIZE",
+            settings.embeddings.batch_size.to_string(),
         ),
         ("LOG__LEVEL", "warn".to_string()),
     ]

@@ -2,9 +2,13 @@
 
 use crate::Settings;
 use anyhow::{Context, Result};
+use projsync_api::search::SearchSettings;
 use projsync_api::AppState;
+use projsync_embed::openai::{ApiKeyHeader, OpenAiEmbedder, OpenAiOptions};
+use projsync_embed::Embedder;
 use projsync_pipeline::{
-    run_reconciler, DefaultSources, Pipeline, PipelineOptions, ReconcilerOptions, SourceFactory,
+    run_reconciler, DefaultSources, EmbedSettings, Pipeline, PipelineOptions, ReconcilerOptions,
+    SourceFactory,
 };
 use projsync_queue::{JobQueue, Publisher};
 use projsync_store::Store;
@@ -29,6 +33,9 @@ pub async fn migrate(settings: &Settings) -> Result<Store> {
         );
     }
     let store = store(settings).await?;
+    if store.vector_extension().await? == projsync_store::VectorExtension::Missing {
+        anyhow::bail!("{}", projsync_store::PGVECTOR_MISSING);
+    }
     store.migrate().await?;
     Ok(store)
 }
@@ -43,7 +50,171 @@ pub async fn sources(settings: &Settings) -> Result<DefaultSources> {
     ))
 }
 
+/// The configured embedding model, loaded (the local model's weights are
+/// read and its graph built; an HTTP provider is only configured), and its
+/// HNSW index created. `None` when `embeddings.enabled` is false.
+pub async fn embedder(settings: &Settings, store: &Store) -> Result<Option<Arc<dyn Embedder>>> {
+    let e = &settings.embeddings;
+    if !e.enabled {
+        return Ok(None);
+    }
+    // One model per process and configuration: the demo's API and worker,
+    // and tests, share it instead of loading the weights again.
+    static LOADED: std::sync::Mutex<Vec<(String, Arc<dyn Embedder>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let key = format!("{e:?}");
+    let cached = LOADED
+        .lock()
+        .expect("embedder cache")
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, m)| m.clone());
+    let embedder = match cached {
+        Some(m) => m,
+        None => {
+            let m = load_embedder(settings)?;
+            let m = match m {
+                Loader::Ready(m) => m,
+                Loader::Local(opts) => {
+                    let local = tokio::task::spawn_blocking(move || {
+                        projsync_embed_local::LocalEmbedder::load(opts)
+                    })
+                    .await?
+                    .map_err(|err| {
+                        anyhow::anyhow!("cannot load the local embedding model: {err}")
+                    })?;
+                    Arc::new(local) as Arc<dyn Embedder>
+                }
+            };
+            // Only the local model is worth keeping: an HTTP provider is
+            // cheap to set up, and its key may have changed.
+            if e.provider == "local" {
+                LOADED
+                    .lock()
+                    .expect("embedder cache")
+                    .push((key, m.clone()));
+            }
+            m
+        }
+    };
+    if embedder.dimensions() != e.dimensions {
+        anyhow::bail!(
+            "model `{}` gives {} dimensions but embeddings.dimensions is {}; set \
+             PROJSYNC__EMBEDDINGS__DIMENSIONS={}",
+            e.model,
+            embedder.dimensions(),
+            e.dimensions,
+            embedder.dimensions()
+        );
+    }
+    store
+        .ensure_embedding_index(embedder.model(), embedder.dimensions())
+        .await?;
+    Ok(Some(embedder))
+}
+
+enum Loader {
+    Ready(Arc<dyn Embedder>),
+    Local(projsync_embed_local::LocalOptions),
+}
+
+fn load_embedder(settings: &Settings) -> Result<Loader> {
+    let e = &settings.embeddings;
+    let nonempty = |s: &str| (!s.trim().is_empty()).then(|| std::path::PathBuf::from(s));
+    Ok(match e.provider.as_str() {
+        "local" => Loader::Local(projsync_embed_local::LocalOptions {
+            model_name: e.model.clone(),
+            model_path: nonempty(&e.model_path)
+                .unwrap_or_else(projsync_embed_local::default_model_path),
+            runtime_path: nonempty(&e.runtime_path)
+                .unwrap_or_else(projsync_embed_local::default_runtime_path),
+            threads: (e.threads > 0).then_some(e.threads),
+            batch_size: 32,
+        }),
+        _ => {
+            let mut opts = OpenAiOptions::new(e.model.clone(), e.dimensions);
+            opts.base_url = e.base_url.clone();
+            opts.send_dimensions = e.send_dimensions;
+            opts.api_key = read_secret(&e.credentials_ref)?;
+            opts.api_key_header = match e.api_key_header.as_str() {
+                "api-key" => ApiKeyHeader::ApiKey,
+                _ => ApiKeyHeader::Authorization,
+            };
+            opts.batch_size = e.batch_size;
+            opts.max_concurrency = e.max_concurrency;
+            opts.timeout = Duration::from_secs(e.request_timeout_secs);
+            opts.max_tokens = e.max_tokens;
+            opts.tokenizer_path = nonempty(&e.tokenizer_path);
+            Loader::Ready(Arc::new(OpenAiEmbedder::new(opts).map_err(|err| {
+                anyhow::anyhow!("cannot set up the embeddings endpoint: {err}")
+            })?))
+        }
+    })
+}
+
+/// A secret named by `env:NAME` or `file:PATH` (empty: none). The secret
+/// itself is never in the configuration.
+fn read_secret(reference: &str) -> Result<Option<String>> {
+    let reference = reference.trim();
+    if reference.is_empty() {
+        return Ok(None);
+    }
+    let value = match reference.split_once(':') {
+        Some(("env", name)) => std::env::var(name).with_context(|| {
+            format!("embeddings.credentials_ref `{reference}`: export {name} with the API key")
+        })?,
+        Some(("file", path)) => std::fs::read_to_string(path).with_context(|| {
+            format!("embeddings.credentials_ref `{reference}`: cannot read the API key from {path}")
+        })?,
+        _ => anyhow::bail!(
+            "embeddings.credentials_ref must be env:NAME or file:PATH, got `{reference}`"
+        ),
+    };
+    let value = value.trim().to_string();
+    if value.is_empty() || value.contains(['\n', '\r', '\0']) {
+        anyhow::bail!("embeddings.credentials_ref `{reference}` holds an empty or multi-line key");
+    }
+    Ok(Some(value))
+}
+
+/// The pipeline's embedding settings for a loaded (or absent) model.
+pub fn embed_settings(settings: &Settings, embedder: Option<Arc<dyn Embedder>>) -> EmbedSettings {
+    let e = &settings.embeddings;
+    EmbedSettings {
+        embedder,
+        enabled: e.enabled,
+        batch_size: e.batch_size,
+        max_chunk_tokens: (e.max_chunk_tokens > 0).then_some(e.max_chunk_tokens),
+        ..EmbedSettings::default()
+    }
+}
+
+/// The API's search settings for a loaded (or absent) model.
+pub fn search_settings(settings: &Settings, embedder: Option<Arc<dyn Embedder>>) -> SearchSettings {
+    SearchSettings::new(
+        embedder,
+        settings.embeddings.enabled,
+        settings.embeddings.search_max_k,
+    )
+}
+
+/// Fail with what to install when pgvector is missing (api and worker).
+pub async fn require_pgvector(store: &Store) -> Result<()> {
+    store.require_vector_extension().await?;
+    Ok(())
+}
+
+/// The API's state without an embedding model: enough for every command
+/// but search (which gets [`api_state_with_search`]).
 pub async fn api_state(settings: &Settings, store: Store) -> Result<AppState> {
+    api_state_with_search(settings, store, SearchSettings::disabled()).await
+}
+
+pub async fn api_state_with_search(
+    settings: &Settings,
+    store: Store,
+    search: SearchSettings,
+) -> Result<AppState> {
     let queue_opts = settings.queue_options();
     let queue = JobQueue::connect(&queue_opts).await?;
     Ok(AppState {
@@ -52,6 +223,7 @@ pub async fn api_state(settings: &Settings, store: Store) -> Result<AppState> {
         queue_opts,
         sources: Arc::new(sources(settings).await?),
         default_max_file_bytes: settings.sync.max_file_bytes,
+        search,
     })
 }
 
@@ -82,6 +254,8 @@ pub async fn pipeline(
     sources: Arc<dyn SourceFactory>,
     shutdown: CancellationToken,
 ) -> Result<Pipeline> {
+    require_pgvector(&store).await?;
+    let embedder = embedder(settings, &store).await?;
     let opts = settings.queue_options();
     let publisher = Publisher::connect(&opts).await?;
     let queue = JobQueue::connect(&opts).await?;
@@ -103,7 +277,8 @@ pub async fn pipeline(
             archive_max_bytes: settings.sync.archive_max_bytes,
         },
         shutdown,
-    ))
+    )
+    .with_embeddings(embed_settings(settings, embedder)))
 }
 
 /// A worker process's parts: the queue consumer, running pipeline syncs,

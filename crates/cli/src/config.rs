@@ -21,6 +21,29 @@ pub struct Settings {
     pub sync: Sync,
     pub github: GitHub,
     pub log: Log,
+    pub embeddings: Embeddings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Embeddings {
+    pub enabled: bool,
+    pub provider: String,
+    pub model: String,
+    pub dimensions: usize,
+    pub batch_size: usize,
+    pub max_chunk_tokens: usize,
+    pub search_max_k: usize,
+    pub model_path: String,
+    pub runtime_path: String,
+    pub threads: usize,
+    pub base_url: String,
+    pub credentials_ref: String,
+    pub api_key_header: String,
+    pub send_dimensions: bool,
+    pub max_concurrency: usize,
+    pub request_timeout_secs: u64,
+    pub max_tokens: usize,
+    pub tokenizer_path: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -135,6 +158,34 @@ impl Settings {
                 self.api.listen
             );
         }
+        let e = &self.embeddings;
+        if !matches!(e.provider.as_str(), "local" | "openai") {
+            bail!(
+                "embeddings.provider must be `local` or `openai`, got `{}` (PROJSYNC__EMBEDDINGS__PROVIDER)",
+                e.provider
+            );
+        }
+        if e.model.trim().is_empty() {
+            bail!("embeddings.model must not be empty");
+        }
+        if !(1..=16000).contains(&e.dimensions) {
+            bail!(
+                "embeddings.dimensions must be between 1 and 16000, got {}",
+                e.dimensions
+            );
+        }
+        if !matches!(e.api_key_header.as_str(), "authorization" | "api-key") {
+            bail!(
+                "embeddings.api_key_header must be `authorization` or `api-key`, got `{}`",
+                e.api_key_header
+            );
+        }
+        if e.provider == "openai" && !e.base_url.starts_with("http") {
+            bail!(
+                "embeddings.base_url must be an http(s) URL, got `{}`",
+                e.base_url
+            );
+        }
         let positive = [
             (
                 "database.max_connections",
@@ -165,6 +216,11 @@ impl Settings {
                 "github.request_timeout_secs",
                 self.github.request_timeout_secs,
             ),
+            ("embeddings.batch_size", e.batch_size as u64),
+            ("embeddings.search_max_k", e.search_max_k as u64),
+            ("embeddings.max_concurrency", e.max_concurrency as u64),
+            ("embeddings.request_timeout_secs", e.request_timeout_secs),
+            ("embeddings.max_tokens", e.max_tokens as u64),
         ];
         for (name, value) in positive {
             if value == 0 {

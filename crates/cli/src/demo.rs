@@ -78,7 +78,9 @@ pub async fn run(
         // A demo should not fail because another one holds the port.
         Err(_) => app::bind("127.0.0.1:0").await?,
     };
-    let state = app::api_state(settings, store.clone()).await?;
+    let embedder = app::embedder(settings, &store).await?;
+    let search = app::search_settings(settings, embedder);
+    let state = app::api_state_with_search(settings, store.clone(), search).await?;
     let (addr, api) = app::spawn_api(listener, state, shutdown.clone())?;
     let worker = app::spawn_worker(settings, store.clone(), shutdown.clone()).await?;
     let base = format!("http://{addr}/api/v1");
@@ -133,6 +135,32 @@ pub async fn run(
         println!("sync {sync_id} enqueued; follow it elsewhere with: redis-cli SUBSCRIBE projsync:sync:{sync_id}\n");
         let record = watch::watch(settings, &store, sync_id, Output::auto()).await?;
         println!("\n{}", watch::summary(&record));
+        if record.status == projsync_domain::SyncStatus::Succeeded {
+            let question = "how does a failed step get retried later";
+            let (status, body) = api_json(
+                http.post(format!("{base}/projects/{project_id}/search"))
+                    .json(&json!({ "query": question, "k": 3 }))
+                    .send()
+                    .await?,
+            )
+            .await?;
+            if status == 200 {
+                println!("\nsearch ({}): \"{question}\"", body["model"].as_str().unwrap_or("keyword"));
+                if let Some(note) = body["semantic"].as_str() {
+                    println!("  semantic ranking {note}; results by keyword");
+                }
+                for hit in body["results"].as_array().into_iter().flatten() {
+                    println!(
+                        "  {}:{}-{}  score {:.4}",
+                        hit["path"].as_str().unwrap_or(""),
+                        hit["start_line"],
+                        hit["end_line"],
+                        hit["score"].as_f64().unwrap_or(0.0)
+                    );
+                }
+                println!("ask your own: projsync search --project {name} \"…\"");
+            }
+        }
         println!("demo finished in {:.1}s", started.elapsed().as_secs_f64());
         println!(
             "\nlook at the entries:\n  psql '{}' -c \"SELECT path, language, size_bytes FROM active_memory_entries WHERE project_id = '{project_id}' ORDER BY path LIMIT 20\"",

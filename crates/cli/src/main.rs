@@ -1,4 +1,5 @@
-//! `projsync`: api | worker | migrate | project | sync | watch | history | demo.
+//! `projsync`: api | worker | migrate | project | sync | watch | history |
+//! search | embeddings | demo.
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -84,6 +85,36 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: i64,
     },
+    /// Search a project's knowledge base by meaning, by keyword, or both.
+    Search {
+        /// Project name or id.
+        #[arg(long)]
+        project: String,
+        /// Results at most (capped by embeddings.search_max_k).
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// semantic, keyword or hybrid.
+        #[arg(long, default_value = "hybrid")]
+        mode: projsync_domain::SearchMode,
+        /// Only paths that start with this.
+        #[arg(long)]
+        path_prefix: Option<String>,
+        /// Only entries of this language.
+        #[arg(long)]
+        language: Option<String>,
+        /// Search the knowledge base as it was right after this sync.
+        #[arg(long)]
+        as_of: Option<SyncId>,
+        /// Print the response as JSON (the API's shape).
+        #[arg(long)]
+        json: bool,
+        /// What to look for, in words or identifiers.
+        #[arg(required = true, num_args = 1..)]
+        query: Vec<String>,
+    },
+    /// Embeddings of a project: status, backfill and refresh.
+    #[command(subcommand)]
+    Embeddings(EmbeddingsCmd),
     /// Run everything on this machine against a local repository and sync it.
     Demo {
         /// Repository to sync (default: the projsync checkout itself).
@@ -123,6 +154,31 @@ enum OpsCmd {
 }
 
 #[derive(Debug, Subcommand)]
+enum EmbeddingsCmd {
+    /// Embed every active chunk lacking a vector of the configured model
+    /// (every chunk after a model change), as a durable job.
+    Backfill {
+        /// Project name or id.
+        #[arg(long)]
+        project: String,
+        /// Then delete the vectors of every other model.
+        #[arg(long)]
+        prune: bool,
+        /// Follow the job until it ends; the exit code tells how it ended.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Model, dimensions and how many active chunks have vectors.
+    Status {
+        /// Project name or id.
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum ProjectCmd {
     /// Connect a repository as a new project: a local path, or GitHub.
     Add {
@@ -142,6 +198,9 @@ enum ProjectCmd {
         /// Extra .gitignore-style pattern to skip (repeatable).
         #[arg(long = "ignore")]
         ignore: Vec<String>,
+        /// Do not embed this project's entries (keyword search only).
+        #[arg(long)]
+        no_embeddings: bool,
     },
     /// List projects.
     List,
@@ -184,6 +243,8 @@ async fn main() -> ExitCode {
             | Command::Sync { .. }
             | Command::History { .. }
             | Command::Project(_)
+            | Command::Search { .. }
+            | Command::Embeddings(_)
     );
     init_logging(&settings, cli.log_json, quiet);
     match run(cli.command, &settings).await {
@@ -237,6 +298,34 @@ async fn follow_sync(
     Ok(exit_for(record.status))
 }
 
+fn print_search(r: &projsync_api::search::SearchResponse) {
+    if let Some(note) = &r.semantic {
+        eprintln!("semantic ranking {note}; results are by keyword");
+    }
+    if r.query_truncated {
+        eprintln!("the query was longer than the model takes and was cut for embedding");
+    }
+    if r.results.is_empty() {
+        println!("no results");
+    }
+    for (i, hit) in r.results.iter().enumerate() {
+        println!(
+            "{:>2}. {}:{}-{}  (score {:.4})",
+            i + 1,
+            hit.path,
+            hit.start_line,
+            hit.end_line,
+            hit.score
+        );
+        for line in hit.content.lines().take(6) {
+            println!("      {line}");
+        }
+        if hit.content.lines().count() > 6 {
+            println!("      …");
+        }
+    }
+}
+
 async fn find_project(store: &Store, key: &str) -> Result<Project> {
     match key.parse::<ProjectId>() {
         Ok(id) => Ok(store.project(id).await?),
@@ -255,8 +344,11 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
         }
         Command::Api => {
             let store = app::store(settings).await?;
+            app::require_pgvector(&store).await?;
             let listener = app::bind(&settings.api.listen).await?;
-            let state = app::api_state(settings, store).await?;
+            let embedder = app::embedder(settings, &store).await?;
+            let search = app::search_settings(settings, embedder);
+            let state = app::api_state_with_search(settings, store, search).await?;
             let shutdown = CancellationToken::new();
             let (addr, handle) = app::spawn_api(listener, state, shutdown.clone())?;
             tracing::info!("api listening on http://{addr}");
@@ -284,6 +376,7 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
             credentials_ref,
             branch,
             ignore,
+            no_embeddings,
         }) => {
             use projsync_api::service::{CreateProject, RepositoryInput};
             let store = app::store(settings).await?;
@@ -312,6 +405,9 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
                     repository,
                     ignore_patterns: ignore,
                     max_file_bytes: None,
+                    embeddings: no_embeddings.then(|| projsync_api::service::ProjectEmbeddings {
+                        enabled: Some(false),
+                    }),
                 },
             )
             .await?;
@@ -488,6 +584,92 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
                         .as_deref()
                         .map(|e| format!("  error: {e}"))
                         .unwrap_or_default()
+                );
+            }
+        }
+        Command::Search {
+            project,
+            k,
+            mode,
+            path_prefix,
+            language,
+            as_of,
+            json,
+            query,
+        } => {
+            let store = app::store(settings).await?;
+            app::require_pgvector(&store).await?;
+            let project = find_project(&store, &project).await?;
+            let embedder = match mode {
+                projsync_domain::SearchMode::Keyword => None,
+                _ => app::embedder(settings, &store).await?,
+            };
+            let search = app::search_settings(settings, embedder);
+            let state = app::api_state_with_search(settings, store, search).await?;
+            let response = projsync_api::search::search(
+                &state,
+                project.id,
+                projsync_api::search::SearchRequest {
+                    query: query.join(" "),
+                    k: Some(k),
+                    mode: Some(mode),
+                    path_prefix,
+                    language,
+                    as_of,
+                },
+            )
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&response)?);
+            } else {
+                print_search(&response);
+            }
+        }
+        Command::Embeddings(EmbeddingsCmd::Backfill {
+            project,
+            prune,
+            watch: follow,
+        }) => {
+            let store = app::store(settings).await?;
+            app::require_pgvector(&store).await?;
+            let project = find_project(&store, &project).await?;
+            let embedder = app::embedder(settings, &store).await?;
+            let search = app::search_settings(settings, embedder);
+            let state = app::api_state_with_search(settings, store.clone(), search).await?;
+            let outcome =
+                projsync_api::search::enqueue_backfill(&state, project.id, prune, None).await?;
+            return enqueued(settings, &store, &project, &outcome, follow).await;
+        }
+        Command::Embeddings(EmbeddingsCmd::Status { project, json }) => {
+            let store = app::store(settings).await?;
+            app::require_pgvector(&store).await?;
+            let project = find_project(&store, &project).await?;
+            // The status needs the model's name, not its weights.
+            let search = app::search_settings(settings, None);
+            let state = app::api_state_with_search(settings, store, search).await?;
+            let mut status = projsync_api::search::embedding_status(&state, project.id).await?;
+            if settings.embeddings.enabled && status.model.is_none() {
+                let model = settings.embeddings.model.clone();
+                let counts = state.store.embedding_counts(project.id, &model).await?;
+                status.enabled = project.embeddings_enabled.unwrap_or(true);
+                status.model = Some(model);
+                status.dimensions = Some(settings.embeddings.dimensions);
+                status.embedded_chunks = counts.embedded_chunks;
+                status.missing = counts.missing();
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                println!(
+                    "model {} ({} dimensions){}\nentries {}, chunks {}, embedded {}, missing {}, not chunked {}",
+                    status.model.as_deref().unwrap_or("-"),
+                    status.dimensions.map_or("-".into(), |d| d.to_string()),
+                    if status.enabled { "" } else { ", embeddings off for this project" },
+                    status.entries,
+                    status.chunks,
+                    status.embedded_chunks,
+                    status.missing,
+                    status.unchunked_entries
                 );
             }
         }

@@ -234,6 +234,9 @@ mod tests {
         );
         let got: Vec<_> = kept.iter().map(|r| (r.0, r.1)).collect();
         assert_eq!(got, [("a", 10), ("b", 10), ("a", 21)]);
-        assert_eq!(without_overlaps(vec![R("a", 1, 2), R("b", 1, 2)], 1).len(), 1);
+        assert_eq!(
+            without_overlaps(vec![R("a", 1, 2), R("b", 1, 2)], 1).len(),
+            1
+        );
     }
 }

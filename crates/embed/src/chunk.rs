@@ -332,7 +332,9 @@ mod tests {
     fn prefers_to_cut_at_blank_lines_and_declarations() {
         let mut text = String::new();
         for f in 0..6 {
-            text.push_str(&format!("fn f{f}() {{\n    one two three\n    four five\n}}\n\n"));
+            text.push_str(&format!(
+                "fn f{f}() {{\n    one two three\n    four five\n}}\n\n"
+            ));
         }
         // Each function is 2 + 3 + 2 + 1 = 8 tokens; 20 fit two of them.
         let c = chunk_text(&text, &Words, &opts(20));

@@ -178,7 +178,10 @@ impl Pipeline {
             let chunked = chunk_entries(
                 counter.clone(),
                 opts,
-                entries.into_iter().map(|e| (e.entry_id, e.content)).collect(),
+                entries
+                    .into_iter()
+                    .map(|e| (e.entry_id, e.content))
+                    .collect(),
             )
             .await?;
             cp.chunked_entries += n;
@@ -205,7 +208,12 @@ impl Pipeline {
             _ => {
                 self.store.set_stats(&ctx.claim, &ctx.stats).await?;
                 self.store
-                    .finish_step(&ctx.claim, SyncPhase::Embed, PhaseStatus::Skipped, json(&cp))
+                    .finish_step(
+                        &ctx.claim,
+                        SyncPhase::Embed,
+                        PhaseStatus::Skipped,
+                        json(&cp),
+                    )
                     .await?;
                 self.emit(
                     ctx,
@@ -302,7 +310,12 @@ impl Pipeline {
         ctx.stats.embedding_cache_hits = cp.cache_hits;
         self.store.set_stats(&ctx.claim, &ctx.stats).await?;
         self.store
-            .finish_step(&ctx.claim, SyncPhase::Embed, PhaseStatus::Succeeded, json(&cp))
+            .finish_step(
+                &ctx.claim,
+                SyncPhase::Embed,
+                PhaseStatus::Succeeded,
+                json(&cp),
+            )
             .await?;
         Ok(Transition::Continue)
     }

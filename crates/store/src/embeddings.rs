@@ -209,11 +209,10 @@ impl Store {
             )));
         }
         let name = index_name(model, dimensions);
-        let exists: bool =
-            sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-                .bind(&name)
-                .fetch_one(&self.pool)
-                .await?;
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(&name)
+            .fetch_one(&self.pool)
+            .await?;
         if exists {
             return Ok(());
         }
@@ -222,7 +221,11 @@ impl Store {
              ((embedding::vector({dimensions})) vector_cosine_ops) WHERE model = {}",
             literal(model)
         );
-        match sqlx::query(&sql).execute(&self.pool).await.map_err(Error::from) {
+        match sqlx::query(&sql)
+            .execute(&self.pool)
+            .await
+            .map_err(Error::from)
+        {
             // Two processes starting at once: the other one made it.
             Err(e) if e.is_unique_violation() => Ok(()),
             other => other.map(|_| ()),
@@ -465,6 +468,10 @@ impl Store {
     }
 
     /// `EXPLAIN` of the semantic query, to check that the index is used.
+    /// `force_index` (no sort, no sequential scan) shows that the query can
+    /// walk the index even where the planner would rather sort a small
+    /// project's chunks exactly.
+    #[allow(clippy::too_many_arguments)]
     pub async fn explain_semantic(
         &self,
         project_id: ProjectId,
@@ -473,12 +480,17 @@ impl Store {
         query: &[f32],
         filter: &SearchFilter,
         limit: i64,
+        force_index: bool,
     ) -> Result<String> {
         let sql = format!("EXPLAIN {}", semantic_sql(model, dimensions, filter));
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), \
+                    set_config('enable_seqscan', $1, true), set_config('enable_sort', $1, true)",
+        )
+        .bind(if force_index { "off" } else { "on" })
+        .execute(&mut *tx)
+        .await?;
         let rows = bind_filter(
             sqlx::query(&sql)
                 .bind(project_id.0)
@@ -625,7 +637,12 @@ pub(crate) async fn insert_vectors<'e>(
     )
     .bind(model)
     .bind(vectors.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>())
-    .bind(vectors.iter().map(|(_, v)| vector_text(v)).collect::<Vec<_>>())
+    .bind(
+        vectors
+            .iter()
+            .map(|(_, v)| vector_text(v))
+            .collect::<Vec<_>>(),
+    )
     .execute(db)
     .await?;
     Ok(())

@@ -100,7 +100,8 @@ impl Store {
             "to_import": plan.iter().filter(|r| r.needs_entry).count(),
             "stats": stats,
         });
-        finish_step_on(&mut *tx,
+        finish_step_on(
+            &mut *tx,
             claim.sync_id,
             SyncPhase::Scan,
             PhaseStatus::Succeeded,
@@ -328,7 +329,8 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         complete_in(&mut tx, claim, repository_id, head_commit, outcome, &stats).await?;
-        finish_step_on(&mut *tx,
+        finish_step_on(
+            &mut *tx,
             claim.sync_id,
             SyncPhase::Finalize,
             PhaseStatus::Succeeded,
@@ -384,7 +386,8 @@ impl Store {
             stats,
         )
         .await?;
-        finish_step_on(&mut *tx,
+        finish_step_on(
+            &mut *tx,
             claim.sync_id,
             SyncPhase::Prepare,
             PhaseStatus::Succeeded,

@@ -9,10 +9,12 @@
 
 mod counting;
 mod fake_github;
+pub mod fake_openai;
 mod git;
 
 pub use counting::CountingSources;
 pub use fake_github::{FakeGitHub, Fault};
+pub use fake_openai::{FakeOpenAi, OpenAiFault};
 pub use git::GitRepo;
 
 use projsync_store::Store;
