@@ -25,6 +25,13 @@ if cargo tree -p projsync-domain -e normal --prefix none --locked \
     exit 1
 fi
 
+echo "test: layering (the pipeline knows no concrete source, no embedding runtime)"
+if cargo tree -p projsync-pipeline -e normal --prefix none --locked \
+    | grep -E '^(projsync-source-git|projsync-source-github|projsync-embed-local|ort|octocrab) ' ; then
+    echo "test: projsync-pipeline must reach sources through SourceFactory and models through Embedder (see ARCHITECTURE.md)" >&2
+    exit 1
+fi
+
 # The routes ↔ paths check also runs as a Rust test; this adds full
 # OpenAPI validation where PyYAML is available.
 if command -v python3 >/dev/null 2>&1 && python3 -c "import yaml" 2>/dev/null; then

@@ -4,7 +4,7 @@
 //! model answering a question phrased in words.
 
 use crate::helpers::{spawn_app_full, TestApp};
-use projsync_pipeline::DefaultSources;
+use projsync_sources::DefaultSources;
 use projsync_test_support::{FakeOpenAi, GitRepo, OpenAiFault};
 use serde_json::{json, Value};
 use std::sync::Arc;

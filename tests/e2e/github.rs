@@ -7,7 +7,7 @@
 //! Reading it needs no `set_var`, which would race with the parallel tests.
 
 use crate::helpers::{expected_entries, spawn_app_full, CountingSources, TestApp};
-use projsync_pipeline::{DefaultSources, GitHubConfig};
+use projsync_sources::{DefaultSources, GitHubConfig};
 use projsync_test_support::{FakeGitHub, Fault, GitRepo};
 use serde_json::json;
 use std::sync::Arc;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use projsync_domain::source::SourceFactory;
-use projsync_pipeline::DefaultSources;
+use projsync_sources::DefaultSources;
 pub use projsync_test_support::CountingSources;
 
 pub struct TestApp {

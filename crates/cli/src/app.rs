@@ -7,10 +7,10 @@ use projsync_api::AppState;
 use projsync_embed::openai::{ApiKeyHeader, OpenAiEmbedder, OpenAiOptions};
 use projsync_embed::Embedder;
 use projsync_pipeline::{
-    run_reconciler, DefaultSources, EmbedSettings, Pipeline, PipelineOptions, ReconcilerOptions,
-    SourceFactory,
+    run_reconciler, EmbedSettings, Pipeline, PipelineOptions, ReconcilerOptions, SourceFactory,
 };
 use projsync_queue::{JobQueue, Publisher};
+use projsync_sources::DefaultSources;
 use projsync_store::Store;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -252,8 +252,8 @@ impl Settings {
         }
     }
 
-    pub fn github_config(&self) -> projsync_pipeline::GitHubConfig {
-        projsync_pipeline::GitHubConfig {
+    pub fn github_config(&self) -> projsync_sources::GitHubConfig {
+        projsync_sources::GitHubConfig {
             api_url: self.github.api_url.trim_end_matches('/').to_string(),
             max_concurrent_requests: self.github.max_concurrent_requests,
             request_timeout: Duration::from_secs(self.github.request_timeout_secs),

@@ -1,5 +1,5 @@
 //! The queue payload. It is a wire contract: the ledger row in Postgres holds
-//! everything else, the queue only rings the doorbell (DESIGN.md, invariant 1).
+//! everything else, the queue only rings the doorbell (ARCHITECTURE.md, invariant 1).
 
 use crate::SyncId;
 use serde::{Deserialize, Serialize};

@@ -1,6 +1,6 @@
 //! The change plan: what scan decided about every path, and the running stats.
 //!
-//! `diff` is the heart of diff-aware sync (DESIGN.md, invariant 5): it compares
+//! `diff` is the heart of diff-aware sync (ARCHITECTURE.md, invariant 5): it compares
 //! the head tree with the files stored for the repository by blob SHA, so that
 //! only added and modified blobs are ever fetched.
 

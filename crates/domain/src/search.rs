@@ -16,6 +16,8 @@ crate::phase::string_enum!(
     }
 );
 
+// The enum comes from a macro, which has no `#[default]` variant.
+#[allow(clippy::derivable_impls)]
 impl Default for SearchMode {
     fn default() -> Self {
         SearchMode::Hybrid
@@ -26,7 +28,7 @@ impl Default for SearchMode {
 /// `ParseHttpRequest2` all give `parse`, `http`, `request` (and `2`).
 pub fn identifier_parts(ident: &str) -> Vec<String> {
     let mut parts = Vec::new();
-    for piece in ident.split(|c: char| c == '_' || c == '-' || c == '$') {
+    for piece in ident.split(['_', '-', '$']) {
         let chars: Vec<char> = piece.chars().collect();
         let mut current = String::new();
         for (i, &c) in chars.iter().enumerate() {

@@ -1,10 +1,10 @@
 //! The Redis side of projsync: the sync job queue (apalis-redis) and the
 //! progress channels (pub/sub).
 //!
-//! Redis is the doorbell, never the ledger (DESIGN.md, invariant 1): the
+//! Redis is the doorbell, never the ledger (ARCHITECTURE.md, invariant 1): the
 //! queue payload is only `{v, sync_id}`, and losing it costs latency, not data.
 //! This crate works around the measured weak spots of apalis-redis 1.0 (see
-//! DESIGN.md, "Queue notes"): heartbeat and orphan timing are set explicitly,
+//! ARCHITECTURE.md, "Queue notes"): heartbeat and orphan timing are set explicitly,
 //! idle workers poll on an interval, redis-rs's response timeout is raised,
 //! worker names are unique per process, and a worker whose run loop ends on a
 //! Redis error is restarted. It must not know about Postgres or the pipeline.

@@ -1,4 +1,4 @@
-//! The ledger in Postgres (DESIGN.md, invariant 1): projects, repositories,
+//! The ledger in Postgres (ARCHITECTURE.md, invariant 1): projects, repositories,
 //! syncs and their steps, the scan's change plan, the stored files and the
 //! memory entries. Every write of a phase checks the sync's fence inside its
 //! transaction (invariant 3), and entry versions go `pending` → `active` →

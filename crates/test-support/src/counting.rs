@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use projsync_domain::source::{RepositorySpec, SourceFactory};
 use projsync_domain::{Blob, Branch, Source, SourceError, TreeEntry};
-use projsync_pipeline::DefaultSources;
+use projsync_sources::DefaultSources;
 use std::sync::{Arc, Mutex};
 
 /// Opens local repositories and records every blob read through them. It

@@ -58,6 +58,7 @@ impl GitHubBench for Bench {
                 },
                 ignore_patterns: vec![],
                 max_file_bytes: None,
+                embeddings: None,
             },
         )
         .await

@@ -1,0 +1,121 @@
+//! The sources of a deployment: which `Source` opens a repository of each
+//! provider, and how a project's `credentials_ref` becomes credentials.
+//!
+//! This is where concrete sources meet: the pipeline and the API see only
+//! the `SourceFactory` trait of the domain, and the binary hands them a
+//! [`DefaultSources`]. Nothing here knows about the ledger or the queue.
+
+use async_trait::async_trait;
+use projsync_domain::source::{RepositorySpec, SourceFactory};
+use projsync_domain::{Source, SourceError};
+use std::sync::Arc;
+
+pub use projsync_source_github::GitHubConfig;
+
+/// Local repositories through the git CLI, GitHub through octocrab.
+#[derive(Clone, Default)]
+pub struct DefaultSources {
+    github: GitHubConfig,
+    /// Where the GitHub rate-limit budgets are shared, and under which key
+    /// prefix (none: each request only learns from its own answer).
+    redis: Option<(redis::aio::ConnectionManager, String)>,
+    tree_cache: projsync_source_github::TreeCache,
+}
+
+impl DefaultSources {
+    pub fn new(
+        github: GitHubConfig,
+        redis: Option<(redis::aio::ConnectionManager, String)>,
+    ) -> Self {
+        Self {
+            github,
+            redis,
+            tree_cache: Default::default(),
+        }
+    }
+}
+
+/// The credentials a `credentials_ref` names. Secrets are never stored in
+/// the ledger, only where to find them in this process's environment:
+/// - `env:NAME` or `file:PATH`: a token in the environment variable NAME,
+///   or in a file (a mounted secret);
+/// - `app:APP_ID:INSTALLATION_ID:env:NAME` or `…:file:PATH`: a GitHub App
+///   installation whose private key (PEM; `\n` escapes allowed in a
+///   variable) is there.
+pub fn resolve_credentials(
+    credentials_ref: Option<&str>,
+) -> Result<projsync_source_github::Credentials, SourceError> {
+    use projsync_source_github::Credentials;
+    let Some(r) = credentials_ref else {
+        return Ok(Credentials::Anonymous);
+    };
+    let read = |kind: &str, name: &str, what: &str| -> Result<String, SourceError> {
+        let value = match kind {
+            "env" => std::env::var(name).ok(),
+            _ => std::fs::read_to_string(name).ok(),
+        };
+        match value {
+            Some(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
+            _ if kind == "env" => Err(SourceError::unauthorized(format!(
+                "credentials `{r}` are not set on this process; export {name} with {what}"
+            ))),
+            _ => Err(SourceError::unauthorized(format!(
+                "credentials `{r}`: cannot read {what} from {name}"
+            ))),
+        }
+    };
+    let parts: Vec<&str> = r.splitn(5, ':').collect();
+    match parts.as_slice() {
+        [kind @ ("env" | "file"), name] if !name.is_empty() => {
+            Ok(Credentials::Token(read(kind, name, "a GitHub token")?))
+        }
+        ["app", app, installation, kind @ ("env" | "file"), name] if !name.is_empty() => {
+            let (Ok(app_id), Ok(installation_id)) = (app.parse(), installation.parse()) else {
+                return Err(SourceError::invalid(format!(
+                    "`{r}`: the app id and installation id must be numbers"
+                )));
+            };
+            Ok(Credentials::App {
+                app_id,
+                installation_id,
+                private_key_pem: read(kind, name, "the app's private key (PEM)")?
+                    .replace("\\n", "\n"),
+            })
+        }
+        _ => Err(SourceError::invalid(format!(
+            "unknown credentials reference `{r}`; use env:VARIABLE, file:PATH or \
+             app:APP_ID:INSTALLATION_ID:env:VARIABLE (or :file:PATH)"
+        ))),
+    }
+}
+
+#[async_trait]
+impl SourceFactory for DefaultSources {
+    async fn open(&self, repo: &RepositorySpec<'_>) -> Result<Arc<dyn Source>, SourceError> {
+        match repo.provider {
+            "local" => Ok(Arc::new(
+                projsync_source_git::GitSource::open(repo.location).await?,
+            )),
+            "github" => {
+                let credentials = resolve_credentials(repo.credentials_ref)?;
+                let budget = self
+                    .redis
+                    .clone()
+                    .map(|(conn, ns)| projsync_source_github::Budget::new(conn, &ns, &credentials));
+                Ok(Arc::new(
+                    projsync_source_github::GitHubSource::open(
+                        &self.github,
+                        repo.location,
+                        credentials,
+                        budget,
+                        self.tree_cache.clone(),
+                    )
+                    .await?,
+                ))
+            }
+            other => Err(SourceError::invalid(format!(
+                "unknown repository provider `{other}`"
+            ))),
+        }
+    }
+}
