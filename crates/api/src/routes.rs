@@ -202,14 +202,21 @@ struct RestoreBody {
     sync_id: SyncId,
 }
 
+/// The `Idempotency-Key` header of any enqueue (sync, restore, backfill).
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    headers
+    let key = headers
         .get("idempotency-key")
         .map(|v| {
             v.to_str()
                 .map_err(|_| ApiError::Invalid("Idempotency-Key must be visible ASCII".into()))
         })
-        .transpose()
+        .transpose()?;
+    if key.is_some_and(|k| k.is_empty() || k.len() > 200) {
+        return Err(ApiError::Invalid(
+            "Idempotency-Key must be 1 to 200 characters".into(),
+        ));
+    }
+    Ok(key)
 }
 
 /// 202 with the new restore sync (200 with the project's active sync when

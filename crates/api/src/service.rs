@@ -119,13 +119,6 @@ pub async fn enqueue_sync(
         .filter(|b| !b.is_empty())
         .unwrap_or(&project.repository.default_branch)
         .to_string();
-    if let Some(key) = idempotency_key {
-        if key.is_empty() || key.len() > 200 {
-            return Err(ApiError::Invalid(
-                "Idempotency-Key must be 1 to 200 characters".into(),
-            ));
-        }
-    }
     let outcome = state
         .store
         .create_sync(project_id, &branch, idempotency_key)
