@@ -282,3 +282,138 @@ async fn ops_commands_list_inspect_retry_cancel_and_discard() {
     worker.kill().ok();
     worker.wait().ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_and_embeddings_commands_through_the_binary() {
+    let (db, redis) = (TestDb::new().await, TestRedis::new());
+    let fake = projsync_test_support::FakeOpenAi::start().await;
+    let with_fake = |cmd: &mut Command| {
+        cmd.env("PROJSYNC__EMBEDDINGS__ENABLED", "true")
+            .env("PROJSYNC__EMBEDDINGS__PROVIDER", "openai")
+            .env("PROJSYNC__EMBEDDINGS__BASE_URL", fake.base_url())
+            .env(
+                "PROJSYNC__EMBEDDINGS__MODEL",
+                projsync_test_support::fake_openai::DEFAULT_MODEL,
+            );
+    };
+    let repo = GitRepo::new();
+    repo.write(
+        "src/upload.rs",
+        "pub fn retry_failed_upload(attempts: u32) {}\n",
+    )
+    .write("src/colors.rs", "pub fn pick_theme_color() {}\n");
+    repo.commit("app");
+    let (code, _, stderr) = run(projsync(&db, &redis)
+        .args(["project", "add", "--name", "cli-search"])
+        .arg("--path")
+        .arg(repo.path()));
+    assert_eq!(code, 0, "{stderr}");
+    let mut cmd = projsync(&db, &redis);
+    with_fake(&mut cmd);
+    let mut worker = cmd
+        .arg("worker")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut cmd = projsync(&db, &redis);
+    with_fake(&mut cmd);
+    let (code, stdout, stderr) = run(cmd.args(["sync", "--project", "cli-search", "--watch"]));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+
+    let mut cmd = projsync(&db, &redis);
+    with_fake(&mut cmd);
+    let (code, stdout, stderr) = run(cmd.args([
+        "search",
+        "--project",
+        "cli-search",
+        "--k",
+        "1",
+        "--json",
+        "retry",
+        "upload",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let body: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(body["results"][0]["path"], "src/upload.rs", "{body}");
+    assert_eq!(body["results"].as_array().unwrap().len(), 1);
+
+    let mut cmd = projsync(&db, &redis);
+    with_fake(&mut cmd);
+    let (code, stdout, _) = run(cmd.args([
+        "search",
+        "--project",
+        "cli-search",
+        "--mode",
+        "keyword",
+        "theme",
+    ]));
+    assert_eq!(code, 0);
+    assert!(stdout.contains("src/colors.rs:1-1"), "{stdout}");
+
+    let mut cmd = projsync(&db, &redis);
+    with_fake(&mut cmd);
+    let (code, stdout, stderr) = run(cmd.args([
+        "embeddings",
+        "backfill",
+        "--project",
+        "cli-search",
+        "--watch",
+    ]));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("succeeded (embedded)"), "{stdout}");
+
+    let mut cmd = projsync(&db, &redis);
+    with_fake(&mut cmd);
+    let (code, stdout, _) =
+        run(cmd.args(["embeddings", "status", "--project", "cli-search", "--json"]));
+    assert_eq!(code, 0);
+    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(status["chunks"], 2, "{status}");
+    assert_eq!(status["missing"], 0, "{status}");
+
+    // A bad mode is refused by the command line itself.
+    let (code, _, stderr) = run(projsync(&db, &redis).args([
+        "search",
+        "--project",
+        "cli-search",
+        "--mode",
+        "fuzzy",
+        "x",
+    ]));
+    assert_eq!(code, 2, "{stderr}");
+    worker.kill().ok();
+    worker.wait().ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_and_worker_refuse_a_database_without_pgvector_and_say_what_to_do() {
+    let (db, redis) = (TestDb::new().await, TestRedis::new());
+    // A database that was never migrated: the extension is not created.
+    let name = format!("projsync_bare_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(db.store.pool())
+        .await
+        .unwrap();
+    let url = format!(
+        "{}/{name}",
+        projsync_test_support::admin_database_url()
+            .rsplit_once('/')
+            .unwrap()
+            .0
+    );
+    for command in ["worker", "api"] {
+        let (code, _, stderr) = run(projsync(&db, &redis)
+            .env("PROJSYNC__DATABASE__URL", &url)
+            .arg(command));
+        assert_eq!(code, 2, "{command}: {stderr}");
+        assert!(
+            stderr.contains("run `projsync migrate`"),
+            "{command}: {stderr}"
+        );
+    }
+    sqlx::query(&format!("DROP DATABASE {name}"))
+        .execute(db.store.pool())
+        .await
+        .unwrap();
+}
