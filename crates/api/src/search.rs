@@ -22,8 +22,12 @@ pub struct SearchSettings {
     pub max_k: usize,
     /// Whether each project's vectors are complete, for a few seconds: the
     /// count walks every active chunk, too slow to do on every query.
-    readiness: Arc<Mutex<HashMap<ProjectId, (Instant, Option<SyncId>, i64, i64)>>>,
+    readiness: Arc<Mutex<HashMap<ProjectId, Readiness>>>,
 }
+
+/// When a project's vector counts were taken, at which history head, and
+/// the chunks missing a vector and the entries not chunked then.
+type Readiness = (Instant, Option<SyncId>, i64, i64);
 
 impl SearchSettings {
     pub fn new(embedder: Option<Arc<dyn Embedder>>, enabled: bool, max_k: usize) -> Self {

@@ -405,7 +405,7 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
                     repository,
                     ignore_patterns: ignore,
                     max_file_bytes: None,
-                    embeddings: no_embeddings.then(|| projsync_api::service::ProjectEmbeddings {
+                    embeddings: no_embeddings.then_some(projsync_api::service::ProjectEmbeddings {
                         enabled: Some(false),
                     }),
                 },
