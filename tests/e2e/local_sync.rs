@@ -51,7 +51,14 @@ async fn first_sync_imports_the_head_tree_byte_for_byte() {
     assert_eq!(sync["outcome"], "changed");
     assert_eq!(sync["head_commit"], repo.head());
     for step in sync["steps"].as_array().unwrap() {
-        assert_eq!(step["status"], "succeeded", "{step}");
+        // Embeddings are off in these tests: the entries are chunked and
+        // the embed step ends skipped.
+        let want = if step["phase"] == "embed" {
+            "skipped"
+        } else {
+            "succeeded"
+        };
+        assert_eq!(step["status"], want, "{step}");
         assert_eq!(step["attempts"], 1);
     }
 
