@@ -4,18 +4,21 @@
 //! ```text
 //! cargo run --release -p projsync-embed-local --example speed -- \
 //!     [--source DIR] [--chunks 600] [--tokens 200] [--batch 32[,64…]] [--threads N[,M…]] \
-//!     [--python /tmp/projsync-st-venv/bin/python]
+//!     [--rounds 1] [--python /tmp/projsync-st-venv/bin/python] [--save-chunks chunks.json]
 //! ```
 //!
 //! Chunks are cut from the `.rs` files under `--source` (default: the cargo
 //! registry's sources), a few per file, each about `--tokens` tokens. With
 //! `--python` (a virtualenv that has sentence-transformers, as
 //! `tests/reference/make_reference.py` makes), the same chunks are embedded by
-//! `SentenceTransformer.encode(chunks, batch_size=32)` with 2 torch threads, and
-//! the cosine between both vectors of every chunk is reported.
+//! `SentenceTransformer.encode(chunks, batch_size=32)` with 2 torch threads in
+//! a separate process, taking turns with the local provider round after
+//! round so that both see the same machine; the best round of each is
+//! reported, and the cosine between both vectors of every chunk.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -24,19 +27,28 @@ use projsync_embed_local::{LocalEmbedder, LocalOptions};
 
 const PER_FILE: usize = 3;
 
+/// Reads the chunks, loads the model, then embeds them all on every `go`
+/// line and answers with the seconds it took; `vectors PATH` writes the last
+/// vectors to PATH.
 const SENTENCE_TRANSFORMERS: &str = r#"
 import json, sys, time
 import torch
 from sentence_transformers import SentenceTransformer
-model_dir, chunks_path, out_path = sys.argv[1:4]
+model_dir, chunks_path = sys.argv[1:3]
 torch.set_num_threads(2)
 chunks = json.load(open(chunks_path))
 model = SentenceTransformer(model_dir, device="cpu")
 model.encode(chunks[:32], batch_size=32)
-start = time.perf_counter()
-vectors = model.encode(chunks, batch_size=32)
-elapsed = time.perf_counter() - start
-json.dump({"seconds": elapsed, "vectors": vectors.tolist()}, open(out_path, "w"))
+print("ready", flush=True)
+vectors = None
+for line in sys.stdin:
+    if line.startswith("go"):
+        start = time.perf_counter()
+        vectors = model.encode(chunks, batch_size=32)
+        print(time.perf_counter() - start, flush=True)
+    elif line.startswith("vectors "):
+        json.dump(vectors.tolist(), open(line.split(" ", 1)[1].strip(), "w"))
+        print("written", flush=True)
 "#;
 
 struct Args {
@@ -45,7 +57,9 @@ struct Args {
     tokens: usize,
     batches: Vec<usize>,
     threads: Vec<usize>,
+    rounds: usize,
     python: Option<PathBuf>,
+    save_chunks: Option<PathBuf>,
 }
 
 fn parse_list(value: &str) -> anyhow::Result<Vec<usize>> {
@@ -63,7 +77,9 @@ fn args() -> anyhow::Result<Args> {
         tokens: 200,
         batches: vec![32],
         threads: vec![std::thread::available_parallelism().map_or(1, |n| n.get())],
+        rounds: 1,
         python: None,
+        save_chunks: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -74,7 +90,9 @@ fn args() -> anyhow::Result<Args> {
             "--tokens" => args.tokens = value.parse()?,
             "--batch" => args.batches = parse_list(&value)?,
             "--threads" => args.threads = parse_list(&value)?,
+            "--rounds" => args.rounds = value.parse()?,
             "--python" => args.python = Some(value.into()),
+            "--save-chunks" => args.save_chunks = Some(value.into()),
             other => bail!("unknown flag {other}"),
         }
     }
@@ -140,11 +158,70 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
     dot / (na * nb)
 }
 
+/// sentence-transformers in a child process, driven line by line.
+struct Reference {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Reference {
+    fn start(python: &Path, model: &Path, chunks: &Path) -> anyhow::Result<Self> {
+        let mut child = Command::new(python)
+            .args(["-c", SENTENCE_TRANSFORMERS])
+            .arg(model)
+            .arg(chunks)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot run {}", python.display()))?;
+        let stdin = child.stdin.take().context("child stdin")?;
+        let stdout = BufReader::new(child.stdout.take().context("child stdout")?);
+        let mut reference = Self {
+            child,
+            stdin,
+            stdout,
+        };
+        let ready = reference.read_line()?;
+        if ready != "ready" {
+            bail!("sentence-transformers did not start: {ready:?}");
+        }
+        Ok(reference)
+    }
+
+    fn read_line(&mut self) -> anyhow::Result<String> {
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            bail!("sentence-transformers exited");
+        }
+        Ok(line.trim().to_string())
+    }
+
+    fn seconds(&mut self) -> anyhow::Result<f64> {
+        writeln!(self.stdin, "go")?;
+        Ok(self.read_line()?.parse()?)
+    }
+
+    fn vectors(&mut self, path: &Path) -> anyhow::Result<Vec<Vec<f32>>> {
+        writeln!(self.stdin, "vectors {}", path.display())?;
+        self.read_line()?;
+        let vectors = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+        let _ = std::fs::remove_file(path);
+        Ok(vectors)
+    }
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let args = args()?;
     let defaults = LocalOptions::default();
-    let mut last = None;
-    let mut chunk_set = None;
+    let mut embedders = Vec::new();
     for &threads in &args.threads {
         for &batch_size in &args.batches {
             let start = Instant::now();
@@ -153,69 +230,80 @@ fn main() -> anyhow::Result<()> {
                 batch_size,
                 ..defaults.clone()
             })?;
-            let load = start.elapsed();
-            let chunks = chunk_set.get_or_insert_with(|| {
-                let chunks = chunks(&embedder, &args);
-                let tokens: usize = chunks.iter().map(|c| embedder.count_tokens(c)).sum();
-                println!(
-                    "{} chunks from {}, {:.0} tokens each on average",
-                    chunks.len(),
-                    args.source.display(),
-                    tokens as f64 / chunks.len().max(1) as f64
-                );
-                chunks
-            });
-            embedder.embed_blocking(&chunks[..32.min(chunks.len())])?;
-            let start = Instant::now();
-            let vectors = embedder.embed_blocking(chunks)?;
-            let seconds = start.elapsed().as_secs_f64();
+            let label = format!("threads {threads}, batch {batch_size}");
             println!(
-                "local (ONNX Runtime), threads {threads}, batch {batch_size}: {:.1} chunks/s ({seconds:.2} s; load {:.2} s)",
-                chunks.len() as f64 / seconds,
-                load.as_secs_f64()
+                "loaded local model ({label}) in {:.2} s",
+                start.elapsed().as_secs_f64()
             );
-            last = Some(vectors);
+            embedders.push((label, embedder));
         }
     }
-    let (Some(python), Some(ours), Some(chunks)) = (&args.python, last, chunk_set) else {
-        return Ok(());
+    let Some((_, first)) = embedders.first() else {
+        bail!("no configuration to measure");
     };
-    let dir = std::env::temp_dir();
-    let chunks_path = dir.join(format!("projsync-speed-chunks-{}.json", std::process::id()));
-    let out_path = dir.join(format!("projsync-speed-st-{}.json", std::process::id()));
+    let chunks = chunks(first, &args);
+    let tokens: usize = chunks.iter().map(|c| first.count_tokens(c)).sum();
+    println!(
+        "{} chunks from {}, {:.0} tokens each on average",
+        chunks.len(),
+        args.source.display(),
+        tokens as f64 / chunks.len().max(1) as f64
+    );
+    let chunks_path = match &args.save_chunks {
+        Some(path) => path.clone(),
+        None => std::env::temp_dir().join(format!("projsync-speed-{}.json", std::process::id())),
+    };
     std::fs::write(&chunks_path, serde_json::to_string(&chunks)?)?;
-    let status = Command::new(python)
-        .args(["-c", SENTENCE_TRANSFORMERS])
-        .arg(&defaults.model_path)
-        .arg(&chunks_path)
-        .arg(&out_path)
-        .status()
-        .with_context(|| format!("cannot run {}", python.display()))?;
-    if !status.success() {
-        bail!("sentence-transformers run failed ({status})");
+    let mut reference = match &args.python {
+        Some(python) => Some(Reference::start(
+            python,
+            &defaults.model_path,
+            &chunks_path,
+        )?),
+        None => None,
+    };
+
+    for (_, embedder) in &embedders {
+        embedder.embed_blocking(&chunks[..32.min(chunks.len())])?;
     }
-    #[derive(serde::Deserialize)]
-    struct Output {
-        seconds: f64,
-        vectors: Vec<Vec<f32>>,
+    let per_second = |seconds: f64| chunks.len() as f64 / seconds;
+    let mut best = vec![0f64; embedders.len()];
+    let mut best_reference = 0f64;
+    let mut ours = Vec::new();
+    for round in 1..=args.rounds {
+        for (i, (label, embedder)) in embedders.iter().enumerate() {
+            let start = Instant::now();
+            ours = embedder.embed_blocking(&chunks)?;
+            let rate = per_second(start.elapsed().as_secs_f64());
+            best[i] = best[i].max(rate);
+            println!("round {round}: local (ONNX Runtime), {label}: {rate:.1} chunks/s");
+        }
+        if let Some(reference) = reference.as_mut() {
+            let rate = per_second(reference.seconds()?);
+            best_reference = best_reference.max(rate);
+            println!("round {round}: sentence-transformers (PyTorch), torch threads 2, batch 32: {rate:.1} chunks/s");
+        }
     }
-    let output: Output = serde_json::from_str(&std::fs::read_to_string(&out_path)?)?;
-    let _ = std::fs::remove_file(&chunks_path);
-    let _ = std::fs::remove_file(&out_path);
-    println!(
-        "sentence-transformers (PyTorch), torch threads 2, batch 32: {:.1} chunks/s ({:.2} s)",
-        chunks.len() as f64 / output.seconds,
-        output.seconds
-    );
-    let similarities: Vec<f32> = ours
-        .iter()
-        .zip(&output.vectors)
-        .map(|(a, b)| cosine(a, b))
-        .collect();
-    let lowest = similarities.iter().copied().fold(f32::INFINITY, f32::min);
-    let mean = similarities.iter().sum::<f32>() / similarities.len().max(1) as f32;
-    println!(
-        "cosine local vs sentence-transformers over the chunks: min {lowest:.6}, mean {mean:.6}"
-    );
+    println!("best of {} rounds:", args.rounds);
+    for ((label, _), rate) in embedders.iter().zip(&best) {
+        println!("  local (ONNX Runtime), {label}: {rate:.1} chunks/s");
+    }
+    if let Some(reference) = reference.as_mut() {
+        println!("  sentence-transformers (PyTorch), torch threads 2, batch 32: {best_reference:.1} chunks/s");
+        let path =
+            std::env::temp_dir().join(format!("projsync-speed-st-{}.json", std::process::id()));
+        let theirs = reference.vectors(&path)?;
+        let similarities: Vec<f32> = ours
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| cosine(a, b))
+            .collect();
+        let lowest = similarities.iter().copied().fold(f32::INFINITY, f32::min);
+        let mean = similarities.iter().sum::<f32>() / similarities.len().max(1) as f32;
+        println!("cosine local vs sentence-transformers over the chunks: min {lowest:.6}, mean {mean:.6}");
+    }
+    if args.save_chunks.is_none() {
+        let _ = std::fs::remove_file(&chunks_path);
+    }
     Ok(())
 }

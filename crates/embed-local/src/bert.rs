@@ -57,7 +57,7 @@ pub(crate) fn build_model(folder: &ModelFolder) -> Result<Model> {
             ValueType::Tensor {
                 ty: TensorElementType::Float32,
                 shape: Shape::new([-1, folder.config.hidden_size as i64]),
-                dimension_symbols: SymbolicDimensions::new(["batch".to_string(), String::new()]),
+                dimension_symbols: SymbolicDimensions::empty(2),
             },
         )])
         .map_err(ort_error)?;
@@ -92,7 +92,10 @@ fn batch_by_sequence(ty: TensorElementType) -> ValueType {
     ValueType::Tensor {
         ty,
         shape: Shape::new([-1, -1]),
-        dimension_symbols: SymbolicDimensions::new(["batch".to_string(), "sequence".to_string()]),
+        // Unnamed: through ort 2.0.0-rc.15 and ONNX Runtime 1.31 every
+        // dimension ends up with the first name given, which would declare
+        // batch == sequence.
+        dimension_symbols: SymbolicDimensions::empty(2),
     }
 }
 
@@ -458,10 +461,12 @@ impl<'a> Weights<'a> {
                 .chunks_exact(2)
                 .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))
                 .collect(),
-            other => return Err(EmbedError::fatal(format!(
+            other => {
+                return Err(EmbedError::fatal(format!(
                 "{}: tensor {name} is {other:?}; the local provider reads F32, F16 or BF16 weights",
                 self.path
-            ))),
+            )))
+            }
         };
         Ok(Some((view.shape().to_vec(), values)))
     }

@@ -130,8 +130,10 @@ impl LocalEmbedder {
         let builder = Session::builder(&environment)
             .map_err(|e| session_error(e.to_string()))?
             .with_optimization_level(GraphOptimizationLevel::Level3)
-            .and_then(|b| b.with_intra_threads(threads))
-            .and_then(|b| b.with_inter_threads(1))
+            .map_err(|e| session_error(e.to_string()))?
+            .with_intra_threads(threads)
+            .map_err(|e| session_error(e.to_string()))?
+            .with_inter_threads(1)
             .map_err(|e| session_error(e.to_string()))?;
         let session = model
             .into_session(&builder)
