@@ -233,9 +233,12 @@ mod tests {
                     "vocab": {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "hello": 4, "wor": 5,
                               "##ld": 6, "!": 7, "é": 8}}
         }"###;
+        // One file per call: tests run in parallel threads of one process.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let path = std::env::temp_dir().join(format!(
-            "projsync-tiny-tokenizer-{}.json",
-            std::process::id()
+            "projsync-tiny-tokenizer-{}-{}.json",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         std::fs::write(&path, json).unwrap();
         let tokenizer = HfTokenizer::from_file(&path).unwrap();
