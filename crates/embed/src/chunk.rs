@@ -166,8 +166,8 @@ fn units<'a>(text: &'a str, counter: &dyn TokenCounter, max: usize) -> Vec<Unit<
         let mut rest: &str = line;
         let mut first = true;
         while !rest.is_empty() {
-            let (piece, _) = counter.truncate(rest, max);
-            let mut piece_len = piece.len();
+            let piece_len = fitting_prefix(counter, rest, max);
+            let mut piece_len = piece_len;
             if piece_len == 0 {
                 // The counter could not fit even one token: take one char.
                 piece_len = rest.chars().next().map_or(rest.len(), char::len_utf8);
@@ -185,6 +185,25 @@ fn units<'a>(text: &'a str, counter: &dyn TokenCounter, max: usize) -> Vec<Unit<
         }
     }
     out
+}
+
+/// The length of the longest prefix of `text` that fits in `max` tokens.
+/// The tokenizer sees a window a few times the size of what fits, not the
+/// whole rest of a megabyte-long minified line, so cutting such a line is
+/// linear in its length instead of quadratic.
+fn fitting_prefix(counter: &dyn TokenCounter, text: &str, max: usize) -> usize {
+    let mut window = max.saturating_mul(8).max(64);
+    loop {
+        let mut end = window.min(text.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        let (piece, cut) = counter.truncate(&text[..end], max);
+        if cut || end == text.len() {
+            return piece.len();
+        }
+        window = window.saturating_mul(4);
+    }
 }
 
 /// A line that starts a top-level item in common languages, or a heading.
@@ -358,6 +377,32 @@ mod tests {
             .map(|ch| ch.token_count)
             .sum();
         assert!(words >= 100);
+    }
+
+    /// Words, and the longest text it was ever given.
+    struct Watching(std::sync::atomic::AtomicUsize);
+    impl TokenCounter for Watching {
+        fn count_tokens(&self, text: &str) -> usize {
+            Words.count_tokens(text)
+        }
+        fn truncate<'a>(&self, text: &'a str, max: usize) -> (Cow<'a, str>, bool) {
+            self.0
+                .fetch_max(text.len(), std::sync::atomic::Ordering::Relaxed);
+            Words.truncate(text, max)
+        }
+    }
+
+    #[test]
+    fn a_megabyte_line_is_cut_in_bounded_windows() {
+        let line: String = (0..200_000).map(|i| format!("value{} ", i % 1000)).collect();
+        assert!(line.len() > 1_000_000);
+        let counter = Watching(Default::default());
+        let c = chunk_text(&line, &counter, &opts(100));
+        assert!(c.iter().all(|ch| ch.token_count <= 100));
+        assert_eq!(c.iter().map(|ch| ch.token_count).sum::<usize>(), 200_000);
+        // The tokenizer never saw more than a small window at once.
+        let widest = counter.0.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(widest <= 100 * 8 * 4, "{widest}");
     }
 
     #[test]
