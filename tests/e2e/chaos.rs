@@ -35,6 +35,11 @@ struct WorkerProc {
 
 impl WorkerProc {
     fn spawn(app: &TestApp, failpoint: Option<&str>) -> Self {
+        Self::spawn_with(app, failpoint, &[])
+    }
+
+    /// With extra `PROJSYNC__*` settings (they win over the test's).
+    fn spawn_with(app: &TestApp, failpoint: Option<&str>, env: &[(&str, String)]) -> Self {
         let s = &app.settings;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_projsync"));
         for (key, _) in std::env::vars() {
@@ -86,6 +91,9 @@ impl WorkerProc {
             .stderr(Stdio::piped());
         if let Some(fp) = failpoint {
             cmd.env("PROJSYNC_FAILPOINT", fp);
+        }
+        for (key, value) in env {
+            cmd.env(key, value);
         }
         let mut child = cmd.spawn().expect("spawn worker");
         let lines = Arc::new(Mutex::new(Vec::new()));
@@ -311,6 +319,88 @@ async fn sigkill_during_import_and_finalize() {
         "progress.recorded@6",
     ])
     .await;
+}
+
+/// A worker killed in the embed phase: another one resumes from the last
+/// written batch, every active chunk ends with its vector, and a chunk is
+/// sent to the model again only if the kill came between the call and the
+/// write of its batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_embed_resumes_from_the_last_batch() {
+    let fake = projsync_test_support::FakeOpenAi::start().await;
+    let env = [
+        ("PROJSYNC__EMBEDDINGS__ENABLED", "true".to_string()),
+        ("PROJSYNC__EMBEDDINGS__PROVIDER", "openai".to_string()),
+        ("PROJSYNC__EMBEDDINGS__BASE_URL", fake.base_url()),
+        (
+            "PROJSYNC__EMBEDDINGS__MODEL",
+            projsync_test_support::fake_openai::DEFAULT_MODEL.to_string(),
+        ),
+        ("PROJSYNC__EMBEDDINGS__BATCH_SIZE", "4".to_string()),
+    ];
+    let app = spawn_app_full(None, fast).await;
+    let repo = repo_with(30, "v0");
+    let project = app.create_project("chaos-embed", repo.path(), "main").await;
+    for (i, (point, resent)) in [
+        ("embed.chunks_written", 0),
+        ("embed.batch_written@3", 0),
+        ("embed.before_call@2", 0),
+        ("embed.called@2", 4),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        write_version(&repo, 30, &format!("e{i}"));
+        let head = repo.commit(point);
+        fake.reset_counts();
+        let sync_id = app.enqueue(&project, None).await;
+        let mut doomed = WorkerProc::spawn_with(&app, Some(point), &env);
+        assert!(
+            doomed
+                .wait_for_line(
+                    &format!("FAILPOINT {} reached", point.split('@').next().unwrap()),
+                    Duration::from_secs(30)
+                )
+                .await,
+            "failpoint {point} never reached:\n{}",
+            doomed.log()
+        );
+        doomed.kill9();
+        let rescuer = WorkerProc::spawn_with(&app, None, &env);
+        let sync = wait_done(&app, &sync_id, Duration::from_secs(30)).await;
+        assert_eq!(
+            sync["status"],
+            "succeeded",
+            "{point}: {sync}\n{}",
+            rescuer.log()
+        );
+        assert_eq!(
+            app.active_entries(&project).await,
+            expected_entries(repo.files_at(&head), &[]),
+        );
+        let stats = &sync["stats"];
+        let (chunks, embedded, hits) = (
+            stats["chunks"].as_u64().unwrap(),
+            stats["embedded"].as_u64().unwrap(),
+            stats["embedding_cache_hits"].as_u64().unwrap(),
+        );
+        assert_eq!(embedded + hits, chunks, "{point}: {stats}");
+        assert_eq!(
+            fake.inputs_embedded(),
+            embedded + resent,
+            "{point}: the model saw each new chunk once (plus the batch in flight at the kill)"
+        );
+        let missing: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM memory_chunks c JOIN memory_entries m ON m.id = c.entry_id \
+             WHERE m.status = 'active' AND NOT EXISTS (SELECT 1 FROM embeddings v \
+                 WHERE v.content_hash = c.content_hash)",
+        )
+        .fetch_one(app.db.store.pool())
+        .await
+        .unwrap();
+        assert_eq!(missing, 0, "{point}");
+        assert_no_duplicates(&app, &sync).await;
+    }
 }
 
 /// A Redis server of the test's own, on a spare port, that it can restart.

@@ -264,7 +264,9 @@ impl Pipeline {
                 Vec::new()
             } else {
                 crate::failpoints::hit("embed.before_call").await;
-                embedder.embed(&inputs).await.map_err(phase_error)?
+                let vectors = embedder.embed(&inputs).await.map_err(phase_error)?;
+                crate::failpoints::hit("embed.called").await;
+                vectors
             };
             if vectors.len() != inputs.len() {
                 return Err(PhaseError::fatal(format!(
