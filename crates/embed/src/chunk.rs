@@ -394,7 +394,9 @@ mod tests {
 
     #[test]
     fn a_megabyte_line_is_cut_in_bounded_windows() {
-        let line: String = (0..200_000).map(|i| format!("value{} ", i % 1000)).collect();
+        let line: String = (0..200_000)
+            .map(|i| format!("value{} ", i % 1000))
+            .collect();
         assert!(line.len() > 1_000_000);
         let counter = Watching(Default::default());
         let c = chunk_text(&line, &counter, &opts(100));
