@@ -286,7 +286,13 @@ async fn ops_commands_list_inspect_retry_cancel_and_discard() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_and_embeddings_commands_through_the_binary() {
     let (db, redis) = (TestDb::new().await, TestRedis::new());
-    let fake = projsync_test_support::FakeOpenAi::start().await;
+    let fake = projsync_test_support::FakeOpenAi::builder()
+        .with_models(&[
+            projsync_test_support::fake_openai::DEFAULT_MODEL,
+            "other-model",
+        ])
+        .start()
+        .await;
     let with_fake = |cmd: &mut Command| {
         cmd.env("PROJSYNC__EMBEDDINGS__ENABLED", "true")
             .env("PROJSYNC__EMBEDDINGS__PROVIDER", "openai")
@@ -382,6 +388,57 @@ async fn search_and_embeddings_commands_through_the_binary() {
         "x",
     ]));
     assert_eq!(code, 2, "{stderr}");
+    worker.kill().ok();
+    worker.wait().ok();
+    // A model change: the backfill embeds every chunk for the new model,
+    // search says vectors are missing until then, and --prune drops the old
+    // model's vectors afterwards.
+    let with_new_model = |cmd: &mut Command| {
+        with_fake(cmd);
+        cmd.env("PROJSYNC__EMBEDDINGS__MODEL", "other-model");
+    };
+    let mut cmd = projsync(&db, &redis);
+    with_new_model(&mut cmd);
+    let mut worker = cmd
+        .arg("worker")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut cmd = projsync(&db, &redis);
+    with_new_model(&mut cmd);
+    let (_, stdout, _) =
+        run(cmd.args(["embeddings", "status", "--project", "cli-search", "--json"]));
+    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(status["model"], "other-model", "{status}");
+    assert_eq!(status["missing"], 2, "{status}");
+    let mut cmd = projsync(&db, &redis);
+    with_new_model(&mut cmd);
+    let (code, _, stderr) = run(cmd.args(["search", "--project", "cli-search", "retry"]));
+    assert_eq!(code, 0);
+    assert!(stderr.contains("unavailable: 2 chunks missing"), "{stderr}");
+    let mut cmd = projsync(&db, &redis);
+    with_new_model(&mut cmd);
+    let (code, stdout, stderr) = run(cmd.args([
+        "embeddings",
+        "backfill",
+        "--project",
+        "cli-search",
+        "--prune",
+        "--watch",
+    ]));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let mut cmd = projsync(&db, &redis);
+    with_new_model(&mut cmd);
+    let (_, stdout, _) =
+        run(cmd.args(["embeddings", "status", "--project", "cli-search", "--json"]));
+    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(status["missing"], 0, "{status}");
+    let models: Vec<String> = sqlx::query_scalar("SELECT DISTINCT model FROM embeddings")
+        .fetch_all(db.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(models, ["other-model"]);
     worker.kill().ok();
     worker.wait().ok();
 }
