@@ -440,27 +440,15 @@ impl Store {
         filter: &SearchFilter,
         limit: i64,
     ) -> Result<Vec<SearchHit>> {
-        let sql = semantic_sql(model, dimensions, filter);
-        let mut tx = self.pool.begin().await?;
-        // Filters are applied as the index is walked (pgvector ≥ 0.8), so a
-        // selective filter still fills `limit`.
-        sqlx::query(
-            "SELECT set_config('hnsw.ef_search', $1, true), \
-                    set_config('hnsw.iterative_scan', 'relaxed_order', true)",
-        )
-        .bind((limit.clamp(40, 1000)).to_string())
-        .execute(&mut *tx)
-        .await?;
-        let rows = bind_filter(
-            sqlx::query(&sql)
-                .bind(project_id.0)
-                .bind(vector_text(query))
-                .bind(limit),
+        let q = SemanticQuery {
+            project_id,
+            model,
+            dimensions,
+            query,
             filter,
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
+            limit,
+        };
+        let rows = self.semantic_rows(&q, "", false).await?;
         let mut hits: Vec<SearchHit> = rows.iter().map(hit_from_row).collect();
         // relaxed_order may return near-ties out of order.
         hits.sort_by(|a, b| b.score.total_cmp(&a.score));
@@ -482,30 +470,54 @@ impl Store {
         limit: i64,
         force_index: bool,
     ) -> Result<String> {
-        let sql = format!("EXPLAIN {}", semantic_sql(model, dimensions, filter));
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), \
-                    set_config('enable_seqscan', $1, true), set_config('enable_sort', $1, true)",
-        )
-        .bind(if force_index { "off" } else { "on" })
-        .execute(&mut *tx)
-        .await?;
-        let rows = bind_filter(
-            sqlx::query(&sql)
-                .bind(project_id.0)
-                .bind(vector_text(query))
-                .bind(limit),
+        let q = SemanticQuery {
+            project_id,
+            model,
+            dimensions,
+            query,
             filter,
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
+            limit,
+        };
+        let rows = self.semantic_rows(&q, "EXPLAIN ", force_index).await?;
         Ok(rows
             .iter()
             .map(|r| r.get::<String, _>(0))
             .collect::<Vec<_>>()
             .join("\n"))
+    }
+
+    /// Run the semantic query (or `prefix` + it, e.g. `EXPLAIN `) in a
+    /// transaction of its own, with the index settings it relies on.
+    async fn semantic_rows(
+        &self,
+        q: &SemanticQuery<'_>,
+        prefix: &str,
+        force_index: bool,
+    ) -> Result<Vec<sqlx::postgres::PgRow>> {
+        let sql = format!("{prefix}{}", semantic_sql(q.model, q.dimensions, q.filter));
+        let mut tx = self.pool.begin().await?;
+        // Filters are applied as the index is walked (pgvector ≥ 0.8), so a
+        // selective filter still fills `limit`.
+        sqlx::query(
+            "SELECT set_config('hnsw.ef_search', $1, true), \
+                    set_config('hnsw.iterative_scan', 'relaxed_order', true), \
+                    set_config('enable_seqscan', $2, true), set_config('enable_sort', $2, true)",
+        )
+        .bind((q.limit.clamp(40, 1000)).to_string())
+        .bind(if force_index { "off" } else { "on" })
+        .execute(&mut *tx)
+        .await?;
+        let rows = bind_filter(
+            sqlx::query(&sql)
+                .bind(q.project_id.0)
+                .bind(vector_text(q.query))
+                .bind(q.limit),
+            q.filter,
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows)
     }
 
     /// The `limit` chunks that best match a `to_tsquery('english', …)`
@@ -552,6 +564,16 @@ impl Store {
         .fetch_one(&self.pool)
         .await?)
     }
+}
+
+/// The inputs of a semantic query.
+struct SemanticQuery<'a> {
+    project_id: ProjectId,
+    model: &'a str,
+    dimensions: usize,
+    query: &'a [f32],
+    filter: &'a SearchFilter,
+    limit: i64,
 }
 
 /// Filters bind `$4` (path prefix), `$5` (language) and `$6` (as of).
