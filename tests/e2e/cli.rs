@@ -293,15 +293,16 @@ async fn search_and_embeddings_commands_through_the_binary() {
         ])
         .start()
         .await;
-    let with_fake = |cmd: &mut Command| {
+    // The binary with embeddings through the fake, with this model.
+    let cli = |model: &str| {
+        let mut cmd = projsync(&db, &redis);
         cmd.env("PROJSYNC__EMBEDDINGS__ENABLED", "true")
             .env("PROJSYNC__EMBEDDINGS__PROVIDER", "openai")
             .env("PROJSYNC__EMBEDDINGS__BASE_URL", fake.base_url())
-            .env(
-                "PROJSYNC__EMBEDDINGS__MODEL",
-                projsync_test_support::fake_openai::DEFAULT_MODEL,
-            );
+            .env("PROJSYNC__EMBEDDINGS__MODEL", model);
+        cmd
     };
+    let first_model = projsync_test_support::fake_openai::DEFAULT_MODEL;
     let repo = GitRepo::new();
     repo.write(
         "src/upload.rs",
@@ -314,22 +315,17 @@ async fn search_and_embeddings_commands_through_the_binary() {
         .arg("--path")
         .arg(repo.path()));
     assert_eq!(code, 0, "{stderr}");
-    let mut cmd = projsync(&db, &redis);
-    with_fake(&mut cmd);
-    let mut worker = cmd
+    let mut worker = cli(first_model)
         .arg("worker")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut cmd = projsync(&db, &redis);
-    with_fake(&mut cmd);
-    let (code, stdout, stderr) = run(cmd.args(["sync", "--project", "cli-search", "--watch"]));
+    let (code, stdout, stderr) =
+        run(cli(first_model).args(["sync", "--project", "cli-search", "--watch"]));
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
 
-    let mut cmd = projsync(&db, &redis);
-    with_fake(&mut cmd);
-    let (code, stdout, stderr) = run(cmd.args([
+    let (code, stdout, stderr) = run(cli(first_model).args([
         "search",
         "--project",
         "cli-search",
@@ -344,9 +340,7 @@ async fn search_and_embeddings_commands_through_the_binary() {
     assert_eq!(body["results"][0]["path"], "src/upload.rs", "{body}");
     assert_eq!(body["results"].as_array().unwrap().len(), 1);
 
-    let mut cmd = projsync(&db, &redis);
-    with_fake(&mut cmd);
-    let (code, stdout, _) = run(cmd.args([
+    let (code, stdout, _) = run(cli(first_model).args([
         "search",
         "--project",
         "cli-search",
@@ -357,9 +351,7 @@ async fn search_and_embeddings_commands_through_the_binary() {
     assert_eq!(code, 0);
     assert!(stdout.contains("src/colors.rs:1-1"), "{stdout}");
 
-    let mut cmd = projsync(&db, &redis);
-    with_fake(&mut cmd);
-    let (code, stdout, stderr) = run(cmd.args([
+    let (code, stdout, stderr) = run(cli(first_model).args([
         "embeddings",
         "backfill",
         "--project",
@@ -369,10 +361,8 @@ async fn search_and_embeddings_commands_through_the_binary() {
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("succeeded (embedded)"), "{stdout}");
 
-    let mut cmd = projsync(&db, &redis);
-    with_fake(&mut cmd);
     let (code, stdout, _) =
-        run(cmd.args(["embeddings", "status", "--project", "cli-search", "--json"]));
+        run(cli(first_model).args(["embeddings", "status", "--project", "cli-search", "--json"]));
     assert_eq!(code, 0);
     let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(status["chunks"], 2, "{status}");
@@ -393,33 +383,22 @@ async fn search_and_embeddings_commands_through_the_binary() {
     // A model change: the backfill embeds every chunk for the new model,
     // search says vectors are missing until then, and --prune drops the old
     // model's vectors afterwards.
-    let with_new_model = |cmd: &mut Command| {
-        with_fake(cmd);
-        cmd.env("PROJSYNC__EMBEDDINGS__MODEL", "other-model");
-    };
-    let mut cmd = projsync(&db, &redis);
-    with_new_model(&mut cmd);
-    let mut worker = cmd
+    let mut worker = cli("other-model")
         .arg("worker")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut cmd = projsync(&db, &redis);
-    with_new_model(&mut cmd);
     let (_, stdout, _) =
-        run(cmd.args(["embeddings", "status", "--project", "cli-search", "--json"]));
+        run(cli("other-model").args(["embeddings", "status", "--project", "cli-search", "--json"]));
     let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(status["model"], "other-model", "{status}");
     assert_eq!(status["missing"], 2, "{status}");
-    let mut cmd = projsync(&db, &redis);
-    with_new_model(&mut cmd);
-    let (code, _, stderr) = run(cmd.args(["search", "--project", "cli-search", "retry"]));
+    let (code, _, stderr) =
+        run(cli("other-model").args(["search", "--project", "cli-search", "retry"]));
     assert_eq!(code, 0);
     assert!(stderr.contains("unavailable: 2 chunks missing"), "{stderr}");
-    let mut cmd = projsync(&db, &redis);
-    with_new_model(&mut cmd);
-    let (code, stdout, stderr) = run(cmd.args([
+    let (code, stdout, stderr) = run(cli("other-model").args([
         "embeddings",
         "backfill",
         "--project",
@@ -428,10 +407,8 @@ async fn search_and_embeddings_commands_through_the_binary() {
         "--watch",
     ]));
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let mut cmd = projsync(&db, &redis);
-    with_new_model(&mut cmd);
     let (_, stdout, _) =
-        run(cmd.args(["embeddings", "status", "--project", "cli-search", "--json"]));
+        run(cli("other-model").args(["embeddings", "status", "--project", "cli-search", "--json"]));
     let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(status["missing"], 0, "{status}");
     let models: Vec<String> = sqlx::query_scalar("SELECT DISTINCT model FROM embeddings")
