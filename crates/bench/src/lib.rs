@@ -156,6 +156,7 @@ impl Bench {
                 },
                 ignore_patterns: Vec::new(),
                 max_file_bytes: None,
+                embeddings: None,
             },
         )
         .await
