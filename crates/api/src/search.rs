@@ -2,10 +2,10 @@
 //! uses them too).
 
 use crate::{ApiError, AppState};
-use projsync_domain::search::{keyword_query, reciprocal_rank_fusion, without_overlaps};
+use projsync_domain::search::{keyword_queries, reciprocal_rank_fusion, without_overlaps};
 use projsync_domain::{ProjectId, SearchMode, SyncId};
 use projsync_embed::Embedder;
-use projsync_store::{ChunkScope, EnqueueOutcome, SearchFilter, SearchHit};
+use projsync_store::{ChunkScope, EnqueueOutcome, SearchFilter, SearchHit, Store};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -147,56 +147,31 @@ pub async fn search(
     let candidates = (k * 4).max(20) as i64;
     let model = settings.embedder.as_ref().map(|e| e.model().to_string());
 
-    let mut semantic_note = None;
-    let mut query_truncated = false;
-    let mut semantic_hits = None;
-    if mode != SearchMode::Keyword {
-        match semantic_ready(state, &project).await? {
-            Err(note) => semantic_note = Some(note),
-            Ok(embedder) => {
-                let (text, cut) = embedder.truncate(query, embedder.max_tokens());
-                query_truncated = cut;
-                match embedder.embed(&[text.into_owned()]).await {
-                    Ok(mut v) if v.len() == 1 => {
-                        let vector = v.remove(0);
-                        semantic_hits = Some(
-                            state
-                                .store
-                                .search_semantic(
-                                    project_id,
-                                    embedder.model(),
-                                    embedder.dimensions(),
-                                    &vector,
-                                    &filter,
-                                    candidates,
-                                )
-                                .await?,
-                        );
-                    }
-                    Ok(_) => {
-                        semantic_note = Some("unavailable: the model returned no vector".into())
-                    }
-                    Err(e) => {
-                        tracing::warn!("cannot embed the query: {e}");
-                        semantic_note =
-                            Some(format!("unavailable: the embedding provider failed: {e}"));
-                    }
-                }
-            }
+    // Semantic and keyword ranking run side by side.
+    let semantic = async {
+        if mode == SearchMode::Keyword {
+            return Ok((None, None, false));
         }
-    }
-    let keyword_hits = if mode == SearchMode::Semantic && semantic_hits.is_some() {
-        None
-    } else {
-        match keyword_query(query) {
-            Some(q) => Some(
-                state
-                    .store
-                    .search_keyword(project_id, &q, &filter, candidates)
-                    .await?,
-            ),
-            None => Some(Vec::new()),
+        semantic_hits(state, &project, query, &filter, candidates).await
+    };
+    let keyword = async {
+        if mode == SearchMode::Semantic {
+            return Ok(None);
         }
+        keyword_hits(&state.store, project_id, query, &filter, k, candidates)
+            .await
+            .map(Some)
+    };
+    let (semantic, keyword) = tokio::join!(semantic, keyword);
+    let (semantic_hits, semantic_note, query_truncated) = semantic?;
+    let keyword_hits = match keyword.map_err(ApiError::from)? {
+        Some(hits) => Some(hits),
+        // Semantic ranking was asked for alone and is not available: the
+        // answer is by keyword.
+        None if semantic_hits.is_none() => {
+            Some(keyword_hits(&state.store, project_id, query, &filter, k, candidates).await?)
+        }
+        None => None,
     };
     let ranked: Vec<SearchHit> = match (semantic_hits, keyword_hits) {
         (Some(s), None) => s,
@@ -227,9 +202,83 @@ pub async fn search(
     })
 }
 
+/// The semantic ranking, or why there is none (the note), and whether the
+/// query was cut for the model.
+async fn semantic_hits(
+    state: &AppState,
+    project: &projsync_store::Project,
+    query: &str,
+    filter: &SearchFilter,
+    candidates: i64,
+) -> Result<(Option<Vec<SearchHit>>, Option<String>, bool), ApiError> {
+    let embedder = match semantic_ready(state, project).await? {
+        Ok(e) => e,
+        Err(note) => return Ok((None, Some(note), false)),
+    };
+    let (text, cut) = embedder.truncate(query, embedder.max_tokens());
+    let vector = match embedder.embed(&[text.into_owned()]).await {
+        Ok(mut v) if v.len() == 1 => v.remove(0),
+        Ok(_) => {
+            return Ok((
+                None,
+                Some("unavailable: the model returned no vector".into()),
+                cut,
+            ))
+        }
+        Err(e) => {
+            tracing::warn!("cannot embed the query: {e}");
+            return Ok((
+                None,
+                Some(format!("unavailable: the embedding provider failed: {e}")),
+                cut,
+            ));
+        }
+    };
+    let hits = state
+        .store
+        .search_semantic(
+            project.id,
+            embedder.model(),
+            embedder.dimensions(),
+            &vector,
+            filter,
+            candidates,
+        )
+        .await?;
+    Ok((Some(hits), None, cut))
+}
+
+/// The keyword ranking: chunks that match every word first, then any two
+/// words, then any term, each tier run only while fewer than `k` chunks
+/// were found, so that a common term does not make every chunk a candidate.
+pub async fn keyword_hits(
+    store: &Store,
+    project_id: ProjectId,
+    query: &str,
+    filter: &SearchFilter,
+    k: usize,
+    candidates: i64,
+) -> Result<Vec<SearchHit>, projsync_store::Error> {
+    let mut hits: Vec<SearchHit> = Vec::new();
+    for tier in keyword_queries(query) {
+        let found = store
+            .search_keyword(project_id, &tier, filter, candidates)
+            .await?;
+        for h in found {
+            if hits.len() < candidates as usize && !hits.iter().any(|o| o.chunk_id == h.chunk_id) {
+                hits.push(h);
+            }
+        }
+        if hits.len() >= k {
+            break;
+        }
+    }
+    Ok(hits)
+}
+
 /// Reciprocal rank fusion of the semantic and keyword lists; the score is
 /// the fused one.
-fn fuse(semantic: Vec<SearchHit>, keyword: Vec<SearchHit>) -> Vec<SearchHit> {
+pub fn fuse(semantic: Vec<SearchHit>, keyword: Vec<SearchHit>) -> Vec<SearchHit> {
     let lists = [
         semantic.iter().map(|h| h.chunk_id).collect::<Vec<_>>(),
         keyword.iter().map(|h| h.chunk_id).collect::<Vec<_>>(),

@@ -84,32 +84,77 @@ pub fn searchable_text(content: &str) -> String {
     out
 }
 
-/// A `to_tsquery` expression for a free-text query: every word and every
-/// part of a compound identifier, OR-ed (ranking sorts out the rest). Only
-/// `[a-z0-9]` reaches the expression, so no input can break its syntax.
-/// `None` when the query has no word at all.
-pub fn keyword_query(query: &str) -> Option<String> {
-    let mut terms: BTreeSet<String> = BTreeSet::new();
-    for w in words(query) {
-        let whole: String = w
-            .chars()
+/// The terms one word of a query must match, as `to_tsquery` operands:
+/// the parts of a compound identifier (the full-text parser splits
+/// `parse_http_request` itself, and `searchable_text` adds the parts of
+/// `parseHttpRequest`), plus the whole camelCase word, which the parser
+/// keeps as one token. Only `[a-z0-9]` is kept, so no input can break the
+/// expression's syntax.
+fn word_terms(word: &str) -> Vec<String> {
+    let clean = |s: &str| -> String {
+        s.chars()
             .filter(char::is_ascii_alphanumeric)
             .collect::<String>()
-            .to_lowercase();
+            .to_lowercase()
+    };
+    let mut terms: Vec<String> = identifier_parts(word)
+        .iter()
+        .map(|p| clean(p))
+        .filter(|p| !p.is_empty())
+        .collect();
+    if terms.len() > 1 && !word.contains(['_', '-', '$']) {
+        let whole = clean(word);
         if !whole.is_empty() {
-            terms.insert(whole);
+            terms.push(whole);
         }
-        for p in identifier_parts(w) {
-            let p: String = p.chars().filter(char::is_ascii_alphanumeric).collect();
-            if !p.is_empty() {
-                terms.insert(p);
+    }
+    terms.dedup();
+    terms
+}
+
+/// `to_tsquery` expressions for a free-text query, from the strictest to
+/// the loosest: every word; any two words (for three or more); any term.
+/// Search runs them in turn until it has enough results, so the common case
+/// ranks only the few chunks that match every word instead of every chunk
+/// that shares one term with the query. Empty when the query has no word.
+pub fn keyword_queries(query: &str) -> Vec<String> {
+    let mut groups: Vec<String> = Vec::new();
+    let mut all_terms: BTreeSet<String> = BTreeSet::new();
+    for w in words(query) {
+        let terms = word_terms(w);
+        if terms.is_empty() {
+            continue;
+        }
+        all_terms.extend(terms.iter().cloned());
+        let group = match terms.len() {
+            1 => terms[0].clone(),
+            _ => format!("({})", terms.join(" & ")),
+        };
+        if !groups.contains(&group) {
+            groups.push(group);
+        }
+        if groups.len() == 16 {
+            break;
+        }
+    }
+    if groups.is_empty() {
+        return Vec::new();
+    }
+    let mut tiers = vec![groups.join(" & ")];
+    if groups.len() >= 3 {
+        let mut pairs = Vec::new();
+        for (i, a) in groups.iter().enumerate() {
+            for b in &groups[i + 1..] {
+                pairs.push(format!("({a} & {b})"));
             }
         }
+        tiers.push(pairs.join(" | "));
     }
-    if terms.is_empty() {
-        return None;
+    if groups.len() >= 2 || all_terms.len() > 1 {
+        tiers.push(all_terms.into_iter().collect::<Vec<_>>().join(" | "));
     }
-    Some(terms.into_iter().take(64).collect::<Vec<_>>().join(" | "))
+    tiers.dedup();
+    tiers
 }
 
 /// Reciprocal rank fusion: each list votes `1 / (k + rank)` (rank from 1)
@@ -196,13 +241,23 @@ mod tests {
     }
 
     #[test]
-    fn keyword_queries_are_safe_and_or_ed() {
+    fn keyword_queries_go_from_every_word_to_any_term_and_are_safe() {
         assert_eq!(
-            keyword_query("retryBackoff & 'drop table'!").unwrap(),
-            "backoff | drop | retry | retrybackoff | table"
+            keyword_queries("retryBackoff & 'drop table'!"),
+            [
+                "(retry & backoff & retrybackoff) & drop & table",
+                "((retry & backoff & retrybackoff) & drop) | ((retry & backoff & retrybackoff) & table) | (drop & table)",
+                "backoff | drop | retry | retrybackoff | table",
+            ]
         );
-        assert_eq!(keyword_query("!!! ..."), None);
-        assert_eq!(keyword_query("é"), None);
+        // snake_case: the parser splits it, so only its parts are required.
+        assert_eq!(
+            keyword_queries("parse_http_request"),
+            ["(parse & http & request)", "http | parse | request"]
+        );
+        assert_eq!(keyword_queries("retry"), ["retry"]);
+        assert!(keyword_queries("!!! ...").is_empty());
+        assert!(keyword_queries("é").is_empty());
     }
 
     #[test]

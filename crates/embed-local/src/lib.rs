@@ -52,7 +52,7 @@ impl Default for LocalOptions {
             model_path: default_model_path(),
             runtime_path: default_runtime_path(),
             threads: None,
-            batch_size: 32,
+            batch_size: 16,
         }
     }
 }

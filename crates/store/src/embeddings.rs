@@ -497,11 +497,15 @@ impl Store {
         let sql = format!("{prefix}{}", semantic_sql(q.model, q.dimensions, q.filter));
         let mut tx = self.pool.begin().await?;
         // Filters are applied as the index is walked (pgvector ≥ 0.8), so a
-        // selective filter still fills `limit`.
+        // selective filter still fills `limit`. A prepared statement's
+        // generic plan, costed without the query's values, sorts every
+        // chunk of a small project instead of walking the index: plan each
+        // run with its values.
         sqlx::query(
             "SELECT set_config('hnsw.ef_search', $1, true), \
                     set_config('hnsw.iterative_scan', 'relaxed_order', true), \
-                    set_config('enable_seqscan', $2, true), set_config('enable_sort', $2, true)",
+                    set_config('enable_seqscan', $2, true), set_config('enable_sort', $2, true), \
+                    set_config('plan_cache_mode', 'force_custom_plan', true)",
         )
         .bind((q.limit.clamp(40, 1000)).to_string())
         .bind(if force_index { "off" } else { "on" })
@@ -521,7 +525,7 @@ impl Store {
     }
 
     /// The `limit` chunks that best match a `to_tsquery('english', …)`
-    /// expression (see `domain::search::keyword_query`), by `ts_rank_cd`.
+    /// expression (see `domain::search::keyword_queries`), by `ts_rank_cd`.
     pub async fn search_keyword(
         &self,
         project_id: ProjectId,
@@ -540,6 +544,12 @@ impl Store {
             visible(filter.as_of.map(|_| 6)),
             filter_sql(),
         );
+        let mut tx = self.pool.begin().await?;
+        // Plan with the query's values: how many chunks a term matches
+        // decides between the GIN index and a scan of the project.
+        sqlx::query("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")
+            .execute(&mut *tx)
+            .await?;
         let rows = bind_filter(
             sqlx::query(&sql)
                 .bind(project_id.0)
@@ -547,8 +557,9 @@ impl Store {
                 .bind(limit),
             filter,
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(rows.iter().map(hit_from_row).collect())
     }
 

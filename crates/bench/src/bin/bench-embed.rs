@@ -5,7 +5,7 @@
 //!    chunks of about 200 tokens, cut by `chunk_text` with the model's own
 //!    tokenizer from real Rust files on this machine (this repository, then
 //!    the cargo registry), embedded by the local provider (all-MiniLM-L6-v2
-//!    on ONNX Runtime, batch 32, every core, as the worker runs it) and, in
+//!    on ONNX Runtime, batch 16, every core, as the worker runs it) and, in
 //!    the same run, by sentence-transformers on PyTorch (`torch.set_num_threads(2)`,
 //!    `model.encode(chunks, batch_size=32)`, timed inside Python without the
 //!    load) from the same model folder: chunks/s each, the ratio, the cosine
@@ -64,16 +64,14 @@ use projsync_bench::{
     check_succeeded, percentile, projsync_binary, wait_for_end, Bench, Rng, Table, WorkerProcesses,
     POLL_INTERVAL, SYNC_TIMEOUT,
 };
-use projsync_domain::search::{
-    keyword_query, reciprocal_rank_fusion, searchable_text, without_overlaps,
-};
+use projsync_domain::search::{keyword_queries, searchable_text, without_overlaps};
 use projsync_domain::{content_hash, ProjectId, SyncId, SyncPhase};
 use projsync_embed::chunk::{chunk_text, Chunk, ChunkOptions, EstimateCounter};
 use projsync_embed::{Embedder, TokenCounter};
 use projsync_embed_local::{
     default_model_path, default_runtime_path, LocalEmbedder, LocalOptions, RUNTIME_VERSION,
 };
-use projsync_store::{ConnectOptions, SearchFilter, SearchHit, Store, SyncRecord};
+use projsync_store::{ConnectOptions, SearchFilter, Store, SyncRecord};
 use projsync_test_support::fake_openai::{fake_embedding, DEFAULT_DIMENSIONS, DEFAULT_MODEL};
 use projsync_test_support::{FakeOpenAi, GitRepo};
 use serde_json::{json, Value};
@@ -292,7 +290,7 @@ async fn speed(args: &Args, summary: &mut Summary) -> Result<()> {
         model_path: default_model_path(),
         runtime_path: default_runtime_path(),
         threads: None,
-        batch_size: 32,
+        batch_size: 16,
     };
     let model_path = options.model_path.clone();
     let loading = Instant::now();
@@ -1171,17 +1169,28 @@ async fn search_large(
         )
         .await?,
     );
+    // The loosest tier (any term), for the count of matching chunks below.
     let tsqueries: Vec<String> = queries
         .iter()
-        .map(|q| keyword_query(q).unwrap_or_default())
+        .map(|q| keyword_queries(q).pop().unwrap_or_default())
         .collect();
     series.push(
-        timed("keyword: Store::search_keyword", n, async |i, _| {
-            let hits = store
-                .search_keyword(project, &tsqueries[i], &filter, CANDIDATES)
+        timed(
+            "keyword: every word, then any two, then any term (api::search::keyword_hits)",
+            n,
+            async |i, _| {
+                let hits = projsync_api::search::keyword_hits(
+                    store,
+                    project,
+                    &queries[i],
+                    &filter,
+                    10,
+                    CANDIDATES,
+                )
                 .await?;
-            Ok(hits.len())
-        })
+                Ok(hits.len())
+            },
+        )
         .await?,
     );
     series.push(
@@ -1297,9 +1306,10 @@ async fn search_large(
         }
     );
     println!(
-        "Keyword search ORs every term of the query (domain::search::keyword_query) and ranks \
-         every matching chunk with ts_rank_cd: chunks matched per query p50 {:.0}, p99 {:.0}, max \
-         {:.0} of {}.",
+        "Keyword search ranks chunks matching every word of the query first and falls back to \
+         any two words, then to any term (domain::search::keyword_queries), while it has fewer \
+         than k; the loosest tier alone would match per query p50 {:.0}, p99 {:.0}, max {:.0} \
+         chunks of {}.",
         percentile(&matched, 0.5),
         percentile(&matched, 0.99),
         percentile(&matched, 1.0),
@@ -1800,8 +1810,8 @@ async fn explain_exact(store: &Store, project: ProjectId, query: &[f32]) -> Resu
 }
 
 /// What the API's hybrid search does below HTTP and the query embedding:
-/// both rankings, one after the other, reciprocal rank fusion, overlaps
-/// dropped down to 10 results. Returns the number of results.
+/// both rankings (one after the other here), reciprocal rank fusion,
+/// overlaps dropped down to 10 results. Returns the number of results.
 async fn hybrid_in_store(
     store: &Store,
     project: ProjectId,
@@ -1819,32 +1829,9 @@ async fn hybrid_in_store(
             CANDIDATES,
         )
         .await?;
-    let keyword = match keyword_query(query) {
-        Some(q) => {
-            store
-                .search_keyword(project, &q, &filter, CANDIDATES)
-                .await?
-        }
-        None => Vec::new(),
-    };
-    let lists = [
-        semantic.iter().map(|h| h.chunk_id).collect::<Vec<_>>(),
-        keyword.iter().map(|h| h.chunk_id).collect::<Vec<_>>(),
-    ];
-    let mut by_id: HashMap<i64, SearchHit> = semantic
-        .into_iter()
-        .chain(keyword)
-        .map(|h| (h.chunk_id, h))
-        .collect();
-    let fused: Vec<SearchHit> = reciprocal_rank_fusion(&lists, 60.0)
-        .into_iter()
-        .filter_map(|(id, score)| {
-            by_id.remove(&id).map(|mut h| {
-                h.score = score;
-                h
-            })
-        })
-        .collect();
+    let keyword =
+        projsync_api::search::keyword_hits(store, project, query, &filter, 10, CANDIDATES).await?;
+    let fused = projsync_api::search::fuse(semantic, keyword);
     Ok(without_overlaps(fused, 10).len())
 }
 
