@@ -62,6 +62,16 @@ fn code_repo() -> GitRepo {
     repo
 }
 
+/// The paths of a search response's results, best first.
+fn result_paths(body: &Value) -> Vec<&str> {
+    body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect()
+}
+
 async fn status(app: &TestApp, project: &str) -> Value {
     let (code, body) = app.get(&format!("/projects/{project}/embeddings")).await;
     assert_eq!(code, 200, "{body}");
@@ -338,12 +348,7 @@ async fn search_modes_filters_as_of_and_bad_input() {
     let second = app.sync(&project, None).await;
     assert_eq!(second["status"], "succeeded", "{second}");
     let (_, now) = search(json!({ "query": "deploy cluster", "mode": "keyword" })).await;
-    let paths: Vec<&str> = now["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["path"].as_str().unwrap())
-        .collect();
+    let paths = result_paths(&now);
     assert!(
         paths.contains(&"src/deploy.rs") && !paths.contains(&"docs/guide.md"),
         "{paths:?}"
@@ -352,12 +357,7 @@ async fn search_modes_filters_as_of_and_bad_input() {
         let (code, then) =
             search(json!({ "query": "deploy cluster", "mode": mode, "as_of": first["id"] })).await;
         assert_eq!(code, 200, "{then}");
-        let paths: Vec<&str> = then["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["path"].as_str().unwrap())
-            .collect();
+        let paths = result_paths(&then);
         assert!(
             paths.contains(&"docs/guide.md") && !paths.contains(&"src/deploy.rs"),
             "{mode}: {paths:?}"
