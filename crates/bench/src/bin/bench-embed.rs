@@ -284,13 +284,16 @@ struct StRun {
     vectors: Vec<Vec<f32>>,
 }
 
+/// The local provider's batch, as the worker runs it (`cli::app`).
+const LOCAL_BATCH: usize = 16;
+
 async fn speed(args: &Args, summary: &mut Summary) -> Result<()> {
     let options = LocalOptions {
         model_name: LOCAL_MODEL.into(),
         model_path: default_model_path(),
         runtime_path: default_runtime_path(),
         threads: None,
-        batch_size: 16,
+        batch_size: LOCAL_BATCH,
     };
     let model_path = options.model_path.clone();
     let loading = Instant::now();
@@ -359,7 +362,7 @@ async fn speed(args: &Args, summary: &mut Summary) -> Result<()> {
     table.row(vec![
         format!("local: projsync-embed-local, ONNX Runtime {RUNTIME_VERSION}"),
         cores().to_string(),
-        "32".into(),
+        LOCAL_BATCH.to_string(),
         chunks.len().to_string(),
         format!("{local_secs:.2}"),
         format!("{local_rate:.1}"),
