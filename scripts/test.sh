@@ -42,4 +42,14 @@ else
 fi
 
 echo "test: cargo test"
-cargo test --workspace --locked -- "$@"
+log="$(mktemp /tmp/projsync-test.XXXXXX.log)"
+set +e
+cargo test --workspace --locked --no-fail-fast -- "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# cargo ends with the doc tests' (empty) summary: close with the totals of
+# every test binary instead.
+read -r passed failed < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$log")
+rm -f "$log"
+echo "tests: ${passed} passed, ${failed} failed"
+exit "$status"
