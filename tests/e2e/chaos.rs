@@ -241,6 +241,30 @@ fn write_version(repo: &GitRepo, files: usize, version: &str) {
     }
 }
 
+/// Start a worker that stops dead at failure point `point`, SIGKILL it
+/// there, and start a healthy one in its place. Returns the new worker and
+/// when the old one was killed.
+async fn kill_at_then_rescue(
+    app: &TestApp,
+    point: &str,
+    env: &[(&str, String)],
+) -> (WorkerProc, Instant) {
+    let mut doomed = WorkerProc::spawn_with(app, Some(point), env);
+    assert!(
+        doomed
+            .wait_for_line(
+                &format!("FAILPOINT {} reached", point.split('@').next().unwrap()),
+                Duration::from_secs(30)
+            )
+            .await,
+        "failpoint {point} never reached:\n{}",
+        doomed.log()
+    );
+    doomed.kill9();
+    let killed_at = Instant::now();
+    (WorkerProc::spawn_with(app, None, env), killed_at)
+}
+
 async fn kill_at_points(points: &[&str]) {
     let app = spawn_app_full(None, fast).await;
     let repo = repo_with(30, "v0");
@@ -258,20 +282,7 @@ async fn kill_at_points(points: &[&str]) {
         repo.write(&format!("new/{i}.txt"), point);
         let head = repo.commit(point);
         let sync_id = app.enqueue(&project, None).await;
-        let mut doomed = WorkerProc::spawn(&app, Some(point));
-        assert!(
-            doomed
-                .wait_for_line(
-                    &format!("FAILPOINT {} reached", point.split('@').next().unwrap()),
-                    Duration::from_secs(30)
-                )
-                .await,
-            "failpoint {point} never reached:\n{}",
-            doomed.log()
-        );
-        doomed.kill9();
-        let killed_at = Instant::now();
-        let rescuer = WorkerProc::spawn(&app, None);
+        let (rescuer, killed_at) = kill_at_then_rescue(&app, point, &[]).await;
         let sync = wait_done(&app, &sync_id, Duration::from_secs(30)).await;
         assert_eq!(
             sync["status"],
@@ -354,19 +365,7 @@ async fn sigkill_during_embed_resumes_from_the_last_batch() {
         let head = repo.commit(point);
         fake.reset_counts();
         let sync_id = app.enqueue(&project, None).await;
-        let mut doomed = WorkerProc::spawn_with(&app, Some(point), &env);
-        assert!(
-            doomed
-                .wait_for_line(
-                    &format!("FAILPOINT {} reached", point.split('@').next().unwrap()),
-                    Duration::from_secs(30)
-                )
-                .await,
-            "failpoint {point} never reached:\n{}",
-            doomed.log()
-        );
-        doomed.kill9();
-        let rescuer = WorkerProc::spawn_with(&app, None, &env);
+        let (rescuer, _) = kill_at_then_rescue(&app, point, &env).await;
         let sync = wait_done(&app, &sync_id, Duration::from_secs(30)).await;
         assert_eq!(
             sync["status"],
