@@ -375,3 +375,37 @@ async fn branches_are_listed_with_the_default_marked() {
     );
     assert!(branches[0]["head"].as_str().unwrap().len() == 40);
 }
+
+/// Two names that are not UTF-8 and differ only there (`caf\xe9.txt`,
+/// `caf\xe8.txt`) stay two paths: both are skipped as `invalid_path`, and
+/// the repository syncs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_are_not_utf8_are_kept_apart_and_skipped() {
+    use std::os::unix::ffi::OsStrExt;
+    let app = spawn_app().await;
+    let repo = GitRepo::new();
+    repo.write("ok.txt", "fine\n");
+    for name in [&b"caf\xe9.txt"[..], b"caf\xe8.txt"] {
+        std::fs::write(
+            repo.path().join(std::ffi::OsStr::from_bytes(name)),
+            "latin-1 name\n",
+        )
+        .unwrap();
+    }
+    repo.commit("odd names");
+    let project = app.create_project("odd", repo.path(), "main").await;
+    let sync = app.sync(&project, None).await;
+    assert_eq!(sync["status"], "succeeded", "{sync}");
+    assert_eq!(sync["stats"]["files_seen"], 3, "{sync}");
+    assert_eq!(
+        sync["stats"]["skipped_by_reason"]["invalid_path"], 2,
+        "{sync}"
+    );
+    assert_eq!(
+        app.active_entries(&project)
+            .await
+            .keys()
+            .collect::<Vec<_>>(),
+        ["ok.txt"]
+    );
+}

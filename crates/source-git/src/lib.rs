@@ -303,7 +303,7 @@ fn parse_ls_tree(out: &[u8]) -> Result<Vec<TreeEntry>, SourceError> {
         };
         let (path, path_lossy) = match std::str::from_utf8(raw_path) {
             Ok(p) => (p.to_string(), false),
-            Err(_) => (String::from_utf8_lossy(raw_path).into_owned(), true),
+            Err(_) => (escape_non_utf8(raw_path), true),
         };
         entries.push(TreeEntry {
             path,
@@ -316,9 +316,41 @@ fn parse_ls_tree(out: &[u8]) -> Result<Vec<TreeEntry>, SourceError> {
     Ok(entries)
 }
 
+/// A path that is not UTF-8, as text that keeps it apart from every other:
+/// each invalid byte becomes `\xNN` (and a backslash `\\`), where a lossy
+/// conversion would turn `caf\xe9` and `caf\xe8` into the same text. Such
+/// paths are skipped (`invalid_path`), but they must stay distinct rows of
+/// the plan.
+fn escape_non_utf8(raw: &[u8]) -> String {
+    let mut out = String::with_capacity(raw.len() + 8);
+    for chunk in raw.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' {
+                out.push_str("\\\\");
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_that_are_not_utf8_stay_apart() {
+        assert_eq!(escape_non_utf8(b"caf\xe9.txt"), "caf\\xE9.txt");
+        assert_ne!(
+            escape_non_utf8(b"caf\xe9.txt"),
+            escape_non_utf8(b"caf\xe8.txt")
+        );
+        assert_eq!(escape_non_utf8(b"a\\b\xff"), "a\\\\b\\xFF");
+    }
 
     #[test]
     fn parses_ls_tree_records() {
