@@ -25,9 +25,29 @@ pub use progress::ProgressEvent;
 pub use search::SearchMode;
 pub use source::{Blob, Branch, EntryKind, Source, SourceError, SourceErrorKind, TreeEntry};
 
-/// `scheme://user:password@host/...` → `scheme://user:***@host/...`, so that a
-/// URL can be shown in an error or a log.
+/// `scheme://user:password@host/...` → `scheme://user:***@host/...`, and a
+/// `password=` (or `sslpassword=`) query parameter → `password=***`, so that
+/// a URL can be shown in an error or a log.
 pub fn redact_url(url: &str) -> String {
+    let redacted = redact_userinfo(url);
+    match redacted.split_once('?') {
+        Some((base, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.to_ascii_lowercase().ends_with("password") => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", query.join("&"))
+        }
+        None => redacted,
+    }
+}
+
+fn redact_userinfo(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_string();
     };
@@ -67,5 +87,13 @@ mod tests {
         assert_eq!(redact_url("redis://:pw@h:6379/0"), "redis://:***@h:6379/0");
         assert_eq!(redact_url("postgres://u@db/x"), "postgres://u@db/x");
         assert_eq!(redact_url("not a url"), "not a url");
+        assert_eq!(
+            redact_url("postgres://u@db/x?sslmode=require&password=s3cret"),
+            "postgres://u@db/x?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact_url("postgres://u:a@db/x?PASSWORD=b"),
+            "postgres://u:***@db/x?PASSWORD=***"
+        );
     }
 }
