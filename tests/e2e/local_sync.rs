@@ -409,3 +409,41 @@ async fn names_that_are_not_utf8_are_kept_apart_and_skipped() {
         ["ok.txt"]
     );
 }
+
+/// NUL and control characters in a name, path or branch are a 422 that
+/// names the field, never a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_and_control_characters_are_refused_with_the_field() {
+    let app = spawn_app().await;
+    let repo = GitRepo::new();
+    repo.write("a.txt", "a\n");
+    repo.commit("a");
+    for (body, field) in [
+        (
+            json!({ "name": "a\u{0}b", "repository": { "provider": "local", "path": repo.path(), "branch": "main" } }),
+            "name",
+        ),
+        (
+            json!({ "name": "ok", "repository": { "provider": "local", "path": repo.path(), "branch": "ma\u{0}in" } }),
+            "repository.branch",
+        ),
+        (
+            json!({ "name": "ok", "repository": { "provider": "local", "path": repo.path(), "branch": "main\u{1b}[2J" } }),
+            "repository.branch",
+        ),
+    ] {
+        let (status, resp) = app.post("/projects", body).await;
+        assert_eq!(status, 422, "{resp}");
+        let msg = resp["error"]["message"].as_str().unwrap();
+        assert!(msg.starts_with(field), "{field}: {msg}");
+    }
+    let project = app.create_project("ok", repo.path(), "main").await;
+    let (status, resp) = app
+        .post(
+            &format!("/projects/{project}/syncs"),
+            json!({ "branch": "main\u{0}" }),
+        )
+        .await;
+    assert_eq!(status, 422, "{resp}");
+    assert!(resp["error"]["message"].as_str().unwrap().contains("NUL"));
+}

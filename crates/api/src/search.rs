@@ -1,6 +1,7 @@
 //! Search, embedding status and backfills, callable without HTTP (the CLI
 //! uses them too).
 
+use crate::service::check_text;
 use crate::{ApiError, AppState};
 use projsync_domain::search::{keyword_queries, reciprocal_rank_fusion, without_overlaps};
 use projsync_domain::{ProjectId, SearchMode, SyncId};
@@ -93,21 +94,6 @@ pub struct SearchResponse {
     pub semantic: Option<String>,
 }
 
-fn check_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
-    if value.contains('\0') {
-        return Err(ApiError::Invalid(format!(
-            "{field} must not contain NUL bytes"
-        )));
-    }
-    if value.len() > max {
-        return Err(ApiError::Invalid(format!(
-            "{field} is {} bytes; at most {max} are accepted",
-            value.len()
-        )));
-    }
-    Ok(())
-}
-
 /// Search a project's knowledge base.
 pub async fn search(
     state: &AppState,
@@ -118,13 +104,13 @@ pub async fn search(
     if query.is_empty() {
         return Err(ApiError::Invalid("query must not be empty".into()));
     }
-    check_text("query", query, MAX_QUERY_BYTES)?;
+    check_text("query", query, MAX_QUERY_BYTES, true)?;
     for (field, v) in [
         ("path_prefix", &req.path_prefix),
         ("language", &req.language),
     ] {
         if let Some(v) = v {
-            check_text(field, v, 4096)?;
+            check_text(field, v, 4096, false)?;
         }
     }
     let settings = &state.search;

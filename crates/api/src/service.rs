@@ -40,7 +40,59 @@ pub enum RepositoryInput {
     },
 }
 
+/// Refuse text that Postgres cannot store (NUL) or that no name, path or
+/// branch should hold (control characters; a free-text `multiline` field
+/// may hold newlines and tabs), and text longer than `max` bytes.
+pub(crate) fn check_text(
+    field: &str,
+    value: &str,
+    max: usize,
+    multiline: bool,
+) -> Result<(), ApiError> {
+    if value.contains('\0') {
+        return Err(ApiError::Invalid(format!(
+            "{field} must not contain NUL bytes"
+        )));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\r' | '\t')))
+    {
+        return Err(ApiError::Invalid(format!(
+            "{field} must not contain control characters"
+        )));
+    }
+    if value.len() > max {
+        return Err(ApiError::Invalid(format!(
+            "{field} is {} bytes; at most {max} are accepted",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
 pub async fn create_project(state: &AppState, input: CreateProject) -> Result<Project, ApiError> {
+    check_text("name", &input.name, 4096, false)?;
+    for pattern in &input.ignore_patterns {
+        check_text("ignore_patterns", pattern, 4096, false)?;
+    }
+    match &input.repository {
+        RepositoryInput::Local { path, branch } => {
+            check_text("repository.path", path, 4096, false)?;
+            check_text("repository.branch", branch, 255, false)?;
+        }
+        RepositoryInput::Github {
+            repository,
+            branch,
+            credentials_ref,
+        } => {
+            check_text("repository.repository", repository, 255, false)?;
+            check_text("repository.branch", branch, 255, false)?;
+            if let Some(c) = credentials_ref {
+                check_text("repository.credentials_ref", c, 4096, false)?;
+            }
+        }
+    }
     let name = input.name.trim();
     if name.is_empty() || name.len() > 200 {
         return Err(ApiError::Invalid(
@@ -113,6 +165,9 @@ pub async fn enqueue_sync(
     branch: Option<&str>,
     idempotency_key: Option<&str>,
 ) -> Result<EnqueueOutcome, ApiError> {
+    if let Some(b) = branch {
+        check_text("branch", b, 255, false)?;
+    }
     let project = state.store.project(project_id).await?;
     let branch = branch
         .map(str::trim)
