@@ -44,6 +44,16 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// An optional JSON body: empty (or only whitespace) means the defaults;
+/// anything else must be the endpoint's JSON shape.
+fn optional_json<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::Invalid(format!("invalid request body: {e}")))
+}
+
 fn project_id(raw: &str) -> Result<ProjectId, ApiError> {
     raw.parse().map_err(ApiError::NotFound)
 }
@@ -108,13 +118,7 @@ async fn enqueue_sync(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<EnqueueResponse>), ApiError> {
-    // The body is optional; when present it must be our JSON shape.
-    let body: EnqueueBody = if body.iter().all(u8::is_ascii_whitespace) {
-        EnqueueBody::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::Invalid(format!("invalid request body: {e}")))?
-    };
+    let body: EnqueueBody = optional_json(&body)?;
     let outcome = service::enqueue_sync(
         &state,
         project_id(&id)?,
@@ -169,12 +173,7 @@ async fn backfill_embeddings(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<BackfillResponse>), ApiError> {
-    let body: BackfillBody = if body.iter().all(u8::is_ascii_whitespace) {
-        BackfillBody::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::Invalid(format!("invalid request body: {e}")))?
-    };
+    let body: BackfillBody = optional_json(&body)?;
     let outcome = crate::search::enqueue_backfill(
         &state,
         project_id(&id)?,
@@ -386,12 +385,7 @@ async fn retry_sync(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<SyncRecord>), ApiError> {
-    let body: RetryBody = if body.iter().all(u8::is_ascii_whitespace) {
-        RetryBody::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::Invalid(format!("invalid request body: {e}")))?
-    };
+    let body: RetryBody = optional_json(&body)?;
     let sync = service::retry_sync(&state, sync_id(&id)?, body.from_start).await?;
     Ok((StatusCode::ACCEPTED, Json(sync)))
 }
