@@ -17,6 +17,26 @@ pub enum ApiError {
     /// 422: the request is well-formed but cannot be done as asked.
     #[error("{0}")]
     Invalid(String),
+    /// 400: the request cannot be read as HTTP for this API (a `Host` that
+    /// is not served here, a malformed header).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: no credentials, or credentials that are not valid.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: valid credentials whose role is too low, or a browser request
+    /// without its CSRF token or from a foreign `Origin`.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 413: the body is larger than `api.max_body_bytes`.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 415: a body that is not `application/json`.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 429: a rate limit; `Retry-After` says when to come back (seconds).
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after_secs: u64 },
     /// 503: a dependency (Redis, Postgres, the repository) is unavailable.
     #[error("{0}")]
     Unavailable(String),
@@ -31,6 +51,15 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            ),
+            ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -44,7 +73,25 @@ impl IntoResponse for ApiError {
             tracing::error!("internal error: {detail}");
         }
         let body = json!({ "error": { "code": code, "message": self.to_string() } });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        match &self {
+            ApiError::Unauthorized(_) => {
+                response.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer realm=\"projsync\""),
+                );
+            }
+            ApiError::TooManyRequests {
+                retry_after_secs, ..
+            } => {
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(*retry_after_secs),
+                );
+            }
+            _ => {}
+        }
+        response
     }
 }
 
