@@ -50,6 +50,11 @@ impl WorkerProc {
         cmd.arg("worker")
             .env("RUST_LOG", "info")
             .env("PROJSYNC__DATABASE__URL", &s.database.url)
+            .env("PROJSYNC__DATABASE__ADMIN_URL", &s.database.admin_url)
+            .env(
+                "PROJSYNC__SOURCES__LOCAL__ALLOWED_ROOTS",
+                s.sources.local.allowed_roots.join(","),
+            )
             .env("PROJSYNC__REDIS__URL", &s.redis.url)
             .env("PROJSYNC__REDIS__NAMESPACE", &s.redis.namespace)
             .env("PROJSYNC__EMBEDDINGS__ENABLED", "false")
@@ -180,7 +185,7 @@ async fn wait_done(app: &TestApp, sync_id: &str, timeout: Duration) -> Value {
 async fn phase_of(app: &TestApp, sync_id: &str) -> Option<String> {
     sqlx::query_scalar("SELECT current_phase FROM project_syncs WHERE id = $1::uuid")
         .bind(sync_id)
-        .fetch_one(app.db.store.pool())
+        .fetch_one(&app.db.admin)
         .await
         .ok()
         .flatten()
@@ -197,7 +202,7 @@ async fn wait_phase(app: &TestApp, sync_id: &str, phase: &str, timeout: Duration
 /// No path has two active versions, and the sync wrote exactly the versions
 /// it counts as imported.
 async fn assert_no_duplicates(app: &TestApp, sync: &Value) {
-    let pool = app.db.store.pool();
+    let pool = &app.db.admin;
     let dups: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT project_id, path FROM memory_entries WHERE status = 'active' \
          GROUP BY project_id, path HAVING count(*) > 1) d",
@@ -394,7 +399,7 @@ async fn sigkill_during_embed_resumes_from_the_last_batch() {
              WHERE m.status = 'active' AND NOT EXISTS (SELECT 1 FROM embeddings v \
                  WHERE v.content_hash = c.content_hash)",
         )
-        .fetch_one(app.db.store.pool())
+        .fetch_one(&app.db.admin)
         .await
         .unwrap();
         assert_eq!(missing, 0, "{point}");
@@ -627,7 +632,7 @@ async fn a_worker_that_lost_its_lease_cannot_write() {
         "UPDATE project_syncs SET lease_expires_at = now() - interval '1 second' WHERE id = $1",
     )
     .bind(sync_id.0)
-    .execute(store.pool())
+    .execute(&app.db.admin)
     .await
     .unwrap();
     let projsync_store::ClaimOutcome::Claimed(b) =
@@ -651,7 +656,7 @@ async fn a_worker_that_lost_its_lease_cannot_write() {
     assert!(matches!(err, projsync_store::Error::LeaseLost(_)), "{err}");
     assert!(store.heartbeat(&a, ttl).await.unwrap() == projsync_store::Heartbeat::Lost);
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM memory_entries")
-        .fetch_one(store.pool())
+        .fetch_one(&app.db.admin)
         .await
         .unwrap();
     assert_eq!(rows, 0);
@@ -686,7 +691,7 @@ async fn cancel_during_import_leaves_the_knowledge_base_unchanged() {
     assert_eq!(app.active_entries(&project).await, before);
     let pending: i64 =
         sqlx::query_scalar("SELECT count(*) FROM memory_entries WHERE status = 'pending'")
-            .fetch_one(app.db.store.pool())
+            .fetch_one(&app.db.admin)
             .await
             .unwrap();
     assert_eq!(pending, 0);
@@ -728,7 +733,7 @@ async fn sigterm_hands_the_sync_back_and_another_worker_finishes_it() {
     let s: (String, Option<String>) =
         sqlx::query_as("SELECT status, lease_owner FROM project_syncs WHERE id = $1::uuid")
             .bind(&sync_id)
-            .fetch_one(app.db.store.pool())
+            .fetch_one(&app.db.admin)
             .await
             .unwrap();
     assert!(s.1.is_none(), "lease released: {s:?}");

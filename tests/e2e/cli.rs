@@ -13,6 +13,11 @@ fn projsync(db: &TestDb, redis: &TestRedis) -> Command {
         }
     }
     cmd.env("PROJSYNC__DATABASE__URL", &db.url)
+        .env("PROJSYNC__DATABASE__ADMIN_URL", &db.admin_url)
+        .env(
+            "PROJSYNC__SOURCES__LOCAL__ALLOWED_ROOTS",
+            crate::helpers::local_root(),
+        )
         .env("PROJSYNC__REDIS__URL", &redis.url)
         .env("PROJSYNC__REDIS__NAMESPACE", &redis.namespace)
         .env("PROJSYNC__REDIS__POLL_INTERVAL_MS", "50")
@@ -64,7 +69,7 @@ async fn demo_syncs_a_repository_end_to_end() {
     // One line per event when not on a terminal, import batches included.
     assert!(stdout.contains("[  import] running"), "{stdout}");
     let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM active_memory_entries")
-        .fetch_one(db.store.pool())
+        .fetch_one(&db.admin)
         .await
         .unwrap();
     assert_eq!(entries, 2);
@@ -73,7 +78,7 @@ async fn demo_syncs_a_repository_end_to_end() {
          WHERE m.status = 'active' AND NOT EXISTS (SELECT 1 FROM embeddings v \
              WHERE v.model = 'all-MiniLM-L6-v2' AND v.content_hash = c.content_hash)",
     )
-    .fetch_one(db.store.pool())
+    .fetch_one(&db.admin)
     .await
     .unwrap();
     assert_eq!(missing, 0, "every active chunk has its vector");
@@ -152,7 +157,7 @@ async fn configuration_errors_are_clear_and_hide_passwords() {
 
     let (code, _, stderr) = run(projsync(&db, &redis)
         .env(
-            "PROJSYNC__DATABASE__URL",
+            "PROJSYNC__DATABASE__ADMIN_URL",
             "postgres://someone:hunter2@127.0.0.1:9/nothing",
         )
         .arg("migrate"));
@@ -275,7 +280,7 @@ async fn ops_commands_list_inspect_retry_cancel_and_discard() {
     // A cancelled sync never ran: it has no claims.
     let claims: i32 = sqlx::query_scalar("SELECT attempts FROM project_syncs WHERE id = $1::uuid")
         .bind(&queued)
-        .fetch_one(db.store.pool())
+        .fetch_one(&db.admin)
         .await
         .unwrap();
     assert_eq!(claims, 0);
@@ -412,7 +417,7 @@ async fn search_and_embeddings_commands_through_the_binary() {
     let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(status["missing"], 0, "{status}");
     let models: Vec<String> = sqlx::query_scalar("SELECT DISTINCT model FROM embeddings")
-        .fetch_all(db.store.pool())
+        .fetch_all(&db.admin)
         .await
         .unwrap();
     assert_eq!(models, ["other-model"]);
@@ -426,15 +431,18 @@ async fn api_and_worker_refuse_a_database_without_pgvector_and_say_what_to_do() 
     // A database that was never migrated: the extension is not created.
     let name = format!("projsync_bare_{}", uuid::Uuid::new_v4().simple());
     sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(db.store.pool())
+        .execute(&db.admin)
         .await
         .unwrap();
-    let url = format!(
-        "{}/{name}",
-        projsync_test_support::admin_database_url()
-            .rsplit_once('/')
-            .unwrap()
-            .0
+    let url = projsync_test_support::with_user(
+        &format!(
+            "{}/{name}",
+            projsync_test_support::admin_database_url()
+                .rsplit_once('/')
+                .unwrap()
+                .0
+        ),
+        projsync_test_support::APP_ROLE,
     );
     for command in ["worker", "api"] {
         let (code, _, stderr) = run(projsync(&db, &redis)
@@ -447,7 +455,7 @@ async fn api_and_worker_refuse_a_database_without_pgvector_and_say_what_to_do() 
         );
     }
     sqlx::query(&format!("DROP DATABASE {name}"))
-        .execute(db.store.pool())
+        .execute(&db.admin)
         .await
         .unwrap();
 }

@@ -3,8 +3,8 @@
 //! every mode with its filters and bad input, backfills, and the real local
 //! model answering a question phrased in words.
 
+use crate::helpers::test_sources;
 use crate::helpers::{spawn_app_full, TestApp};
-use projsync_sources::DefaultSources;
 use projsync_test_support::{FakeOpenAi, GitRepo, OpenAiFault};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -14,7 +14,7 @@ const MODEL: &str = projsync_test_support::fake_openai::DEFAULT_MODEL;
 /// The app with a worker embedding through `fake`.
 async fn app_with_fake(fake: &FakeOpenAi) -> TestApp {
     let base = fake.base_url();
-    spawn_app_full(Some(Arc::new(DefaultSources::default())), move |s| {
+    spawn_app_full(Some(Arc::new(test_sources())), move |s| {
         s.embeddings.enabled = true;
         s.embeddings.provider = "openai".into();
         s.embeddings.base_url = base;
@@ -107,7 +107,7 @@ async fn every_chunk_is_embedded_once_and_renames_restores_and_copies_cost_no_ca
         "SELECT count(*) FROM memory_chunks c JOIN memory_entries m ON m.id = c.entry_id \
          WHERE m.path = 'empty.txt'",
     )
-    .fetch_one(app.db.store.pool())
+    .fetch_one(&app.db.admin)
     .await
     .unwrap();
     assert_eq!(empty_chunks, 0);
@@ -115,7 +115,7 @@ async fn every_chunk_is_embedded_once_and_renames_restores_and_copies_cost_no_ca
     let bad: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM memory_chunks WHERE token_count > 64 OR end_line < start_line",
     )
-    .fetch_one(app.db.store.pool())
+    .fetch_one(&app.db.admin)
     .await
     .unwrap();
     assert_eq!(bad, 0);
@@ -167,7 +167,7 @@ async fn every_chunk_is_embedded_once_and_renames_restores_and_copies_cost_no_ca
         "SELECT count(*) FROM memory_chunks c JOIN memory_entries m ON m.id = c.entry_id \
          WHERE m.status = 'superseded' AND m.path = 'src/backoff.rs'",
     )
-    .fetch_one(app.db.store.pool())
+    .fetch_one(&app.db.admin)
     .await
     .unwrap();
     assert!(superseded_chunks >= 1);
@@ -178,7 +178,7 @@ async fn provider_faults_are_retried_or_fail_the_sync_with_their_message() {
     let fake = FakeOpenAi::builder().with_api_key("sk-good").start().await;
     std::env::set_var("PROJSYNC_TEST_FAKE_OPENAI_KEY", "sk-good");
     let base = fake.base_url();
-    let app = spawn_app_full(Some(Arc::new(DefaultSources::default())), move |s| {
+    let app = spawn_app_full(Some(Arc::new(test_sources())), move |s| {
         s.embeddings.enabled = true;
         s.embeddings.provider = "openai".into();
         s.embeddings.base_url = base;
@@ -228,7 +228,7 @@ async fn provider_faults_are_retried_or_fail_the_sync_with_their_message() {
     // The worker read the key at start: a new app reads the wrong one.
     let base = fake.base_url();
     let db_url = app.db.url.clone();
-    let bad = spawn_app_full(Some(Arc::new(DefaultSources::default())), move |s| {
+    let bad = spawn_app_full(Some(Arc::new(test_sources())), move |s| {
         s.embeddings.enabled = true;
         s.embeddings.provider = "openai".into();
         s.embeddings.base_url = base;
@@ -247,7 +247,7 @@ async fn provider_faults_are_retried_or_fail_the_sync_with_their_message() {
     assert!(bad.active_entries(&p2).await.is_empty());
     let pending: i64 =
         sqlx::query_scalar("SELECT count(*) FROM memory_entries WHERE status = 'active'")
-            .fetch_one(bad.db.store.pool())
+            .fetch_one(&bad.db.admin)
             .await
             .unwrap();
     assert_eq!(pending, 0);
@@ -427,7 +427,7 @@ async fn lost_vectors_come_back_with_one_backfill_and_projects_can_turn_embeddin
 
     // Vectors lost: search says so and answers by keyword.
     sqlx::query("DELETE FROM embeddings WHERE content_hash IN (SELECT content_hash FROM embeddings ORDER BY content_hash LIMIT 3)")
-        .execute(app.db.store.pool())
+        .execute(&app.db.admin)
         .await
         .unwrap();
     let st = status(&app, &project).await;
@@ -524,7 +524,7 @@ async fn lost_vectors_come_back_with_one_backfill_and_projects_can_turn_embeddin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_model_finds_the_right_file_for_a_question_in_words() {
-    let app = spawn_app_full(Some(Arc::new(DefaultSources::default())), |s| {
+    let app = spawn_app_full(Some(Arc::new(test_sources())), |s| {
         s.embeddings.enabled = true;
     })
     .await;

@@ -2,7 +2,7 @@
 //! test-support. The fake speaks the real REST shapes and headers and serves
 //! a real Git repository built in the test.
 //!
-//! Tokens: `credentials_ref` is `env:CARGO_PKG_NAME`, an environment
+//! Tokens: the registered credential is `env:CARGO_PKG_NAME`, an environment
 //! variable that cargo sets for every test process (value `projsync`).
 //! Reading it needs no `set_var`, which would race with the parallel tests.
 
@@ -53,7 +53,8 @@ async fn github_app(archive_min_files: u64) -> Gh {
             ..Default::default()
         },
         Some((conn, app.settings.redis.namespace.clone())),
-    );
+    )
+    .with_local_roots([crate::helpers::local_root()]);
     let counting = CountingSources::wrapping(Arc::new(inner));
     projsync::app::spawn_worker_with(
         &app.settings,
@@ -77,14 +78,29 @@ async fn connect(
     repository: &str,
     credentials: &str,
 ) -> (u16, serde_json::Value) {
+    // An operator registers where the token is; the project names it.
+    let credential = register_credential(&gh.app, credentials).await;
     gh.app
         .post(
             "/projects",
             json!({ "name": name, "repository": {
                 "provider": "github", "repository": repository, "branch": "main",
-                "credentials_ref": credentials } }),
+                "credential": credential } }),
         )
         .await
+}
+
+/// Register `reference` as a credential of the `default` tenant (as
+/// `projsync credential add` does); returns its name.
+pub async fn register_credential(app: &TestApp, reference: &str) -> String {
+    let name = format!("c-{}", &projsync_domain::content_hash(reference)[..12]);
+    let admin = projsync_store::Store::from_pool(app.db.admin.clone());
+    let tenant = admin.tenant_by_name("default").await.unwrap();
+    admin
+        .add_credential(&tenant, &name, reference, &projsync_store::Actor::cli())
+        .await
+        .unwrap();
+    name
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

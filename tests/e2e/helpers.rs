@@ -32,6 +32,9 @@ impl Drop for TestApp {
 pub fn test_settings(db: &TestDb, redis: &TestRedis) -> Settings {
     let mut s = Settings::load(None).expect("default settings load");
     s.database.url = db.url.clone();
+    s.database.admin_url = db.admin_url.clone();
+    // Test repositories are made under the temporary directory.
+    s.sources.local.allowed_roots = vec![local_root().to_string_lossy().into_owned()];
     s.redis.url = redis.url.clone();
     s.redis.namespace = redis.namespace.clone();
     s.api.listen = "127.0.0.1:0".into();
@@ -43,13 +46,47 @@ pub fn test_settings(db: &TestDb, redis: &TestRedis) -> Settings {
     s
 }
 
+/// Where test repositories are made: the one allowed local root.
+pub fn local_root() -> std::path::PathBuf {
+    std::env::temp_dir().canonicalize().unwrap()
+}
+
+/// The sources a test worker reads through: the deployment's, with the
+/// temporary directory allowed.
+pub fn test_sources() -> DefaultSources {
+    DefaultSources::default().with_local_roots([local_root()])
+}
+
+/// A key of `role` for the `default` tenant (the one `db.store` is scoped to).
+pub async fn create_key(db: &TestDb, role: projsync_domain::Role) -> String {
+    let admin = projsync_store::Store::from_pool(db.admin.clone());
+    let tenant = admin.tenant_by_name("default").await.unwrap();
+    admin
+        .create_key(&tenant, role, "test", &projsync_store::Actor::cli())
+        .await
+        .unwrap()
+        .secret
+}
+
+/// An HTTP client that sends `key` as its bearer token.
+pub fn client_with_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(true, |_| {}).await
 }
 
 pub async fn spawn_app_with(worker: bool, tweak: impl FnOnce(&mut Settings)) -> TestApp {
-    let sources: Option<Arc<dyn SourceFactory>> =
-        worker.then(|| Arc::new(DefaultSources::default()) as _);
+    let sources: Option<Arc<dyn SourceFactory>> = worker.then(|| Arc::new(test_sources()) as _);
     spawn_app_full(sources, tweak).await
 }
 
@@ -82,12 +119,13 @@ pub async fn spawn_app_full(
             .await
             .unwrap();
     }
+    let key = create_key(&db, projsync_domain::Role::Admin).await;
     TestApp {
         db,
         redis,
         settings,
         base: format!("http://{addr}/api/v1"),
-        http: reqwest::Client::new(),
+        http: client_with_key(&key),
         shutdown,
     }
 }

@@ -125,7 +125,7 @@ async fn replayed_history_matches_every_tree_and_every_sync_can_be_restored() {
     let dup: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT path FROM memory_entries WHERE status = 'active' GROUP BY path HAVING count(*) > 1) d",
     )
-    .fetch_one(app.db.store.pool())
+    .fetch_one(&app.db.admin)
     .await
     .unwrap();
     assert_eq!(dup, 0);
@@ -197,7 +197,7 @@ async fn readers_never_see_a_mixed_state_during_an_import() {
     let v2 = expected_entries(repo.files_at("HEAD"), &[]);
 
     let sync_id = app.enqueue(&project, None).await;
-    let pool = app.db.store.pool().clone();
+    let pool = app.db.admin.clone();
     let (mut polls, mut during_import) = (0, 0);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {

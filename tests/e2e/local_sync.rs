@@ -79,7 +79,7 @@ async fn first_sync_imports_the_head_tree_byte_for_byte() {
     let rows: Vec<(String, String, Option<String>, String)> = sqlx::query_as(
         "SELECT path, status, blob_sha, content_hash FROM memory_entries ORDER BY path",
     )
-    .fetch_all(app.db.store.pool())
+    .fetch_all(&app.db.admin)
     .await
     .unwrap();
     assert_eq!(rows.len(), expected.len());
@@ -87,7 +87,7 @@ async fn first_sync_imports_the_head_tree_byte_for_byte() {
         && sha.as_deref().is_some_and(|s| s.len() == 40)
         && hash.len() == 64));
     let files: i64 = sqlx::query_scalar("SELECT count(*) FROM repository_files")
-        .fetch_one(app.db.store.pool())
+        .fetch_one(&app.db.admin)
         .await
         .unwrap();
     assert_eq!(files, 13);
@@ -143,7 +143,7 @@ async fn resync_applies_only_the_changes_and_keeps_history() {
         "SELECT count(*) FROM memory_entries WHERE status = 'superseded' AND superseded_by_sync_id = $1::uuid",
     )
     .bind(second["id"].as_str().unwrap())
-    .fetch_one(app.db.store.pool())
+    .fetch_one(&app.db.admin)
     .await
     .unwrap();
     assert_eq!(
@@ -261,7 +261,7 @@ async fn bad_input_gets_clear_errors() {
     for (body, needle) in [
         (
             json!({ "name": "x1", "repository": { "provider": "local", "path": not_a_repo, "branch": "main" } }),
-            "is not a Git repository",
+            "is not a repository this server may read",
         ),
         (
             json!({ "name": "x2", "repository": { "provider": "local", "path": "relative/path", "branch": "main" } }),
@@ -269,7 +269,7 @@ async fn bad_input_gets_clear_errors() {
         ),
         (
             json!({ "name": "x3", "repository": { "provider": "local", "path": "/no/such/dir", "branch": "main" } }),
-            "no directory at /no/such/dir",
+            "is not a repository this server may read",
         ),
         (
             json!({ "name": "x4", "repository": { "provider": "local", "path": repo.path(), "branch": "main" }, "ignore_patterns": ["a["] }),
@@ -343,7 +343,7 @@ async fn one_active_sync_per_project_and_idempotency_keys() {
 
     let queued: i64 =
         sqlx::query_scalar("SELECT count(*) FROM project_syncs WHERE status = 'queued'")
-            .fetch_one(app.db.store.pool())
+            .fetch_one(&app.db.admin)
             .await
             .unwrap();
     assert_eq!(queued, 1);

@@ -6,10 +6,12 @@
 //! pipeline's phases beyond what the ledger records. The contract is
 //! described in `openapi.yaml`, served at `/api/v1/openapi.yaml`.
 
+pub mod auth;
 mod error;
 mod routes;
 pub mod search;
 pub mod service;
+mod session;
 
 pub use error::ApiError;
 pub use routes::{parse_statuses, router};
@@ -32,6 +34,11 @@ pub struct AppState {
     pub default_max_file_bytes: u64,
     /// The embedding model for queries, and search limits.
     pub search: search::SearchSettings,
+    /// Sessions and rate limits.
+    pub auth: auth::AuthSettings,
+    /// Who makes the request, once authenticated (`None`: the operator's
+    /// CLI, which calls the service layer directly).
+    pub principal: Option<projsync_store::Principal>,
 }
 
 /// Serve the API on `listener` until `shutdown` resolves.

@@ -1,16 +1,17 @@
 //! Routes and handlers. Paths, bodies and status codes are a contract: keep
 //! `openapi.yaml` in step.
 
+use crate::auth::Scoped;
 use crate::service::{self, CreateProject};
 use crate::{ApiError, AppState, OPENAPI_YAML};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
-use projsync_domain::{ProjectId, SyncId};
+use projsync_domain::{ProjectId, Role, SyncId};
 use projsync_store::{ActiveEntry, Project, StepRecord, SyncRecord};
 use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
@@ -20,6 +21,12 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health))
         .route("/api/v1/openapi.yaml", get(openapi))
+        .route(
+            "/api/v1/session",
+            post(crate::session::sign_in)
+                .get(crate::session::whoami)
+                .delete(crate::session::sign_out),
+        )
         .route("/api/v1/projects", post(create_project).get(list_projects))
         .route("/api/v1/projects/{id}", get(get_project))
         .route(
@@ -62,7 +69,9 @@ fn sync_id(raw: &str) -> Result<SyncId, ApiError> {
     raw.parse().map_err(ApiError::NotFound)
 }
 
-async fn health(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+async fn health(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<&'static str, ApiError> {
     sqlx_ping(&state).await?;
     Ok("ok")
 }
@@ -77,20 +86,21 @@ async fn openapi() -> impl IntoResponse {
 }
 
 async fn create_project(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     body: Result<Json<CreateProject>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Project>), ApiError> {
+    state.require(Role::Admin)?;
     let Json(body) = body.map_err(|e| ApiError::Invalid(e.body_text()))?;
     let project = service::create_project(&state, body).await?;
     Ok((StatusCode::CREATED, Json(project)))
 }
 
-async fn list_projects(State(state): State<AppState>) -> Result<Json<Vec<Project>>, ApiError> {
+async fn list_projects(Scoped(state): Scoped) -> Result<Json<Vec<Project>>, ApiError> {
     Ok(Json(state.store.list_projects().await?))
 }
 
 async fn get_project(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Path(id): Path<String>,
 ) -> Result<Json<Project>, ApiError> {
     Ok(Json(state.store.project(project_id(&id)?).await?))
@@ -113,11 +123,12 @@ struct EnqueueResponse {
 /// 202 with a new sync; 200 with the existing one when the project already
 /// has a queued or running sync, or the Idempotency-Key was seen before.
 async fn enqueue_sync(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<EnqueueResponse>), ApiError> {
+    state.require(Role::Write)?;
     let body: EnqueueBody = optional_json(&body)?;
     let outcome = service::enqueue_sync(
         &state,
@@ -130,7 +141,7 @@ async fn enqueue_sync(
 }
 
 async fn search(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Path(id): Path<String>,
     body: Result<Json<crate::search::SearchRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<crate::search::SearchResponse>, ApiError> {
@@ -141,7 +152,7 @@ async fn search(
 }
 
 async fn embedding_status(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Path(id): Path<String>,
 ) -> Result<Json<crate::search::EmbeddingStatus>, ApiError> {
     Ok(Json(
@@ -168,11 +179,12 @@ struct BackfillResponse {
 /// 202 with a new backfill job; 200 with the project's queued or running
 /// backfill; 409 while a sync of the project is queued or running.
 async fn backfill_embeddings(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<BackfillResponse>), ApiError> {
+    state.require(Role::Write)?;
     let body: BackfillBody = optional_json(&body)?;
     let outcome = crate::search::enqueue_backfill(
         &state,
@@ -221,11 +233,12 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 /// 202 with the new restore sync (200 with the project's active sync when
 /// one is already queued or running).
 async fn restore_memory(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Json<RestoreBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<EnqueueResponse>), ApiError> {
+    state.require(Role::Write)?;
     let Json(body) = body.map_err(|e| ApiError::Invalid(e.body_text()))?;
     let outcome = service::enqueue_restore(
         &state,
@@ -261,7 +274,7 @@ struct HistoryQuery {
 }
 
 async fn list_syncs(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Path(id): Path<String>,
     q: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<SyncRecord>>, ApiError> {
@@ -280,19 +293,12 @@ struct BranchOut {
 }
 
 async fn list_branches(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<BranchOut>>, ApiError> {
     let project = state.store.project(project_id(&id)?).await?;
     let r = &project.repository;
-    let source = state
-        .sources
-        .open(&projsync_domain::source::RepositorySpec {
-            provider: &r.provider,
-            location: &r.location,
-            credentials_ref: r.credentials_ref.as_deref(),
-        })
-        .await?;
+    let source = service::open_source(&state, &project).await?;
     let branches = source.list_branches().await?;
     Ok(Json(
         branches
@@ -307,7 +313,7 @@ async fn list_branches(
 }
 
 async fn list_memory(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<ActiveEntry>>, ApiError> {
     let id = project_id(&id)?;
@@ -324,7 +330,7 @@ struct StatusQuery {
 
 /// Ops: syncs of every project by status, newest first, from the ledger.
 async fn list_syncs_by_status(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     q: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<SyncRecord>>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::Invalid(e.body_text()))?;
@@ -359,9 +365,10 @@ struct CancelResponse {
 
 /// 202: cancelled or cancel requested; 409 when the sync already ended.
 async fn cancel_sync(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<CancelResponse>), ApiError> {
+    state.require(Role::Write)?;
     let id = sync_id(&id)?;
     let outcome = service::cancel_sync(&state, id).await?;
     let outcome = match outcome {
@@ -381,10 +388,11 @@ struct RetryBody {
 /// 202 with the sync queued again; 409 unless it failed or was cancelled,
 /// or when the project has another active sync.
 async fn retry_sync(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<SyncRecord>), ApiError> {
+    state.require(Role::Admin)?;
     let body: RetryBody = optional_json(&body)?;
     let sync = service::retry_sync(&state, sync_id(&id)?, body.from_start).await?;
     Ok((StatusCode::ACCEPTED, Json(sync)))
@@ -392,10 +400,11 @@ async fn retry_sync(
 
 /// 200 with the sync, now `discarded`; 409 unless it failed or was cancelled.
 async fn discard_sync(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Path(id): Path<String>,
 ) -> Result<Json<SyncRecord>, ApiError> {
-    Ok(Json(state.store.discard_sync(sync_id(&id)?).await?))
+    state.require(Role::Admin)?;
+    Ok(Json(service::discard_sync(&state, sync_id(&id)?).await?))
 }
 
 #[derive(Debug, Serialize)]
@@ -406,7 +415,7 @@ struct SyncDetail {
 }
 
 async fn get_sync(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Path(id): Path<String>,
 ) -> Result<Json<SyncDetail>, ApiError> {
     let id = sync_id(&id)?;
@@ -419,7 +428,7 @@ async fn get_sync(
 /// the sync's Redis channel, until the sync ends. Each event's id is its
 /// `seq`; with `Last-Event-ID` only newer events are sent.
 async fn sync_events(
-    State(state): State<AppState>,
+    Scoped(state): Scoped,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {

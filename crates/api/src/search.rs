@@ -411,5 +411,14 @@ pub async fn enqueue_backfill(
         )));
     }
     crate::service::push_new_or_queued(state, &outcome).await?;
+    if outcome.created {
+        crate::service::audit(
+            state,
+            "embeddings.backfill",
+            format!("sync:{}", outcome.sync.id),
+            serde_json::json!({ "project_id": project_id, "prune": prune }),
+        )
+        .await;
+    }
     Ok(outcome)
 }

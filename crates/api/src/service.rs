@@ -34,9 +34,11 @@ pub enum RepositoryInput {
     Github {
         repository: String,
         branch: String,
-        /// Where the token is: `env:VARIABLE` on the API and worker hosts.
-        /// Absent for public repositories.
-        credentials_ref: Option<String>,
+        /// The name of a credential an operator registered for this
+        /// tenant (`projsync credential add`). Absent for public
+        /// repositories. (`credentials_ref` is accepted as an older name.)
+        #[serde(alias = "credentials_ref")]
+        credential: Option<String>,
     },
 }
 
@@ -84,12 +86,15 @@ pub async fn create_project(state: &AppState, input: CreateProject) -> Result<Pr
         RepositoryInput::Github {
             repository,
             branch,
-            credentials_ref,
+            credential,
         } => {
             check_text("repository.repository", repository, 255, false)?;
             check_text("repository.branch", branch, 255, false)?;
-            if let Some(c) = credentials_ref {
-                check_text("repository.credentials_ref", c, 4096, false)?;
+            if let Some(c) = credential {
+                check_text("repository.credential", c, 255, false)?;
+                // A caller names a registered credential, never a variable or a file.
+                projsync_domain::tenancy::check_credential_name(c)
+                    .map_err(|e| ApiError::Invalid(format!("repository.credential: {e}")))?;
             }
         }
     }
@@ -106,7 +111,7 @@ pub async fn create_project(state: &AppState, input: CreateProject) -> Result<Pr
     }
     Filter::new(state.default_max_file_bytes, &input.ignore_patterns)
         .map_err(|e| ApiError::Invalid(e.to_string()))?;
-    let (provider, location, branch, credentials_ref) = match input.repository {
+    let (provider, location, branch, credential) = match input.repository {
         RepositoryInput::Local { path, branch } => {
             let path = std::path::Path::new(&path);
             if !path.is_absolute() {
@@ -120,20 +125,24 @@ pub async fn create_project(state: &AppState, input: CreateProject) -> Result<Pr
         RepositoryInput::Github {
             repository,
             branch,
-            credentials_ref,
-        } => ("github", repository, branch, credentials_ref),
+            credential,
+        } => ("github", repository, branch, credential),
     };
     if branch.trim().is_empty() {
         return Err(ApiError::Invalid("branch must not be empty".into()));
     }
     // Opening it checks that the repository exists and can be read with
-    // these credentials.
+    // this credential (one of the caller's tenant).
+    let reference = match &credential {
+        Some(name) => Some(state.store.credential_reference(name).await?),
+        None => None,
+    };
     state
         .sources
         .open(&RepositorySpec {
             provider,
             location: &location,
-            credentials_ref: credentials_ref.as_deref(),
+            credentials_ref: reference.as_deref(),
         })
         .await
         .map_err(|e| match e.kind {
@@ -141,19 +150,58 @@ pub async fn create_project(state: &AppState, input: CreateProject) -> Result<Pr
             | projsync_domain::SourceErrorKind::RateLimited => ApiError::Unavailable(e.message),
             _ => ApiError::Invalid(e.message),
         })?;
-    Ok(state
+    let project = state
         .store
         .create_project(&NewProject {
             name: name.to_string(),
             provider: provider.into(),
             location,
             default_branch: branch,
-            credentials_ref,
+            credential,
             ignore_patterns: input.ignore_patterns,
             max_file_bytes: input.max_file_bytes,
             embeddings_enabled: input.embeddings.and_then(|e| e.enabled),
         })
+        .await?;
+    audit(
+        state,
+        "project.create",
+        format!("project:{}", project.id),
+        serde_json::json!({ "name": project.name, "provider": provider }),
+    )
+    .await;
+    Ok(project)
+}
+
+/// Open a project's repository with the credential it names (one of the
+/// caller's tenant).
+pub async fn open_source(
+    state: &AppState,
+    project: &Project,
+) -> Result<std::sync::Arc<dyn projsync_domain::Source>, ApiError> {
+    let r = &project.repository;
+    let reference = match &r.credential {
+        Some(name) => Some(state.store.credential_reference(name).await?),
+        None => None,
+    };
+    Ok(state
+        .sources
+        .open(&RepositorySpec {
+            provider: &r.provider,
+            location: &r.location,
+            credentials_ref: reference.as_deref(),
+        })
         .await?)
+}
+
+/// Record a state-changing call in the audit trail: who (the request's
+/// key, or the operator's CLI), what and on which target. The change is
+/// already committed; a trail that cannot be written is logged loudly.
+pub async fn audit(state: &AppState, action: &str, target: String, detail: serde_json::Value) {
+    let actor = state.actor();
+    if let Err(e) = state.store.audit(&actor, action, &target, detail).await {
+        tracing::error!(action, target, "cannot write the audit trail: {e}");
+    }
 }
 
 /// Record a sync in the ledger, then push its id to the queue. The project's
@@ -179,6 +227,15 @@ pub async fn enqueue_sync(
         .create_sync(project_id, &branch, idempotency_key)
         .await?;
     push_new_or_queued(state, &outcome).await?;
+    if outcome.created {
+        audit(
+            state,
+            "sync.enqueue",
+            format!("sync:{}", outcome.sync.id),
+            serde_json::json!({ "project_id": project_id, "branch": branch }),
+        )
+        .await;
+    }
     Ok(outcome)
 }
 
@@ -212,6 +269,15 @@ pub async fn enqueue_restore(
         .create_restore(project_id, &sync, idempotency_key)
         .await?;
     push_new_or_queued(state, &outcome).await?;
+    if outcome.created {
+        audit(
+            state,
+            "memory.restore",
+            format!("sync:{}", outcome.sync.id),
+            serde_json::json!({ "project_id": project_id, "restore_of": target }),
+        )
+        .await;
+    }
     Ok(outcome)
 }
 
@@ -246,7 +312,34 @@ pub async fn cancel_sync(
     state: &AppState,
     sync_id: projsync_domain::SyncId,
 ) -> Result<projsync_store::CancelOutcome, ApiError> {
-    Ok(state.store.request_cancel(sync_id).await?)
+    let outcome = state.store.request_cancel(sync_id).await?;
+    audit(
+        state,
+        "sync.cancel",
+        format!("sync:{sync_id}"),
+        serde_json::json!({ "outcome": match outcome {
+            projsync_store::CancelOutcome::Cancelled => "cancelled",
+            projsync_store::CancelOutcome::Requested => "cancel_requested",
+        } }),
+    )
+    .await;
+    Ok(outcome)
+}
+
+/// Discard a failed or cancelled sync (its pending work is dropped).
+pub async fn discard_sync(
+    state: &AppState,
+    sync_id: projsync_domain::SyncId,
+) -> Result<projsync_store::SyncRecord, ApiError> {
+    let sync = state.store.discard_sync(sync_id).await?;
+    audit(
+        state,
+        "sync.discard",
+        format!("sync:{sync_id}"),
+        serde_json::json!({}),
+    )
+    .await;
+    Ok(sync)
 }
 
 /// Queue a failed or cancelled sync again, from its failed phase or from
@@ -261,5 +354,12 @@ pub async fn retry_sync(
         // It is queued in the ledger: the reconciler pushes it once Redis is back.
         tracing::warn!(%sync_id, "cannot push the retried sync: {e}; the reconciler will");
     }
+    audit(
+        state,
+        "sync.retry",
+        format!("sync:{sync_id}"),
+        serde_json::json!({ "from_start": from_start }),
+    )
+    .await;
     Ok(sync)
 }

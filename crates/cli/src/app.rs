@@ -18,26 +18,63 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Connect to the ledger (the error names the URL without its password).
+/// Connect to the ledger as the application role, scoped to no tenant
+/// (the error names the URL without its password).
 pub async fn store(settings: &Settings) -> Result<Store> {
     Ok(Store::connect(&settings.connect_options()).await?)
 }
 
-/// Create the database if needed and apply migrations.
+/// The application role's store, scoped to the tenant named `tenant`.
+pub async fn tenant_store(settings: &Settings, tenant: &str) -> Result<Store> {
+    let store = store(settings).await?;
+    let tenant = store.tenant_by_name(tenant).await?;
+    Ok(store.scoped(tenant.id))
+}
+
+/// The store of the sync's tenant, whichever it is (an operator's commands
+/// on one sync: watch, cancel, ops inspect|retry|discard).
+pub async fn sync_store(settings: &Settings, sync_id: projsync_domain::SyncId) -> Result<Store> {
+    let store = store(settings).await?;
+    match store.sync_tenant(sync_id).await? {
+        Some(tenant) => Ok(store.scoped(tenant)),
+        None => anyhow::bail!("sync {sync_id} not found"),
+    }
+}
+
+/// The owner's connection (`database.admin_url`): migrations and the
+/// operator's commands that cross tenants.
+pub async fn admin_store(settings: &Settings) -> Result<Store> {
+    Ok(Store::connect(&settings.admin_connect_options()).await?)
+}
+
+/// The API and the workers refuse a role that would see every tenant.
+pub async fn require_app_role(store: &Store) -> Result<()> {
+    store.check_app_role().await?;
+    Ok(())
+}
+
+/// Create the database if needed, apply migrations as the owner, and
+/// create or update the application role of `database.url`.
 pub async fn migrate(settings: &Settings) -> Result<Store> {
-    let created = projsync_store::create_database_if_missing(&settings.database.url).await?;
+    let created = projsync_store::create_database_if_missing(&settings.database.admin_url).await?;
     if created {
         tracing::info!(
             "created database {}",
-            projsync_domain::redact_url(&settings.database.url)
+            projsync_domain::redact_url(&settings.database.admin_url)
         );
     }
-    let store = store(settings).await?;
-    if store.vector_extension().await? == projsync_store::VectorExtension::Missing {
+    let admin = admin_store(settings).await?;
+    admin.check_owner_role().await?;
+    if admin.vector_extension().await? == projsync_store::VectorExtension::Missing {
         anyhow::bail!("{}", projsync_store::PGVECTOR_MISSING);
     }
-    store.migrate().await?;
-    Ok(store)
+    admin.migrate().await?;
+    let (user, password) = projsync_store::url_user(&settings.database.url)?;
+    match admin.ensure_app_role(&user, password.as_deref()).await? {
+        projsync_store::AppRole::Created => tracing::info!("created the application role {user}"),
+        projsync_store::AppRole::Updated => tracing::debug!("updated the grants of role {user}"),
+    }
+    Ok(admin)
 }
 
 /// The sources of this deployment: local repositories and GitHub, whose
@@ -47,6 +84,14 @@ pub async fn sources(settings: &Settings) -> Result<DefaultSources> {
     Ok(DefaultSources::new(
         settings.github_config(),
         Some((conn, settings.redis.namespace.clone())),
+    )
+    .with_local_roots(
+        settings
+            .sources
+            .local
+            .allowed_roots
+            .iter()
+            .map(std::path::PathBuf::from),
     ))
 }
 
@@ -226,6 +271,13 @@ pub async fn api_state_with_search(
         sources: Arc::new(sources(settings).await?),
         default_max_file_bytes: settings.sync.max_file_bytes,
         search,
+        auth: projsync_api::auth::AuthSettings::new(
+            Duration::from_secs(settings.api.session_ttl_secs),
+            settings.api.cookie_secure,
+            settings.api.rate_limit_per_key,
+            settings.api.rate_limit_per_tenant,
+        ),
+        principal: None,
     })
 }
 

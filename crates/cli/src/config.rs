@@ -22,6 +22,17 @@ pub struct Settings {
     pub github: GitHub,
     pub log: Log,
     pub embeddings: Embeddings,
+    pub sources: Sources,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Sources {
+    pub local: LocalSources,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LocalSources {
+    pub allowed_roots: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -56,6 +67,7 @@ pub struct GitHub {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Database {
     pub url: String,
+    pub admin_url: String,
     pub max_connections: u32,
     pub connect_timeout_secs: u64,
 }
@@ -74,6 +86,10 @@ pub struct Redis {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Api {
     pub listen: String,
+    pub session_ttl_secs: u64,
+    pub cookie_secure: bool,
+    pub rate_limit_per_key: u32,
+    pub rate_limit_per_tenant: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -123,7 +139,9 @@ impl Settings {
             config::Environment::with_prefix("PROJSYNC")
                 .prefix_separator("__")
                 .separator("__")
-                .try_parsing(true),
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("sources.local.allowed_roots"),
         );
         let settings: Settings = builder
             .build()
@@ -135,12 +153,33 @@ impl Settings {
 
     pub fn validate(&self) -> Result<()> {
         let scheme = |url: &str| url.split_once("://").map(|(s, _)| s.to_string());
-        match scheme(&self.database.url).as_deref() {
-            Some("postgres" | "postgresql") => {}
-            _ => bail!(
-                "database.url must be a postgres:// URL, got `{}` (PROJSYNC__DATABASE__URL)",
-                projsync_domain::redact_url(&self.database.url)
+        for (name, url, var) in [
+            (
+                "database.url",
+                &self.database.url,
+                "PROJSYNC__DATABASE__URL",
             ),
+            (
+                "database.admin_url",
+                &self.database.admin_url,
+                "PROJSYNC__DATABASE__ADMIN_URL",
+            ),
+        ] {
+            match scheme(url).as_deref() {
+                Some("postgres" | "postgresql") => {}
+                _ => bail!(
+                    "{name} must be a postgres:// URL, got `{}` ({var})",
+                    projsync_domain::redact_url(url)
+                ),
+            }
+        }
+        for root in &self.sources.local.allowed_roots {
+            if !Path::new(root).is_absolute() {
+                bail!(
+                    "sources.local.allowed_roots must hold absolute paths, got `{}`",
+                    root.escape_debug()
+                );
+            }
         }
         match scheme(&self.redis.url).as_deref() {
             Some("redis" | "rediss" | "redis+unix" | "unix") => {}
@@ -208,6 +247,7 @@ impl Settings {
                 self.worker.import_batch_size as u64,
             ),
             ("sync.max_file_bytes", self.sync.max_file_bytes),
+            ("api.session_ttl_secs", self.api.session_ttl_secs),
             (
                 "github.max_concurrent_requests",
                 self.github.max_concurrent_requests as u64,
@@ -248,6 +288,15 @@ impl Settings {
         ConnectOptions {
             url: self.database.url.clone(),
             max_connections: self.database.max_connections,
+            connect_timeout: Duration::from_secs(self.database.connect_timeout_secs),
+        }
+    }
+
+    /// The owner's connection (migrations and operator commands).
+    pub fn admin_connect_options(&self) -> ConnectOptions {
+        ConnectOptions {
+            url: self.database.admin_url.clone(),
+            max_connections: 4,
             connect_timeout: Duration::from_secs(self.database.connect_timeout_secs),
         }
     }
@@ -305,6 +354,16 @@ mod tests {
             "{err}"
         );
         s.database.url = "postgres://h/db".into();
+        s.database.admin_url = "http://h/db".into();
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("database.admin_url"));
+        s.database.admin_url = "postgres://h/db".into();
+        s.sources.local.allowed_roots = vec!["srv/git".into()];
+        assert!(s.validate().unwrap_err().to_string().contains("absolute"));
+        s.sources.local.allowed_roots = vec!["/srv/git".into()];
         s.worker.concurrency = 0;
         assert!(s
             .validate()

@@ -1,7 +1,8 @@
 //! `projsync demo`: everything on one machine, no credentials. Migrates,
-//! starts the API and a worker in this process, connects a local repository
-//! through the HTTP API, enqueues a sync through the HTTP API, follows it
-//! live and prints a summary and a query to look at the entries.
+//! creates a tenant and an API key for itself, allows the repository as a
+//! local source, starts the API and a worker in this process, connects the
+//! repository through the HTTP API, enqueues a sync through the HTTP API,
+//! follows it live and prints a summary and a query to look at the entries.
 
 use crate::watch::{self, Output};
 use crate::{app, Settings};
@@ -60,6 +61,11 @@ pub async fn run(
         .or_else(|| current_branch(&path))
         .unwrap_or_else(|| "main".into());
 
+    // The demo may read the one repository it shows.
+    let mut settings = settings.clone();
+    settings.sources.local.allowed_roots = vec![path.to_string_lossy().into_owned()];
+    let settings = &settings;
+
     println!("projsync demo: {} (branch {branch})", path.display());
     println!(
         "  database  {}",
@@ -69,8 +75,31 @@ pub async fn run(
         "  redis     {}",
         projsync_domain::redact_url(&settings.redis.url)
     );
-    let store = app::migrate(settings).await?;
+    let admin = app::migrate(settings).await?;
     println!("  migrated");
+    let tenant = match admin.tenant_by_name("demo").await {
+        Ok(t) => t,
+        Err(projsync_store::Error::NotFound(_)) => {
+            admin
+                .create_tenant("demo", &projsync_store::Actor::cli())
+                .await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let key = admin
+        .create_key(
+            &tenant,
+            projsync_domain::Role::Admin,
+            "demo",
+            &projsync_store::Actor::cli(),
+        )
+        .await?;
+    println!("  tenant    {} ({})", tenant.name, tenant.id);
+    println!(
+        "  api key   {} (role admin, id {}; revoke with: projsync key revoke {})",
+        key.secret, key.key.id, key.key.id
+    );
+    let store = app::store(settings).await?;
 
     let shutdown = CancellationToken::new();
     let listener = match app::bind(&settings.api.listen).await {
@@ -88,8 +117,14 @@ pub async fn run(
     println!("  worker    started\n");
 
     let result = async {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", key.secret).parse()?,
+        );
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            .default_headers(headers)
             .build()?;
         let dir = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "repo".into());
         let tag = &projsync_domain::content_hash(&path.to_string_lossy())[..8];
@@ -133,7 +168,7 @@ pub async fn run(
             .parse()
             .map_err(anyhow::Error::msg)?;
         println!("sync {sync_id} enqueued; follow it elsewhere with: redis-cli SUBSCRIBE projsync:sync:{sync_id}\n");
-        let record = watch::watch(settings, &store, sync_id, Output::auto()).await?;
+        let record = watch::watch(settings, &store.scoped(tenant.id), sync_id, Output::auto()).await?;
         println!("\n{}", watch::summary(&record));
         if record.status == projsync_domain::SyncStatus::Succeeded {
             let question = "how does a failed step get retried later";
@@ -158,13 +193,13 @@ pub async fn run(
                         hit["score"].as_f64().unwrap_or(0.0)
                     );
                 }
-                println!("ask your own: projsync search --project {name} \"…\"");
+                println!("ask your own: projsync search --tenant demo --project {name} \"…\"");
             }
         }
         println!("demo finished in {:.1}s", started.elapsed().as_secs_f64());
         println!(
             "\nlook at the entries:\n  psql '{}' -c \"SELECT path, language, size_bytes FROM active_memory_entries WHERE project_id = '{project_id}' ORDER BY path LIMIT 20\"",
-            projsync_domain::redact_url(&settings.database.url)
+            projsync_domain::redact_url(&settings.database.admin_url)
         );
         Ok(record.status)
     }

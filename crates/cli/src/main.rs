@@ -1,5 +1,5 @@
 //! `projsync`: api | worker | migrate | project | sync | watch | history |
-//! search | embeddings | demo.
+//! search | embeddings | tenant | key | credential | audit | ops | demo.
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -25,6 +25,11 @@ struct Cli {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, global = true)]
     log_json: bool,
+    /// The tenant a command acts on (also PROJSYNC_TENANT). Project, sync,
+    /// search and embeddings commands default to `default`; key and
+    /// credential changes require it; listings show every tenant without it.
+    #[arg(long, global = true, env = "PROJSYNC_TENANT", value_name = "NAME")]
+    tenant: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -115,6 +120,25 @@ enum Command {
     /// Embeddings of a project: status, backfill and refresh.
     #[command(subcommand)]
     Embeddings(EmbeddingsCmd),
+    /// Tenants (operator: connects as database.admin_url).
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// API keys of a tenant (operator: connects as database.admin_url).
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Credentials projects of a tenant may name (operator: connects as
+    /// database.admin_url). The secret stays in the environment of the API
+    /// and worker processes; only where to find it is registered.
+    #[command(subcommand)]
+    Credential(CredentialCmd),
+    /// The audit trail: every state-changing call, newest first (operator).
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run everything on this machine against a local repository and sync it.
     Demo {
         /// Repository to sync (default: the projsync checkout itself).
@@ -154,6 +178,62 @@ enum OpsCmd {
 }
 
 #[derive(Debug, Subcommand)]
+enum TenantCmd {
+    /// Create a tenant.
+    Add { name: String },
+    /// List tenants.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCmd {
+    /// Create an API key for --tenant; the key is printed once, and only its
+    /// hash is stored.
+    Create {
+        /// admin: also create projects, retry and discard; write: also
+        /// enqueue syncs, restores and backfills, and cancel; read: read and search.
+        #[arg(long, default_value = "write")]
+        role: projsync_domain::Role,
+        /// A label to recognise the key by.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Print {"id", "tenant", "role", "key"} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key: it and the sessions it opened stop working at once.
+    Revoke { id: projsync_domain::KeyId },
+    /// List keys (of --tenant, or all) with their last use.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum CredentialCmd {
+    /// Register (or replace) a credential of --tenant.
+    Add {
+        name: String,
+        /// A token in this environment variable of the API and worker processes.
+        #[arg(long, group = "source", value_name = "VAR")]
+        env: Option<String>,
+        /// A token in this file (a mounted secret) on the API and worker hosts.
+        #[arg(long, group = "source", value_name = "PATH")]
+        file: Option<String>,
+        /// A GitHub App installation, APP_ID:INSTALLATION_ID, whose private
+        /// key is in --key-env or --key-file.
+        #[arg(long, group = "source", value_name = "APP_ID:INSTALLATION_ID")]
+        github_app: Option<String>,
+        #[arg(long, requires = "github_app", value_name = "VAR")]
+        key_env: Option<String>,
+        #[arg(long, requires = "github_app", value_name = "PATH")]
+        key_file: Option<String>,
+    },
+    /// Remove a credential no project uses.
+    Remove { name: String },
+    /// List credentials (of --tenant, or all).
+    List,
+}
+
+#[derive(Debug, Subcommand)]
 enum EmbeddingsCmd {
     /// Embed every active chunk lacking a vector of the configured model
     /// (every chunk after a model change), as a durable job.
@@ -190,9 +270,10 @@ enum ProjectCmd {
         /// A GitHub repository, owner/name (API URL: github.api_url).
         #[arg(long)]
         github: Option<String>,
-        /// Where the GitHub token is, e.g. env:GITHUB_TOKEN (never the token itself).
-        #[arg(long, requires = "github")]
-        credentials_ref: Option<String>,
+        /// The name of a credential registered for the tenant
+        /// (`projsync credential add`), for private repositories.
+        #[arg(long, alias = "credentials-ref", requires = "github")]
+        credential: Option<String>,
         #[arg(long, default_value = "main")]
         branch: String,
         /// Extra .gitignore-style pattern to skip (repeatable).
@@ -247,7 +328,7 @@ async fn main() -> ExitCode {
             | Command::Embeddings(_)
     );
     init_logging(&settings, cli.log_json, quiet);
-    match run(cli.command, &settings).await {
+    match run(cli.command, cli.tenant, &settings).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -333,7 +414,61 @@ async fn find_project(store: &Store, key: &str) -> Result<Project> {
     }
 }
 
-async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
+/// `key` in `tenant`, for the operator's commands.
+async fn operator_tenant(admin: &Store, tenant: Option<&str>) -> Result<projsync_store::Tenant> {
+    let name = tenant.context("give the tenant with --tenant NAME (or PROJSYNC_TENANT)")?;
+    Ok(admin.tenant_by_name(name).await?)
+}
+
+/// A credential reference from the options of `credential add`.
+fn credential_reference(
+    env: Option<String>,
+    file: Option<String>,
+    github_app: Option<String>,
+    key_env: Option<String>,
+    key_file: Option<String>,
+) -> Result<String> {
+    let var = |v: &str| -> Result<()> {
+        let ok = !v.is_empty()
+            && !v.starts_with(|c: char| c.is_ascii_digit())
+            && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        anyhow::ensure!(ok, "`{v}` is not an environment variable name");
+        Ok(())
+    };
+    let path = |p: &str| -> Result<()> {
+        anyhow::ensure!(
+            p.starts_with('/') && !p.contains(['\0', '\n', '\r']),
+            "`{}` must be an absolute path",
+            p.escape_debug()
+        );
+        Ok(())
+    };
+    match (env, file, github_app) {
+        (Some(v), None, None) => var(&v).map(|_| format!("env:{v}")),
+        (None, Some(p), None) => path(&p).map(|_| format!("file:{p}")),
+        (None, None, Some(app)) => {
+            let (app_id, installation) = app
+                .split_once(':')
+                .filter(|(a, i)| a.parse::<u64>().is_ok() && i.parse::<u64>().is_ok())
+                .context("--github-app must be APP_ID:INSTALLATION_ID, two numbers")?;
+            match (key_env, key_file) {
+                (Some(v), None) => var(&v).map(|_| format!("app:{app_id}:{installation}:env:{v}")),
+                (None, Some(p)) => {
+                    path(&p).map(|_| format!("app:{app_id}:{installation}:file:{p}"))
+                }
+                _ => anyhow::bail!(
+                    "give the app's private key with --key-env VAR or --key-file PATH"
+                ),
+            }
+        }
+        _ => anyhow::bail!(
+            "give one of --env VAR, --file PATH or --github-app APP_ID:INSTALLATION_ID"
+        ),
+    }
+}
+
+async fn run(command: Command, tenant: Option<String>, settings: &Settings) -> Result<ExitCode> {
+    let project_tenant = tenant.clone().unwrap_or_else(|| "default".to_string());
     match command {
         Command::Migrate => {
             app::migrate(settings).await?;
@@ -344,6 +479,7 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
         }
         Command::Api => {
             let store = app::store(settings).await?;
+            app::require_app_role(&store).await?;
             app::require_pgvector(&store).await?;
             let listener = app::bind(&settings.api.listen).await?;
             let embedder = app::embedder(settings, &store).await?;
@@ -359,6 +495,7 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
         }
         Command::Worker => {
             let store = app::store(settings).await?;
+            app::require_app_role(&store).await?;
             let shutdown = CancellationToken::new();
             let worker = app::spawn_worker(settings, store, shutdown.clone()).await?;
             app::shutdown_signal().await;
@@ -373,13 +510,13 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
             name,
             path,
             github,
-            credentials_ref,
+            credential,
             branch,
             ignore,
             no_embeddings,
         }) => {
             use projsync_api::service::{CreateProject, RepositoryInput};
-            let store = app::store(settings).await?;
+            let store = app::tenant_store(settings, &project_tenant).await?;
             let state = app::api_state(settings, store).await?;
             let repository = match (path, github) {
                 (Some(path), _) => {
@@ -394,7 +531,7 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
                 (None, Some(repository)) => RepositoryInput::Github {
                     repository,
                     branch,
-                    credentials_ref,
+                    credential,
                 },
                 (None, None) => anyhow::bail!("give --path or --github"),
             };
@@ -414,7 +551,7 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
             println!("{}", project.id);
         }
         Command::Project(ProjectCmd::List) => {
-            let store = app::store(settings).await?;
+            let store = app::tenant_store(settings, &project_tenant).await?;
             for p in store.list_projects().await? {
                 println!(
                     "{}  {:<30} {} {} @ {}",
@@ -431,7 +568,7 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
             branch,
             watch: follow,
         } => {
-            let store = app::store(settings).await?;
+            let store = app::tenant_store(settings, &project_tenant).await?;
             let project = find_project(&store, &project).await?;
             let state = app::api_state(settings, store.clone()).await?;
             let outcome =
@@ -444,7 +581,7 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
             sync_id,
             watch: follow,
         } => {
-            let store = app::store(settings).await?;
+            let store = app::tenant_store(settings, &project_tenant).await?;
             let project = find_project(&store, &project).await?;
             let state = app::api_state(settings, store.clone()).await?;
             let outcome =
@@ -452,8 +589,9 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
             return enqueued(settings, &store, &project, &outcome, follow).await;
         }
         Command::Cancel { sync_id } | Command::Ops(OpsCmd::Cancel { sync_id }) => {
-            let store = app::store(settings).await?;
-            match store.request_cancel(sync_id).await? {
+            let store = app::sync_store(settings, sync_id).await?;
+            let state = app::api_state(settings, store).await?;
+            match projsync_api::service::cancel_sync(&state, sync_id).await? {
                 projsync_store::CancelOutcome::Cancelled => println!("sync {sync_id} cancelled"),
                 projsync_store::CancelOutcome::Requested => {
                     println!("sync {sync_id} is running; it stops at its next batch boundary")
@@ -461,7 +599,12 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
             }
         }
         Command::Ops(OpsCmd::List { status, limit }) => {
-            let store = app::store(settings).await?;
+            // Across tenants (or of --tenant): the owner's connection.
+            let admin = app::admin_store(settings).await?;
+            let store = match tenant.as_deref() {
+                Some(t) => admin.scoped(admin.tenant_by_name(t).await?.id),
+                None => admin,
+            };
             let statuses = projsync_api::parse_statuses(status.as_deref())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             for s in store.syncs_by_status(&statuses, limit).await? {
@@ -481,7 +624,7 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
             }
         }
         Command::Ops(OpsCmd::Inspect { sync_id }) => {
-            let store = app::store(settings).await?;
+            let store = app::sync_store(settings, sync_id).await?;
             let s = store.sync(sync_id).await?;
             let steps = store.steps(sync_id).await?;
             print!("{}", watch::summary(&s));
@@ -540,7 +683,7 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
             from_start,
             watch: follow,
         }) => {
-            let store = app::store(settings).await?;
+            let store = app::sync_store(settings, sync_id).await?;
             let state = app::api_state(settings, store.clone()).await?;
             projsync_api::service::retry_sync(&state, sync_id, from_start).await?;
             println!(
@@ -552,17 +695,18 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
             }
         }
         Command::Ops(OpsCmd::Discard { sync_id }) => {
-            let store = app::store(settings).await?;
-            store.discard_sync(sync_id).await?;
+            let store = app::sync_store(settings, sync_id).await?;
+            let state = app::api_state(settings, store).await?;
+            projsync_api::service::discard_sync(&state, sync_id).await?;
             println!("sync {sync_id} discarded");
         }
         Command::Watch { sync_id, plain } => {
-            let store = app::store(settings).await?;
+            let store = app::sync_store(settings, sync_id).await?;
             let output = if plain { Output::Lines } else { Output::auto() };
             return follow_sync(settings, &store, sync_id, output).await;
         }
         Command::History { project, limit } => {
-            let store = app::store(settings).await?;
+            let store = app::tenant_store(settings, &project_tenant).await?;
             let project = find_project(&store, &project).await?;
             for s in store.list_syncs(project.id, limit).await? {
                 let head = s
@@ -597,7 +741,7 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
             json,
             query,
         } => {
-            let store = app::store(settings).await?;
+            let store = app::tenant_store(settings, &project_tenant).await?;
             app::require_pgvector(&store).await?;
             let project = find_project(&store, &project).await?;
             let embedder = match mode {
@@ -630,7 +774,7 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
             prune,
             watch: follow,
         }) => {
-            let store = app::store(settings).await?;
+            let store = app::tenant_store(settings, &project_tenant).await?;
             app::require_pgvector(&store).await?;
             let project = find_project(&store, &project).await?;
             let embedder = app::embedder(settings, &store).await?;
@@ -641,7 +785,7 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
             return enqueued(settings, &store, &project, &outcome, follow).await;
         }
         Command::Embeddings(EmbeddingsCmd::Status { project, json }) => {
-            let store = app::store(settings).await?;
+            let store = app::tenant_store(settings, &project_tenant).await?;
             app::require_pgvector(&store).await?;
             let project = find_project(&store, &project).await?;
             // The status needs the model's name, not its weights.
@@ -671,6 +815,141 @@ async fn run(command: Command, settings: &Settings) -> Result<ExitCode> {
                     status.missing,
                     status.unchunked_entries
                 );
+            }
+        }
+        Command::Tenant(TenantCmd::Add { name }) => {
+            let admin = app::admin_store(settings).await?;
+            let t = admin
+                .create_tenant(&name, &projsync_store::Actor::cli())
+                .await?;
+            println!("{}", t.id);
+            eprintln!(
+                "tenant {} created; give it a key with: projsync key create --tenant {} --role admin",
+                t.name, t.name
+            );
+        }
+        Command::Tenant(TenantCmd::List) => {
+            let admin = app::admin_store(settings).await?;
+            for t in admin.list_tenants().await? {
+                println!(
+                    "{}  {:<30} created {}",
+                    t.id,
+                    t.name,
+                    t.created_at.format("%Y-%m-%d %H:%M:%S")
+                );
+            }
+        }
+        Command::Key(KeyCmd::Create { role, name, json }) => {
+            let admin = app::admin_store(settings).await?;
+            let t = operator_tenant(&admin, tenant.as_deref()).await?;
+            let created = admin
+                .create_key(&t, role, &name, &projsync_store::Actor::cli())
+                .await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "id": created.key.id,
+                        "tenant": t.name,
+                        "role": role,
+                        "key": created.secret,
+                    })
+                );
+            } else {
+                eprintln!(
+                    "key {} of tenant {} with role {role}; it is shown only this once:",
+                    created.key.id, t.name
+                );
+                println!("{}", created.secret);
+            }
+        }
+        Command::Key(KeyCmd::Revoke { id }) => {
+            let admin = app::admin_store(settings).await?;
+            let key = admin.revoke_key(id, &projsync_store::Actor::cli()).await?;
+            println!("key {} of tenant {} revoked", key.id, key.tenant);
+        }
+        Command::Key(KeyCmd::List) => {
+            let admin = app::admin_store(settings).await?;
+            let t = match tenant.as_deref() {
+                Some(name) => Some(admin.tenant_by_name(name).await?),
+                None => None,
+            };
+            let ts = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_else(|| "never".into())
+            };
+            for k in admin.list_keys(t.as_ref()).await? {
+                println!(
+                    "{}  {:<20} {:<6} {:<20} created {}  last used {}{}",
+                    k.id,
+                    k.tenant,
+                    k.role.as_str(),
+                    if k.name.is_empty() { "-" } else { &k.name },
+                    ts(Some(k.created_at)),
+                    ts(k.last_used_at),
+                    k.revoked_at
+                        .map(|r| format!("  revoked {}", ts(Some(r))))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        Command::Credential(CredentialCmd::Add {
+            name,
+            env,
+            file,
+            github_app,
+            key_env,
+            key_file,
+        }) => {
+            let reference = credential_reference(env, file, github_app, key_env, key_file)?;
+            let admin = app::admin_store(settings).await?;
+            let t = operator_tenant(&admin, tenant.as_deref()).await?;
+            let c = admin
+                .add_credential(&t, &name, &reference, &projsync_store::Actor::cli())
+                .await?;
+            println!(
+                "credential {} of tenant {} registered ({})",
+                c.name, c.tenant, c.reference
+            );
+        }
+        Command::Credential(CredentialCmd::Remove { name }) => {
+            let admin = app::admin_store(settings).await?;
+            let t = operator_tenant(&admin, tenant.as_deref()).await?;
+            admin
+                .remove_credential(&t, &name, &projsync_store::Actor::cli())
+                .await?;
+            println!("credential {name} of tenant {} removed", t.name);
+        }
+        Command::Credential(CredentialCmd::List) => {
+            let admin = app::admin_store(settings).await?;
+            let t = match tenant.as_deref() {
+                Some(name) => Some(admin.tenant_by_name(name).await?),
+                None => None,
+            };
+            for c in admin.list_credentials(t.as_ref()).await? {
+                println!("{:<20} {:<30} {}", c.tenant, c.name, c.reference);
+            }
+        }
+        Command::Audit { limit, json } => {
+            let admin = app::admin_store(settings).await?;
+            let t = match tenant.as_deref() {
+                Some(name) => Some(admin.tenant_by_name(name).await?),
+                None => None,
+            };
+            for a in admin.audit_log(t.as_ref(), limit.clamp(1, 10_000)).await? {
+                if json {
+                    println!("{}", serde_json::to_string(&a)?);
+                } else {
+                    println!(
+                        "{}  {:<16} {:<44} {:<20} {}  {}",
+                        a.at.format("%Y-%m-%d %H:%M:%S"),
+                        a.tenant,
+                        a.actor,
+                        a.action,
+                        a.target,
+                        a.detail
+                    );
+                }
             }
         }
         Command::Demo { path, branch } => {

@@ -52,6 +52,8 @@ macro_rules! id_type {
 id_type!(ProjectId, "project");
 id_type!(RepositoryId, "repository");
 id_type!(SyncId, "sync");
+id_type!(TenantId, "tenant");
+id_type!(KeyId, "key");
 
 #[cfg(test)]
 mod tests {

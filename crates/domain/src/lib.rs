@@ -15,15 +15,17 @@ pub mod plan;
 pub mod progress;
 pub mod search;
 pub mod source;
+pub mod tenancy;
 
 pub use error::{ErrorClass, PhaseError};
-pub use ids::{ProjectId, RepositoryId, SyncId};
+pub use ids::{KeyId, ProjectId, RepositoryId, SyncId, TenantId};
 pub use job::SyncJob;
 pub use phase::{PhaseStatus, SyncPhase, SyncStatus};
 pub use plan::{ChangeKind, SkipReason, Stats};
 pub use progress::ProgressEvent;
 pub use search::SearchMode;
 pub use source::{Blob, Branch, EntryKind, Source, SourceError, SourceErrorKind, TreeEntry};
+pub use tenancy::Role;
 
 /// `scheme://user:password@host/...` → `scheme://user:***@host/...`, and a
 /// `password=` (or `sslpassword=`) query parameter → `password=***`, so that

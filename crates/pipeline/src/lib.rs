@@ -158,7 +158,30 @@ impl Pipeline {
     }
 
     /// Run a sync from wherever its steps say it is, if its lease can be taken.
+    ///
+    /// A job names only its sync: the worker learns the sync's tenant first,
+    /// and every transaction of the run is then that tenant's (row-level
+    /// security shows it nothing else).
     pub async fn run(&self, sync_id: SyncId) {
+        let tenant = match self.store.sync_tenant(sync_id).await {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                tracing::warn!(%sync_id, "the job names an unknown sync; dropping it");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(%sync_id, "cannot read the ledger: {e}; the reconciler will push it again");
+                return;
+            }
+        };
+        let scoped = Self {
+            store: self.store.scoped(tenant),
+            ..self.clone()
+        };
+        scoped.run_as_tenant(sync_id).await
+    }
+
+    async fn run_as_tenant(&self, sync_id: SyncId) {
         let claim = match self
             .store
             .claim(sync_id, &self.opts.worker_name, self.opts.lease_ttl)
@@ -389,7 +412,7 @@ impl Pipeline {
         if let Some(s) = &ctx.source {
             return Ok(s.clone());
         }
-        let s = self.sources.open(&spec(&ctx.project)).await?;
+        let s = open_source(&self.store, self.sources.as_ref(), &ctx.project).await?;
         ctx.source = Some(s.clone());
         Ok(s)
     }
@@ -477,14 +500,34 @@ impl JobHandler for Pipeline {
     }
 }
 
-/// The `RepositorySpec` of a project's repository.
-pub fn spec(project: &Project) -> RepositorySpec<'_> {
+/// Open a project's repository, with the credential the project names
+/// (registered by an operator for the project's tenant, read in `store`'s
+/// tenant).
+pub async fn open_source(
+    store: &Store,
+    sources: &dyn SourceFactory,
+    project: &Project,
+) -> Result<Arc<dyn Source>, PhaseError> {
     let r = &project.repository;
-    RepositorySpec {
-        provider: &r.provider,
-        location: &r.location,
-        credentials_ref: r.credentials_ref.as_deref(),
-    }
+    let reference = match &r.credential {
+        Some(name) => Some(
+            store
+                .credential_reference(name)
+                .await
+                .map_err(|e| match e {
+                    projsync_store::Error::Invalid(m) => PhaseError::fatal(m),
+                    other => PhaseError::from(other),
+                })?,
+        ),
+        None => None,
+    };
+    Ok(sources
+        .open(&RepositorySpec {
+            provider: &r.provider,
+            location: &r.location,
+            credentials_ref: reference.as_deref(),
+        })
+        .await?)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 use async_trait::async_trait;
 use projsync_domain::{Blob, Branch, EntryKind, Source, SourceError, TreeEntry};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,6 +62,38 @@ impl GitSource {
         &self.path
     }
 
+    /// Whether this is the top of its repository: the top of a work tree,
+    /// or a bare repository's own directory; not a subdirectory of a work
+    /// tree (Git would walk up to the enclosing repository) and not the
+    /// `.git` folder inside one.
+    pub async fn is_repository_top(&self) -> Result<bool, SourceError> {
+        let out = self
+            .git(&["rev-parse", "--is-bare-repository", "--is-inside-git-dir"])
+            .await?;
+        if !out.status.success() {
+            return Ok(false);
+        }
+        let flags = String::from_utf8_lossy(&out.stdout);
+        let mut flags = flags.split_whitespace();
+        let bare = flags.next() == Some("true");
+        let in_git_dir = flags.next() == Some("true");
+        let which = match (bare, in_git_dir) {
+            (true, _) => "--absolute-git-dir",
+            (false, true) => return Ok(false),
+            (false, false) => "--show-toplevel",
+        };
+        let out = self.git(&["rev-parse", which]).await?;
+        if !out.status.success() {
+            return Ok(false);
+        }
+        let mut top = out.stdout;
+        while top.last() == Some(&b'\n') {
+            top.pop();
+        }
+        let top = PathBuf::from(std::ffi::OsString::from_vec(top));
+        Ok(top.canonicalize().ok().as_deref() == Some(self.path.as_path()))
+    }
+
     pub fn counters(&self) -> Arc<ReadCounters> {
         self.counters.clone()
     }
@@ -73,6 +106,11 @@ impl GitSource {
             .args(["-c", "safe.directory=*"])
             .args(args)
             .env("GIT_TERMINAL_PROMPT", "0")
+            // Never look for a repository above this one.
+            .env(
+                "GIT_CEILING_DIRECTORIES",
+                self.path.parent().unwrap_or(Path::new("/")),
+            )
             .env("LC_ALL", "C")
             .stdin(Stdio::null())
             .kill_on_drop(true);

@@ -8,6 +8,7 @@
 use async_trait::async_trait;
 use projsync_domain::source::{RepositorySpec, SourceFactory};
 use projsync_domain::{Source, SourceError};
+use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 pub use projsync_source_github::GitHubConfig;
@@ -16,6 +17,9 @@ pub use projsync_source_github::GitHubConfig;
 #[derive(Clone, Default)]
 pub struct DefaultSources {
     github: GitHubConfig,
+    /// Directories under which local repositories may be read (empty:
+    /// none may).
+    local_roots: Vec<PathBuf>,
     /// Where the GitHub rate-limit budgets are shared, and under which key
     /// prefix (none: each request only learns from its own answer).
     redis: Option<(redis::aio::ConnectionManager, String)>,
@@ -29,9 +33,64 @@ impl DefaultSources {
     ) -> Self {
         Self {
             github,
+            local_roots: Vec::new(),
             redis,
             tree_cache: Default::default(),
         }
+    }
+
+    /// Allow local repositories under these directories (the operator's
+    /// `sources.local.allowed_roots`). Roots that do not exist are ignored.
+    pub fn with_local_roots(mut self, roots: impl IntoIterator<Item = PathBuf>) -> Self {
+        self.local_roots = roots
+            .into_iter()
+            .filter_map(|r| r.canonicalize().ok())
+            .collect();
+        self
+    }
+
+    /// Open a local repository if the operator allows it: the path,
+    /// symlinks resolved, must lie under an allowed root and be the top of
+    /// a repository. Every refusal has the same text, so that a caller
+    /// learns nothing about the server's files.
+    async fn open_local(
+        &self,
+        location: &str,
+    ) -> Result<projsync_source_git::GitSource, SourceError> {
+        if self.local_roots.is_empty() {
+            return Err(SourceError::invalid(
+                "local repositories are not enabled on this server; an operator allows \
+                 directories with sources.local.allowed_roots",
+            ));
+        }
+        let refused = || {
+            SourceError::invalid(format!(
+                "`{}` is not a repository this server may read: give the top directory of a \
+                 Git repository under one of the directories an operator allowed \
+                 (sources.local.allowed_roots)",
+                location.escape_debug()
+            ))
+        };
+        let path = Path::new(location);
+        if !path.is_absolute()
+            || path
+                .components()
+                .any(|c| !matches!(c, Component::RootDir | Component::Normal(_)))
+            || path.file_name().is_some_and(|n| n == ".git")
+        {
+            return Err(refused());
+        }
+        let real = path.canonicalize().map_err(|_| refused())?;
+        if !self.local_roots.iter().any(|root| real.starts_with(root)) {
+            return Err(refused());
+        }
+        let source = projsync_source_git::GitSource::open(&real)
+            .await
+            .map_err(|_| refused())?;
+        if !source.is_repository_top().await.map_err(|_| refused())? {
+            return Err(refused());
+        }
+        Ok(source)
     }
 }
 
@@ -93,9 +152,7 @@ pub fn resolve_credentials(
 impl SourceFactory for DefaultSources {
     async fn open(&self, repo: &RepositorySpec<'_>) -> Result<Arc<dyn Source>, SourceError> {
         match repo.provider {
-            "local" => Ok(Arc::new(
-                projsync_source_git::GitSource::open(repo.location).await?,
-            )),
+            "local" => Ok(Arc::new(self.open_local(repo.location).await?)),
             "github" => {
                 let credentials = resolve_credentials(repo.credentials_ref)?;
                 let budget = self

@@ -194,13 +194,24 @@ impl Store {
     /// cache holds vectors of that model with other dimensions: a model name
     /// means one vector space.
     pub async fn ensure_embedding_index(&self, model: &str, dimensions: usize) -> Result<()> {
-        let other: Option<i32> = sqlx::query_scalar(
-            "SELECT dimensions FROM embeddings WHERE model = $1 AND dimensions <> $2 LIMIT 1",
-        )
-        .bind(model)
-        .bind(dimensions as i32)
-        .fetch_optional(&self.pool)
-        .await?;
+        // The API and the workers are not the owner of the table: the
+        // index is made by a SECURITY DEFINER function of the owner, which
+        // also sees every tenant's vectors of that model.
+        let name = index_name(model, dimensions);
+        let other: Option<i32> =
+            match sqlx::query_scalar("SELECT projsync_ensure_embedding_index($1, $2, $3)")
+                .bind(model)
+                .bind(dimensions as i32)
+                .bind(&name)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(Error::from)
+            {
+                Ok(other) => other,
+                // Two processes starting at once: the other one made it.
+                Err(e) if e.is_unique_violation() => None,
+                Err(e) => return Err(e),
+            };
         if let Some(d) = other {
             return Err(Error::Invalid(format!(
                 "the stored vectors of model `{model}` have {d} dimensions but \
@@ -208,28 +219,7 @@ impl Store {
                  (embeddings.model) or set the dimensions back to {d}"
             )));
         }
-        let name = index_name(model, dimensions);
-        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-            .bind(&name)
-            .fetch_one(&self.pool)
-            .await?;
-        if exists {
-            return Ok(());
-        }
-        let sql = format!(
-            "CREATE INDEX IF NOT EXISTS {name} ON embeddings USING hnsw \
-             ((embedding::vector({dimensions})) vector_cosine_ops) WHERE model = {}",
-            literal(model)
-        );
-        match sqlx::query(&sql)
-            .execute(&self.pool)
-            .await
-            .map_err(Error::from)
-        {
-            // Two processes starting at once: the other one made it.
-            Err(e) if e.is_unique_violation() => Ok(()),
-            other => other.map(|_| ()),
-        }
+        Ok(())
     }
 
     /// The next entry versions of `scope` that have no chunks yet, by id.
@@ -245,7 +235,7 @@ impl Store {
         ))
         .bind(scope.id())
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         Ok(rows
             .into_iter()
@@ -328,7 +318,7 @@ impl Store {
             scope.condition()
         ))
         .bind(scope.id())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.read().await?)
         .await?)
     }
 
@@ -354,7 +344,7 @@ impl Store {
         .bind(model)
         .bind(after)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         Ok(rows
             .into_iter()
@@ -387,7 +377,7 @@ impl Store {
     /// not chunked yet. Finalize refuses to activate versions while either is
     /// non-zero: a reader never sees an active chunk without its vector.
     pub async fn unembedded(&self, scope: ChunkScope, model: &str) -> Result<(i64, i64)> {
-        unembedded(&self.pool, scope, model).await
+        unembedded(&mut *self.read().await?, scope, model).await
     }
 
     /// How far a project's active entries are embedded with `model`.
@@ -409,7 +399,7 @@ impl Store {
         )
         .bind(project_id.0)
         .bind(model)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.read().await?)
         .await?;
         Ok(EmbeddingCounts {
             entries: row.get("entries"),
@@ -422,11 +412,14 @@ impl Store {
     /// Delete the cached vectors of every model but `keep`, with their
     /// indexes' rows. Returns how many were deleted.
     pub async fn prune_vectors(&self, keep: &str) -> Result<u64> {
-        Ok(sqlx::query("DELETE FROM embeddings WHERE model <> $1")
+        let mut tx = self.begin().await?;
+        let deleted = sqlx::query("DELETE FROM embeddings WHERE model <> $1")
             .bind(keep)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
-            .rows_affected())
+            .rows_affected();
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     /// The `limit` chunks nearest to `query` (cosine distance through the
@@ -495,7 +488,7 @@ impl Store {
         force_index: bool,
     ) -> Result<Vec<sqlx::postgres::PgRow>> {
         let sql = format!("{prefix}{}", semantic_sql(q.model, q.dimensions, q.filter));
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         // Filters are applied as the index is walked (pgvector ≥ 0.8), so a
         // selective filter still fills `limit`. A prepared statement's
         // generic plan, costed without the query's values, sorts every
@@ -544,7 +537,7 @@ impl Store {
             visible(filter.as_of.map(|_| 6)),
             filter_sql(),
         );
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         // Plan with the query's values: how many chunks a term matches
         // decides between the GIN index and a scan of the project.
         sqlx::query("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")
@@ -572,7 +565,7 @@ impl Store {
         )
         .bind(sync_id.0)
         .bind(project_id.0)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.read().await?)
         .await?)
     }
 }
@@ -666,7 +659,7 @@ pub(crate) async fn insert_vectors<'e>(
         "INSERT INTO embeddings (model, content_hash, dimensions, embedding) \
          SELECT $1, t.hash, vector_dims(t.v::vector), t.v::vector \
          FROM UNNEST($2::text[], $3::text[]) AS t(hash, v) \
-         ON CONFLICT (model, content_hash) DO NOTHING",
+         ON CONFLICT (tenant_id, model, content_hash) DO NOTHING",
     )
     .bind(model)
     .bind(vectors.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>())

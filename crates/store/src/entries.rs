@@ -58,7 +58,7 @@ impl Store {
              WHERE repository_id = $1",
         )
         .bind(repository_id.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         rows.iter()
             .map(|r| {
@@ -116,7 +116,7 @@ impl Store {
     pub async fn plan(&self, sync_id: SyncId) -> Result<Vec<PlanRow>> {
         let rows = sqlx::query(&format!("{SELECT_PLAN} WHERE sync_id = $1 ORDER BY path"))
             .bind(sync_id.0)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.read().await?)
             .await?;
         rows.iter().map(plan_from_row).collect()
     }
@@ -129,7 +129,7 @@ impl Store {
         )
         .bind(sync_id.0)
         .bind(after)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.read().await?)
         .await?)
     }
 
@@ -145,7 +145,7 @@ impl Store {
         )
         .bind(sync_id.0)
         .bind(after)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         Ok(shas.into_iter().collect())
     }
@@ -158,7 +158,7 @@ impl Store {
         )
         .bind(sync_id.0)
         .bind(after)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.read().await?)
         .await?)
     }
 
@@ -176,7 +176,7 @@ impl Store {
         .bind(sync_id.0)
         .bind(after)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         rows.iter().map(plan_from_row).collect()
     }
@@ -194,7 +194,7 @@ impl Store {
         )
         .bind(project_id.0)
         .bind(shas)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         Ok(rows
             .into_iter()
@@ -420,7 +420,7 @@ impl Store {
              SELECT id FROM chain WHERE outcome IN ('changed', 'restored') ORDER BY depth LIMIT 1",
         )
         .bind(sync_id.0)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.read().await?)
         .await?;
         let Some(planned) = planned else {
             return Ok(None);
@@ -429,7 +429,7 @@ impl Store {
             "{SELECT_PLAN} WHERE sync_id = $1 AND change <> 'deleted' ORDER BY path"
         ))
         .bind(planned)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         rows.iter()
             .map(plan_from_row)
@@ -444,7 +444,7 @@ impl Store {
              WHERE p.id = $1",
         )
         .bind(project_id.0)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.read().await?)
         .await?;
         Ok(row.and_then(|(id, head)| head.map(|h| (SyncId(id), h))))
     }
@@ -456,7 +456,7 @@ impl Store {
              FROM active_memory_entries WHERE project_id = $1 AND kind = 'file' ORDER BY path",
         )
         .bind(project_id.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         Ok(rows
             .into_iter()

@@ -12,6 +12,7 @@ mod entries;
 mod error;
 mod projects;
 mod syncs;
+mod tenancy;
 
 pub use embeddings::{
     ChunkScope, ChunkToEmbed, EmbeddingCounts, NewChunk, SearchFilter, SearchHit, UnchunkedEntry,
@@ -23,21 +24,38 @@ pub use projects::{NewProject, Project, Repository};
 pub use syncs::{
     CancelOutcome, Claim, ClaimOutcome, EnqueueOutcome, Heartbeat, PlanRow, StepRecord, SyncRecord,
 };
+pub use tenancy::{
+    random_secret, secret_hash, Actor, ApiKey, AppRole, AuditRecord, CreatedKey, Credential,
+    Principal, Tenant,
+};
 
-use projsync_domain::redact_url;
+use projsync_domain::{redact_url, TenantId};
 use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres};
+use sqlx::{PgPool, Postgres, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
+
+/// The tenant that owns everything recorded before tenants existed
+/// (migration 0005), and the CLI's default.
+pub const DEFAULT_TENANT: TenantId = TenantId(uuid::Uuid::from_u128(1));
 
 /// The migrations under `migrations/`, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 
 /// Handle on the ledger. Cheap to clone.
+///
+/// A store is scoped to one tenant ([`Store::scoped`]) or to none. Every
+/// transaction it opens sets `projsync.tenant_id` to its tenant (to nothing
+/// when it has none), and row-level security shows each transaction only
+/// its tenant's rows: a store without a tenant sees no tenant-owned row at
+/// all. The few questions that cross tenants go through `SECURITY DEFINER`
+/// functions ([`Store::sync_tenant`], [`Store::due_for_push`],
+/// [`Store::authenticate`]).
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    tenant: Option<TenantId>,
 }
 
 #[derive(Debug, Clone)]
@@ -62,11 +80,40 @@ impl Store {
             .connect_with(pg)
             .await
             .map_err(connect_err)?;
-        Ok(Self { pool })
+        Ok(Self { pool, tenant: None })
     }
 
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self { pool, tenant: None }
+    }
+
+    /// The same pool, scoped to `tenant`.
+    pub fn scoped(&self, tenant: TenantId) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            tenant: Some(tenant),
+        }
+    }
+
+    /// The tenant this store is scoped to.
+    pub fn tenant(&self) -> Option<TenantId> {
+        self.tenant
+    }
+
+    /// A read-only transaction of this store's tenant, for one statement:
+    /// `q.fetch_all(&mut *self.read().await?)`. It is rolled back when
+    /// dropped (which only ends it: it cannot write).
+    pub(crate) async fn read(&self) -> Result<Transaction<'static, Postgres>> {
+        let mut tx = self.pool.begin_with("BEGIN READ ONLY").await?;
+        set_tenant(&mut tx, self.tenant).await?;
+        Ok(tx)
+    }
+
+    /// Begin a transaction of this store's tenant.
+    pub async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
+        let mut tx = self.pool.begin().await?;
+        set_tenant(&mut tx, self.tenant).await?;
+        Ok(tx)
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -79,6 +126,58 @@ impl Store {
         MIGRATOR.run(&self.pool).await?;
         Ok(())
     }
+}
+
+/// Set the tenant of the current transaction (`None`: no tenant, which
+/// sees no tenant-owned row).
+pub async fn set_tenant(conn: &mut sqlx::PgConnection, tenant: Option<TenantId>) -> Result<()> {
+    sqlx::query("SELECT set_config('projsync.tenant_id', $1, true)")
+        .bind(tenant.map(|t| t.to_string()).unwrap_or_default())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The user (and password, if any) a `postgres://` URL connects as;
+/// the user defaults to the OS user, as libpq's does.
+pub fn url_user(url: &str) -> Result<(String, Option<String>)> {
+    let parsed = url::Url::parse(url)
+        .map_err(|e| Error::Invalid(format!("`{}` is not a valid URL: {e}", redact_url(url))))?;
+    let decode = |s: &str| {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            match (
+                bytes[i],
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) {
+                (b'%', Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                }
+                (b, _, _) => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let mut user = decode(parsed.username());
+    if let Some((_, u)) = parsed.query_pairs().find(|(k, _)| k == "user") {
+        user = u.into_owned();
+    }
+    if user.is_empty() {
+        user = std::env::var("USER").unwrap_or_else(|_| "postgres".into());
+    }
+    let mut password = parsed.password().map(decode);
+    if let Some((_, p)) = parsed.query_pairs().find(|(k, _)| k == "password") {
+        password = Some(p.into_owned());
+    }
+    Ok((user, password))
 }
 
 /// Create the database named in `url` if it does not exist yet.

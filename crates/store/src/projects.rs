@@ -15,7 +15,7 @@ pub struct Repository {
     /// A filesystem path (local) or `owner/name` (github).
     pub location: String,
     pub default_branch: String,
-    pub credentials_ref: Option<String>,
+    pub credential: Option<String>,
     pub last_synced_commit: Option<String>,
 }
 
@@ -39,7 +39,7 @@ pub struct NewProject {
     pub provider: String,
     pub location: String,
     pub default_branch: String,
-    pub credentials_ref: Option<String>,
+    pub credential: Option<String>,
     pub ignore_patterns: Vec<String>,
     pub max_file_bytes: Option<i64>,
     pub embeddings_enabled: Option<bool>,
@@ -47,7 +47,7 @@ pub struct NewProject {
 
 const SELECT_PROJECT: &str =
     "SELECT p.id, p.name, p.ignore_patterns, p.max_file_bytes, p.embeddings_enabled, p.last_sync_id, \
-     p.created_at, r.id AS repo_id, r.provider, r.location, r.default_branch, r.credentials_ref, \
+     p.created_at, r.id AS repo_id, r.provider, r.location, r.default_branch, r.credential, \
      r.last_synced_commit FROM projects p JOIN repositories r ON r.project_id = p.id";
 
 fn project_from_row(row: &sqlx::postgres::PgRow) -> Project {
@@ -64,7 +64,7 @@ fn project_from_row(row: &sqlx::postgres::PgRow) -> Project {
             provider: row.get("provider"),
             location: row.get("location"),
             default_branch: row.get("default_branch"),
-            credentials_ref: row.get("credentials_ref"),
+            credential: row.get("credential"),
             last_synced_commit: row.get("last_synced_commit"),
         },
     }
@@ -75,7 +75,7 @@ impl Store {
     /// A duplicate name is a `Conflict`.
     pub async fn create_project(&self, new: &NewProject) -> Result<Project> {
         let id = ProjectId::new();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO projects (id, name, ignore_patterns, max_file_bytes, embeddings_enabled) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -98,7 +98,7 @@ impl Store {
             other => other?,
         };
         sqlx::query(
-            "INSERT INTO repositories (id, project_id, provider, location, default_branch, credentials_ref) \
+            "INSERT INTO repositories (id, project_id, provider, location, default_branch, credential) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(RepositoryId::new().0)
@@ -106,7 +106,7 @@ impl Store {
         .bind(&new.provider)
         .bind(&new.location)
         .bind(&new.default_branch)
-        .bind(&new.credentials_ref)
+        .bind(&new.credential)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -116,7 +116,7 @@ impl Store {
     pub async fn project(&self, id: ProjectId) -> Result<Project> {
         let row = sqlx::query(&format!("{SELECT_PROJECT} WHERE p.id = $1"))
             .bind(id.0)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.read().await?)
             .await?
             .ok_or_else(|| Error::NotFound(format!("project {id}")))?;
         Ok(project_from_row(&row))
@@ -125,7 +125,7 @@ impl Store {
     pub async fn project_by_name(&self, name: &str) -> Result<Project> {
         let row = sqlx::query(&format!("{SELECT_PROJECT} WHERE p.name = $1"))
             .bind(name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.read().await?)
             .await?
             .ok_or_else(|| Error::NotFound(format!("project `{name}`")))?;
         Ok(project_from_row(&row))
@@ -133,7 +133,7 @@ impl Store {
 
     pub async fn list_projects(&self) -> Result<Vec<Project>> {
         let rows = sqlx::query(&format!("{SELECT_PROJECT} ORDER BY p.created_at"))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.read().await?)
             .await?;
         Ok(rows.iter().map(project_from_row).collect())
     }

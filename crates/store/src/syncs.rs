@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use projsync_domain::plan::ChangeKind;
 use projsync_domain::progress::ProgressEvent;
 use projsync_domain::{
-    EntryKind, PhaseError, PhaseStatus, ProjectId, SkipReason, Stats, SyncId, SyncPhase, SyncStatus,
+    EntryKind, PhaseError, PhaseStatus, ProjectId, SkipReason, Stats, SyncId, SyncPhase,
+    SyncStatus, TenantId,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
@@ -199,7 +200,7 @@ impl Store {
     /// A transaction that holds the sync's row lock with the fence checked:
     /// how every write of a phase begins (invariant 3).
     pub(crate) async fn fenced(&self, claim: &Claim) -> Result<Transaction<'static, Postgres>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         check_fence(&mut tx, claim.sync_id, claim.fence).await?;
         Ok(tx)
     }
@@ -279,7 +280,7 @@ impl Store {
                 }
             }
             let id = SyncId::new();
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin().await?;
             let inserted = sqlx::query(
                 "INSERT INTO project_syncs (id, project_id, branch, status, idempotency_key, kind, \
                      restore_of_sync_id, last_pushed_at, options) \
@@ -349,7 +350,7 @@ impl Store {
         ))
         .bind(project_id.0)
         .bind(key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.read().await?)
         .await?;
         row.as_ref().map(sync_from_row).transpose()
     }
@@ -361,7 +362,7 @@ impl Store {
              WHERE project_id = $1 AND status IN ('queued', 'running')"
         ))
         .bind(project_id.0)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.read().await?)
         .await?;
         row.as_ref().map(sync_from_row).transpose()
     }
@@ -371,7 +372,7 @@ impl Store {
             "SELECT {SYNC_COLUMNS} FROM project_syncs WHERE id = $1"
         ))
         .bind(id.0)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.read().await?)
         .await?
         .ok_or_else(|| Error::NotFound(format!("sync {id}")))?;
         sync_from_row(&row)
@@ -385,7 +386,7 @@ impl Store {
         ))
         .bind(project_id.0)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         rows.iter().map(sync_from_row).collect()
     }
@@ -396,7 +397,7 @@ impl Store {
              FROM sync_steps WHERE sync_id = $1 ORDER BY ordinal",
         )
         .bind(sync_id.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         rows.iter()
             .map(|r| {
@@ -417,6 +418,7 @@ impl Store {
     /// expired or already ours, and whose retry is due. The fence increases
     /// with every claim, which locks out any earlier holder.
     pub async fn claim(&self, sync_id: SyncId, owner: &str, ttl: Duration) -> Result<ClaimOutcome> {
+        let mut tx = self.begin().await?;
         let row: Option<(Uuid, i64)> = sqlx::query_as(
             "UPDATE project_syncs SET status = 'running', lease_owner = $2, \
                  lease_expires_at = now() + make_interval(secs => $3), fence = fence + 1, \
@@ -430,8 +432,9 @@ impl Store {
         .bind(sync_id.0)
         .bind(owner)
         .bind(interval(ttl))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         if let Some((project_id, fence)) = row {
             return Ok(ClaimOutcome::Claimed(Claim {
                 sync_id,
@@ -444,7 +447,7 @@ impl Store {
              WHERE id = $1 AND status = 'queued' AND not_before > now()",
         )
         .bind(sync_id.0)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.read().await?)
         .await?;
         Ok(match wait {
             Some(secs) => ClaimOutcome::NotDue(Duration::from_secs_f64(secs.max(0.0))),
@@ -454,6 +457,7 @@ impl Store {
 
     /// Extend the lease, and learn whether an operator asked to cancel.
     pub async fn heartbeat(&self, claim: &Claim, ttl: Duration) -> Result<Heartbeat> {
+        let mut tx = self.begin().await?;
         let row: Option<bool> = sqlx::query_scalar(
             "UPDATE project_syncs SET lease_expires_at = now() + make_interval(secs => $3) \
              WHERE id = $1 AND fence = $2 AND status = 'running' \
@@ -462,8 +466,9 @@ impl Store {
         .bind(claim.sync_id.0)
         .bind(claim.fence)
         .bind(interval(ttl))
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(match row {
             None => Heartbeat::Lost,
             Some(true) => Heartbeat::CancelRequested,
@@ -477,21 +482,23 @@ impl Store {
             "SELECT cancel_requested_at IS NOT NULL FROM project_syncs WHERE id = $1",
         )
         .bind(sync_id.0)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.read().await?)
         .await?
         .unwrap_or(false))
     }
 
     /// Give the lease up so that another worker may claim at once.
     pub async fn release(&self, claim: &Claim) -> Result<()> {
+        let mut tx = self.begin().await?;
         sqlx::query(
             "UPDATE project_syncs SET lease_owner = NULL, lease_expires_at = NULL \
              WHERE id = $1 AND fence = $2",
         )
         .bind(claim.sync_id.0)
         .bind(claim.fence)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -614,6 +621,7 @@ impl Store {
     /// Keep `event` as the sync's latest snapshot, numbered with the next
     /// sequence number, and return it as numbered.
     pub async fn record_progress(&self, mut event: ProgressEvent) -> Result<ProgressEvent> {
+        let mut tx = self.begin().await?;
         let seq: i64 = sqlx::query_scalar(
             "UPDATE project_syncs SET progress_seq = progress_seq + 1, \
                  progress = jsonb_set($2::jsonb, '{seq}', to_jsonb(progress_seq + 1)) \
@@ -621,8 +629,9 @@ impl Store {
         )
         .bind(event.sync_id.0)
         .bind(Json(&event))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
+        tx.commit().await?;
         event.seq = seq;
         Ok(event)
     }
@@ -667,12 +676,14 @@ impl Store {
     /// The job of this queued sync could not be pushed: let the reconciler
     /// push it at its next pass.
     pub async fn mark_unpushed(&self, sync_id: SyncId) -> Result<()> {
+        let mut tx = self.begin().await?;
         sqlx::query(
             "UPDATE project_syncs SET last_pushed_at = NULL WHERE id = $1 AND status = 'queued'",
         )
         .bind(sync_id.0)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 }
@@ -742,7 +753,7 @@ impl Store {
     /// Ask to cancel a sync. A queued one is cancelled at once; a running
     /// one stops at its next batch boundary.
     pub async fn request_cancel(&self, sync_id: SyncId) -> Result<CancelOutcome> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let status: Option<String> =
             sqlx::query_scalar("SELECT status FROM project_syncs WHERE id = $1 FOR UPDATE")
                 .bind(sync_id.0)
@@ -790,21 +801,24 @@ impl Store {
     /// marked pushed now; `SKIP LOCKED` keeps reconcilers of several workers
     /// from taking the same rows.
     pub async fn due_for_push(&self, redeliver_after: Duration, limit: i64) -> Result<Vec<SyncId>> {
-        let ids: Vec<Uuid> = sqlx::query_scalar(
-            "UPDATE project_syncs SET last_pushed_at = now() WHERE id IN ( \
-                 SELECT id FROM project_syncs \
-                 WHERE (last_pushed_at IS NULL OR last_pushed_at < now() - make_interval(secs => $1) \
-                        OR (status = 'running' AND last_pushed_at < lease_expires_at)) \
-                   AND ((status = 'queued' AND (not_before IS NULL OR not_before <= now())) \
-                     OR (status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < now()))) \
-                 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
-             RETURNING id",
-        )
-        .bind(interval(redeliver_after))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        // Across tenants: a SECURITY DEFINER function of the owner (see
+        // migrations/0005_tenants.sql) that answers only this.
+        let ids: Vec<Uuid> = sqlx::query_scalar("SELECT projsync_due_for_push($1, $2)")
+            .bind(interval(redeliver_after))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(ids.into_iter().map(SyncId).collect())
+    }
+
+    /// The tenant of a sync, whichever it is (a worker learns it from the
+    /// job's sync id before it claims); `None` for an unknown id.
+    pub async fn sync_tenant(&self, sync_id: SyncId) -> Result<Option<TenantId>> {
+        let t: Option<Uuid> = sqlx::query_scalar("SELECT projsync_sync_tenant($1)")
+            .bind(sync_id.0)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(t.map(TenantId))
     }
 
     /// Syncs in any of `statuses`, newest first, across projects (ops).
@@ -820,7 +834,7 @@ impl Store {
         ))
         .bind(&statuses)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         rows.iter().map(sync_from_row).collect()
     }
@@ -829,7 +843,7 @@ impl Store {
     /// checkpoints kept), or from the start (plan and pending versions
     /// dropped). A project with another active sync is a conflict.
     pub async fn retry_sync(&self, sync_id: SyncId, from_start: bool) -> Result<SyncRecord> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         lock_ended(&mut tx, sync_id, "retried").await?;
         if from_start {
             discard_work(&mut tx, sync_id).await?;
@@ -878,7 +892,7 @@ impl Store {
     /// Give up on a failed or cancelled sync for good: its pending versions
     /// and plan go, the row stays in the history as `discarded`.
     pub async fn discard_sync(&self, sync_id: SyncId) -> Result<SyncRecord> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         lock_ended(&mut tx, sync_id, "discarded").await?;
         discard_work(&mut tx, sync_id).await?;
         sqlx::query(

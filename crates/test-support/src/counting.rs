@@ -24,7 +24,9 @@ pub struct CountingSources {
 
 impl Default for CountingSources {
     fn default() -> Self {
-        Self::wrapping(Arc::new(DefaultSources::default()))
+        Self::wrapping(Arc::new(
+            DefaultSources::default().with_local_roots([std::env::temp_dir()]),
+        ))
     }
 }
 

@@ -46,10 +46,36 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
-/// A database of its own for one test, dropped with it.
+/// `url` with its user replaced by `user` (no password: trust auth on
+/// these machines).
+pub fn with_user(url: &str, user: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let host = match rest[..authority_end].rfind('@') {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    format!("{}{user}@{host}", &url[..scheme_end])
+}
+
+/// The role the API and the workers connect as, as `projsync migrate`
+/// creates it.
+pub const APP_ROLE: &str = "projsync_app";
+
+/// A database of its own for one test, dropped with it, migrated the way
+/// `projsync migrate` does it: as the owner, then the application role.
 pub struct TestDb {
     pub name: String,
+    /// The application role's URL (`database.url`).
     pub url: String,
+    /// The owner's URL (`database.admin_url`).
+    pub admin_url: String,
+    /// The owner's pool: raw SQL that inspects every tenant's rows.
+    pub admin: sqlx::PgPool,
+    /// The application role's store, scoped to the `default` tenant.
     pub store: Store,
 }
 
@@ -66,15 +92,32 @@ impl TestDb {
             .await
             .expect("create test database");
         conn.close().await.ok();
-        let url = with_database(&admin, &name);
+        let admin_url = with_database(&admin, &name);
+        let admin_pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&admin_url)
+            .await
+            .expect("connect to test database");
+        let owner = Store::from_pool(admin_pool.clone());
+        owner.migrate().await.expect("migrations apply");
+        owner
+            .ensure_app_role(APP_ROLE, None)
+            .await
+            .expect("the application role");
+        let url = with_user(&admin_url, APP_ROLE);
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .connect(&url)
             .await
-            .expect("connect to test database");
-        let store = Store::from_pool(pool);
-        store.migrate().await.expect("migrations apply");
-        Self { name, url, store }
+            .expect("connect to test database as the application role");
+        let store = Store::from_pool(pool).scoped(projsync_store::DEFAULT_TENANT);
+        Self {
+            name,
+            url,
+            admin_url,
+            admin: admin_pool,
+            store,
+        }
     }
 }
 

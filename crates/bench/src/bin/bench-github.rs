@@ -54,7 +54,7 @@ impl GitHubBench for Bench {
                 repository: RepositoryInput::Github {
                     repository: "acme/bench".into(),
                     branch: "main".into(),
-                    credentials_ref: None,
+                    credential: None,
                 },
                 ignore_patterns: vec![],
                 max_file_bytes: None,
