@@ -7,6 +7,8 @@
 //! described in `openapi.yaml`, served at `/api/v1/openapi.yaml`.
 
 mod error;
+pub mod limits;
+mod page;
 mod routes;
 pub mod search;
 pub mod service;
@@ -32,6 +34,8 @@ pub struct AppState {
     pub default_max_file_bytes: u64,
     /// The embedding model for queries, and search limits.
     pub search: search::SearchSettings,
+    /// Request checks and size limits (`[api]`).
+    pub limits: limits::Limits,
 }
 
 /// Serve the API on `listener` until `shutdown` resolves.

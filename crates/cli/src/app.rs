@@ -226,6 +226,7 @@ pub async fn api_state_with_search(
         sources: Arc::new(sources(settings).await?),
         default_max_file_bytes: settings.sync.max_file_bytes,
         search,
+        limits: settings.api_limits(),
     })
 }
 
