@@ -209,12 +209,10 @@ impl TestApp {
         self.wait_for(&id).await
     }
 
-    /// The active entries through the API: path → content.
+    /// The active entries through the API: path → content, every page.
     pub async fn active_entries(&self, project_id: &str) -> BTreeMap<String, String> {
-        let (status, body) = self.get(&format!("/projects/{project_id}/memory")).await;
-        assert_eq!(status, 200, "{body}");
-        body.as_array()
-            .unwrap()
+        self.get_all(&format!("/projects/{project_id}/memory"))
+            .await
             .iter()
             .map(|e| {
                 (
@@ -223,6 +221,45 @@ impl TestApp {
                 )
             })
             .collect()
+    }
+
+    /// Every item of a paginated list, following `X-Next-Cursor` (and
+    /// checking that `Link` says the same).
+    pub async fn get_all(&self, path: &str) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let url = match &cursor {
+                Some(c) => format!("{}{path}{sep}cursor={c}", self.base),
+                None => format!("{}{path}", self.base),
+            };
+            let resp = self.http.get(url).send().await.unwrap();
+            let status = resp.status().as_u16();
+            let next = resp
+                .headers()
+                .get("x-next-cursor")
+                .map(|v| v.to_str().unwrap().to_string());
+            let link = resp
+                .headers()
+                .get("link")
+                .map(|v| v.to_str().unwrap().to_string());
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            assert_eq!(status, 200, "{body}");
+            items.extend(body.as_array().unwrap().iter().cloned());
+            assert_eq!(
+                next.is_some(),
+                link.is_some(),
+                "X-Next-Cursor and Link go together"
+            );
+            if let (Some(next), Some(link)) = (&next, &link) {
+                assert!(link.contains(&format!("cursor={next}>")), "{link}");
+            }
+            match next {
+                Some(c) => cursor = Some(c),
+                None => return items,
+            }
+        }
     }
 }
 

@@ -8,4 +8,5 @@ mod embeddings;
 mod github;
 mod helpers;
 mod history;
+mod limits;
 mod local_sync;

@@ -8,6 +8,8 @@
 
 pub mod auth;
 mod error;
+pub mod limits;
+mod page;
 mod routes;
 pub mod search;
 pub mod service;
@@ -39,6 +41,8 @@ pub struct AppState {
     /// Who makes the request, once authenticated (`None`: the operator's
     /// CLI, which calls the service layer directly).
     pub principal: Option<projsync_store::Principal>,
+    /// Request checks and size limits (`[api]`).
+    pub limits: limits::Limits,
 }
 
 /// Serve the API on `listener` until `shutdown` resolves.

@@ -2,10 +2,11 @@
 //! `openapi.yaml` in step.
 
 use crate::auth::Scoped;
+use crate::page::{self, PageQuery, Paged};
 use crate::service::{self, CreateProject};
 use crate::{ApiError, AppState, OPENAPI_YAML};
 use axum::extract::{Path, Query};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -48,6 +49,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/syncs/{id}/retry", post(retry_sync))
         .route("/api/v1/syncs/{id}/discard", post(discard_sync))
         .route("/api/v1/syncs/{id}/events", get(sync_events))
+        // The guard buffers the body under api.max_body_bytes; the
+        // extractors' own limit must not be lower.
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.limits.max_body_bytes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::limits::guard,
+        ))
         .with_state(state)
 }
 
@@ -60,6 +70,11 @@ fn optional_json<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Resul
     serde_json::from_slice(body)
         .map_err(|e| ApiError::Invalid(format!("invalid request body: {e}")))
 }
+
+/// The body of an action without options: empty, or `{}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoFields {}
 
 fn project_id(raw: &str) -> Result<ProjectId, ApiError> {
     raw.parse().map_err(ApiError::NotFound)
@@ -90,13 +105,26 @@ async fn create_project(
     body: Result<Json<CreateProject>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Project>), ApiError> {
     state.require(Role::Admin)?;
-    let Json(body) = body.map_err(|e| ApiError::Invalid(e.body_text()))?;
+    let Json(body) = body?;
     let project = service::create_project(&state, body).await?;
     Ok((StatusCode::CREATED, Json(project)))
 }
 
-async fn list_projects(Scoped(state): Scoped) -> Result<Json<Vec<Project>>, ApiError> {
-    Ok(Json(state.store.list_projects().await?))
+/// Projects by name, a page at a time.
+async fn list_projects(
+    Scoped(state): Scoped,
+    uri: Uri,
+    q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Paged<Project>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::Invalid(e.body_text()))?;
+    let limit = page::limit(q.limit, 100, state.limits.max_page_size)?;
+    let after = page::decode::<page::Projects>(q.cursor.as_deref())?;
+    let found = state
+        .store
+        .list_projects_page(after.as_ref(), limit)
+        .await?;
+    let next = found.next.as_ref().map(page::encode::<page::Projects>);
+    Ok(Paged::new(&uri, found.items, next))
 }
 
 async fn get_project(
@@ -107,6 +135,7 @@ async fn get_project(
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct EnqueueBody {
     branch: Option<String>,
 }
@@ -145,7 +174,7 @@ async fn search(
     Path(id): Path<String>,
     body: Result<Json<crate::search::SearchRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<crate::search::SearchResponse>, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::Invalid(e.body_text()))?;
+    let Json(body) = body?;
     Ok(Json(
         crate::search::search(&state, project_id(&id)?, body).await?,
     ))
@@ -209,6 +238,7 @@ async fn backfill_embeddings(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RestoreBody {
     sync_id: SyncId,
 }
@@ -239,7 +269,7 @@ async fn restore_memory(
     body: Result<Json<RestoreBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<EnqueueResponse>), ApiError> {
     state.require(Role::Write)?;
-    let Json(body) = body.map_err(|e| ApiError::Invalid(e.body_text()))?;
+    let Json(body) = body?;
     let outcome = service::enqueue_restore(
         &state,
         project_id(&id)?,
@@ -268,21 +298,29 @@ fn enqueue_response(
     )
 }
 
-#[derive(Debug, Deserialize)]
-struct HistoryQuery {
-    limit: Option<i64>,
-}
-
+/// The project's syncs, newest first, a page at a time.
 async fn list_syncs(
     Scoped(state): Scoped,
     Path(id): Path<String>,
-    q: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<SyncRecord>>, ApiError> {
+    uri: Uri,
+    q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Paged<SyncRecord>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::Invalid(e.body_text()))?;
     let id = project_id(&id)?;
+    let limit = page::limit(q.limit, 50, state.limits.max_page_size)?;
+    let after = page::decode::<page::History>(q.cursor.as_deref())?
+        .map(page::sync_key_in)
+        .transpose()?;
     state.store.project(id).await?;
-    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    Ok(Json(state.store.list_syncs(id, limit).await?))
+    let found = state
+        .store
+        .list_syncs_page(id, after.as_ref(), limit)
+        .await?;
+    let next = found
+        .next
+        .as_ref()
+        .map(|k| page::encode::<page::History>(&page::sync_key_out(k)));
+    Ok(Paged::new(&uri, found.items, next))
 }
 
 #[derive(Debug, Serialize)]
@@ -312,31 +350,57 @@ async fn list_branches(
     ))
 }
 
+/// The project's active entries by path, a page at a time.
 async fn list_memory(
     Scoped(state): Scoped,
     Path(id): Path<String>,
-) -> Result<Json<Vec<ActiveEntry>>, ApiError> {
+    uri: Uri,
+    q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Paged<ActiveEntry>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::Invalid(e.body_text()))?;
     let id = project_id(&id)?;
+    let limit = page::limit(q.limit, 100, state.limits.max_page_size)?;
+    let after = page::decode::<page::Memory>(q.cursor.as_deref())?;
     state.store.project(id).await?;
-    Ok(Json(state.store.active_entries(id).await?))
+    let found = state
+        .store
+        .active_entries_page(id, after.as_ref(), limit)
+        .await?;
+    let next = found.next.as_ref().map(page::encode::<page::Memory>);
+    Ok(Paged::new(&uri, found.items, next))
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct StatusQuery {
     /// Comma-separated statuses; default: failed,running,queued.
     status: Option<String>,
     limit: Option<i64>,
+    cursor: Option<String>,
 }
 
-/// Ops: syncs of every project by status, newest first, from the ledger.
+/// Ops: syncs of every project by status, newest first, from the ledger,
+/// a page at a time.
 async fn list_syncs_by_status(
     Scoped(state): Scoped,
+    uri: Uri,
     q: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<SyncRecord>>, ApiError> {
+) -> Result<Paged<SyncRecord>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::Invalid(e.body_text()))?;
     let statuses = parse_statuses(q.status.as_deref())?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    Ok(Json(state.store.syncs_by_status(&statuses, limit).await?))
+    let limit = page::limit(q.limit, 100, state.limits.max_page_size)?;
+    let after = page::decode::<page::Ops>(q.cursor.as_deref())?
+        .map(page::sync_key_in)
+        .transpose()?;
+    let found = state
+        .store
+        .syncs_by_status_page(&statuses, after.as_ref(), limit)
+        .await?;
+    let next = found
+        .next
+        .as_ref()
+        .map(|k| page::encode::<page::Ops>(&page::sync_key_out(k)));
+    Ok(Paged::new(&uri, found.items, next))
 }
 
 /// `failed,running` → statuses; none → failed, running and queued.
@@ -367,8 +431,10 @@ struct CancelResponse {
 async fn cancel_sync(
     Scoped(state): Scoped,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<CancelResponse>), ApiError> {
     state.require(Role::Write)?;
+    let NoFields {} = optional_json(&body)?;
     let id = sync_id(&id)?;
     let outcome = service::cancel_sync(&state, id).await?;
     let outcome = match outcome {
@@ -380,6 +446,7 @@ async fn cancel_sync(
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RetryBody {
     #[serde(default)]
     from_start: bool,
@@ -402,8 +469,10 @@ async fn retry_sync(
 async fn discard_sync(
     Scoped(state): Scoped,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> Result<Json<SyncRecord>, ApiError> {
     state.require(Role::Admin)?;
+    let NoFields {} = optional_json(&body)?;
     Ok(Json(service::discard_sync(&state, sync_id(&id)?).await?))
 }
 

@@ -1,13 +1,13 @@
 //! What the API does, callable without HTTP (the CLI uses it too).
 
 use crate::{ApiError, AppState};
-use projsync_domain::filter::Filter;
 use projsync_domain::source::RepositorySpec;
 use projsync_domain::{ProjectId, SyncStatus};
 use projsync_store::{EnqueueOutcome, NewProject, Project};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CreateProject {
     pub name: String,
     pub repository: RepositoryInput,
@@ -26,7 +26,7 @@ pub struct ProjectEmbeddings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "provider", rename_all = "snake_case")]
+#[serde(tag = "provider", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RepositoryInput {
     /// A Git repository on the worker's disk.
     Local { path: String, branch: String },
@@ -75,9 +75,6 @@ pub(crate) fn check_text(
 
 pub async fn create_project(state: &AppState, input: CreateProject) -> Result<Project, ApiError> {
     check_text("name", &input.name, 4096, false)?;
-    for pattern in &input.ignore_patterns {
-        check_text("ignore_patterns", pattern, 4096, false)?;
-    }
     match &input.repository {
         RepositoryInput::Local { path, branch } => {
             check_text("repository.path", path, 4096, false)?;
@@ -108,9 +105,19 @@ pub async fn create_project(state: &AppState, input: CreateProject) -> Result<Pr
         if m <= 0 {
             return Err(ApiError::Invalid("max_file_bytes must be positive".into()));
         }
+        let limit = state.limits.max_file_bytes_limit;
+        if m as u64 > limit {
+            return Err(ApiError::Invalid(format!(
+                "max_file_bytes is {m}; at most {limit} is accepted (api.max_file_bytes_limit)"
+            )));
+        }
     }
-    Filter::new(state.default_max_file_bytes, &input.ignore_patterns)
-        .map_err(|e| ApiError::Invalid(e.to_string()))?;
+    crate::limits::check_ignore_patterns(
+        &state.limits,
+        state.default_max_file_bytes,
+        &input.ignore_patterns,
+    )
+    .await?;
     let (provider, location, branch, credential) = match input.repository {
         RepositoryInput::Local { path, branch } => {
             let path = std::path::Path::new(&path);

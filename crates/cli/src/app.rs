@@ -278,6 +278,7 @@ pub async fn api_state_with_search(
             settings.api.rate_limit_per_tenant,
         ),
         principal: None,
+        limits: settings.api_limits(),
     })
 }
 

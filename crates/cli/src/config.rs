@@ -90,6 +90,14 @@ pub struct Api {
     pub cookie_secure: bool,
     pub rate_limit_per_key: u32,
     pub rate_limit_per_tenant: u32,
+    pub allowed_hosts: Vec<String>,
+    pub max_body_bytes: u64,
+    pub max_ignore_patterns: u64,
+    pub max_pattern_bytes: u64,
+    pub max_ignore_patterns_bytes: u64,
+    pub max_file_bytes_limit: u64,
+    pub max_page_size: u64,
+    pub validation_concurrency: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -141,7 +149,8 @@ impl Settings {
                 .separator("__")
                 .try_parsing(true)
                 .list_separator(",")
-                .with_list_parse_key("sources.local.allowed_roots"),
+                .with_list_parse_key("sources.local.allowed_roots")
+                .with_list_parse_key("api.allowed_hosts"),
         );
         let settings: Settings = builder
             .build()
@@ -197,6 +206,9 @@ impl Settings {
                 self.api.listen
             );
         }
+        if let Err(e) = projsync_api::limits::AllowedHosts::parse(&self.api.allowed_hosts) {
+            bail!("api.allowed_hosts: {e} (PROJSYNC__API__ALLOWED_HOSTS, comma-separated)");
+        }
         let e = &self.embeddings;
         if !matches!(e.provider.as_str(), "local" | "openai") {
             bail!(
@@ -248,6 +260,19 @@ impl Settings {
             ),
             ("sync.max_file_bytes", self.sync.max_file_bytes),
             ("api.session_ttl_secs", self.api.session_ttl_secs),
+            ("api.max_body_bytes", self.api.max_body_bytes),
+            ("api.max_ignore_patterns", self.api.max_ignore_patterns),
+            ("api.max_pattern_bytes", self.api.max_pattern_bytes),
+            (
+                "api.max_ignore_patterns_bytes",
+                self.api.max_ignore_patterns_bytes,
+            ),
+            ("api.max_file_bytes_limit", self.api.max_file_bytes_limit),
+            ("api.max_page_size", self.api.max_page_size),
+            (
+                "api.validation_concurrency",
+                self.api.validation_concurrency,
+            ),
             (
                 "github.max_concurrent_requests",
                 self.github.max_concurrent_requests as u64,
@@ -282,6 +307,23 @@ impl Settings {
             );
         }
         Ok(())
+    }
+
+    /// The API's request limits (`[api]`).
+    pub fn api_limits(&self) -> projsync_api::limits::Limits {
+        use projsync_api::limits::{AllowedHosts, Limits, Validation};
+        let a = &self.api;
+        let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        Limits {
+            max_body_bytes: size(a.max_body_bytes),
+            allowed_hosts: AllowedHosts::parse(&a.allowed_hosts).unwrap_or_default(),
+            max_ignore_patterns: size(a.max_ignore_patterns),
+            max_pattern_bytes: size(a.max_pattern_bytes),
+            max_ignore_patterns_bytes: size(a.max_ignore_patterns_bytes),
+            max_file_bytes_limit: a.max_file_bytes_limit,
+            max_page_size: i64::try_from(a.max_page_size).unwrap_or(i64::MAX),
+            validation: Validation::new(size(a.validation_concurrency)),
+        }
     }
 
     pub fn connect_options(&self) -> ConnectOptions {

@@ -41,6 +41,34 @@ async fn api_json(resp: reqwest::Response) -> Result<(u16, Value)> {
     Ok((status, body))
 }
 
+/// The id of the project called `name`, paging through the list.
+async fn project_by_name(http: &reqwest::Client, base: &str, name: &str) -> Result<String> {
+    let mut url = format!("{base}/projects?limit=100");
+    loop {
+        let resp = http.get(&url).send().await?;
+        let next = resp
+            .headers()
+            .get("x-next-cursor")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let (status, list) = api_json(resp).await?;
+        if status != 200 {
+            bail!(api_error(status, &list));
+        }
+        let found = list
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .and_then(|p| p["id"].as_str());
+        if let Some(id) = found {
+            return Ok(id.to_string());
+        }
+        match next {
+            Some(cursor) => url = format!("{base}/projects?limit=100&cursor={cursor}"),
+            None => bail!("project {name} exists but was not listed"),
+        }
+    }
+}
+
 fn api_error(status: u16, body: &Value) -> String {
     let msg = body["error"]["message"].as_str().unwrap_or("unknown error");
     format!("the API answered {status}: {msg}")
@@ -110,7 +138,15 @@ pub async fn run(
     let embedder = app::embedder(settings, &store).await?;
     let search = app::search_settings(settings, embedder);
     let state = app::api_state_with_search(settings, store.clone(), search).await?;
-    let (addr, api) = app::spawn_api(listener, state, shutdown.clone())?;
+    let (mut addr, api) = app::spawn_api(listener, state, shutdown.clone())?;
+    if addr.ip().is_unspecified() {
+        // Bound to every address (0.0.0.0): call it by loopback, a name
+        // api.allowed_hosts has by default.
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
     let worker = app::spawn_worker(settings, store.clone(), shutdown.clone()).await?;
     let base = format!("http://{addr}/api/v1");
     println!("  api       http://{addr} (OpenAPI at {base}/openapi.yaml)");
@@ -141,14 +177,7 @@ pub async fn run(
         .await?;
         let project_id = match status {
             201 => body["id"].as_str().unwrap_or_default().to_string(),
-            409 => {
-                let (_, list) = api_json(http.get(format!("{base}/projects")).send().await?).await?;
-                list.as_array()
-                    .and_then(|ps| ps.iter().find(|p| p["name"] == name.as_str()))
-                    .and_then(|p| p["id"].as_str())
-                    .map(str::to_string)
-                    .context("project exists but was not listed")?
-            }
+            409 => project_by_name(&http, &base, &name).await?,
             _ => bail!(api_error(status, &body)),
         };
         println!("project {name} ({project_id})");

@@ -38,6 +38,10 @@ pub struct Filter {
     ignores: GlobSet,
 }
 
+/// The `pattern` of a [`PatternError`] raised by the set as a whole (too
+/// large or complex to compile together), not by one pattern.
+pub const ALL_PATTERNS: &str = "<all>";
+
 #[derive(Debug, thiserror::Error)]
 #[error("invalid ignore pattern `{pattern}`: {reason}")]
 pub struct PatternError {
@@ -65,7 +69,7 @@ impl Filter {
             }
         }
         let ignores = b.build().map_err(|e| PatternError {
-            pattern: "<all>".into(),
+            pattern: ALL_PATTERNS.into(),
             reason: e.to_string(),
         })?;
         Ok(Self {

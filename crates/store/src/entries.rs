@@ -46,6 +46,9 @@ pub struct ActiveEntry {
     pub created_by_sync_id: SyncId,
 }
 
+/// Where a page of active entries resumes: `(kind, path)` of the last one.
+pub type MemoryKey = (String, String);
+
 impl Store {
     /// The files stored for a repository (the last successful sync's tree),
     /// with the reason each skipped one was skipped.
@@ -469,6 +472,46 @@ impl Store {
                 created_by_sync_id: SyncId(r.get("created_by_sync_id")),
             })
             .collect())
+    }
+
+    /// One page of the project's active file entries, by `(kind, path)`,
+    /// starting after `after`. Keyset pagination over the partial unique
+    /// index `(project_id, kind, path)`: a page costs the same at any depth.
+    pub async fn active_entries_page(
+        &self,
+        project_id: ProjectId,
+        after: Option<&MemoryKey>,
+        limit: i64,
+    ) -> Result<crate::Page<ActiveEntry, MemoryKey>> {
+        let (after_kind, after_path) = after.map(|(k, p)| (k.as_str(), p.as_str())).unzip();
+        let rows = sqlx::query(
+            "SELECT kind, path, content, content_hash, blob_sha, language, created_by_sync_id \
+             FROM active_memory_entries WHERE project_id = $1 AND kind = 'file' \
+             AND ($2::text IS NULL OR (kind, path) > ($2, $3)) \
+             ORDER BY kind, path LIMIT $4",
+        )
+        .bind(project_id.0)
+        .bind(after_kind)
+        .bind(after_path)
+        .bind(limit.saturating_add(1))
+        .fetch_all(&self.pool)
+        .await?;
+        let rows = rows
+            .into_iter()
+            .map(|r| {
+                let key: MemoryKey = (r.get("kind"), r.get("path"));
+                let entry = ActiveEntry {
+                    path: r.get("path"),
+                    content: r.get("content"),
+                    content_hash: r.get("content_hash"),
+                    blob_sha: r.get("blob_sha"),
+                    language: r.get("language"),
+                    created_by_sync_id: SyncId(r.get("created_by_sync_id")),
+                };
+                (entry, key)
+            })
+            .collect();
+        Ok(crate::Page::from_rows(rows, limit))
     }
 }
 

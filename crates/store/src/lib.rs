@@ -18,16 +18,46 @@ pub use embeddings::{
     ChunkScope, ChunkToEmbed, EmbeddingCounts, NewChunk, SearchFilter, SearchHit, UnchunkedEntry,
     VectorExtension, PGVECTOR_MISSING,
 };
-pub use entries::{ActiveEntry, ImportRow, NewEntry};
+pub use entries::{ActiveEntry, ImportRow, MemoryKey, NewEntry};
 pub use error::{Error, Result};
-pub use projects::{NewProject, Project, Repository};
+pub use projects::{NewProject, Project, ProjectKey, Repository};
 pub use syncs::{
-    CancelOutcome, Claim, ClaimOutcome, EnqueueOutcome, Heartbeat, PlanRow, StepRecord, SyncRecord,
+    CancelOutcome, Claim, ClaimOutcome, EnqueueOutcome, Heartbeat, PlanRow, StepRecord, SyncKey,
+    SyncRecord,
 };
 pub use tenancy::{
     random_secret, secret_hash, Actor, ApiKey, AppRole, AuditRecord, CreatedKey, Credential,
     Principal, Tenant,
 };
+
+/// One page of a keyset-paginated list: the rows, and the sort key of the
+/// last one when more rows follow (`None` on the last page). The next page
+/// starts strictly after that key, so rows inserted meanwhile never shift
+/// the pages.
+#[derive(Debug, Clone)]
+pub struct Page<T, K> {
+    pub items: Vec<T>,
+    pub next: Option<K>,
+}
+
+impl<T, K: Clone> Page<T, K> {
+    /// Cut rows fetched with `LIMIT limit + 1`, each with its sort key: the
+    /// extra row only says that another page exists.
+    pub(crate) fn from_rows(mut rows: Vec<(T, K)>, limit: i64) -> Self {
+        let limit = usize::try_from(limit).unwrap_or(0);
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next = if more {
+            rows.last().map(|(_, key)| key.clone())
+        } else {
+            None
+        };
+        Self {
+            items: rows.into_iter().map(|(item, _)| item).collect(),
+            next,
+        }
+    }
+}
 
 use projsync_domain::{redact_url, TenantId};
 use sqlx::migrate::{MigrateDatabase, Migrator};

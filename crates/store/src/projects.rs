@@ -137,4 +137,34 @@ impl Store {
             .await?;
         Ok(rows.iter().map(project_from_row).collect())
     }
+
+    /// One page of projects by `(name, id)`, starting after `after`.
+    pub async fn list_projects_page(
+        &self,
+        after: Option<&ProjectKey>,
+        limit: i64,
+    ) -> Result<crate::Page<Project, ProjectKey>> {
+        let (after_name, after_id) = after.map(|(n, id)| (n.as_str(), id.0)).unzip();
+        let rows = sqlx::query(&format!(
+            "{SELECT_PROJECT} WHERE $1::text IS NULL OR (p.name, p.id) > ($1, $2) \
+             ORDER BY p.name, p.id LIMIT $3"
+        ))
+        .bind(after_name)
+        .bind(after_id)
+        .bind(limit.saturating_add(1))
+        .fetch_all(&self.pool)
+        .await?;
+        let rows = rows
+            .iter()
+            .map(project_from_row)
+            .map(|p| {
+                let key = (p.name.clone(), p.id);
+                (p, key)
+            })
+            .collect();
+        Ok(crate::Page::from_rows(rows, limit))
+    }
 }
+
+/// Where a page of projects resumes: `(name, id)` of the last one.
+pub type ProjectKey = (String, ProjectId);

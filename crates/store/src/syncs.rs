@@ -15,6 +15,10 @@ use sqlx::{PgExecutor, Postgres, Row, Transaction};
 use std::time::Duration;
 use uuid::Uuid;
 
+/// Where a page of syncs resumes: the sort timestamp (`created_at` for a
+/// project's history, `updated_at` for the ops list) and id of the last one.
+pub type SyncKey = (DateTime<Utc>, SyncId);
+
 /// A sync as the ledger has it: the contract the API and CLI show.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SyncRecord {
@@ -389,6 +393,38 @@ impl Store {
         .fetch_all(&mut *self.read().await?)
         .await?;
         rows.iter().map(sync_from_row).collect()
+    }
+
+    /// One page of the project's syncs, newest first: by `(created_at
+    /// DESC, id)`, starting after `after`. New syncs sort before the
+    /// cursor, so they never shift later pages.
+    pub async fn list_syncs_page(
+        &self,
+        project_id: ProjectId,
+        after: Option<&SyncKey>,
+        limit: i64,
+    ) -> Result<crate::Page<SyncRecord, SyncKey>> {
+        let (after_at, after_id) = after.map(|(at, id)| (*at, id.0)).unzip();
+        let rows = sqlx::query(&format!(
+            "SELECT {SYNC_COLUMNS} FROM project_syncs WHERE project_id = $1 \
+             AND ($2::timestamptz IS NULL OR created_at < $2 OR (created_at = $2 AND id > $3)) \
+             ORDER BY created_at DESC, id LIMIT $4"
+        ))
+        .bind(project_id.0)
+        .bind(after_at)
+        .bind(after_id)
+        .bind(limit.saturating_add(1))
+        .fetch_all(&self.pool)
+        .await?;
+        let rows = rows
+            .iter()
+            .map(|r| {
+                let sync = sync_from_row(r)?;
+                let key = (sync.created_at, sync.id);
+                Ok((sync, key))
+            })
+            .collect::<Result<_>>()?;
+        Ok(crate::Page::from_rows(rows, limit))
     }
 
     pub async fn steps(&self, sync_id: SyncId) -> Result<Vec<StepRecord>> {
@@ -837,6 +873,41 @@ impl Store {
         .fetch_all(&mut *self.read().await?)
         .await?;
         rows.iter().map(sync_from_row).collect()
+    }
+
+    /// One page of [`Store::syncs_by_status`]: by `(updated_at DESC, id)`,
+    /// starting after `after`. A sync updated while a client pages moves
+    /// to the front, so it can be missed or seen twice: the list is a view
+    /// of moving work, not a snapshot.
+    pub async fn syncs_by_status_page(
+        &self,
+        statuses: &[SyncStatus],
+        after: Option<&SyncKey>,
+        limit: i64,
+    ) -> Result<crate::Page<SyncRecord, SyncKey>> {
+        let statuses: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+        let (after_at, after_id) = after.map(|(at, id)| (*at, id.0)).unzip();
+        let rows = sqlx::query(&format!(
+            "SELECT {SYNC_COLUMNS}, updated_at AS page_updated_at FROM project_syncs \
+             WHERE status = ANY($1) \
+             AND ($2::timestamptz IS NULL OR updated_at < $2 OR (updated_at = $2 AND id > $3)) \
+             ORDER BY updated_at DESC, id LIMIT $4"
+        ))
+        .bind(&statuses)
+        .bind(after_at)
+        .bind(after_id)
+        .bind(limit.saturating_add(1))
+        .fetch_all(&self.pool)
+        .await?;
+        let rows = rows
+            .iter()
+            .map(|r| {
+                let sync = sync_from_row(r)?;
+                let key = (r.get("page_updated_at"), sync.id);
+                Ok((sync, key))
+            })
+            .collect::<Result<_>>()?;
+        Ok(crate::Page::from_rows(rows, limit))
     }
 
     /// Queue a failed or cancelled sync again: from its failed phase (its
