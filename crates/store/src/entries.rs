@@ -494,7 +494,7 @@ impl Store {
         .bind(after_kind)
         .bind(after_path)
         .bind(limit.saturating_add(1))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         let rows = rows
             .into_iter()

@@ -152,7 +152,7 @@ impl Store {
         .bind(after_name)
         .bind(after_id)
         .bind(limit.saturating_add(1))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         let rows = rows
             .iter()

@@ -414,7 +414,7 @@ impl Store {
         .bind(after_at)
         .bind(after_id)
         .bind(limit.saturating_add(1))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         let rows = rows
             .iter()
@@ -897,7 +897,7 @@ impl Store {
         .bind(after_at)
         .bind(after_id)
         .bind(limit.saturating_add(1))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         let rows = rows
             .iter()
