@@ -5,7 +5,7 @@ use projsync_test_support::{GitRepo, TestDb, TestRedis};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn projsync(db: &TestDb, redis: &TestRedis) -> Command {
+pub(crate) fn projsync(db: &TestDb, redis: &TestRedis) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_projsync"));
     for (key, _) in std::env::vars() {
         if key.starts_with("PROJSYNC") || key == "RUST_LOG" {
@@ -28,7 +28,7 @@ fn projsync(db: &TestDb, redis: &TestRedis) -> Command {
     cmd
 }
 
-fn run(cmd: &mut Command) -> (i32, String, String) {
+pub(crate) fn run(cmd: &mut Command) -> (i32, String, String) {
     let out = cmd.output().expect("run projsync");
     (
         out.status.code().unwrap_or(-1),

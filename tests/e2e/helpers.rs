@@ -59,10 +59,19 @@ pub fn test_sources() -> DefaultSources {
 
 /// A key of `role` for the `default` tenant (the one `db.store` is scoped to).
 pub async fn create_key(db: &TestDb, role: projsync_domain::Role) -> String {
+    create_tenant_key(db, "default", role).await
+}
+
+/// A key of `role` for `tenant`, which is created if it does not exist.
+pub async fn create_tenant_key(db: &TestDb, tenant: &str, role: projsync_domain::Role) -> String {
     let admin = projsync_store::Store::from_pool(db.admin.clone());
-    let tenant = admin.tenant_by_name("default").await.unwrap();
+    let actor = projsync_store::Actor::cli();
+    let tenant = match admin.tenant_by_name(tenant).await {
+        Ok(t) => t,
+        Err(_) => admin.create_tenant(tenant, &actor).await.unwrap(),
+    };
     admin
-        .create_key(&tenant, role, "test", &projsync_store::Actor::cli())
+        .create_key(&tenant, role, "test", &actor)
         .await
         .unwrap()
         .secret

@@ -10,3 +10,4 @@ mod helpers;
 mod history;
 mod limits;
 mod local_sync;
+mod security;
