@@ -24,6 +24,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// Where benchmark repositories are made: the allowed local root.
+pub fn local_root() -> String {
+    let tmp = std::env::temp_dir();
+    tmp.canonicalize().unwrap_or(tmp).to_string_lossy().into_owned()
+}
+
 /// How often the ledger is polled while a sync runs.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
@@ -36,6 +42,7 @@ pub const SYNC_TIMEOUT: Duration = Duration::from_secs(1800);
 pub async fn check_services() -> Result<()> {
     let mut settings = Settings::load(None)?;
     settings.database.url = projsync_test_support::admin_database_url();
+    settings.database.admin_url = projsync_test_support::admin_database_url();
     settings.database.max_connections = 1;
     settings.redis.url = projsync_test_support::redis_url();
     let store = projsync::app::store(&settings).await.context(
@@ -103,6 +110,8 @@ impl Bench {
         let redis = TestRedis::new();
         let mut settings = Settings::load(None)?;
         settings.database.url = db.url.clone();
+        settings.database.admin_url = db.admin_url.clone();
+        settings.sources.local.allowed_roots = vec![local_root()];
         settings.redis.url = redis.url.clone();
         settings.redis.namespace = redis.namespace.clone();
         tweak(&mut settings);
@@ -124,6 +133,8 @@ impl Bench {
     pub fn worker_settings(&self) -> Result<Settings> {
         let mut settings = default_settings()?;
         settings.database.url = self.db.url.clone();
+        settings.database.admin_url = self.db.admin_url.clone();
+        settings.sources.local.allowed_roots = vec![local_root()];
         settings.redis.url = self.redis.url.clone();
         settings.redis.namespace = self.redis.namespace.clone();
         Ok(settings)

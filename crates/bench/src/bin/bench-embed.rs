@@ -1005,7 +1005,8 @@ async fn load_search_project(
     vectors: Vectors,
     queries: usize,
 ) -> Result<SearchProject> {
-    let store = &bench.db.store;
+    let loader = tenant_store(&bench.db.admin_url, "", 4).await?;
+    let store = &loader;
     let loading = Instant::now();
     let files = corpus(chunks);
     let chunk_count: usize = files.iter().map(|f| f.chunks.len()).sum();
@@ -1066,12 +1067,7 @@ async fn load_search_project(
         .execute(store.pool())
         .await?;
 
-    let custom = Store::connect(&ConnectOptions {
-        url: with_pg_options(&bench.db.url, "-c plan_cache_mode=force_custom_plan"),
-        max_connections: 10,
-        connect_timeout: Duration::from_secs(10),
-    })
-    .await?;
+    let custom = tenant_store(&bench.db.url, " -c plan_cache_mode=force_custom_plan", 10).await?;
     let lines = files
         .iter()
         .flat_map(|f| f.chunks.iter().flat_map(|c| c.content.lines()));
@@ -1112,7 +1108,8 @@ async fn search_large(
     args: &Args,
     summary: &mut Summary,
 ) -> Result<()> {
-    let store = &bench.db.store;
+    let app_store = tenant_store(&bench.db.url, "", 10).await?;
+    let store = &app_store;
     let sp = load_search_project(bench, args.chunks, args.vectors, args.queries).await?;
     let (project, queries, query_vectors) = (sp.project, &sp.queries, &sp.query_vectors);
     let filter = SearchFilter::default();
@@ -1377,7 +1374,8 @@ async fn search_small(
     args: &Args,
     summary: &mut Summary,
 ) -> Result<()> {
-    let store = &bench.db.store;
+    let app_store = tenant_store(&bench.db.url, "", 10).await?;
+    let store = &app_store;
     let chunks = args.small_chunks.min(args.chunks);
     let sp = load_search_project(bench, chunks, args.vectors, args.queries).await?;
     let (project, queries, query_vectors) = (sp.project, &sp.queries, &sp.query_vectors);
@@ -1582,6 +1580,23 @@ async fn timed(
 }
 
 /// `url` with `options` (server settings for every session) added.
+/// A store of the `default` tenant whose sessions also carry the tenant, so
+/// that the benchmark's own raw SQL (loading, exact scans, EXPLAIN) sees
+/// the tenant's rows under row-level security like the store does.
+async fn tenant_store(url: &str, extra_options: &str, connections: u32) -> Result<Store> {
+    let options = format!(
+        "-c projsync.tenant_id={}{extra_options}",
+        projsync_store::DEFAULT_TENANT
+    );
+    Ok(Store::connect(&ConnectOptions {
+        url: with_pg_options(url, &options),
+        max_connections: connections,
+        connect_timeout: Duration::from_secs(10),
+    })
+    .await?
+    .scoped(projsync_store::DEFAULT_TENANT))
+}
+
 fn with_pg_options(url: &str, options: &str) -> String {
     let encoded: String = options
         .bytes()
