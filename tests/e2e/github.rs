@@ -482,3 +482,38 @@ async fn bad_names_never_reach_github() {
         gh.fake.requests()
     );
 }
+
+/// A token file with a line inside (not a token GitHub could take) is a
+/// clean error at the API and in the worker, never a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_cannot_be_a_header_is_a_clean_error() {
+    let gh = github_app(1000).await;
+    let dir = GitRepo::new();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "abc\ndef").unwrap();
+    let reference = format!("file:{}", token_file.display());
+    let (status, err) = connect(&gh, "gh", "acme/widgets", &reference).await;
+    assert_eq!(status, 422, "{err}");
+    let msg = err["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&reference) && msg.contains("line break") && msg.contains("HTTP header"),
+        "{msg}"
+    );
+    assert!(!msg.contains("abc") && !msg.contains("def"), "{msg}");
+
+    // A good token (a trailing newline is fine), mangled after the project
+    // was created: the worker's sync fails once, with the same message.
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let (status, project) = connect(&gh, "gh", "acme/widgets", &reference).await;
+    assert_eq!(status, 201, "{project}");
+    let project = project["id"].as_str().unwrap().to_string();
+    std::fs::write(&token_file, "abc\ndef").unwrap();
+    let sync = gh.app.sync(&project, None).await;
+    assert_eq!(sync["status"], "failed", "{sync}");
+    assert_eq!(sync["error_class"], "fatal");
+    assert_eq!(sync["steps"][0]["attempts"], 1);
+    let msg = sync["error_message"].as_str().unwrap();
+    assert!(msg.contains("line break") && !msg.contains("abc"), "{msg}");
+    // The API is still up.
+    assert_eq!(gh.app.get(&format!("/projects/{project}")).await.0, 200);
+}

@@ -730,7 +730,13 @@ fn build_client(cfg: &GitHubConfig, credentials: Credentials) -> Result<Octocrab
     let mut installation = None;
     match credentials {
         Credentials::Anonymous => {}
-        Credentials::Token(t) => builder = builder.personal_token(t),
+        Credentials::Token(t) => {
+            // octocrab unwraps the header value it makes of the token: a
+            // token that cannot be sent in a header would panic there.
+            let t = projsync_domain::names::clean_header_secret(&t, "the GitHub token")
+                .map_err(SourceError::unauthorized)?;
+            builder = builder.personal_token(t.to_string())
+        }
         Credentials::App {
             app_id,
             installation_id,
