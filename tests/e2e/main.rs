@@ -9,3 +9,4 @@ mod github;
 mod helpers;
 mod history;
 mod local_sync;
+mod robustness;
