@@ -7,6 +7,7 @@
 //! described in `openapi.yaml`, served at `/api/v1/openapi.yaml`.
 
 mod error;
+mod events;
 mod routes;
 pub mod search;
 pub mod service;
@@ -32,6 +33,9 @@ pub struct AppState {
     pub default_max_file_bytes: u64,
     /// The embedding model for queries, and search limits.
     pub search: search::SearchSettings,
+    /// Live progress: one Redis pub/sub connection for every SSE stream,
+    /// and the cap on streams (`api.max_streams`).
+    pub events: projsync_queue::EventHub,
 }
 
 /// Serve the API on `listener` until `shutdown` resolves.

@@ -219,6 +219,7 @@ pub async fn api_state_with_search(
 ) -> Result<AppState> {
     let queue_opts = settings.queue_options();
     let queue = JobQueue::connect(&queue_opts).await?;
+    let events = projsync_queue::EventHub::new(queue_opts.clone(), settings.api.max_streams);
     Ok(AppState {
         store,
         queue,
@@ -226,6 +227,7 @@ pub async fn api_state_with_search(
         sources: Arc::new(sources(settings).await?),
         default_max_file_bytes: settings.sync.max_file_bytes,
         search,
+        events,
     })
 }
 

@@ -74,6 +74,9 @@ pub struct Redis {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Api {
     pub listen: String,
+    /// SSE streams open at once per API process (one shared Redis
+    /// connection serves them); past it, 503 with Retry-After.
+    pub max_streams: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -201,6 +204,7 @@ impl Settings {
             ),
             ("redis.poll_interval_ms", self.redis.poll_interval_ms),
             ("redis.response_timeout_ms", self.redis.response_timeout_ms),
+            ("api.max_streams", self.api.max_streams as u64),
             ("worker.concurrency", self.worker.concurrency as u64),
             ("worker.lease_ttl_secs", self.worker.lease_ttl_secs),
             (
@@ -311,5 +315,12 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("worker.concurrency"));
+        s.worker.concurrency = 1;
+        s.api.max_streams = 0;
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("api.max_streams must be greater than 0"));
     }
 }
