@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Fast timings: a dead worker's sync is taken over within about 2 s.
-fn fast(s: &mut Settings) {
+pub(crate) fn fast(s: &mut Settings) {
     s.worker.lease_ttl_secs = 2;
     s.worker.reconcile_interval_ms = 200;
     s.worker.redeliver_after_secs = 1;
@@ -28,7 +28,7 @@ fn fast(s: &mut Settings) {
 }
 
 /// A `projsync worker` process of the app's deployment.
-struct WorkerProc {
+pub(crate) struct WorkerProc {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
 }
@@ -39,7 +39,11 @@ impl WorkerProc {
     }
 
     /// With extra `PROJSYNC__*` settings (they win over the test's).
-    fn spawn_with(app: &TestApp, failpoint: Option<&str>, env: &[(&str, String)]) -> Self {
+    pub(crate) fn spawn_with(
+        app: &TestApp,
+        failpoint: Option<&str>,
+        env: &[(&str, String)],
+    ) -> Self {
         let s = &app.settings;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_projsync"));
         for (key, _) in std::env::vars() {
@@ -112,7 +116,7 @@ impl WorkerProc {
         Self { child, lines }
     }
 
-    async fn wait_for_line(&self, needle: &str, timeout: Duration) -> bool {
+    pub(crate) async fn wait_for_line(&self, needle: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if self
@@ -135,7 +139,7 @@ impl WorkerProc {
     }
 
     /// SIGTERM, then wait (bounded) for the exit.
-    async fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+    pub(crate) async fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let deadline = Instant::now() + within;
@@ -151,7 +155,7 @@ impl WorkerProc {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.lines.lock().unwrap().join("\n")
     }
 }
@@ -165,7 +169,7 @@ impl Drop for WorkerProc {
 
 /// Poll the ledger (tolerating a database that is briefly away) until the
 /// sync ends.
-async fn wait_done(app: &TestApp, sync_id: &str, timeout: Duration) -> Value {
+pub(crate) async fn wait_done(app: &TestApp, sync_id: &str, timeout: Duration) -> Value {
     let deadline = Instant::now() + timeout;
     let id: SyncId = sync_id.parse().unwrap();
     loop {
@@ -201,7 +205,7 @@ async fn wait_phase(app: &TestApp, sync_id: &str, phase: &str, timeout: Duration
 
 /// No path has two active versions, and the sync wrote exactly the versions
 /// it counts as imported.
-async fn assert_no_duplicates(app: &TestApp, sync: &Value) {
+pub(crate) async fn assert_no_duplicates(app: &TestApp, sync: &Value) {
     let pool = &app.db.admin;
     let dups: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT project_id, path FROM memory_entries WHERE status = 'active' \
@@ -231,7 +235,7 @@ async fn assert_no_duplicates(app: &TestApp, sync: &Value) {
     assert_eq!(pending, 0);
 }
 
-fn repo_with(files: usize, version: &str) -> GitRepo {
+pub(crate) fn repo_with(files: usize, version: &str) -> GitRepo {
     let repo = GitRepo::new();
     write_version(&repo, files, version);
     repo.commit(version);

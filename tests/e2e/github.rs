@@ -333,12 +333,39 @@ async fn fatal_errors_say_what_to_do() {
     let (status, project) = connect(&gh, "gh", "acme/widgets", CREDENTIALS).await;
     assert_eq!(status, 201);
     let project = project["id"].as_str().unwrap().to_string();
-    let sync = gh.app.sync(&project, Some("nope")).await;
+    let (status, err) = gh
+        .app
+        .post(
+            &format!("/projects/{project}/syncs"),
+            json!({ "branch": "nope" }),
+        )
+        .await;
+    assert_eq!(status, 422, "{err}");
+    let msg = err["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("branch `nope` does not exist in github:acme/widgets")
+            && msg.contains("`feature/x`"),
+        "{msg}"
+    );
+    // A branch deleted after the project was created fails the sync.
+    gh.repo.git(&["branch", "doomed"]);
+    let (status, doomed) = gh
+        .app
+        .post(
+            "/projects",
+            json!({ "name": "doomed", "repository": {
+                "provider": "github", "repository": "acme/widgets", "branch": "doomed",
+                "credentials_ref": CREDENTIALS } }),
+        )
+        .await;
+    assert_eq!(status, 201, "{doomed}");
+    gh.repo.git(&["branch", "-D", "doomed"]);
+    let sync = gh.app.sync(doomed["id"].as_str().unwrap(), None).await;
     assert_eq!(sync["status"], "failed");
     assert_eq!(sync["error_class"], "fatal");
     let msg = sync["error_message"].as_str().unwrap();
     assert!(
-        msg.contains("branch `nope` not found in acme/widgets"),
+        msg.contains("branch `doomed` not found in acme/widgets"),
         "{msg}"
     );
 }
@@ -390,4 +417,119 @@ async fn github_app_installation_tokens_are_obtained_and_refreshed() {
         gh.fake.request_count("access_token") > first,
         "the installation token was refreshed"
     );
+}
+
+/// Names GitHub would misread never leave the process: no request reaches
+/// the server for them, from the API or from the source itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_names_never_reach_github() {
+    let gh = github_app(1000).await;
+    let (status, project) = connect(&gh, "gh", "acme/widgets", CREDENTIALS).await;
+    assert_eq!(status, 201, "{project}");
+    let project = project["id"].as_str().unwrap().to_string();
+    gh.fake.reset_counts();
+
+    for repository in ["acme/..", "acme/.", "-acme/widgets", "acme/a b", "a/b/c"] {
+        let (status, err) = connect(&gh, "bad", repository, CREDENTIALS).await;
+        assert_eq!(status, 422, "{repository}: {err}");
+        let msg = err["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.starts_with("repository.repository:") && msg.contains("owner/name"),
+            "{msg}"
+        );
+    }
+    for branch in ["-rf", "main@{0}", "main..x", "a:b", "@"] {
+        let (status, err) = gh
+            .app
+            .post(
+                "/projects",
+                json!({ "name": "bad", "repository": {
+                    "provider": "github", "repository": "acme/widgets", "branch": branch,
+                    "credentials_ref": CREDENTIALS } }),
+            )
+            .await;
+        assert_eq!(status, 422, "{branch}: {err}");
+        assert!(err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("repository.branch:"));
+        let (status, err) = gh
+            .app
+            .post(
+                &format!("/projects/{project}/syncs"),
+                json!({ "branch": branch }),
+            )
+            .await;
+        assert_eq!(status, 422, "{branch}: {err}");
+        let msg = err["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.starts_with("branch:") && msg.contains("not a valid branch name"),
+            "{msg}"
+        );
+    }
+    assert_eq!(gh.fake.total_requests(), 0, "{:?}", gh.fake.requests());
+
+    // The source refuses them too, before any request.
+    let sources = DefaultSources::new(
+        GitHubConfig {
+            api_url: gh.fake.base_url(),
+            ..Default::default()
+        },
+        None,
+    );
+    let spec = |location| projsync_domain::source::RepositorySpec {
+        provider: "github",
+        location,
+        credentials_ref: Some(CREDENTIALS),
+    };
+    use projsync_domain::source::SourceFactory;
+    let err = sources.open(&spec("acme/..")).await.err().unwrap();
+    assert_eq!(err.kind, projsync_domain::SourceErrorKind::Invalid, "{err}");
+    assert_eq!(gh.fake.total_requests(), 0, "{:?}", gh.fake.requests());
+    let source = sources.open(&spec("acme/widgets")).await.unwrap();
+    for branch in ["-rf", "main@{0}"] {
+        let err = source.resolve_branch(branch).await.unwrap_err();
+        assert_eq!(err.kind, projsync_domain::SourceErrorKind::Invalid, "{err}");
+    }
+    assert_eq!(
+        gh.fake.request_count("branch"),
+        0,
+        "{:?}",
+        gh.fake.requests()
+    );
+}
+
+/// A token file with a line inside (not a token GitHub could take) is a
+/// clean error at the API and in the worker, never a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_cannot_be_a_header_is_a_clean_error() {
+    let gh = github_app(1000).await;
+    let dir = GitRepo::new();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "abc\ndef").unwrap();
+    let reference = format!("file:{}", token_file.display());
+    let (status, err) = connect(&gh, "gh", "acme/widgets", &reference).await;
+    assert_eq!(status, 422, "{err}");
+    let msg = err["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&reference) && msg.contains("line break") && msg.contains("HTTP header"),
+        "{msg}"
+    );
+    assert!(!msg.contains("abc") && !msg.contains("def"), "{msg}");
+
+    // A good token (a trailing newline is fine), mangled after the project
+    // was created: the worker's sync fails once, with the same message.
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let (status, project) = connect(&gh, "gh", "acme/widgets", &reference).await;
+    assert_eq!(status, 201, "{project}");
+    let project = project["id"].as_str().unwrap().to_string();
+    std::fs::write(&token_file, "abc\ndef").unwrap();
+    let sync = gh.app.sync(&project, None).await;
+    assert_eq!(sync["status"], "failed", "{sync}");
+    assert_eq!(sync["error_class"], "fatal");
+    assert_eq!(sync["steps"][0]["attempts"], 1);
+    let msg = sync["error_message"].as_str().unwrap();
+    assert!(msg.contains("line break") && !msg.contains("abc"), "{msg}");
+    // The API is still up.
+    assert_eq!(gh.app.get(&format!("/projects/{project}")).await.0, 200);
 }

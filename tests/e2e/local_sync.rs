@@ -234,14 +234,33 @@ async fn bad_input_gets_clear_errors() {
     let repo = fixture_repo();
     let project = app.create_project("errors", repo.path(), "main").await;
 
-    // An unknown branch fails the sync at once, naming the branches there are.
-    let sync = app.sync(&project, Some("nope")).await;
+    // An unknown branch is refused at enqueue, naming the branches there are.
+    let (status, err) = app
+        .post(
+            &format!("/projects/{project}/syncs"),
+            json!({ "branch": "nope" }),
+        )
+        .await;
+    assert_eq!(status, 422, "{err}");
+    let msg = err["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("branch: branch `nope` does not exist")
+            && msg.contains("`main`")
+            && msg.contains(&format!("/projects/{project}/branches")),
+        "{msg}"
+    );
+    // A default branch deleted after the project was created fails the
+    // sync at once, naming the branches there are.
+    repo.git(&["branch", "doomed"]);
+    let doomed = app.create_project("doomed", repo.path(), "doomed").await;
+    repo.git(&["branch", "-D", "doomed"]);
+    let sync = app.sync(&doomed, None).await;
     assert_eq!(sync["status"], "failed");
     assert_eq!(sync["failed_phase"], "prepare");
     assert_eq!(sync["error_class"], "fatal");
     let msg = sync["error_message"].as_str().unwrap();
     assert!(
-        msg.contains("branch `nope` not found") && msg.contains("main"),
+        msg.contains("branch `doomed` not found") && msg.contains("main"),
         "{msg}"
     );
     assert_eq!(sync["steps"][0]["status"], "failed");

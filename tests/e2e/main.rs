@@ -10,4 +10,5 @@ mod helpers;
 mod history;
 mod limits;
 mod local_sync;
+mod robustness;
 mod security;

@@ -8,6 +8,7 @@
 
 pub mod auth;
 mod error;
+mod events;
 pub mod limits;
 mod page;
 mod routes;
@@ -43,6 +44,9 @@ pub struct AppState {
     pub principal: Option<projsync_store::Principal>,
     /// Request checks and size limits (`[api]`).
     pub limits: limits::Limits,
+    /// Live progress: one Redis pub/sub connection for every SSE stream,
+    /// and the cap on streams (`api.max_streams`).
+    pub events: projsync_queue::EventHub,
 }
 
 /// Serve the API on `listener` until `shutdown` resolves.

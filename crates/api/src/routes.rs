@@ -7,16 +7,12 @@ use crate::service::{self, CreateProject};
 use crate::{ApiError, AppState, OPENAPI_YAML};
 use axum::extract::{Path, Query};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures::StreamExt;
 use projsync_domain::{ProjectId, Role, SyncId};
 use projsync_store::{ActiveEntry, Project, StepRecord, SyncRecord};
 use serde::{Deserialize, Serialize};
-use std::convert::Infallible;
-use std::time::Duration;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -48,7 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/syncs/{id}/cancel", post(cancel_sync))
         .route("/api/v1/syncs/{id}/retry", post(retry_sync))
         .route("/api/v1/syncs/{id}/discard", post(discard_sync))
-        .route("/api/v1/syncs/{id}/events", get(sync_events))
+        .route("/api/v1/syncs/{id}/events", get(crate::events::sync_events))
         // The guard buffers the body under api.max_body_bytes; the
         // extractors' own limit must not be lower.
         .layer(axum::extract::DefaultBodyLimit::max(
@@ -80,7 +76,7 @@ fn project_id(raw: &str) -> Result<ProjectId, ApiError> {
     raw.parse().map_err(ApiError::NotFound)
 }
 
-fn sync_id(raw: &str) -> Result<SyncId, ApiError> {
+pub(crate) fn sync_id(raw: &str) -> Result<SyncId, ApiError> {
     raw.parse().map_err(ApiError::NotFound)
 }
 
@@ -491,66 +487,6 @@ async fn get_sync(
     let sync = state.store.sync(id).await?;
     let steps = state.store.steps(id).await?;
     Ok(Json(SyncDetail { sync, steps }))
-}
-
-/// Server-Sent Events: the latest snapshot first, then live events from
-/// the sync's Redis channel, until the sync ends. Each event's id is its
-/// `seq`; with `Last-Event-ID` only newer events are sent.
-async fn sync_events(
-    Scoped(state): Scoped,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let id = sync_id(&id)?;
-    let last_seen: i64 = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    // Subscribe before reading the snapshot, so nothing falls in between.
-    let live = projsync_queue::subscribe(&state.queue_opts, id)
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let snapshot = state.store.sync(id).await?.progress;
-    let to_event = |ev: &projsync_domain::ProgressEvent| -> Result<Event, Infallible> {
-        Ok(Event::default()
-            .id(ev.seq.to_string())
-            .event("progress")
-            .data(serde_json::to_string(ev).expect("events serialize")))
-    };
-    let start_seq = snapshot.as_ref().map(|e| e.seq).unwrap_or(0).max(last_seen);
-    let already_final = snapshot.as_ref().is_some_and(|e| e.is_final());
-    let first: Vec<Result<Event, Infallible>> = snapshot
-        .iter()
-        .filter(|e| e.seq > last_seen)
-        .map(to_event)
-        .collect();
-    // Drop events already sent; end after the final one.
-    let live = live
-        .scan((start_seq, false), |(seen, ended), ev| {
-            if *ended {
-                return futures::future::ready(None);
-            }
-            let out = if ev.seq > *seen {
-                *seen = ev.seq;
-                *ended = ev.is_final();
-                Some(ev)
-            } else {
-                None
-            };
-            futures::future::ready(Some(out))
-        })
-        .filter_map(futures::future::ready)
-        .map(move |ev| to_event(&ev));
-    let stream = futures::stream::iter(first);
-    let body = if already_final {
-        stream.boxed()
-    } else {
-        stream.chain(live).boxed()
-    };
-    Ok(Sse::new(body)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response())
 }
 
 #[cfg(test)]

@@ -73,6 +73,72 @@ pub(crate) fn check_text(
     Ok(())
 }
 
+/// A branch name as Git takes it (`git check-ref-format --branch`), else a
+/// 422 naming `field`.
+fn check_branch(field: &str, branch: &str) -> Result<(), ApiError> {
+    projsync_domain::names::check_branch_name(branch)
+        .map_err(|e| ApiError::Invalid(format!("{field}: {e}")))
+}
+
+/// A source's answer to a request's input: what is unavailable now is a
+/// 503 (try again), anything else a 422 (the input must change).
+fn source_error(e: projsync_domain::SourceError) -> ApiError {
+    use projsync_domain::SourceErrorKind as K;
+    match e.kind {
+        K::Unavailable | K::RateLimited => ApiError::Unavailable(e.message),
+        K::NotFound | K::Unauthorized | K::Invalid => ApiError::Invalid(e.message),
+    }
+}
+
+/// `branch` must exist in `source`; else a 422 naming `field`, the branch
+/// and the branches there are, then `hint`. With `allow_empty`, a
+/// repository that has no branch at all (no commits yet) passes.
+async fn require_branch(
+    source: &dyn projsync_domain::Source,
+    field: &str,
+    branch: &str,
+    allow_empty: bool,
+    hint: &str,
+) -> Result<(), ApiError> {
+    let not_found = match source.resolve_branch(branch).await {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind == projsync_domain::SourceErrorKind::NotFound => e,
+        Err(e) => return Err(source_error(e)),
+    };
+    let names: Vec<String> = match source.list_branches().await {
+        Ok(branches) => branches.into_iter().map(|b| b.name).collect(),
+        // The branch is missing either way; say so without the list.
+        Err(_) => {
+            return Err(ApiError::Invalid(format!(
+                "{field}: {}; {hint}",
+                not_found.message
+            )))
+        }
+    };
+    if names.is_empty() && allow_empty {
+        return Ok(());
+    }
+    const SHOWN: usize = 20;
+    let mut list = names
+        .iter()
+        .take(SHOWN)
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        list.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    let there = if names.is_empty() {
+        "the repository has no branches yet".to_string()
+    } else {
+        format!("its branches are {list}")
+    };
+    Err(ApiError::Invalid(format!(
+        "{field}: branch `{branch}` does not exist in {}; {there}; {hint}",
+        source.describe()
+    )))
+}
+
 pub async fn create_project(state: &AppState, input: CreateProject) -> Result<Project, ApiError> {
     check_text("name", &input.name, 4096, false)?;
     match &input.repository {
@@ -93,6 +159,8 @@ pub async fn create_project(state: &AppState, input: CreateProject) -> Result<Pr
                 projsync_domain::tenancy::check_credential_name(c)
                     .map_err(|e| ApiError::Invalid(format!("repository.credential: {e}")))?;
             }
+            projsync_domain::names::check_github_repository(repository)
+                .map_err(|e| ApiError::Invalid(format!("repository.repository: {e}")))?;
         }
     }
     let name = input.name.trim();
@@ -135,16 +203,15 @@ pub async fn create_project(state: &AppState, input: CreateProject) -> Result<Pr
             credential,
         } => ("github", repository, branch, credential),
     };
-    if branch.trim().is_empty() {
-        return Err(ApiError::Invalid("branch must not be empty".into()));
-    }
+    let branch = branch.trim().to_string();
+    check_branch("repository.branch", &branch)?;
     // Opening it checks that the repository exists and can be read with
     // this credential (one of the caller's tenant).
     let reference = match &credential {
         Some(name) => Some(state.store.credential_reference(name).await?),
         None => None,
     };
-    state
+    let source = state
         .sources
         .open(&RepositorySpec {
             provider,
@@ -152,11 +219,17 @@ pub async fn create_project(state: &AppState, input: CreateProject) -> Result<Pr
             credentials_ref: reference.as_deref(),
         })
         .await
-        .map_err(|e| match e.kind {
-            projsync_domain::SourceErrorKind::Unavailable
-            | projsync_domain::SourceErrorKind::RateLimited => ApiError::Unavailable(e.message),
-            _ => ApiError::Invalid(e.message),
-        })?;
+        .map_err(source_error)?;
+    // A repository without commits has no branch yet: it can be connected,
+    // and its first sync says what to do.
+    require_branch(
+        &*source,
+        "repository.branch",
+        &branch,
+        true,
+        "give one of them",
+    )
+    .await?;
     let project = state
         .store
         .create_project(&NewProject {
@@ -180,6 +253,18 @@ pub async fn create_project(state: &AppState, input: CreateProject) -> Result<Pr
     Ok(project)
 }
 
+/// Where the secret of the credential a project names is (the reference
+/// an operator registered for the project's tenant), if it names one.
+async fn credential_reference(
+    state: &AppState,
+    project: &Project,
+) -> Result<Option<String>, ApiError> {
+    Ok(match &project.repository.credential {
+        Some(name) => Some(state.store.credential_reference(name).await?),
+        None => None,
+    })
+}
+
 /// Open a project's repository with the credential it names (one of the
 /// caller's tenant).
 pub async fn open_source(
@@ -187,10 +272,7 @@ pub async fn open_source(
     project: &Project,
 ) -> Result<std::sync::Arc<dyn projsync_domain::Source>, ApiError> {
     let r = &project.repository;
-    let reference = match &r.credential {
-        Some(name) => Some(state.store.credential_reference(name).await?),
-        None => None,
-    };
+    let reference = credential_reference(state, project).await?;
     Ok(state
         .sources
         .open(&RepositorySpec {
@@ -223,10 +305,31 @@ pub async fn enqueue_sync(
     if let Some(b) = branch {
         check_text("branch", b, 255, false)?;
     }
+    let named = branch.map(str::trim).filter(|b| !b.is_empty());
+    if let Some(b) = named {
+        check_branch("branch", b)?;
+    }
     let project = state.store.project(project_id).await?;
-    let branch = branch
-        .map(str::trim)
-        .filter(|b| !b.is_empty())
+    // A branch named in the request must exist in the repository. The
+    // default branch was checked when the project was created; if it is
+    // gone since, prepare fails the sync with the branches there are (and
+    // a periodic sync costs the source nothing more than before).
+    if let Some(b) = named {
+        let r = &project.repository;
+        let reference = credential_reference(state, &project).await?;
+        let source = state
+            .sources
+            .open(&RepositorySpec {
+                provider: &r.provider,
+                location: &r.location,
+                credentials_ref: reference.as_deref(),
+            })
+            .await
+            .map_err(source_error)?;
+        let hint = format!("GET /api/v1/projects/{project_id}/branches lists them");
+        require_branch(&*source, "branch", b, false, &hint).await?;
+    }
+    let branch = named
         .unwrap_or(&project.repository.default_branch)
         .to_string();
     let outcome = state

@@ -27,7 +27,10 @@ use tokio_util::sync::CancellationToken;
 /// Where benchmark repositories are made: the allowed local root.
 pub fn local_root() -> String {
     let tmp = std::env::temp_dir();
-    tmp.canonicalize().unwrap_or(tmp).to_string_lossy().into_owned()
+    tmp.canonicalize()
+        .unwrap_or(tmp)
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// How often the ledger is polled while a sync runs.

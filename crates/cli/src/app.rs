@@ -264,6 +264,7 @@ pub async fn api_state_with_search(
 ) -> Result<AppState> {
     let queue_opts = settings.queue_options();
     let queue = JobQueue::connect(&queue_opts).await?;
+    let events = projsync_queue::EventHub::new(queue_opts.clone(), settings.api.max_streams);
     Ok(AppState {
         store,
         queue,
@@ -279,6 +280,7 @@ pub async fn api_state_with_search(
         ),
         principal: None,
         limits: settings.api_limits(),
+        events,
     })
 }
 

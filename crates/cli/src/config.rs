@@ -98,6 +98,9 @@ pub struct Api {
     pub max_file_bytes_limit: u64,
     pub max_page_size: u64,
     pub validation_concurrency: u64,
+    /// SSE streams open at once per API process (one shared Redis
+    /// connection serves them); past it, 503 with Retry-After.
+    pub max_streams: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -252,6 +255,7 @@ impl Settings {
             ),
             ("redis.poll_interval_ms", self.redis.poll_interval_ms),
             ("redis.response_timeout_ms", self.redis.response_timeout_ms),
+            ("api.max_streams", self.api.max_streams as u64),
             ("worker.concurrency", self.worker.concurrency as u64),
             ("worker.lease_ttl_secs", self.worker.lease_ttl_secs),
             (
@@ -412,5 +416,12 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("worker.concurrency"));
+        s.worker.concurrency = 1;
+        s.api.max_streams = 0;
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("api.max_streams must be greater than 0"));
     }
 }

@@ -10,6 +10,7 @@ pub mod filter;
 pub mod ids;
 pub mod job;
 pub mod language;
+pub mod names;
 pub mod phase;
 pub mod plan;
 pub mod progress;

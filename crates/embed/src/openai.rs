@@ -242,6 +242,13 @@ impl OpenAiEmbedder {
             .map(str::trim)
             .filter(|k| !k.is_empty())
         {
+            // `HeaderValue` takes spaces, tabs and bytes above 0x7f; no key
+            // holds them, and an inner one means a mangled secret file.
+            if !key.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(EmbedError::fatal(
+                    "the API key holds a line break, a space, a control character or non-ASCII text, which cannot be sent in an HTTP header; store the key alone, on one line, where embeddings.credentials_ref names it",
+                ));
+            }
             let (name, value) = match opts.api_key_header {
                 ApiKeyHeader::Authorization => (AUTHORIZATION, format!("Bearer {key}")),
                 ApiKeyHeader::ApiKey => (HeaderName::from_static("api-key"), key.to_string()),
@@ -858,6 +865,25 @@ mod tests {
         );
         assert!(url("api.openai.com/v1").is_err());
         assert!(url("ftp://example.com").is_err());
+    }
+
+    #[test]
+    fn keys_that_cannot_be_sent_in_a_header_are_refused_without_echo() {
+        for key in ["abc\ndef", "abc def", "abc\u{1}def", "abcédef"] {
+            let mut opts = OpenAiOptions::new("m", 3);
+            opts.base_url = "http://127.0.0.1:9/v1".into();
+            opts.api_key = Some(format!("{key}\n"));
+            let err = OpenAiEmbedder::new(opts)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains("HTTP header"), "{err}");
+            assert!(!err.contains("abc"), "{err}");
+        }
+        let mut opts = OpenAiOptions::new("m", 3);
+        opts.base_url = "http://127.0.0.1:9/v1".into();
+        opts.api_key = Some("sk-ok\n".into());
+        assert!(OpenAiEmbedder::new(opts).is_ok());
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! by commas) makes the process print `FAILPOINT <name> reached` on stderr and
 //! stop there forever, so a test can SIGKILL it at that exact spot.
 //! `name=sleep:MS` instead sleeps MS milliseconds at every hit (a slow
-//! worker, to act on it mid-sync).
+//! worker, to act on it mid-sync). `name=panic` panics at every hit, and
+//! `name@N=panic` at the N-th only (a bug in a phase).
 
 #[cfg(feature = "failpoints")]
 pub async fn hit(name: &str) {
@@ -31,6 +32,17 @@ pub async fn hit(name: &str) {
             if item == name {
                 let ms = ms.parse().unwrap_or(100);
                 tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
+            continue;
+        }
+        if action == "panic" {
+            let (point, nth) = match item.split_once('@') {
+                Some((p, n)) => (p, Some(n.parse().unwrap_or(1))),
+                None => (item, None),
+            };
+            if point == name && nth.is_none_or(|n: u32| n == count) {
+                eprintln!("FAILPOINT {name} panics");
+                panic!("failpoint {name} panicked (hit {count})");
             }
             continue;
         }

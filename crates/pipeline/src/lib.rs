@@ -21,6 +21,7 @@ pub use reconciler::{run_reconciler, ReconcilerOptions};
 
 use async_trait::async_trait;
 use backon::BackoffBuilder;
+use futures::FutureExt;
 use projsync_domain::progress::PROGRESS_EVENT_VERSION;
 use projsync_domain::{
     PhaseError, PhaseStatus, ProgressEvent, Source, Stats, SyncId, SyncJob, SyncPhase, SyncStatus,
@@ -265,15 +266,26 @@ impl Pipeline {
             )
             .await;
             failpoints::hit(&format!("{current}.started")).await;
-            let result = match current {
-                SyncPhase::Prepare => self.prepare(&mut ctx).await,
-                SyncPhase::Scan => self.scan(&mut ctx).await,
-                SyncPhase::Import => self.import(&mut ctx, step.checkpoint).await,
-                SyncPhase::Embed => self.embed(&mut ctx, step.checkpoint).await,
-                SyncPhase::Finalize if ctx.sync.kind == "backfill" => {
-                    self.finalize_backfill(&mut ctx).await
+            let run = async {
+                match current {
+                    SyncPhase::Prepare => self.prepare(&mut ctx).await,
+                    SyncPhase::Scan => self.scan(&mut ctx).await,
+                    SyncPhase::Import => self.import(&mut ctx, step.checkpoint).await,
+                    SyncPhase::Embed => self.embed(&mut ctx, step.checkpoint).await,
+                    SyncPhase::Finalize if ctx.sync.kind == "backfill" => {
+                        self.finalize_backfill(&mut ctx).await
+                    }
+                    SyncPhase::Finalize => self.finalize(&mut ctx).await,
                 }
-                SyncPhase::Finalize => self.finalize(&mut ctx).await,
+            };
+            // A panic in a phase (ours or a library's) fails this attempt
+            // like any other error instead of killing the run with the
+            // lease held: the sync would stay `running` until the lease
+            // expired, then be retried forever without counting attempts.
+            // Nothing in `ctx` is trusted after it: the attempt ends here.
+            let result = match std::panic::AssertUnwindSafe(run).catch_unwind().await {
+                Ok(result) => result,
+                Err(panic) => Err(panicked(current, panic.as_ref())),
             };
             match result {
                 Ok(Transition::Continue) => {
@@ -454,6 +466,21 @@ impl Pipeline {
     }
 }
 
+/// The error of a phase that panicked: retryable, so it costs one of
+/// `max_attempts` like any failure, with the panic's message.
+fn panicked(phase: SyncPhase, panic: &(dyn std::any::Any + Send)) -> PhaseError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message");
+    tracing::error!(%phase, "phase panicked: {message}");
+    PhaseError::retryable(format!(
+        "internal error: the {phase} phase panicked: {message}; this is a bug in projsync \
+         or a library it uses, please report it with the worker's log"
+    ))
+}
+
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
@@ -496,7 +523,11 @@ impl JobHandler for Pipeline {
         let run = self
             .inflight
             .spawn(async move { pipeline.run(job.sync_id).await });
-        let _ = run.await;
+        if let Err(e) = run.await {
+            // Phases catch their own panics; this is one outside them. The
+            // lease expires and the reconciler hands the sync out again.
+            tracing::error!(sync_id = %job.sync_id, "sync run ended abnormally: {e}");
+        }
     }
 }
 

@@ -21,6 +21,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub use futures::stream::BoxStream;
+pub use hub::{EventHub, Subscription};
+
+mod hub;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -36,6 +39,11 @@ pub enum Error {
     Redis(#[from] redis::RedisError),
     #[error("cannot push the job to the queue: {0}")]
     Push(String),
+    #[error(
+        "{max} event streams are open, the most this process serves (api.max_streams); \
+         try again shortly"
+    )]
+    TooManyStreams { max: usize },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -161,8 +169,9 @@ impl Publisher {
     }
 }
 
-/// Follow a sync's channel. Messages that are not progress events are
-/// dropped. The stream ends if the connection does.
+/// Follow a sync's channel on a connection of its own (the CLI's `watch`;
+/// the API shares one through [`EventHub`]). Messages that are not
+/// progress events are dropped. The stream ends if the connection does.
 pub async fn subscribe(
     opts: &QueueOptions,
     sync_id: SyncId,

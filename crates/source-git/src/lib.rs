@@ -150,15 +150,6 @@ impl GitSource {
     }
 }
 
-fn valid_ref_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('-')
-        && !name.contains("..")
-        && !name
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c))
-}
-
 fn valid_sha(sha: &str) -> bool {
     (4..=64).contains(&sha.len()) && sha.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -188,11 +179,9 @@ impl Source for GitSource {
     }
 
     async fn resolve_branch(&self, branch: &str) -> Result<String, SourceError> {
-        if !valid_ref_name(branch) {
-            return Err(SourceError::invalid(format!(
-                "`{branch}` is not a valid branch name"
-            )));
-        }
+        // Before git sees it: `-rf` must not become an option, nor
+        // `main@{0}` a reflog lookup.
+        projsync_domain::names::check_branch_name(branch).map_err(SourceError::invalid)?;
         let refname = format!("refs/heads/{branch}^{{commit}}");
         let out = self
             .git(&["rev-parse", "--verify", "--quiet", &refname])
@@ -410,11 +399,23 @@ mod tests {
         assert_eq!(e[3].kind, EntryKind::Executable);
     }
 
-    #[test]
-    fn rejects_odd_ref_names() {
-        assert!(valid_ref_name("feature/x-1"));
-        assert!(!valid_ref_name("--upload-pack=x"));
-        assert!(!valid_ref_name("a..b"));
-        assert!(!valid_ref_name("a b"));
+    #[tokio::test]
+    async fn refuses_branch_names_git_would_misread() {
+        let repo = projsync_test_support::GitRepo::new();
+        repo.write("a.txt", "a\n");
+        repo.commit("first");
+        let source = GitSource::open(repo.path()).await.unwrap();
+        assert!(source.resolve_branch("main").await.is_ok());
+        // `main@{0}` names a reflog entry and `-rf` an option: neither is
+        // handed to git as a branch.
+        for name in ["main@{0}", "-rf", "--upload-pack=x", "main^", "a..b", "a b"] {
+            let err = source.resolve_branch(name).await.unwrap_err();
+            assert_eq!(
+                err.kind,
+                projsync_domain::SourceErrorKind::Invalid,
+                "{name}"
+            );
+            assert!(err.message.contains("not a valid branch name"), "{err}");
+        }
     }
 }

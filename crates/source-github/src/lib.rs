@@ -306,19 +306,12 @@ fn jitter(base: Duration) -> Duration {
     base + base.mul_f64((nanos % 1000) as f64 / 1000.0)
 }
 
-/// `owner/name`, both non-empty and made of GitHub's allowed characters.
+/// `owner/name` by GitHub's rules (`domain::names`), checked before any
+/// request: `acme/..` would otherwise become another URL path.
 pub fn parse_location(location: &str) -> Result<(String, String), SourceError> {
-    let ok = |s: &str| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    };
-    match location.split_once('/') {
-        Some((o, n)) if ok(o) && ok(n) => Ok((o.to_string(), n.to_string())),
-        _ => Err(SourceError::invalid(format!(
-            "`{location}` is not a GitHub repository; write it as owner/name"
-        ))),
-    }
+    let (owner, name) =
+        projsync_domain::names::check_github_repository(location).map_err(SourceError::invalid)?;
+    Ok((owner.to_string(), name.to_string()))
 }
 
 fn encode_ref(r: &str) -> String {
@@ -737,7 +730,13 @@ fn build_client(cfg: &GitHubConfig, credentials: Credentials) -> Result<Octocrab
     let mut installation = None;
     match credentials {
         Credentials::Anonymous => {}
-        Credentials::Token(t) => builder = builder.personal_token(t),
+        Credentials::Token(t) => {
+            // octocrab unwraps the header value it makes of the token: a
+            // token that cannot be sent in a header would panic there.
+            let t = projsync_domain::names::clean_header_secret(&t, "the GitHub token")
+                .map_err(SourceError::unauthorized)?;
+            builder = builder.personal_token(t.to_string())
+        }
         Credentials::App {
             app_id,
             installation_id,
@@ -841,11 +840,7 @@ impl Source for GitHubSource {
     }
 
     async fn resolve_branch(&self, branch: &str) -> Result<String, SourceError> {
-        if branch.is_empty() || branch.starts_with('-') || branch.contains("..") {
-            return Err(SourceError::invalid(format!(
-                "`{branch}` is not a valid branch name"
-            )));
-        }
+        projsync_domain::names::check_branch_name(branch).map_err(SourceError::invalid)?;
         let resp = self
             .get(
                 &self.repo_path(&format!("/branches/{}", encode_ref(branch))),
@@ -1047,6 +1042,8 @@ mod tests {
         );
         assert!(parse_location("acme").is_err());
         assert!(parse_location("a/b/c").is_err());
+        assert!(parse_location("acme/..").is_err());
+        assert!(parse_location("-acme/x").is_err());
         let mut h = HeaderMap::new();
         h.insert(
             "link",

@@ -126,7 +126,8 @@ pub fn resolve_credentials(
     let parts: Vec<&str> = r.splitn(5, ':').collect();
     match parts.as_slice() {
         [kind @ ("env" | "file"), name] if !name.is_empty() => {
-            Ok(Credentials::Token(read(kind, name, "a GitHub token")?))
+            let token = read(kind, name, "a GitHub token")?;
+            Ok(Credentials::Token(checked_token(r, &token)?.to_string()))
         }
         ["app", app, installation, kind @ ("env" | "file"), name] if !name.is_empty() => {
             let (Ok(app_id), Ok(installation_id)) = (app.parse(), installation.parse()) else {
@@ -146,6 +147,17 @@ pub fn resolve_credentials(
              app:APP_ID:INSTALLATION_ID:env:VARIABLE (or :file:PATH)"
         ))),
     }
+}
+
+/// A token is sent as an HTTP header: anything that cannot be (an inner
+/// line break, a control character, non-ASCII) is refused here, with a
+/// message that names the reference and never the secret.
+fn checked_token<'a>(reference: &str, token: &'a str) -> Result<&'a str, SourceError> {
+    projsync_domain::names::clean_header_secret(
+        token,
+        &format!("the GitHub token named by credentials `{reference}`"),
+    )
+    .map_err(SourceError::unauthorized)
 }
 
 #[async_trait]
@@ -173,6 +185,55 @@ impl SourceFactory for DefaultSources {
             other => Err(SourceError::invalid(format!(
                 "unknown repository provider `{other}`"
             ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use projsync_domain::SourceErrorKind;
+    use projsync_source_github::Credentials;
+
+    fn token_file(content: &str) -> (std::path::PathBuf, String) {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("projsync-token-{}-{n}", std::process::id()));
+        std::fs::write(&path, content).unwrap();
+        let reference = format!("file:{}", path.display());
+        (path, reference)
+    }
+
+    #[test]
+    fn a_token_file_with_a_trailing_newline_is_trimmed() {
+        let (path, reference) = token_file("ghp_trailing\n");
+        let creds = resolve_credentials(Some(&reference)).unwrap();
+        std::fs::remove_file(path).ok();
+        match creds {
+            Credentials::Token(t) => assert_eq!(t, "ghp_trailing"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn tokens_that_cannot_be_sent_in_a_header_are_refused_without_echo() {
+        for content in [
+            "abc\ndef",
+            "abc\rdef\n",
+            "abc def",
+            "abc\u{7}def",
+            "abcédef",
+        ] {
+            let (path, reference) = token_file(content);
+            let err = resolve_credentials(Some(&reference)).unwrap_err();
+            std::fs::remove_file(path).ok();
+            assert_eq!(err.kind, SourceErrorKind::Unauthorized, "{content:?}");
+            assert!(err.message.contains(&reference), "{err}");
+            assert!(err.message.contains("HTTP header"), "{err}");
+            assert!(
+                !err.message.contains("abc") && !err.message.contains("def"),
+                "the secret is echoed: {err}"
+            );
         }
     }
 }
