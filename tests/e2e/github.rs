@@ -297,6 +297,7 @@ async fn every_fault_is_survived_within_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fatal_errors_say_what_to_do() {
     let gh = github_app(1000).await;
+    let cred = register_credential(&gh.app, CREDENTIALS).await;
     let (status, err) = connect(&gh, "nope", "acme/nope", CREDENTIALS).await;
     assert_eq!(status, 422, "{err}");
     let msg = err["error"]["message"].as_str().unwrap();
@@ -355,7 +356,7 @@ async fn fatal_errors_say_what_to_do() {
             "/projects",
             json!({ "name": "doomed", "repository": {
                 "provider": "github", "repository": "acme/widgets", "branch": "doomed",
-                "credentials_ref": CREDENTIALS } }),
+                "credential": cred } }),
         )
         .await;
     assert_eq!(status, 201, "{doomed}");
@@ -424,6 +425,7 @@ async fn github_app_installation_tokens_are_obtained_and_refreshed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_names_never_reach_github() {
     let gh = github_app(1000).await;
+    let cred = register_credential(&gh.app, CREDENTIALS).await;
     let (status, project) = connect(&gh, "gh", "acme/widgets", CREDENTIALS).await;
     assert_eq!(status, 201, "{project}");
     let project = project["id"].as_str().unwrap().to_string();
@@ -445,7 +447,7 @@ async fn bad_names_never_reach_github() {
                 "/projects",
                 json!({ "name": "bad", "repository": {
                     "provider": "github", "repository": "acme/widgets", "branch": branch,
-                    "credentials_ref": CREDENTIALS } }),
+                    "credential": cred } }),
             )
             .await;
         assert_eq!(status, 422, "{branch}: {err}");

@@ -19,6 +19,8 @@ pub struct TestApp {
     #[allow(dead_code)]
     pub settings: Settings,
     pub base: String,
+    /// The admin key of the `default` tenant that `http` sends.
+    pub key: String,
     pub http: reqwest::Client,
     shutdown: CancellationToken,
 }
@@ -135,6 +137,7 @@ pub async fn spawn_app_full(
         settings,
         base: format!("http://{addr}/api/v1"),
         http: client_with_key(&key),
+        key,
         shutdown,
     }
 }

@@ -119,8 +119,9 @@ async fn open_stream(app: &TestApp, sync_id: &str) -> RawStream {
     let host = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
     let mut socket = tokio::net::TcpStream::connect(&host).await.unwrap();
     let request = format!(
-        "GET {}/syncs/{sync_id}/events HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n",
-        url.path()
+        "GET {}/syncs/{sync_id}/events HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\nAccept: text/event-stream\r\n\r\n",
+        url.path(),
+        app.key
     );
     socket.write_all(request.as_bytes()).await.unwrap();
     let mut head = Vec::new();
