@@ -32,6 +32,13 @@ if cargo tree -p projsync-pipeline -e normal --prefix none --locked \
     exit 1
 fi
 
+echo "test: layering (the migration linter is pure: no database, no I/O)"
+if cargo tree -p projsync-migrate-lint -e normal --prefix none --locked \
+    | grep -E '^(tokio|sqlx|redis|axum|reqwest|projsync-store) ' ; then
+    echo "test: projsync-migrate-lint must not depend on the crates above (see ARCHITECTURE.md)" >&2
+    exit 1
+fi
+
 # The routes ↔ paths check also runs as a Rust test; this adds full
 # OpenAPI validation where PyYAML is available.
 if command -v python3 >/dev/null 2>&1 && python3 -c "import yaml" 2>/dev/null; then
