@@ -89,6 +89,7 @@ CREATE TABLE credentials (
 -- Projects created before credentials were registered named a reference
 -- directly; each distinct one becomes a registered credential of the
 -- project's tenant, and the project names it.
+-- projsync: allow-destructive repositories.credentials_ref because a project now names a registered credential; every reference moves into credentials just below, nothing is lost
 ALTER TABLE repositories RENAME COLUMN credentials_ref TO credential;
 INSERT INTO credentials (tenant_id, name, reference)
 SELECT DISTINCT r.tenant_id, 'legacy-' || substr(md5(r.credential), 1, 12), r.credential

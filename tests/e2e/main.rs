@@ -10,5 +10,6 @@ mod helpers;
 mod history;
 mod limits;
 mod local_sync;
+mod migrate_guard;
 mod robustness;
 mod security;

@@ -13,6 +13,7 @@ use projsync_queue::{JobQueue, Publisher};
 use projsync_sources::DefaultSources;
 use projsync_store::Store;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -53,9 +54,28 @@ pub async fn require_app_role(store: &Store) -> Result<()> {
     Ok(())
 }
 
-/// Create the database if needed, apply migrations as the owner, and
-/// create or update the application role of `database.url`.
+/// The guard's options: migrations from `source` (default: built in),
+/// `migrate.protected` and `migrate.lock_timeout_ms`.
+pub fn migrate_options(settings: &Settings, source: Option<&Path>) -> projsync_migrate::Options {
+    projsync_migrate::Options {
+        source: match source {
+            Some(dir) => projsync_migrate::Source::Dir(dir.to_path_buf()),
+            None => projsync_migrate::Source::Embedded,
+        },
+        protected: settings.migrate.protected.clone(),
+        lock_timeout: Duration::from_millis(settings.migrate.lock_timeout_ms),
+    }
+}
+
+/// Create the database if needed, apply the built-in migrations as the
+/// owner (guarded), and create or update the application role of
+/// `database.url`.
 pub async fn migrate(settings: &Settings) -> Result<Store> {
+    migrate_from(settings, None).await
+}
+
+/// [`migrate`] with migrations from `source` (`--source DIR`).
+pub async fn migrate_from(settings: &Settings, source: Option<&Path>) -> Result<Store> {
     let created = projsync_store::create_database_if_missing(&settings.database.admin_url).await?;
     if created {
         tracing::info!(
@@ -68,7 +88,15 @@ pub async fn migrate(settings: &Settings) -> Result<Store> {
     if admin.vector_extension().await? == projsync_store::VectorExtension::Missing {
         anyhow::bail!("{}", projsync_store::PGVECTOR_MISSING);
     }
-    admin.migrate().await?;
+    let mut conn = admin.pool().acquire().await?;
+    let applied = projsync_migrate::apply(&mut conn, &migrate_options(settings, source)).await?;
+    drop(conn);
+    for (version, description) in &applied.versions {
+        tracing::info!("applied migration {version} ({description})");
+    }
+    for warning in &applied.warnings {
+        tracing::warn!("{warning}");
+    }
     let (user, password) = projsync_store::url_user(&settings.database.url)?;
     match admin.ensure_app_role(&user, password.as_deref()).await? {
         projsync_store::AppRole::Created => tracing::info!("created the application role {user}"),

@@ -23,6 +23,14 @@ pub struct Settings {
     pub log: Log,
     pub embeddings: Embeddings,
     pub sources: Sources,
+    pub migrate: Migrate,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Migrate {
+    /// Protected objects on top of the defaults: `table` or `table.column`.
+    pub protected: Vec<String>,
+    pub lock_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,7 +161,8 @@ impl Settings {
                 .try_parsing(true)
                 .list_separator(",")
                 .with_list_parse_key("sources.local.allowed_roots")
-                .with_list_parse_key("api.allowed_hosts"),
+                .with_list_parse_key("api.allowed_hosts")
+                .with_list_parse_key("migrate.protected"),
         );
         let settings: Settings = builder
             .build()
@@ -264,6 +273,7 @@ impl Settings {
             ),
             ("sync.max_file_bytes", self.sync.max_file_bytes),
             ("api.session_ttl_secs", self.api.session_ttl_secs),
+            ("migrate.lock_timeout_ms", self.migrate.lock_timeout_ms),
             ("api.max_body_bytes", self.api.max_body_bytes),
             ("api.max_ignore_patterns", self.api.max_ignore_patterns),
             ("api.max_pattern_bytes", self.api.max_pattern_bytes),

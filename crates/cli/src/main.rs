@@ -40,8 +40,23 @@ enum Command {
     Api,
     /// Pull sync jobs from the queue and run them, until SIGINT or SIGTERM.
     Worker,
-    /// Create the database if needed and apply migrations.
-    Migrate,
+    /// Create the database if needed and apply migrations, guarded: every
+    /// statement is parsed first and one that destroys a protected object
+    /// is refused without a consent line; rows and vectors are counted
+    /// before and after each migration, which rolls back if they drop.
+    Migrate {
+        /// Apply nothing: list the pending migrations and a verdict for each
+        /// statement; exit 1 if anything would be refused.
+        #[arg(long, conflicts_with = "verify")]
+        check: bool,
+        /// Compare the live schema with the schema the applied migrations
+        /// produce; print every difference and exit 1 if there is one.
+        #[arg(long)]
+        verify: bool,
+        /// Read migrations from this directory instead of the built-in ones.
+        #[arg(long, value_name = "DIR")]
+        source: Option<PathBuf>,
+    },
     /// Create or list projects.
     #[command(subcommand)]
     Project(ProjectCmd),
@@ -470,11 +485,49 @@ fn credential_reference(
 async fn run(command: Command, tenant: Option<String>, settings: &Settings) -> Result<ExitCode> {
     let project_tenant = tenant.clone().unwrap_or_else(|| "default".to_string());
     match command {
-        Command::Migrate => {
-            app::migrate(settings).await?;
+        Command::Migrate {
+            check: true,
+            source,
+            ..
+        } => {
+            let admin = app::admin_store(settings).await?;
+            let mut conn = admin.pool().acquire().await?;
+            let options = app::migrate_options(settings, source.as_deref());
+            let pending = projsync_migrate::check(&mut conn, &options).await?;
+            print!("{}", projsync_migrate::render(&pending));
+            if pending.iter().any(|p| p.refused()) {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Migrate {
+            verify: true,
+            source,
+            ..
+        } => {
+            let options = app::migrate_options(settings, source.as_deref());
+            let differences =
+                projsync_migrate::verify(&settings.database.admin_url, &options.source).await?;
+            if differences.is_empty() {
+                println!(
+                    "no drift: {} matches its migrations",
+                    projsync_domain::redact_url(&settings.database.admin_url)
+                );
+            } else {
+                println!(
+                    "drift: the live schema differs from what the applied migrations produce \
+                     (changed by hand or by a schema-push tool?)"
+                );
+                for d in &differences {
+                    println!("{d}");
+                }
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Migrate { source, .. } => {
+            app::migrate_from(settings, source.as_deref()).await?;
             println!(
                 "migrations applied to {}",
-                projsync_domain::redact_url(&settings.database.url)
+                projsync_domain::redact_url(&settings.database.admin_url)
             );
         }
         Command::Api => {

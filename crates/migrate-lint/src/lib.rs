@@ -440,16 +440,16 @@ refused: 4 statements, 1 refused, 1 consented, 2 warnings, 1 errors";
                     "71 ALTER TABLE warning",
                     "73 CREATE INDEX warning",
                     "74 CREATE INDEX warning",
-                    // Renames repositories.credentials_ref: refused today without a consent line.
-                    "92 ALTER TABLE refused",
+                    // Renames repositories.credentials_ref, with its consent line.
+                    "93 ALTER TABLE consented",
                     // A FOREIGN KEY without NOT VALID.
-                    "100 ALTER TABLE warning",
+                    "101 ALTER TABLE warning",
                     // Row-level security through EXECUTE format(…) (3 EXECUTEs).
-                    "141 DO warning",
-                    "141 DO warning",
-                    "141 DO warning",
+                    "142 DO warning",
+                    "142 DO warning",
+                    "142 DO warning",
                     // The embedding index is created by EXECUTE format(…) in a function.
-                    "213 CREATE FUNCTION warning",
+                    "214 CREATE FUNCTION warning",
                 ],
                 other => {
                     // A migration written with the guard in place passes it.

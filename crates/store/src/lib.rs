@@ -70,7 +70,8 @@ use std::time::Duration;
 /// (migration 0005), and the CLI's default.
 pub const DEFAULT_TENANT: TenantId = TenantId(uuid::Uuid::from_u128(1));
 
-/// The migrations under `migrations/`, embedded in the binary.
+/// The migrations under `migrations/`, embedded in the binary. They are
+/// applied by `projsync-migrate`, which guards them.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 
 /// Handle on the ledger. Cheap to clone.
@@ -148,13 +149,6 @@ impl Store {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
-    }
-
-    /// Apply pending migrations. Safe to run concurrently: sqlx takes an
-    /// advisory lock.
-    pub async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.pool).await?;
-        Ok(())
     }
 }
 

@@ -99,7 +99,12 @@ impl TestDb {
             .await
             .expect("connect to test database");
         let owner = Store::from_pool(admin_pool.clone());
-        owner.migrate().await.expect("migrations apply");
+        // Guarded, as `projsync migrate` applies them.
+        let mut conn = admin_pool.acquire().await.expect("a connection");
+        projsync_migrate::apply(&mut conn, &projsync_migrate::Options::default())
+            .await
+            .expect("migrations apply");
+        drop(conn);
         owner
             .ensure_app_role(APP_ROLE, None)
             .await
