@@ -111,6 +111,26 @@ if ! have git; then
     apt_install git
 fi
 
+# --------------------------------------------------------------- C, libclang
+# A few crates build C (libpg_query for the migration guard, ONNX bindings):
+# a C compiler is needed, and the pg_query crate generates its bindings with
+# libclang (bindgen) when it is built.
+if ! have cc && ! have gcc; then
+    apt_install gcc libc6-dev
+fi
+libclang_present() {
+    compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null \
+        || compgen -G '/usr/lib/*-linux-gnu/libclang*.so*' >/dev/null \
+        || { [[ -n "${LIBCLANG_PATH:-}" ]] && compgen -G "${LIBCLANG_PATH}/libclang*.so*" >/dev/null; }
+}
+if libclang_present; then
+    log "libclang: present"
+else
+    apt_install libclang-dev
+    libclang_present || die "installed libclang-dev but no libclang*.so was found; set LIBCLANG_PATH to the directory that holds it"
+    log "libclang: installed"
+fi
+
 # ----------------------------------------------------------------- PostgreSQL
 pg_ready() { pg_isready -q -h "$PG_HOST" -p "$PG_PORT" >/dev/null 2>&1; }
 pg_login() { psql -X -w -q -tA -d "$PG_URL" -c 'SELECT 1' >/dev/null 2>&1; }
