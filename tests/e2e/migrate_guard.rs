@@ -227,3 +227,45 @@ async fn verify_catches_an_alter_table_made_by_hand() {
     assert!(stdout.contains("embeddings.dimensions"), "{stdout}");
     assert!(stdout.contains("memory_chunks_tsv"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_outside_a_transaction_are_counted_and_reported_too() {
+    let (db, redis) = (TestDb::new().await, TestRedis::new());
+    knowledge_base(&db).await;
+    let dir = source_with(&[
+        (
+            "0100_index.sql",
+            "-- no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS embeddings_by_model ON embeddings (model);\n",
+        ),
+        (
+            "0101_locking.sql",
+            "CREATE INDEX embeddings_by_dimensions ON embeddings (dimensions);\n",
+        ),
+    ]);
+    let source = dir.to_string_lossy().into_owned();
+    // --check warns about the index that locks a protected table.
+    let (code, stdout, _) =
+        run(projsync(&db, &redis).args(["migrate", "--check", "--source", &source]));
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("CONCURRENTLY"), "{stdout}");
+    let (code, _, stderr) = run(projsync(&db, &redis).args(["migrate", "--source", &source]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(applied(&db).await.ends_with(&[100, 101]));
+
+    // Outside a transaction nothing can be rolled back, but the drop is
+    // still caught, reported, and the migration is not recorded.
+    std::fs::write(
+        dir.join("0102_purge.sql"),
+        "-- no-transaction\nDELETE FROM embeddings WHERE model = 'incident';\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(projsync(&db, &redis).args(["migrate", "--source", &source]));
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("embeddings: 382 before, 0 after")
+            && stderr.contains("could not be rolled back"),
+        "{stderr}"
+    );
+    assert!(!applied(&db).await.contains(&102));
+    std::fs::remove_dir_all(dir).ok();
+}
