@@ -517,13 +517,17 @@ pub fn render(pending: &[Pending]) -> String {
     }
     for p in pending {
         out.push_str(&format!(
-            "{} {}{}: {}\n",
+            "migration {} ({}){}: {}\n",
             p.version,
             p.description,
-            if p.no_tx { " (no transaction)" } else { "" },
+            if p.no_tx { ", no transaction" } else { "" },
             if p.refused() { "REFUSED" } else { "ok" }
         ));
-        out.push_str(&p.report.to_string());
+        for line in p.report.to_string().lines() {
+            out.push_str("  ");
+            out.push_str(line);
+            out.push('\n');
+        }
     }
     out
 }
