@@ -52,7 +52,8 @@ SCHEMATHESIS="$(dirname "$PY")/schemathesis"
 
 started=$SECONDS
 WORK="$(mktemp -d /tmp/projsync-fuzz.XXXXXX)"
-DB="projsync_fuzz_$(basename "$WORK" | tr -cd 'A-Za-z0-9' | tr 'A-Z' 'a-z')"
+suffix="${WORK##*.}"
+DB="projsync_fuzz_${suffix,,}"
 ADMIN_URL="postgres://postgres@${PG_HOST}:${PG_PORT}"
 export PGCONNECT_TIMEOUT=5
 
@@ -85,7 +86,9 @@ trap 'exit 130' INT TERM
 
 # -------------------------------------------------------------- environment
 mkdir -p "$WORK/roots" "$WORK/report"
-export PROJSYNC_CONFIG=""
+# Only the settings below over the defaults: nothing of the caller's own.
+unset PROJSYNC_CONFIG PROJSYNC_TENANT PROJSYNC_FAILPOINT RUST_LOG
+while read -r var; do unset "$var"; done < <(compgen -e | grep '^PROJSYNC__' || true)
 export PROJSYNC__DATABASE__ADMIN_URL="${ADMIN_URL}/${DB}"
 export PROJSYNC__DATABASE__URL="postgres://projsync_app@${PG_HOST}:${PG_PORT}/${DB}"
 export PROJSYNC__REDIS__URL="redis://${REDIS_HOST}:${REDIS_PORT}"
@@ -93,11 +96,13 @@ export PROJSYNC__REDIS__NAMESPACE="$DB"
 export PROJSYNC__API__LISTEN="127.0.0.1:0"
 export PROJSYNC__API__RATE_LIMIT_PER_KEY=0
 export PROJSYNC__API__RATE_LIMIT_PER_TENANT=0
+# Every 5xx is a finding: no cap on event streams to run into either
+# (api.max_streams; ignored by a binary without it).
+export PROJSYNC__API__MAX_STREAMS=100000
 export PROJSYNC__EMBEDDINGS__ENABLED=false
 export PROJSYNC__SOURCES__LOCAL__ALLOWED_ROOTS="$WORK/roots"
 export PROJSYNC__WORKER__CONCURRENCY=1
 export PROJSYNC__LOG__LEVEL=info
-unset PROJSYNC_TENANT PROJSYNC_FAILPOINT RUST_LOG
 
 # A GitHub that knows no repository, on this machine: a project the fuzzer
 # creates with provider `github` is refused (422) without leaving it.
