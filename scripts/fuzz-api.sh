@@ -18,8 +18,9 @@
 #
 # Environment:
 #   PROJSYNC_BIN=path            the binary (default: target/debug/projsync)
-#   PROJSYNC_FUZZ_SECONDS=105    schemathesis's time budget (--max-time; it overruns
-#                                it by a few seconds to finish a stateful scenario)
+#   PROJSYNC_FUZZ_SECONDS=95     schemathesis's time budget (--max-time; it overruns
+#                                it by 5 to 25 s to end its stateful scenarios: about
+#                                two minutes in all)
 #   PROJSYNC_FUZZ_SEED=N         generate as a run did (the seed is printed; the
 #                                seeded ids differ from run to run)
 #   PROJSYNC_FUZZ_KEEP=1         keep the work folder (logs, reports) even on success
@@ -32,7 +33,7 @@ PG_PORT=5432
 REDIS_HOST=127.0.0.1
 REDIS_PORT=6379
 BIN="${PROJSYNC_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/projsync}"
-BUDGET="${PROJSYNC_FUZZ_SECONDS:-105}"
+BUDGET="${PROJSYNC_FUZZ_SECONDS:-95}"
 SEED="${PROJSYNC_FUZZ_SEED:-}"
 
 say() { printf 'fuzz-api: %s\n' "$*" >&2; }
