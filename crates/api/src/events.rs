@@ -43,7 +43,8 @@ pub(crate) async fn sync_events(
         }
         Err(e) => return Err(ApiError::Unavailable(e.to_string())),
     };
-    let snapshot = state.store.sync(id).await?.progress;
+    let sync = state.store.sync(id).await?;
+    let snapshot = sync.progress;
     let to_event = |ev: &projsync_domain::ProgressEvent| -> Result<Event, Infallible> {
         Ok(Event::default()
             .id(ev.seq.to_string())
@@ -51,7 +52,10 @@ pub(crate) async fn sync_events(
             .data(serde_json::to_string(ev).expect("events serialize")))
     };
     let start_seq = snapshot.as_ref().map(|e| e.seq).unwrap_or(0).max(last_seen);
-    let already_final = snapshot.as_ref().is_some_and(|e| e.is_final());
+    // A sync cancelled while queued ended without any event: the ledger,
+    // not only the snapshot, says whether more can come.
+    let already_final =
+        sync.status.is_terminal() || snapshot.as_ref().is_some_and(|e| e.is_final());
     let first: Vec<Result<Event, Infallible>> = snapshot
         .iter()
         .filter(|e| e.seq > last_seen)
