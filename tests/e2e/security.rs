@@ -355,6 +355,8 @@ async fn row_level_security_holds_for_raw_sql_as_the_application_role() {
     // What the role may not do at all.
     for sql in [
         "SELECT count(*) FROM api_keys",
+        "SELECT count(*) FROM projsync_migration_consents",
+        "DELETE FROM _sqlx_migrations",
         "UPDATE audit_log SET action = 'x'",
         "DELETE FROM audit_log",
         "INSERT INTO credentials (tenant_id, name, reference) VALUES ('00000000-0000-0000-0000-000000000001', 'x', 'env:HOME')",
@@ -370,7 +372,7 @@ async fn row_level_security_holds_for_raw_sql_as_the_application_role() {
     conn.close().await.ok();
 
     // Every table of the schema is under forced row-level security, but the
-    // tenants' names and sqlx's own bookkeeping.
+    // tenants' names and the migrator's ledgers.
     let unprotected: Vec<String> = sqlx::query_scalar(
         "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') \
@@ -379,7 +381,12 @@ async fn row_level_security_holds_for_raw_sql_as_the_application_role() {
     .fetch_all(&app.db.admin)
     .await
     .unwrap();
-    assert_eq!(unprotected, ["_sqlx_migrations", "tenants"]);
+    // The migrator's ledgers are the owner's: the application role has no
+    // privilege on them at all (checked above).
+    assert_eq!(
+        unprotected,
+        ["_sqlx_migrations", "projsync_migration_consents", "tenants"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
