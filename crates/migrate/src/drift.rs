@@ -8,6 +8,7 @@
 //! constraints, extensions, row-level security and its policies.
 
 use crate::{Error, Result, Source};
+use projsync_store::with_database;
 use sqlx::{Connection, PgConnection};
 use std::collections::BTreeSet;
 
@@ -76,23 +77,6 @@ async fn snapshot(conn: &mut PgConnection) -> Result<BTreeSet<String>> {
         out.extend(rows.into_iter().filter(|l| !runtime_object(l)));
     }
     Ok(out)
-}
-
-/// `url` with its database replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let base = match base[scheme_end..].find('/') {
-        Some(slash) => &base[..scheme_end + slash],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    }
 }
 
 /// Compare the live schema of the database at `admin_url` with the schema

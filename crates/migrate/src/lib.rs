@@ -316,10 +316,10 @@ async fn apply_locked(conn: &mut PgConnection, opts: &Options) -> Result<Applied
     let pending = check(conn, opts).await?;
     if let Some(p) = pending.iter().find(|p| p.refused()) {
         return Err(Error::Refused(format!(
-            "migration {} ({}) is refused; nothing was applied:\n{}",
+            "migration {} ({}) is refused; nothing was applied:\n  {}",
             p.version,
             p.description,
-            refusals(&p.report).join("\n")
+            refusals(&p.report).join("\n  ")
         )));
     }
     let migrations = opts.source.load().await?;
@@ -475,36 +475,40 @@ pub async fn consents(conn: &mut PgConnection) -> Result<Vec<(i64, String, Strin
         .collect())
 }
 
-/// What a report refuses, one line each.
+/// What a report refuses (file-level errors and refused statements), one
+/// line each.
 fn refusals(report: &Report) -> Vec<String> {
-    let mut out: Vec<String> = report
-        .errors
-        .iter()
-        .map(|(line, e)| format!("  line {line}: {e}"))
-        .collect();
-    for s in &report.statements {
-        for v in &s.verdicts {
-            if let Verdict::Refused(why) = v {
-                out.push(format!("  line {}: {}: {why}", s.line, s.kind));
-            }
-        }
-    }
-    out
+    lines(&report.errors, report, |v| match v {
+        Verdict::Refused(why) => Some(why),
+        _ => None,
+    })
 }
 
 /// What a report warns about, one line each.
 fn warnings(report: &Report) -> Vec<String> {
-    let mut out: Vec<String> = report
-        .warnings
+    lines(&report.warnings, report, |v| match v {
+        Verdict::Warning(w) => Some(w),
+        _ => None,
+    })
+}
+
+/// File-level lines, then the statements' verdicts that `pick` keeps.
+fn lines(
+    file_level: &[(usize, String)],
+    report: &Report,
+    pick: impl Fn(&Verdict) -> Option<&String>,
+) -> Vec<String> {
+    let mut out: Vec<String> = file_level
         .iter()
-        .map(|(line, w)| format!("line {line}: {w}"))
+        .map(|(line, text)| format!("line {line}: {text}"))
         .collect();
     for s in &report.statements {
-        for v in &s.verdicts {
-            if let Verdict::Warning(w) = v {
-                out.push(format!("line {}: {}: {w}", s.line, s.kind));
-            }
-        }
+        out.extend(
+            s.verdicts
+                .iter()
+                .filter_map(&pick)
+                .map(|text| format!("line {}: {}: {text}", s.line, s.kind)),
+        );
     }
     out
 }

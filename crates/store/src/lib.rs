@@ -204,6 +204,23 @@ pub fn url_user(url: &str) -> Result<(String, Option<String>)> {
     Ok((user, password))
 }
 
+/// `url` with its database replaced by `name` (user, host and options kept).
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
 /// Create the database named in `url` if it does not exist yet.
 pub async fn create_database_if_missing(url: &str) -> Result<bool> {
     let connect_err = |source: sqlx::Error| Error::Connect {

@@ -17,7 +17,7 @@ pub use fake_github::{FakeGitHub, Fault};
 pub use fake_openai::{FakeOpenAi, OpenAiFault};
 pub use git::GitRepo;
 
-use projsync_store::Store;
+use projsync_store::{with_database, Store};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection};
 
@@ -28,22 +28,6 @@ pub fn admin_database_url() -> String {
 
 pub fn redis_url() -> String {
     std::env::var("PROJSYNC_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let base = match base[scheme_end..].find('/') {
-        Some(slash) => &base[..scheme_end + slash],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    }
 }
 
 /// `url` with its user replaced by `user` (no password: trust auth on
