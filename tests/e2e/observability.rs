@@ -9,7 +9,7 @@ use crate::helpers::{spawn_app_full, spawn_app_with, TestApp};
 use projsync::app;
 use projsync_metrics::{Metrics, Process};
 use projsync_sources::{DefaultSources, GitHubConfig};
-use projsync_test_support::{FakeGitHub, GitRepo, TestDb, TestRedis};
+use projsync_test_support::{FakeGitHub, Fault, GitRepo, TestDb, TestRedis};
 use prometheus_parse::{Sample, Scrape, Value as Prom};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -228,7 +228,9 @@ const TOKEN: &str = "projsync";
 const CREDENTIALS: &str = "env:CARGO_PKG_NAME";
 
 /// A GitHub project synced twice (changed, then unchanged) by a worker with
-/// its own listener; then both processes' metrics, parsed.
+/// its own listener, the first sync through a 502 (retried in the request)
+/// and a 429 (a scheduled retry of prepare); then both processes' metrics,
+/// parsed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_after_syncs_on_the_api_and_the_worker() {
     let repo = GitRepo::new();
@@ -277,6 +279,15 @@ async fn metrics_after_syncs_on_the_api_and_the_worker() {
         .await;
     assert_eq!(status, 201, "{project}");
     let project = project["id"].as_str().unwrap().to_string();
+    // The worker's first requests (enqueueing the default branch asks
+    // GitHub nothing).
+    fake.inject(Fault::ServerErrors {
+        count: 1,
+        status: 502,
+    });
+    fake.inject(Fault::TooManyRequests {
+        retry_after_secs: 1,
+    });
     let first = app.sync(&project, None).await;
     assert_eq!(first["status"], "succeeded", "{first}");
     assert_eq!(first["outcome"], "changed", "{first}");
@@ -387,7 +398,31 @@ async fn metrics_after_syncs_on_the_api_and_the_worker() {
         );
         assert_eq!(get("projsync_leases_lost_total", &[]), 0.0);
         assert_eq!(get("projsync_reconciler_pushes_total", &[]), 0.0);
-        assert!(!has_family(&samples, "projsync_retries_total"));
+        for status in ["502", "429"] {
+            assert_eq!(
+                get(
+                    "projsync_github_requests_total",
+                    &[("endpoint", "repo"), ("status", status)]
+                ),
+                1.0,
+                "{status}"
+            );
+        }
+        assert_eq!(
+            get(
+                "projsync_retries_total",
+                &[("phase", "prepare"), ("reason", "rate_limited")]
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &samples,
+                "projsync_retries_total",
+                &[("phase", "prepare"), ("reason", "error")]
+            ),
+            None
+        );
     }
     drop(fake);
 }
