@@ -2,8 +2,9 @@
 """Check crates/api/openapi.yaml.
 
 1. It is a valid OpenAPI document (openapi-spec-validator).
-2. Its `paths` are exactly the routes of crates/api/src/routes.rs (the
-   `.route("...")` calls; axum 0.8 writes parameters as `{id}` like OpenAPI).
+2. Its `paths` are exactly the routes of crates/api/src/routes.rs and
+   crates/api/src/health.rs (the `.route("...")` calls; axum 0.8 writes
+   parameters as `{id}` like OpenAPI).
 
 Exits 1 on any problem, and when PyYAML or openapi-spec-validator is
 missing: run it with the venv of scripts/dev-venv.sh (scripts/test.sh does),
@@ -23,7 +24,7 @@ except ImportError:
 
 root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else pathlib.Path(__file__).resolve().parent.parent)
 spec_path = root / "crates/api/openapi.yaml"
-routes_path = root / "crates/api/src/routes.rs"
+routes_paths = [root / "crates/api/src/routes.rs", root / "crates/api/src/health.rs"]
 
 failed = False
 
@@ -47,20 +48,23 @@ except Exception as e:  # the validator's error types vary between versions
     failed = True
 
 # 2. Compare the documented paths with the router's.
-source = routes_path.read_text().split("#[cfg(test)]")[0]  # the router, not its tests
-routes = set(re.findall(r'\.route\(\s*"([^"]+)"', source))
-if not routes:
-    print(f"check-openapi: no .route(\"...\") calls found in {routes_path}")
-    failed = True
+routes = set()
+for routes_path in routes_paths:
+    source = routes_path.read_text().split("#[cfg(test)]")[0]  # the router, not its tests
+    found = set(re.findall(r'\.route\(\s*"([^"]+)"', source))
+    if not found:
+        print(f"check-openapi: no .route(\"...\") calls found in {routes_path}")
+        failed = True
+    routes |= found
 documented = set((spec.get("paths") or {}).keys())
 
 for p in sorted(routes - documented):
-    print(f"check-openapi: route {p} (routes.rs) is missing from openapi.yaml paths")
+    print(f"check-openapi: route {p} (routes.rs, health.rs) is missing from openapi.yaml paths")
     failed = True
 for p in sorted(documented - routes):
-    print(f"check-openapi: path {p} (openapi.yaml) is not a route in routes.rs")
+    print(f"check-openapi: path {p} (openapi.yaml) is not a route in routes.rs or health.rs")
     failed = True
 if routes and routes == documented:
-    print(f"check-openapi: the {len(routes)} routes of routes.rs match the documented paths")
+    print(f"check-openapi: the {len(routes)} routes of routes.rs and health.rs match the documented paths")
 
 sys.exit(1 if failed else 0)

@@ -105,6 +105,8 @@ export PROJSYNC__API__MAX_STREAMS=100000
 export PROJSYNC__EMBEDDINGS__ENABLED=false
 export PROJSYNC__SOURCES__LOCAL__ALLOWED_ROOTS="$WORK/roots"
 export PROJSYNC__WORKER__CONCURRENCY=1
+# Any free port for the worker's health and metrics listener.
+export PROJSYNC__WORKER__LISTEN="127.0.0.1:0"
 export PROJSYNC__LOG__LEVEL=info
 
 # A GitHub that knows no repository, on this machine: a project the fuzzer

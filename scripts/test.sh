@@ -33,6 +33,13 @@ if cargo tree -p projsync-pipeline -e normal --prefix none --locked \
     exit 1
 fi
 
+echo "test: layering (the metrics crate does no I/O: the ledger's numbers are handed in)"
+if cargo tree -p projsync-metrics -e normal --prefix none --locked \
+    | grep -E '^(tokio|sqlx|redis|axum|reqwest|projsync-store) ' ; then
+    echo "test: projsync-metrics must not depend on the crates above (see ARCHITECTURE.md)" >&2
+    exit 1
+fi
+
 echo "test: layering (the migration linter is pure: no database, no I/O)"
 if cargo tree -p projsync-migrate-lint -e normal --prefix none --locked \
     | grep -E '^(tokio|sqlx|redis|axum|reqwest|projsync-store) ' ; then

@@ -62,6 +62,7 @@ impl WorkerProc {
             .env("PROJSYNC__REDIS__URL", &s.redis.url)
             .env("PROJSYNC__REDIS__NAMESPACE", &s.redis.namespace)
             .env("PROJSYNC__EMBEDDINGS__ENABLED", "false")
+            .env("PROJSYNC__WORKER__LISTEN", "127.0.0.1:0")
             .env(
                 "PROJSYNC__REDIS__HEARTBEAT_INTERVAL_SECS",
                 s.redis.heartbeat_interval_secs.to_string(),

@@ -22,6 +22,8 @@ pub(crate) fn projsync(db: &TestDb, redis: &TestRedis) -> Command {
         .env("PROJSYNC__REDIS__NAMESPACE", &redis.namespace)
         .env("PROJSYNC__REDIS__POLL_INTERVAL_MS", "50")
         .env("PROJSYNC__API__LISTEN", "127.0.0.1:0")
+        // Tests run side by side: no fixed port for workers' health listeners.
+        .env("PROJSYNC__WORKER__LISTEN", "127.0.0.1:0")
         // Only the demo embeds with the local model; other commands test the CLI.
         .env("PROJSYNC__EMBEDDINGS__ENABLED", "false")
         .stdin(Stdio::null());

@@ -40,6 +40,8 @@ pub fn test_settings(db: &TestDb, redis: &TestRedis) -> Settings {
     s.redis.url = redis.url.clone();
     s.redis.namespace = redis.namespace.clone();
     s.api.listen = "127.0.0.1:0".into();
+    // No worker health listener unless a test asks for one (observability.rs).
+    s.worker.listen = String::new();
     s.worker.import_batch_size = 4;
     s.redis.poll_interval_ms = 50;
     // Sync mechanics run without a model (entries are still chunked);

@@ -304,8 +304,10 @@ async fn posts_must_be_json() {
 async fn host_and_origin_must_be_allowed() {
     let app = spawn_app_with(false, |_| {}).await;
     let port = addr(&app).rsplit(':').next().unwrap().to_string();
+    // An unauthenticated route that the Host check covers (probes are exempt,
+    // below).
     let get = |host: Option<&str>, origin: Option<&str>| {
-        let mut head = "GET /healthz HTTP/1.1".to_string();
+        let mut head = "GET /api/v1/openapi.yaml HTTP/1.1".to_string();
         if let Some(h) = host {
             head.push_str(&format!("\r\nHost: {h}"));
         }
@@ -335,9 +337,36 @@ async fn host_and_origin_must_be_allowed() {
         let message = error_message(&r.body, "bad_request");
         assert!(message.contains("api.allowed_hosts"), "{message}");
     }
-    let r = raw(&app, "GET /healthz HTTP/1.0", b"").await;
+    let r = raw(&app, "GET /api/v1/openapi.yaml HTTP/1.0", b"").await;
     assert_eq!(r.status, 400, "no Host: {}", r.body);
-    // Every route, not only /healthz.
+    // Probes and scrapers call by IP and port: GET of the three probe paths
+    // passes any Host, or none; the origin check still applies, and any
+    // other method is checked.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        for host in ["Host: 10.1.2.3:8080", "Host: evil.example", ""] {
+            let head = format!("GET {path} HTTP/1.1\r\n{host}");
+            let r = raw(&app, head.trim_end(), b"").await;
+            assert_eq!(r.status, 200, "{path} {host}: {}", r.body);
+        }
+        let r = raw(
+            &app,
+            &format!("GET {path} HTTP/1.1\r\nHost: 10.1.2.3\r\nOrigin: https://evil.example"),
+            b"",
+        )
+        .await;
+        assert_eq!(r.status, 403, "{path} with a foreign origin: {}", r.body);
+        let r = raw(
+            &app,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: evil.example\r\nContent-Type: application/json\r\n\
+                 Content-Length: 2"
+            ),
+            b"{}",
+        )
+        .await;
+        assert_eq!(r.status, 400, "POST {path}: {}", r.body);
+    }
+    // Every route, not only /openapi.yaml.
     let r = raw(
         &app,
         "POST /api/v1/projects HTTP/1.1\r\nHost: evil.example\r\nContent-Type: application/json\r\nContent-Length: 2",

@@ -11,5 +11,6 @@ mod history;
 mod limits;
 mod local_sync;
 mod migrate_guard;
+mod observability;
 mod robustness;
 mod security;

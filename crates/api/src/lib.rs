@@ -9,6 +9,7 @@
 pub mod auth;
 mod error;
 mod events;
+pub mod health;
 pub mod limits;
 mod page;
 mod routes;
@@ -47,6 +48,8 @@ pub struct AppState {
     /// Live progress: one Redis pub/sub connection for every SSE stream,
     /// and the cap on streams (`api.max_streams`).
     pub events: projsync_queue::EventHub,
+    /// The process's metrics, served at `/metrics`.
+    pub metrics: projsync_metrics::Metrics,
 }
 
 /// Serve the API on `listener` until `shutdown` resolves.

@@ -1,7 +1,10 @@
 //! What every request must pass before a handler runs, and the bounds on
 //! what a handler accepts:
 //! - `Host` in `api.allowed_hosts` (400), so that a page whose DNS name was
-//!   rebound to this address cannot read the API;
+//!   rebound to this address cannot read the API. Not for `GET` (or `HEAD`)
+//!   `/healthz`, `/readyz` and `/metrics`: orchestrators and scrapers call
+//!   them by IP and port, a `Host` no list would hold, and they show only
+//!   aggregate numbers (`health`), nothing a rebound page could use;
 //! - an `Origin`, when sent, in `api.allowed_hosts` too (403), so that a page
 //!   of another site cannot drive the API from a browser;
 //! - `Content-Type: application/json` on every POST (415): a browser sends a
@@ -167,13 +170,21 @@ pub(crate) async fn guard(State(state): State<AppState>, req: Request, next: Nex
 }
 
 async fn check(limits: &Limits, req: Request) -> Result<Request, ApiError> {
-    check_host(limits, &req)?;
+    if !is_probe(&req) {
+        check_host(limits, &req)?;
+    }
     check_origin(limits, req.headers())?;
     if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
         check_content_type(req.method(), req.headers())?;
     }
     check_query(&req)?;
     read_body(limits, req).await
+}
+
+/// A probe or a scrape: `GET`/`HEAD` of `/healthz`, `/readyz`, `/metrics`.
+fn is_probe(req: &Request) -> bool {
+    matches!(*req.method(), Method::GET | Method::HEAD)
+        && crate::health::PATHS.contains(&req.uri().path())
 }
 
 fn check_host(limits: &Limits, req: &Request) -> Result<(), ApiError> {

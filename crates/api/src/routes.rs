@@ -15,8 +15,14 @@ use projsync_store::{ActiveEntry, Project, StepRecord, SyncRecord};
 use serde::{Deserialize, Serialize};
 
 pub fn router(state: AppState) -> Router {
+    let health = crate::health::Health::new(
+        state.store.clone(),
+        state.queue_opts.clone(),
+        state.metrics.clone(),
+    );
     Router::new()
-        .route("/healthz", get(health))
+        // /healthz, /readyz, /metrics (health.rs), behind the same guard.
+        .merge(crate::health::router(health))
         .route("/api/v1/openapi.yaml", get(openapi))
         .route(
             "/api/v1/session",
@@ -78,18 +84,6 @@ fn project_id(raw: &str) -> Result<ProjectId, ApiError> {
 
 pub(crate) fn sync_id(raw: &str) -> Result<SyncId, ApiError> {
     raw.parse().map_err(ApiError::NotFound)
-}
-
-async fn health(
-    axum::extract::State(state): axum::extract::State<AppState>,
-) -> Result<&'static str, ApiError> {
-    sqlx_ping(&state).await?;
-    Ok("ok")
-}
-
-async fn sqlx_ping(state: &AppState) -> Result<(), ApiError> {
-    state.store.list_syncs(ProjectId::new(), 1).await?;
-    Ok(())
 }
 
 async fn openapi() -> impl IntoResponse {
@@ -494,9 +488,16 @@ mod tests {
     /// Every route is described in openapi.yaml, and nothing else is.
     #[test]
     fn openapi_paths_match_the_routes() {
-        let source = include_str!("routes.rs");
-        // Only the router, not this test's own text.
-        let source = &source[..source.find("#[cfg(test)]").unwrap()];
+        // Only the routers, not this test's own text.
+        let routers = |source: &'static str| match source.find("#[cfg(test)]") {
+            Some(end) => &source[..end],
+            None => source,
+        };
+        let source = [
+            routers(include_str!("routes.rs")),
+            routers(include_str!("health.rs")),
+        ]
+        .concat();
         let mut routes: Vec<&str> = source
             .split(".route(")
             .skip(1)

@@ -117,6 +117,8 @@ impl Bench {
         settings.sources.local.allowed_roots = vec![local_root()];
         settings.redis.url = redis.url.clone();
         settings.redis.namespace = redis.namespace.clone();
+        // The in-process worker needs no health listener.
+        settings.worker.listen = String::new();
         tweak(&mut settings);
         settings.validate()?;
         let state = projsync::app::api_state(&settings, db.store.clone()).await?;
@@ -362,6 +364,8 @@ pub fn worker_env(settings: &Settings) -> Vec<(String, String)> {
             r.connect_timeout_ms.to_string(),
         ),
         ("WORKER__CONCURRENCY", w.concurrency.to_string()),
+        // Several worker processes on this host: any free port each.
+        ("WORKER__LISTEN", "127.0.0.1:0".to_string()),
         ("WORKER__LEASE_TTL_SECS", w.lease_ttl_secs.to_string()),
         ("WORKER__IMPORT_BATCH_SIZE", w.import_batch_size.to_string()),
         (

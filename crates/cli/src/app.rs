@@ -6,6 +6,7 @@ use projsync_api::search::SearchSettings;
 use projsync_api::AppState;
 use projsync_embed::openai::{ApiKeyHeader, OpenAiEmbedder, OpenAiOptions};
 use projsync_embed::Embedder;
+use projsync_metrics::{Metrics, Process};
 use projsync_pipeline::{
     run_reconciler, EmbedSettings, Pipeline, PipelineOptions, ReconcilerOptions, SourceFactory,
 };
@@ -293,11 +294,12 @@ pub async fn api_state_with_search(
     let queue_opts = settings.queue_options();
     let queue = JobQueue::connect(&queue_opts).await?;
     let events = projsync_queue::EventHub::new(queue_opts.clone(), settings.api.max_streams);
+    let metrics = Metrics::new(Process::Api);
     Ok(AppState {
         store,
         queue,
         queue_opts,
-        sources: Arc::new(sources(settings).await?),
+        sources: Arc::new(sources(settings).await?.with_metrics(metrics.clone())),
         default_max_file_bytes: settings.sync.max_file_bytes,
         search,
         auth: projsync_api::auth::AuthSettings::new(
@@ -309,6 +311,7 @@ pub async fn api_state_with_search(
         principal: None,
         limits: settings.api_limits(),
         events,
+        metrics,
     })
 }
 
@@ -337,6 +340,7 @@ pub async fn pipeline(
     store: Store,
     worker_name: &str,
     sources: Arc<dyn SourceFactory>,
+    metrics: Metrics,
     shutdown: CancellationToken,
 ) -> Result<Pipeline> {
     require_pgvector(&store).await?;
@@ -363,7 +367,26 @@ pub async fn pipeline(
         },
         shutdown,
     )
-    .with_embeddings(embed_settings(settings, embedder)))
+    .with_embeddings(embed_settings(settings, embedder))
+    .with_metrics(metrics))
+}
+
+/// Bind the worker's listener for /healthz, /readyz and /metrics
+/// (`worker.listen`); `None` when it is empty.
+pub async fn bind_worker_listener(settings: &Settings) -> Result<Option<tokio::net::TcpListener>> {
+    let addr = settings.worker.listen.trim();
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "cannot listen on {addr} for the worker's /healthz, /readyz and /metrics; is another \
+             worker on this host using it? give each worker its own worker.listen \
+             (PROJSYNC__WORKER__LISTEN), 127.0.0.1:0 for any free port, or an empty value for \
+             no listener"
+        )
+    })?;
+    Ok(Some(listener))
 }
 
 /// A worker process's parts: the queue consumer, running pipeline syncs,
@@ -374,8 +397,10 @@ pub async fn spawn_worker(
     store: Store,
     shutdown: CancellationToken,
 ) -> Result<JoinHandle<()>> {
-    let sources = Arc::new(sources(settings).await?);
-    spawn_worker_with(settings, store, sources, shutdown).await
+    let metrics = Metrics::new(Process::Worker);
+    let listener = bind_worker_listener(settings).await?;
+    let sources = Arc::new(sources(settings).await?.with_metrics(metrics.clone()));
+    spawn_worker_on(settings, store, sources, metrics, listener, shutdown).await
 }
 
 /// `spawn_worker` with the sources of your choice (tests count reads).
@@ -385,8 +410,54 @@ pub async fn spawn_worker_with(
     sources: Arc<dyn SourceFactory>,
     shutdown: CancellationToken,
 ) -> Result<JoinHandle<()>> {
+    let listener = bind_worker_listener(settings).await?;
+    let metrics = Metrics::new(Process::Worker);
+    spawn_worker_on(settings, store, sources, metrics, listener, shutdown).await
+}
+
+/// `spawn_worker` with the metrics and the health listener of your choice
+/// (`None`: no listener). The listener serves until the worker has stopped.
+pub async fn spawn_worker_on(
+    settings: &Settings,
+    store: Store,
+    sources: Arc<dyn SourceFactory>,
+    metrics: Metrics,
+    listener: Option<tokio::net::TcpListener>,
+    shutdown: CancellationToken,
+) -> Result<JoinHandle<()>> {
     let name = projsync_queue::unique_worker_name(&settings.worker.name_prefix);
-    let pipeline = pipeline(settings, store.clone(), &name, sources, shutdown.clone()).await?;
+    let pipeline = pipeline(
+        settings,
+        store.clone(),
+        &name,
+        sources,
+        metrics.clone(),
+        shutdown.clone(),
+    )
+    .await?;
+    // Up while the worker drains, so that probes see it until it exits.
+    let health_stop = CancellationToken::new();
+    let health = match listener {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            tracing::info!(
+                "worker health and metrics on http://{addr} (/healthz, /readyz, /metrics)"
+            );
+            let health = projsync_api::health::Health::new(
+                store.clone(),
+                settings.queue_options(),
+                metrics.clone(),
+            );
+            let stop = health_stop.clone();
+            Some(tokio::spawn(async move {
+                let stopped = async move { stop.cancelled().await };
+                if let Err(e) = projsync_api::health::serve(listener, health, stopped).await {
+                    tracing::warn!("the worker's health and metrics listener stopped: {e}");
+                }
+            }))
+        }
+        None => None,
+    };
     let consumer = projsync_queue::spawn_worker(
         settings.queue_options(),
         name,
@@ -401,6 +472,7 @@ pub async fn spawn_worker_with(
         ReconcilerOptions {
             interval: Duration::from_millis(settings.worker.reconcile_interval_ms),
             redeliver_after: Duration::from_secs(settings.worker.redeliver_after_secs),
+            metrics,
         },
         shutdown,
     ));
@@ -408,6 +480,10 @@ pub async fn spawn_worker_with(
         let _ = consumer.await;
         let _ = reconciler.await;
         pipeline.drained().await;
+        health_stop.cancel();
+        if let Some(health) = health {
+            let _ = health.await;
+        }
     }))
 }
 

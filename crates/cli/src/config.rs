@@ -123,6 +123,9 @@ pub struct Worker {
     pub retry_max_delay_secs: u64,
     pub reconcile_interval_ms: u64,
     pub redeliver_after_secs: u64,
+    /// The worker's own listener for /healthz, /readyz and /metrics;
+    /// empty: none.
+    pub listen: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -216,6 +219,14 @@ impl Settings {
             bail!(
                 "api.listen must be an address like 127.0.0.1:8080, got `{}`",
                 self.api.listen
+            );
+        }
+        if !self.worker.listen.trim().is_empty()
+            && self.worker.listen.trim().parse::<SocketAddr>().is_err()
+        {
+            bail!(
+                "worker.listen must be an address like 127.0.0.1:9091, or empty for no health                  and metrics listener, got `{}` (PROJSYNC__WORKER__LISTEN)",
+                self.worker.listen.escape_debug()
             );
         }
         if let Err(e) = projsync_api::limits::AllowedHosts::parse(&self.api.allowed_hosts) {
@@ -433,5 +444,14 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("api.max_streams must be greater than 0"));
+        s.api.max_streams = 1;
+        s.worker.listen = "9091".into();
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("worker.listen"));
+        s.worker.listen = String::new();
+        s.validate().unwrap();
     }
 }

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use projsync_domain::{SyncId, SyncStatus};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -147,10 +148,29 @@ pub async fn run(
             std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
         });
     }
-    let worker = app::spawn_worker(settings, store.clone(), shutdown.clone()).await?;
+    let worker_listener = match app::bind_worker_listener(settings).await {
+        Ok(l) => l,
+        // Nor because a worker holds the health port.
+        Err(_) => Some(app::bind("127.0.0.1:0").await?),
+    };
+    let worker_addr = worker_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let metrics = projsync_metrics::Metrics::new(projsync_metrics::Process::Worker);
+    let sources = Arc::new(app::sources(settings).await?.with_metrics(metrics.clone()));
+    let worker = app::spawn_worker_on(
+        settings,
+        store.clone(),
+        sources,
+        metrics,
+        worker_listener,
+        shutdown.clone(),
+    )
+    .await?;
     let base = format!("http://{addr}/api/v1");
-    println!("  api       http://{addr} (OpenAPI at {base}/openapi.yaml)");
-    println!("  worker    started\n");
+    println!("  api       http://{addr} (OpenAPI at {base}/openapi.yaml, metrics at /metrics)");
+    match worker_addr {
+        Some(w) => println!("  worker    started (health and metrics at http://{w}/metrics)\n"),
+        None => println!("  worker    started\n"),
+    }
 
     let result = async {
         let mut headers = reqwest::header::HeaderMap::new();

@@ -350,6 +350,7 @@ impl Pipeline {
         }
         self.store.complete_backfill(&ctx.claim, &ctx.stats).await?;
         ctx.sync.status = projsync_domain::SyncStatus::Succeeded;
+        ctx.sync.outcome = Some("embedded".into());
         self.emit(
             ctx,
             SyncPhase::Finalize,

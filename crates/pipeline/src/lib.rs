@@ -26,10 +26,11 @@ use projsync_domain::progress::PROGRESS_EVENT_VERSION;
 use projsync_domain::{
     PhaseError, PhaseStatus, ProgressEvent, Source, Stats, SyncId, SyncJob, SyncPhase, SyncStatus,
 };
+use projsync_metrics::Metrics;
 use projsync_queue::{JobHandler, JobQueue, Publisher};
 use projsync_store::{Claim, ClaimOutcome, Heartbeat, Project, Store, SyncRecord};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -87,6 +88,8 @@ pub struct Pipeline {
     shutdown: CancellationToken,
     /// Runs in flight, so that a stopping process can wait for them.
     inflight: tokio_util::task::TaskTracker,
+    /// The worker's metrics: phases, finished syncs, retries, leases.
+    metrics: Metrics,
 }
 
 /// What a phase asks for next.
@@ -138,7 +141,15 @@ impl Pipeline {
             embeddings: EmbedSettings::default(),
             shutdown,
             inflight: tokio_util::task::TaskTracker::new(),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Record into the process's metrics (the default records into a
+    /// registry of its own, which nobody reads).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Chunk and embed with these settings (the default chunks by an
@@ -223,6 +234,11 @@ impl Pipeline {
         )));
         let result = self.drive(claim, lease_lost.clone()).await;
         drop(heartbeat);
+        // Once per run, however it noticed: the heartbeat, or a fenced
+        // write refused.
+        if lease_lost.is_cancelled() || result.as_ref().is_err_and(is_lease_lost) {
+            self.metrics.lease_lost();
+        }
         if let Err(e) = result {
             tracing::warn!("sync run ended: {e}");
         }
@@ -266,6 +282,7 @@ impl Pipeline {
             )
             .await;
             failpoints::hit(&format!("{current}.started")).await;
+            let started = Instant::now();
             let run = async {
                 match current {
                     SyncPhase::Prepare => self.prepare(&mut ctx).await,
@@ -287,6 +304,9 @@ impl Pipeline {
                 Ok(result) => result,
                 Err(panic) => Err(panicked(current, panic.as_ref())),
             };
+            if let Ok(Transition::Continue | Transition::Complete) = result {
+                self.metrics.phase_succeeded(current, started.elapsed());
+            }
             match result {
                 Ok(Transition::Continue) => {
                     failpoints::hit(&format!("{current}.done")).await;
@@ -301,7 +321,10 @@ impl Pipeline {
                     .await;
                     phase = current.next();
                 }
-                Ok(Transition::Complete) => return Ok(()),
+                Ok(Transition::Complete) => {
+                    self.completed(&ctx);
+                    return Ok(());
+                }
                 Ok(Transition::Stop(stop)) => return self.stop(&mut ctx, current, stop).await,
                 Err(e) => return self.failed(&mut ctx, current, step.attempts, e).await,
             }
@@ -309,12 +332,30 @@ impl Pipeline {
         Ok(())
     }
 
+    /// A sync succeeded: count it and what it wrote.
+    fn completed(&self, ctx: &RunCtx) {
+        let outcome = ctx
+            .sync
+            .outcome
+            .as_deref()
+            .unwrap_or(projsync_metrics::NO_OUTCOME);
+        self.metrics.sync_finished(SyncStatus::Succeeded, outcome);
+        let s = &ctx.stats;
+        // A backfill's chunks are the project's active ones it covered,
+        // not new ones; its vectors are counted.
+        let chunks = if ctx.sync.kind == "backfill" {
+            0
+        } else {
+            s.chunks
+        };
+        self.metrics
+            .sync_work(s.imported, chunks, s.embedded, s.embedding_cache_hits);
+    }
+
     /// At a batch or phase boundary: should the run stop here?
     pub(crate) async fn boundary(&self, ctx: &RunCtx) -> Result<Option<Stop>, PhaseError> {
         if ctx.lease_lost.is_cancelled() {
-            return Err(PhaseError::retryable(
-                "lost the lease; another worker continues from the checkpoint",
-            ));
+            return Err(PhaseError::retryable(LEASE_LOST));
         }
         if self.store.cancel_requested(ctx.claim.sync_id).await? {
             return Ok(Some(Stop::Cancel));
@@ -330,6 +371,8 @@ impl Pipeline {
             Stop::Cancel => {
                 self.store.finish_cancelled(&ctx.claim).await?;
                 ctx.sync.status = SyncStatus::Cancelled;
+                self.metrics
+                    .sync_finished(SyncStatus::Cancelled, projsync_metrics::NO_OUTCOME);
                 tracing::info!(%phase, "sync cancelled");
                 self.emit(
                     ctx,
@@ -384,6 +427,7 @@ impl Pipeline {
             self.store
                 .schedule_retry(&ctx.claim, phase, &error, delay, !rate_limited)
                 .await?;
+            self.metrics.retry(phase, rate_limited);
             if let Err(e) = self.queue.push_after(ctx.claim.sync_id, delay).await {
                 tracing::warn!("cannot schedule the retry in the queue: {e}; the reconciler will");
             }
@@ -415,6 +459,8 @@ impl Pipeline {
         };
         self.store.fail_sync(&ctx.claim, phase, &error).await?;
         ctx.sync.status = SyncStatus::Failed;
+        self.metrics
+            .sync_finished(SyncStatus::Failed, error_class(&error));
         self.emit(ctx, phase, PhaseStatus::Failed, 0, 0, error.message.clone())
             .await;
         Err(error)
@@ -464,6 +510,25 @@ impl Pipeline {
             Err(e) => tracing::warn!("cannot record progress: {e}"),
         }
     }
+}
+
+/// A failed sync's outcome label: its error class, as the ledger records it.
+fn error_class(error: &PhaseError) -> &'static str {
+    if error.is_retryable() {
+        "retryable"
+    } else {
+        "fatal"
+    }
+}
+
+/// The error of a run that noticed at a boundary that its lease is gone.
+const LEASE_LOST: &str = "lost the lease; another worker continues from the checkpoint";
+
+/// Whether a run ended because its lease went to another worker: the
+/// boundary's own error, or the store's `LeaseLost` (a fenced write
+/// refused), both "lost the lease…" (a test below keeps them so).
+fn is_lease_lost(error: &PhaseError) -> bool {
+    error.message.starts_with("lost the lease")
 }
 
 /// The error of a phase that panicked: retryable, so it costs one of
@@ -564,6 +629,14 @@ pub async fn open_source(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lost_leases_are_recognised() {
+        let fenced = PhaseError::from(projsync_store::Error::LeaseLost(SyncId::new()));
+        assert!(is_lease_lost(&fenced), "{fenced}");
+        assert!(is_lease_lost(&PhaseError::retryable(LEASE_LOST)));
+        assert!(!is_lease_lost(&PhaseError::retryable("database error")));
+    }
 
     #[test]
     fn retry_delays_grow_and_are_capped() {

@@ -60,6 +60,7 @@ impl Pipeline {
                 .complete_unchanged(&ctx.claim, ctx.project.repository.id, &head, &ctx.stats)
                 .await?;
             ctx.sync.status = SyncStatus::Succeeded;
+            ctx.sync.outcome = Some("unchanged".into());
             let short = &head[..head.len().min(12)];
             self.emit(
                 ctx,
@@ -420,17 +421,18 @@ impl Pipeline {
     pub(crate) async fn finalize(&self, ctx: &mut RunCtx) -> Result<Transition, PhaseError> {
         let head = self.head(ctx)?;
         failpoints::hit("finalize.before_commit").await;
+        let outcome = if ctx.sync.restore_of_sync_id.is_some() {
+            "restored"
+        } else {
+            "changed"
+        };
         let stats = self
             .store
             .finalize(
                 &ctx.claim,
                 ctx.project.repository.id,
                 &head,
-                if ctx.sync.restore_of_sync_id.is_some() {
-                    "restored"
-                } else {
-                    "changed"
-                },
+                outcome,
                 ctx.stats.clone(),
                 self.embeddings
                     .model()
@@ -440,6 +442,7 @@ impl Pipeline {
         failpoints::hit("finalize.committed").await;
         ctx.stats = stats;
         ctx.sync.status = SyncStatus::Succeeded;
+        ctx.sync.outcome = Some(outcome.into());
         let s = &ctx.stats;
         self.emit(
             ctx,

@@ -7,6 +7,7 @@
 //! reconcilers of different workers off the same rows; duplicate pushes
 //! are harmless, since the lease decides who runs.
 
+use projsync_metrics::Metrics;
 use projsync_queue::JobQueue;
 use projsync_store::Store;
 use std::time::Duration;
@@ -18,6 +19,8 @@ pub struct ReconcilerOptions {
     pub interval: Duration,
     /// A sync pushed less than this long ago is left alone.
     pub redeliver_after: Duration,
+    /// Where the pushes are counted (`projsync_reconciler_pushes_total`).
+    pub metrics: Metrics,
 }
 
 pub async fn run_reconciler(
@@ -40,7 +43,10 @@ pub async fn run_reconciler(
         };
         for sync_id in due {
             match queue.push(sync_id).await {
-                Ok(()) => tracing::info!(%sync_id, "reconciler pushed the sync again"),
+                Ok(()) => {
+                    opts.metrics.reconciler_push();
+                    tracing::info!(%sync_id, "reconciler pushed the sync again");
+                }
                 Err(e) => tracing::warn!(%sync_id, "reconciler cannot push: {e}"),
             }
         }

@@ -144,6 +144,22 @@ impl JobQueue {
     }
 }
 
+/// Whether Redis answers now (readiness): a fresh connection and a `PING`,
+/// each bounded by `timeout`. A fresh connection, not a shared one, so that
+/// the answer is about Redis now and not about a connection that a
+/// reconnecting manager may hide.
+pub async fn ping(opts: &QueueOptions, timeout: Duration) -> Result<()> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    let mut conn = opts
+        .client()?
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+    Ok(())
+}
+
 /// Publishes progress events. Cheap to clone.
 #[derive(Clone)]
 pub struct Publisher {

@@ -26,6 +26,7 @@ use http_body_util::BodyExt;
 use octocrab::Octocrab;
 use projsync_domain::source::git_blob_sha;
 use projsync_domain::{Blob, Branch, EntryKind, Source, SourceError, TreeEntry};
+use projsync_metrics::{GithubStatus, Metrics};
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -285,6 +286,7 @@ pub struct GitHubSource {
     limiter: Arc<Semaphore>,
     counters: Arc<RequestCounters>,
     tree_cache: TreeCache,
+    metrics: Metrics,
 }
 
 fn now_secs() -> i64 {
@@ -327,12 +329,15 @@ fn encode_ref(r: &str) -> String {
 
 impl GitHubSource {
     /// Connect to `owner/name`, checking that the repository can be read.
+    /// Requests are counted in `metrics` (by endpoint kind and status), and
+    /// the rate-limit budget GitHub reports is shown there.
     pub async fn open(
         cfg: &GitHubConfig,
         location: &str,
         credentials: Credentials,
         budget: Option<Budget>,
         tree_cache: TreeCache,
+        metrics: Metrics,
     ) -> Result<Self, SourceError> {
         let (owner, name) = parse_location(location)?;
         let client = build_client(cfg, credentials)?;
@@ -344,6 +349,7 @@ impl GitHubSource {
             limiter: Arc::new(Semaphore::new(cfg.max_concurrent_requests.max(1))),
             counters: Arc::default(),
             tree_cache,
+            metrics,
         };
         let resp = source.get(&source.repo_path(""), "repo").await?;
         if resp.status == 404 {
@@ -419,6 +425,16 @@ impl GitHubSource {
                 Ok::<_, octocrab::Error>((parts, bytes))
             })
             .await;
+            self.metrics.github_request(
+                endpoint,
+                match &result {
+                    Ok(Ok((parts, _))) => GithubStatus::Http(parts.status.as_u16()),
+                    Ok(Err(octocrab::Error::GitHub { source, .. })) => {
+                        GithubStatus::Http(source.status_code.as_u16())
+                    }
+                    _ => GithubStatus::NoAnswer,
+                },
+            );
             let retry = attempt <= self.cfg.request_retries;
             let backoff = jitter(Duration::from_millis(100 * (1 << attempt.min(6))));
             let (parts, body) = match result {
@@ -456,6 +472,12 @@ impl GitHubSource {
             let status = parts.status.as_u16();
             let remaining = header_i64(&headers, "x-ratelimit-remaining");
             let reset = header_i64(&headers, "x-ratelimit-reset");
+            if let Some(r) = remaining {
+                let resource = headers
+                    .get("x-ratelimit-resource")
+                    .and_then(|v| v.to_str().ok());
+                self.metrics.github_rate_limit(resource, r);
+            }
             if let (Some(budget), Some(r), Some(t)) = (&self.budget, remaining, reset) {
                 budget.record(r, t).await;
             }
@@ -931,8 +953,15 @@ impl GitHubSource {
         // download URL with it.
         let plain = plain_client(location, self.cfg.request_timeout)?;
         self.counters.total.fetch_add(1, Ordering::Relaxed);
-        let resp = tokio::time::timeout(self.cfg.request_timeout, plain._get(location))
-            .await
+        let resp = tokio::time::timeout(self.cfg.request_timeout, plain._get(location)).await;
+        self.metrics.github_request(
+            "tarball_download",
+            match &resp {
+                Ok(Ok(r)) => GithubStatus::Http(r.status().as_u16()),
+                _ => GithubStatus::NoAnswer,
+            },
+        );
+        let resp = resp
             .map_err(|_| SourceError::unavailable("the tarball download did not start in time"))?
             .map_err(|e| SourceError::unavailable(format!("cannot download the tarball: {e}")))?;
         if !resp.status().is_success() {

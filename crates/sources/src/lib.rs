@@ -24,6 +24,8 @@ pub struct DefaultSources {
     /// prefix (none: each request only learns from its own answer).
     redis: Option<(redis::aio::ConnectionManager, String)>,
     tree_cache: projsync_source_github::TreeCache,
+    /// Where GitHub requests and rate-limit budgets are counted.
+    metrics: projsync_metrics::Metrics,
 }
 
 impl DefaultSources {
@@ -36,7 +38,14 @@ impl DefaultSources {
             local_roots: Vec::new(),
             redis,
             tree_cache: Default::default(),
+            metrics: Default::default(),
         }
+    }
+
+    /// Count GitHub requests in the process's metrics.
+    pub fn with_metrics(mut self, metrics: projsync_metrics::Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Allow local repositories under these directories (the operator's
@@ -178,6 +187,7 @@ impl SourceFactory for DefaultSources {
                         credentials,
                         budget,
                         self.tree_cache.clone(),
+                        self.metrics.clone(),
                     )
                     .await?,
                 ))

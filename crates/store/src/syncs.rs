@@ -80,6 +80,18 @@ pub struct EnqueueOutcome {
     pub created: bool,
 }
 
+/// Syncs of one status and outcome across tenants (`Store::sync_metrics`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncCount {
+    pub status: String,
+    /// The outcome of a succeeded sync, the error class of a failed one,
+    /// `none` otherwise.
+    pub outcome: String,
+    pub count: i64,
+    /// Seconds since the oldest of them was created.
+    pub oldest_age_secs: f64,
+}
+
 /// What a claim found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClaimOutcome {
@@ -845,6 +857,32 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         Ok(ids.into_iter().map(SyncId).collect())
+    }
+
+    /// Syncs by status and outcome across tenants, with the age of the
+    /// oldest of each, for `/metrics`. Through a SECURITY DEFINER function
+    /// (migrations/0006_metrics.sql): read as the application role without
+    /// a tenant, the table shows no row and every count would be 0.
+    pub async fn sync_metrics(&self) -> Result<Vec<SyncCount>> {
+        let rows: Vec<(String, String, i64, Option<f64>)> =
+            sqlx::query_as("SELECT * FROM projsync_sync_metrics()")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(status, outcome, count, age)| SyncCount {
+                status,
+                outcome,
+                count,
+                oldest_age_secs: age.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// One round trip to the database (readiness).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     /// The tenant of a sync, whichever it is (a worker learns it from the

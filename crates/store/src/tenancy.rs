@@ -578,6 +578,7 @@ const APP_FUNCTIONS: &[&str] = &[
     "projsync_authenticate(text)",
     "projsync_session(text)",
     "projsync_ensure_embedding_index(text, integer, text)",
+    "projsync_sync_metrics()",
 ];
 
 /// What `projsync migrate` did to the application role.
@@ -690,7 +691,15 @@ impl Store {
             statements.push(format!("GRANT {privileges} ON {table} TO {role}"));
         }
         for f in APP_FUNCTIONS {
-            statements.push(format!("GRANT EXECUTE ON FUNCTION {f} TO {role}"));
+            // A function of a migration not in this set (`migrate --source`
+            // with an older directory) is granted once it is applied.
+            let exists: bool = sqlx::query_scalar("SELECT to_regprocedure($1) IS NOT NULL")
+                .bind(f)
+                .fetch_one(&mut *tx)
+                .await?;
+            if exists {
+                statements.push(format!("GRANT EXECUTE ON FUNCTION {f} TO {role}"));
+            }
         }
         for sql in statements {
             sqlx::query(&sql).execute(&mut *tx).await?;
