@@ -130,15 +130,7 @@ pub async fn protection(conn: &mut PgConnection, extra: &[String]) -> Result<Pro
     for spec in extra {
         p = p.with_object(spec).map_err(Error::Invalid)?;
     }
-    let vectors: Vec<(String, String)> = sqlx::query_as(
-        "SELECT c.relname::text, a.attname::text FROM pg_attribute a \
-         JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-         JOIN pg_type t ON t.oid = a.atttypid \
-         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND t.typname = 'vector' \
-           AND a.attnum > 0 AND NOT a.attisdropped",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
+    let vectors = vector_columns(conn).await?;
     for (table, column) in &vectors {
         p = p.with_column(table, column);
     }
@@ -163,6 +155,19 @@ pub async fn protection(conn: &mut PgConnection, extra: &[String]) -> Result<Pro
         p = p.with_dependents(&object, deps);
     }
     Ok(p)
+}
+
+/// Every `vector` column of the schema: (table, column).
+async fn vector_columns(conn: &mut PgConnection) -> Result<Vec<(String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT c.relname::text, a.attname::text FROM pg_attribute a \
+         JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_type t ON t.oid = a.atttypid \
+         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND t.typname = 'vector' \
+           AND a.attnum > 0 AND NOT a.attisdropped",
+    )
+    .fetch_all(&mut *conn)
+    .await?)
 }
 
 /// The applied versions and their checksums (none when the ledger does not
@@ -249,15 +254,7 @@ async fn counts(conn: &mut PgConnection, protection: &Protection) -> Result<BTre
         .await?;
         out.insert(table.to_string(), n);
     }
-    let vectors: Vec<(String, String)> = sqlx::query_as(
-        "SELECT c.relname::text, a.attname::text FROM pg_attribute a \
-         JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-         JOIN pg_type t ON t.oid = a.atttypid \
-         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND t.typname = 'vector' \
-           AND a.attnum > 0 AND NOT a.attisdropped",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
+    let vectors = vector_columns(conn).await?;
     for (table, column) in vectors {
         let n: i64 = sqlx::query_scalar(&format!(
             "SELECT count(\"{}\") FROM public.\"{}\"",
