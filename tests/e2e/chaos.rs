@@ -827,6 +827,31 @@ async fn retryable_errors_retry_then_fail_and_ops_retry_resumes() {
         .post(&format!("/syncs/{sync_id}/retry"), json!({}))
         .await;
     assert_eq!(status, 202, "{body}");
+    assert!(
+        body["progress"].is_null(),
+        "the failed attempt's snapshot is cleared: {body}"
+    );
+    // A follower of the retried sync sees the new attempt to its end, not
+    // the old failure.
+    let stream = tokio::time::timeout(Duration::from_secs(30), async {
+        app.http
+            .get(format!("{}/syncs/{sync_id}/events", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    })
+    .await
+    .expect("the stream ends with the retried sync");
+    let last = stream
+        .split("\n\n")
+        .filter_map(|b| b.lines().find_map(|l| l.strip_prefix("data:")))
+        .last()
+        .expect("events");
+    let last: Value = serde_json::from_str(last.trim()).unwrap();
+    assert_eq!(last["sync_status"], "succeeded", "{stream}");
     let sync = wait_done(&app, &sync_id, Duration::from_secs(30)).await;
     assert_eq!(sync["status"], "succeeded", "{sync}");
     let (_, detail) = app.get(&format!("/syncs/{sync_id}")).await;

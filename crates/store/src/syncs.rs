@@ -950,7 +950,9 @@ impl Store {
 
     /// Queue a failed or cancelled sync again: from its failed phase (its
     /// checkpoints kept), or from the start (plan and pending versions
-    /// dropped). A project with another active sync is a conflict.
+    /// dropped). A project with another active sync is a conflict. The last
+    /// attempt's progress snapshot is cleared: followers of the sync wait for
+    /// the new attempt's events instead of ending on the old failure.
     pub async fn retry_sync(&self, sync_id: SyncId, from_start: bool) -> Result<SyncRecord> {
         let mut tx = self.begin().await?;
         lock_ended(&mut tx, sync_id, "retried").await?;
@@ -979,7 +981,8 @@ impl Store {
         let updated = sqlx::query(
             "UPDATE project_syncs SET status = 'queued', error_class = NULL, error_message = NULL, \
                  failed_phase = NULL, finished_at = NULL, not_before = NULL, cancel_requested_at = NULL, \
-                 retries = retries + 1, last_pushed_at = now(), updated_at = now() WHERE id = $1",
+                 retries = retries + 1, last_pushed_at = now(), updated_at = now(), \
+                 progress = NULL WHERE id = $1",
         )
         .bind(sync_id.0)
         .execute(&mut *tx)
