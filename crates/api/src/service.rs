@@ -207,10 +207,10 @@ pub async fn create_project(state: &AppState, input: CreateProject) -> Result<Pr
     check_branch("repository.branch", &branch)?;
     // Opening it checks that the repository exists and can be read with
     // this credential (one of the caller's tenant).
-    let reference = match &credential {
-        Some(name) => Some(state.store.credential_reference(name).await?),
-        None => None,
-    };
+    let reference = state
+        .store
+        .credential_reference(credential.as_deref())
+        .await?;
     let source = state
         .sources
         .open(&RepositorySpec {
@@ -253,18 +253,6 @@ pub async fn create_project(state: &AppState, input: CreateProject) -> Result<Pr
     Ok(project)
 }
 
-/// Where the secret of the credential a project names is (the reference
-/// an operator registered for the project's tenant), if it names one.
-async fn credential_reference(
-    state: &AppState,
-    project: &Project,
-) -> Result<Option<String>, ApiError> {
-    Ok(match &project.repository.credential {
-        Some(name) => Some(state.store.credential_reference(name).await?),
-        None => None,
-    })
-}
-
 /// Open a project's repository with the credential it names (one of the
 /// caller's tenant).
 pub async fn open_source(
@@ -272,7 +260,10 @@ pub async fn open_source(
     project: &Project,
 ) -> Result<std::sync::Arc<dyn projsync_domain::Source>, ApiError> {
     let r = &project.repository;
-    let reference = credential_reference(state, project).await?;
+    let reference = state
+        .store
+        .credential_reference(r.credential.as_deref())
+        .await?;
     Ok(state
         .sources
         .open(&RepositorySpec {
@@ -316,7 +307,10 @@ pub async fn enqueue_sync(
     // a periodic sync costs the source nothing more than before).
     if let Some(b) = named {
         let r = &project.repository;
-        let reference = credential_reference(state, &project).await?;
+        let reference = state
+            .store
+            .credential_reference(r.credential.as_deref())
+            .await?;
         let source = state
             .sources
             .open(&RepositorySpec {

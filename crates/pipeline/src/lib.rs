@@ -605,18 +605,13 @@ pub async fn open_source(
     project: &Project,
 ) -> Result<Arc<dyn Source>, PhaseError> {
     let r = &project.repository;
-    let reference = match &r.credential {
-        Some(name) => Some(
-            store
-                .credential_reference(name)
-                .await
-                .map_err(|e| match e {
-                    projsync_store::Error::Invalid(m) => PhaseError::fatal(m),
-                    other => PhaseError::from(other),
-                })?,
-        ),
-        None => None,
-    };
+    let reference = store
+        .credential_reference(r.credential.as_deref())
+        .await
+        .map_err(|e| match e {
+            projsync_store::Error::Invalid(m) => PhaseError::fatal(m),
+            other => PhaseError::from(other),
+        })?;
     Ok(sources
         .open(&RepositorySpec {
             provider: &r.provider,

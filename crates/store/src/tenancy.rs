@@ -113,6 +113,14 @@ pub fn random_secret() -> String {
     format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())
 }
 
+fn tenant_from_row(row: &sqlx::postgres::PgRow) -> Tenant {
+    Tenant {
+        id: TenantId(row.get("id")),
+        name: row.get("name"),
+        created_at: row.get("created_at"),
+    }
+}
+
 fn key_from_row(row: &sqlx::postgres::PgRow) -> Result<ApiKey> {
     Ok(ApiKey {
         id: KeyId(row.get("id")),
@@ -146,11 +154,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| Error::Conflict(format!("a tenant named `{name}` already exists")))?;
-        let tenant = Tenant {
-            id: TenantId(row.get("id")),
-            name: row.get("name"),
-            created_at: row.get("created_at"),
-        };
+        let tenant = tenant_from_row(&row);
         crate::set_tenant(&mut tx, Some(tenant.id)).await?;
         audit_on(
             &mut tx,
@@ -176,11 +180,7 @@ impl Store {
                     "tenant `{name}` (create it with `projsync tenant add {name}`)"
                 ))
             })?;
-        Ok(Tenant {
-            id: TenantId(row.get("id")),
-            name: row.get("name"),
-            created_at: row.get("created_at"),
-        })
+        Ok(tenant_from_row(&row))
     }
 
     pub async fn tenant_name(&self, id: TenantId) -> Result<String> {
@@ -195,14 +195,7 @@ impl Store {
         let rows = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY name")
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows
-            .iter()
-            .map(|row| Tenant {
-                id: TenantId(row.get("id")),
-                name: row.get("name"),
-                created_at: row.get("created_at"),
-            })
-            .collect())
+        Ok(rows.iter().map(tenant_from_row).collect())
     }
 
     /// Create an API key of `tenant` with `role`. The secret is returned
@@ -488,12 +481,18 @@ impl Store {
         Ok(())
     }
 
-    /// The reference of credential `name` of this store's tenant.
-    pub async fn credential_reference(&self, name: &str) -> Result<String> {
+    /// The reference of the credential `name` of this store's tenant (where
+    /// its secret is); `None` when no credential is named. An unknown name
+    /// is `Invalid`.
+    pub async fn credential_reference(&self, name: Option<&str>) -> Result<Option<String>> {
+        let Some(name) = name else {
+            return Ok(None);
+        };
         sqlx::query_scalar("SELECT reference FROM credentials WHERE name = $1")
             .bind(name)
             .fetch_optional(&mut *self.read().await?)
             .await?
+            .map(Some)
             .ok_or_else(|| {
                 Error::Invalid(format!(
                     "no credential named `{name}` is registered for this tenant; an operator \
