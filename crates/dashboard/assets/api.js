@@ -76,9 +76,9 @@ export function query(params) {
  * wants it on every POST, even an empty one) and the CSRF token.
  * `auth: false` leaves a 401 to the caller (sign-in).
  */
-export async function request(method, path, body, { auth = true, signal } = {}) {
+export async function request(method, path, body, { auth = true } = {}) {
   const headers = { Accept: "application/json" };
-  const init = { method, headers, credentials: "same-origin", cache: "no-store", signal };
+  const init = { method, headers, credentials: "same-origin", cache: "no-store" };
   if (method !== "GET") {
     headers["Content-Type"] = "application/json";
     const csrf = session.csrf;
@@ -89,7 +89,6 @@ export async function request(method, path, body, { auth = true, signal } = {}) 
   try {
     response = await fetch(BASE + path, init);
   } catch (e) {
-    if (e && e.name === "AbortError") throw e;
     throw new ApiError(0, "network", `Cannot reach the projsync API (${e && e.message ? e.message : e}).`);
   }
   let data = null;

@@ -26,7 +26,7 @@ const dialog = document.getElementById("confirm-dialog");
 // ------------------------------------------------------------------ flash
 
 /** Show a message (the last one replaces the one before). `body` may be text or nodes. */
-export function flash(kind, ...body) {
+function flash(kind, ...body) {
   flashEl.dataset.kind = kind;
   flashEl.setAttribute("role", kind === "error" ? "alert" : "status");
   fill(flashEl, ...body);
@@ -34,14 +34,14 @@ export function flash(kind, ...body) {
   flashBar.hidden = false;
 }
 
-export function clearFlash() {
+function clearFlash() {
   flashEl.replaceChildren();
   flashBar.hidden = true;
 }
 
 /** Report an error: the API's own message, verbatim. A 401 was dealt with already. */
-export function flashError(err) {
-  if (!err || err.handled || err.name === "AbortError") return;
+function flashError(err) {
+  if (!err || err.handled) return;
   // Not an API error: a bug of this page, worth a trace in the console.
   if (!(err instanceof api.ApiError)) console.error(err);
   flash("error", err.message || String(err));
@@ -60,7 +60,7 @@ let dialogOpener = null;
  * Ask for confirmation in the page's `<dialog>`: resolves to true for OK.
  * Escape, or Cancel, resolves to false; focus goes back where it was.
  */
-export function confirmDialog({ title, text, ok = "OK" }) {
+function confirmDialog({ title, text, ok = "OK" }) {
   document.getElementById("confirm-title").textContent = title;
   document.getElementById("confirm-text").textContent = text;
   document.getElementById("confirm-ok").textContent = ok;

@@ -152,20 +152,6 @@ export function json(value) {
   return value === null || value === undefined ? "—" : JSON.stringify(value, null, 2);
 }
 
-/** A table wrapped so that it scrolls sideways on a narrow screen. */
-export function table(attrs, headers, rows) {
-  return h(
-    "div",
-    { class: "table-wrap" },
-    h(
-      "table",
-      attrs,
-      h("thead", null, h("tr", null, headers.map((t) => h("th", { scope: "col" }, t)))),
-      h("tbody", null, rows),
-    ),
-  );
-}
-
 /** A `<dl>` of label → value pairs (values may be nodes). */
 export function facts(pairs, attrs = { class: "facts" }) {
   return h(
@@ -174,5 +160,23 @@ export function facts(pairs, attrs = { class: "facts" }) {
     pairs
       .filter(Boolean)
       .map(([label, value, ddAttrs]) => h("div", null, h("dt", null, label), h("dd", ddAttrs || null, value))),
+  );
+}
+
+/**
+ * A data table inside a wrapper that scrolls sideways on a narrow screen.
+ * `headers` are column titles (or ready `<th>` elements); `body` is the
+ * `<tbody>` the caller fills.
+ */
+export function dataTable(attrs, headers, body) {
+  return h(
+    "div",
+    { class: "table-wrap" },
+    h(
+      "table",
+      { class: "data", ...attrs },
+      h("thead", null, h("tr", null, headers.map((t) => (typeof t === "string" ? h("th", { scope: "col" }, t) : t)))),
+      body,
+    ),
   );
 }

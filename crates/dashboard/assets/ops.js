@@ -3,7 +3,7 @@
 // the four actions.
 
 import * as api from "./api.js";
-import { h, s, fill, show, time, badge, num, orDash, shortId, shortSha, duration, between, json, facts } from "./dom.js";
+import { h, s, fill, show, time, badge, num, orDash, shortId, shortSha, duration, between, json, facts, dataTable } from "./dom.js";
 import { PHASES, isTerminal } from "./progress.js";
 
 const enc = encodeURIComponent;
@@ -102,24 +102,13 @@ export async function opsView(ctx) {
       h("h2", { id: "syncs-title" }, "Syncs"),
       tabs,
       h("div", { class: "toolbar" }, bulk, refresh, h("span", { class: "spacer" }), count),
-      h(
-        "div",
-        { class: "table-wrap" },
-        h(
-          "table",
-          { class: "data", "data-testid": "ops-table" },
-          h(
-            "thead",
-            null,
-            h(
-              "tr",
-              null,
-              h("th", { scope: "col", class: "select" }, selectAll),
-              ["Sync", "Project", "Kind", "Branch", "Phase", "Attempts", "Error", "Created", "Ended"].map((t) => h("th", { scope: "col" }, t)),
-            ),
-          ),
-          tbody,
-        ),
+      dataTable(
+        { "data-testid": "ops-table" },
+        [
+          h("th", { scope: "col", class: "select" }, selectAll),
+          ...["Sync", "Project", "Kind", "Branch", "Phase", "Attempts", "Error", "Created", "Ended"],
+        ],
+        tbody,
       ),
       h("div", { class: "list-foot" }, more),
     ),
@@ -310,23 +299,10 @@ function queueHealth(ctx) {
     { class: "section", "aria-labelledby": "fleet-title" },
     h("h2", { id: "fleet-title" }, "Throughput and workers"),
     h("div", { class: "chart-panel" }, h("h3", null, "Syncs finished per minute, last hour"), chartBox, legend),
-    h(
-      "div",
-      { class: "table-wrap" },
-      h(
-        "table",
-        { class: "data", "data-testid": "workers-table", "aria-label": "Workers" },
-        h(
-          "thead",
-          null,
-          h(
-            "tr",
-            null,
-            ["Worker", "Host", "PID", "Version", "Busy", "Current syncs", "Started", "Last seen"].map((t) => h("th", { scope: "col" }, t)),
-          ),
-        ),
-        workersBody,
-      ),
+    dataTable(
+      { "data-testid": "workers-table", "aria-label": "Workers" },
+      ["Worker", "Host", "PID", "Version", "Busy", "Current syncs", "Started", "Last seen"],
+      workersBody,
     ),
   );
 
@@ -697,39 +673,29 @@ function stepsTable(sync) {
   const byPhase = new Map(steps.map((st) => [st.phase, st]));
   // Every phase in order; a backfill has no step before embed.
   const phases = PHASES.filter((p) => byPhase.has(p));
-  return h(
-    "div",
-    { class: "table-wrap" },
+  const row = (p) => {
+    const st = byPhase.get(p);
+    const cp = st.checkpoint === null || st.checkpoint === undefined ? null : json(st.checkpoint);
+    return h(
+      "tr",
+      { "data-testid": "step-row", "data-phase": p, "data-status": st.status },
+      h("th", { scope: "row" }, p),
+      h("td", null, badge(st.status)),
+      h("td", { class: "num" }, num(st.attempts)),
+      h("td", { class: st.error_message ? "prewrap error-text" : "muted" }, orDash(st.error_message)),
+      h("td", null, time(st.started_at)),
+      h("td", null, time(st.finished_at)),
+      h("td", { class: "num" }, st.started_at ? duration(between(st.started_at, st.finished_at)) : "—"),
+      h("td", { class: "checkpoint" }, cp ? h("pre", { class: "json", tabindex: "0" }, cp) : "—"),
+    );
+  };
+  return dataTable(
+    { class: "data steps" },
+    ["Phase", "Status", "Attempts", "Error", "Started", "Finished", "Took", "Checkpoint"],
     h(
-      "table",
-      { class: "data steps" },
-      h(
-        "thead",
-        null,
-        h("tr", null, ["Phase", "Status", "Attempts", "Error", "Started", "Finished", "Took", "Checkpoint"].map((t) => h("th", { scope: "col" }, t))),
-      ),
-      h(
-        "tbody",
-        null,
-        phases.length
-          ? phases.map((p) => {
-              const st = byPhase.get(p);
-              const cp = st.checkpoint === null || st.checkpoint === undefined ? null : json(st.checkpoint);
-              return h(
-                "tr",
-                { "data-testid": "step-row", "data-phase": p, "data-status": st.status },
-                h("th", { scope: "row" }, p),
-                h("td", null, badge(st.status)),
-                h("td", { class: "num" }, num(st.attempts)),
-                h("td", { class: st.error_message ? "prewrap error-text" : "muted" }, orDash(st.error_message)),
-                h("td", null, time(st.started_at)),
-                h("td", null, time(st.finished_at)),
-                h("td", { class: "num" }, st.started_at ? duration(between(st.started_at, st.finished_at)) : "—"),
-                h("td", { class: "checkpoint" }, cp ? h("pre", { class: "json", tabindex: "0" }, cp) : "—"),
-              );
-            })
-          : h("tr", null, h("td", { colspan: "8", class: "empty" }, "No steps recorded.")),
-      ),
+      "tbody",
+      null,
+      phases.length ? phases.map(row) : h("tr", null, h("td", { colspan: "8", class: "empty" }, "No steps recorded.")),
     ),
   );
 }

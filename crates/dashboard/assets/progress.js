@@ -178,7 +178,9 @@ export class SyncBanner {
     this.rate = h("span", { "data-testid": "rate" }, "—");
     this.eta = h("span", { "data-testid": "eta" }, "—");
     this.counts = Object.fromEntries(COUNTS.map((c) => [c, h("dd", { "data-testid": COUNT_IDS[c] }, "0")]));
-    this.message = h("p", { class: "banner-message", "data-testid": "banner-message", role: "status" });
+    this.message = h("p", { class: "banner-message", "data-testid": "banner-message" });
+    // What screen readers hear: status changes, not every batch.
+    this.announce = h("span", { class: "visually-hidden", role: "status" });
     this.el = h(
       "section",
       {
@@ -211,6 +213,7 @@ export class SyncBanner {
         COUNTS.map((c) => h("div", { class: `count count-${c}` }, h("dt", null, c), this.counts[c])),
       ),
       this.message,
+      this.announce,
     );
   }
 
@@ -249,12 +252,6 @@ export class SyncBanner {
     this.source = null;
     clearTimeout(this.timer);
     this.timer = null;
-  }
-
-  hide() {
-    this.stop();
-    this.sync = null;
-    this.el.hidden = true;
   }
 
   /**
@@ -406,6 +403,7 @@ export class SyncBanner {
   setStatus(status) {
     const before = this.el.dataset.status;
     this.el.dataset.status = status;
+    if (before !== status) this.announce.textContent = `${this.sync?.kind || "sync"} ${status}`;
     if (before && before !== status && !isTerminal(status) && this.source) this.onStatus(status);
     const replaced = badge(status);
     this.status.replaceWith(replaced);

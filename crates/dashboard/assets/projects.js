@@ -3,7 +3,7 @@
 // the memory browser and search).
 
 import * as api from "./api.js";
-import { h, fill, show, time, badge, num, orDash, shortId, shortSha, duration, between, table, facts } from "./dom.js";
+import { h, fill, show, time, badge, num, shortId, shortSha, duration, between, facts, dataTable } from "./dom.js";
 import { SyncBanner } from "./progress.js";
 
 const enc = encodeURIComponent;
@@ -31,24 +31,7 @@ export async function projectsView(ctx) {
   fill(
     ctx.main,
     h("div", { class: "page-head" }, h("h1", { tabindex: "-1" }, "Projects"), count),
-    h(
-      "div",
-      { class: "table-wrap" },
-      h(
-        "table",
-        { class: "data", "data-testid": "projects-table" },
-        h(
-          "thead",
-          null,
-          h(
-            "tr",
-            null,
-            ["Name", "Repository", "Branch", "Last sync", "Entries", "Created"].map((t) => h("th", { scope: "col" }, t)),
-          ),
-        ),
-        tbody,
-      ),
-    ),
+    dataTable({ "data-testid": "projects-table" }, ["Name", "Repository", "Branch", "Last sync", "Entries", "Created"], tbody),
     h("div", { class: "list-foot" }, more),
     connectForm(ctx),
   );
@@ -282,7 +265,15 @@ export async function projectView(ctx, id) {
       );
       return p;
     } catch (e) {
-      if (ctx.alive()) ctx.flashError(e);
+      if (!ctx.alive()) return null;
+      ctx.flashError(e);
+      if (e.status === 404 && !e.missing && !project) {
+        fill(
+          ctx.main,
+          h("h1", { tabindex: "-1" }, "No such project"),
+          h("p", null, "It does not exist, or belongs to another tenant. ", h("a", { href: "#/projects" }, "Back to the projects"), "."),
+        );
+      }
       return null;
     }
   }
@@ -362,25 +353,10 @@ function historySection(ctx, id, { restore }) {
     "section",
     { class: "section", "aria-labelledby": "history-title" },
     h("h2", { id: "history-title" }, "History"),
-    h(
-      "div",
-      { class: "table-wrap" },
-      h(
-        "table",
-        { class: "data", "data-testid": "history-table" },
-        h(
-          "thead",
-          null,
-          h(
-            "tr",
-            null,
-            ["Sync", "Kind", "Branch", "Status", "Outcome", "Changes", "Commit", "Created", "Took", ""].map((t) =>
-              h("th", { scope: "col" }, t),
-            ),
-          ),
-        ),
-        tbody,
-      ),
+    dataTable(
+      { "data-testid": "history-table" },
+      ["Sync", "Kind", "Branch", "Status", "Outcome", "Changes", "Commit", "Created", "Took", h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions"))],
+      tbody,
     ),
     h("div", { class: "list-foot" }, more),
   );

@@ -6,9 +6,19 @@
 //! The page is plain ES2020 modules and hand-written CSS in `assets/`,
 //! included with `include_bytes!`: no Node, no bundler, no CDN, nothing
 //! fetched or generated at build time. What is in the repository is what
-//! the browser runs, a release is one binary, and the page works on an air-gapped
-//! network. The price is a few hundred lines of DOM helpers (`dom.js`)
+//! the browser runs, a release is one binary, and the page works on an
+//! air-gapped network. The price is a small set of DOM helpers (`dom.js`)
 //! instead of a framework; the views are small enough for that.
+//!
+//! The modules: `app.js` (hash router, shell, sign-in), `api.js` (the JSON
+//! API client: session, CSRF token, errors), `dom.js` (elements, time and
+//! number formats), `progress.js` (the live sync banner: phases, progress,
+//! rate and ETA over Server-Sent Events), `projects.js` (projects, a
+//! project's history, memory and search) and `ops.js` (syncs by status,
+//! bulk retry, queue health, one sync in detail). `index.html` preloads
+//! them all, so that they load in parallel. A new file is added to
+//! `FILES` below and to the `/assets/{name}` enum of the API's OpenAPI
+//! document (a test checks both).
 //!
 //! # Content Security Policy
 //!
