@@ -411,7 +411,7 @@ export class SyncBanner {
     const active = status === "queued" || status === "running";
     this.cancelButton.disabled = !active;
     // Rate and ETA mean something only while it runs.
-    this.rateEta.hidden = !active;
+    this.rateEta.hidden = status !== "running";
   }
 
   setPhases(states) {
