@@ -63,12 +63,12 @@ for routes_path in routes_paths:
 documented = set((spec.get("paths") or {}).keys())
 
 for p in sorted(routes - documented):
-    print(f"check-openapi: route {p} (routes.rs, health.rs) is missing from openapi.yaml paths")
+    print(f"check-openapi: route {p} (routes.rs, health.rs, dashboard) is missing from openapi.yaml paths")
     failed = True
 for p in sorted(documented - routes):
-    print(f"check-openapi: path {p} (openapi.yaml) is not a route in routes.rs or health.rs")
+    print(f"check-openapi: path {p} (openapi.yaml) is not a route in routes.rs, health.rs or the dashboard")
     failed = True
 if routes and routes == documented:
-    print(f"check-openapi: the {len(routes)} routes of routes.rs and health.rs match the documented paths")
+    print(f"check-openapi: the {len(routes)} routes of routes.rs, health.rs and the dashboard match the documented paths")
 
 sys.exit(1 if failed else 0)
