@@ -13,5 +13,6 @@ mod limits;
 mod local_sync;
 mod migrate_guard;
 mod observability;
+mod ops;
 mod robustness;
 mod security;

@@ -372,7 +372,8 @@ async fn row_level_security_holds_for_raw_sql_as_the_application_role() {
     conn.close().await.ok();
 
     // Every table of the schema is under forced row-level security, but the
-    // tenants' names and the migrator's ledgers.
+    // tenants' names, the migrator's ledgers and the worker fleet (the
+    // deployment's processes: names, hosts, sizes; no tenant's data).
     let unprotected: Vec<String> = sqlx::query_scalar(
         "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') \
@@ -385,7 +386,12 @@ async fn row_level_security_holds_for_raw_sql_as_the_application_role() {
     // privilege on them at all (checked above).
     assert_eq!(
         unprotected,
-        ["_sqlx_migrations", "projsync_migration_consents", "tenants"]
+        [
+            "_sqlx_migrations",
+            "projsync_migration_consents",
+            "tenants",
+            "workers"
+        ]
     );
 }
 

@@ -68,13 +68,22 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The status and the `error` object of the response (an internal
+    /// error is logged here, and its detail never leaves).
+    pub(crate) fn parts(&self) -> (StatusCode, serde_json::Value) {
         let (status, code) = self.status_and_code();
-        if let ApiError::Internal(detail) = &self {
+        if let ApiError::Internal(detail) = self {
             tracing::error!("internal error: {detail}");
         }
-        let body = json!({ "error": { "code": code, "message": self.to_string() } });
+        (status, json!({ "code": code, "message": self.to_string() }))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, error) = self.parts();
+        let body = json!({ "error": error });
         let mut response = (status, Json(body)).into_response();
         match &self {
             ApiError::Unauthorized(_) => {

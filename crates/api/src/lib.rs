@@ -11,6 +11,7 @@ mod error;
 mod events;
 pub mod health;
 pub mod limits;
+mod ops;
 mod page;
 mod routes;
 pub mod search;

@@ -157,6 +157,7 @@ const QUERY_ROUTES: &[(Method, &str)] = &[
     (Method::GET, "/api/v1/projects"),
     (Method::GET, "/api/v1/projects/{id}/syncs"),
     (Method::GET, "/api/v1/projects/{id}/memory"),
+    (Method::GET, "/api/v1/projects/{id}/memory/entry"),
     (Method::GET, "/api/v1/syncs"),
 ];
 

@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/projects/{id}/branches", get(list_branches))
         .route("/api/v1/projects/{id}/memory", get(list_memory))
+        .route("/api/v1/projects/{id}/memory/entry", get(get_memory_entry))
         .route("/api/v1/projects/{id}/memory/restore", post(restore_memory))
         .route("/api/v1/projects/{id}/search", post(search))
         .route("/api/v1/projects/{id}/embeddings", get(embedding_status))
@@ -46,6 +47,8 @@ pub fn router(state: AppState) -> Router {
             post(backfill_embeddings),
         )
         .route("/api/v1/syncs", get(list_syncs_by_status))
+        .route("/api/v1/syncs/retry", post(crate::ops::retry_syncs))
+        .route("/api/v1/ops/queue", get(crate::ops::queue_health))
         .route("/api/v1/syncs/{id}", get(get_sync))
         .route("/api/v1/syncs/{id}/cancel", post(cancel_sync))
         .route("/api/v1/syncs/{id}/retry", post(retry_sync))
@@ -105,7 +108,7 @@ async fn list_projects(
     Scoped(state): Scoped,
     uri: Uri,
     q: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Paged<Project>, ApiError> {
+) -> Result<Paged<ProjectOverview>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::Invalid(e.body_text()))?;
     let limit = page::limit(q.limit, 100, state.limits.max_page_size)?;
     let after = page::decode::<page::Projects>(q.cursor.as_deref())?;
@@ -114,14 +117,47 @@ async fn list_projects(
         .list_projects_page(after.as_ref(), limit)
         .await?;
     let next = found.next.as_ref().map(page::encode::<page::Projects>);
-    Ok(Paged::new(&uri, found.items, next))
+    let items = project_overviews(&state, found.items).await?;
+    Ok(Paged::new(&uri, items, next))
+}
+
+/// A project with what the projects page shows beside it.
+#[derive(Debug, Serialize)]
+pub(crate) struct ProjectOverview {
+    #[serde(flatten)]
+    project: Project,
+    /// The newest sync or restore, whatever its status; null before the first.
+    latest_sync: Option<SyncRecord>,
+    /// The project's active file entries.
+    active_entries: i64,
+}
+
+async fn project_overviews(
+    state: &AppState,
+    projects: Vec<Project>,
+) -> Result<Vec<ProjectOverview>, ApiError> {
+    let ids: Vec<ProjectId> = projects.iter().map(|p| p.id).collect();
+    let mut facts = state.store.project_facts(&ids).await?;
+    Ok(projects
+        .into_iter()
+        .map(|project| {
+            let f = facts.remove(&project.id).unwrap_or_default();
+            ProjectOverview {
+                project,
+                latest_sync: f.latest_sync,
+                active_entries: f.active_entries,
+            }
+        })
+        .collect())
 }
 
 async fn get_project(
     Scoped(state): Scoped,
     Path(id): Path<String>,
-) -> Result<Json<Project>, ApiError> {
-    Ok(Json(state.store.project(project_id(&id)?).await?))
+) -> Result<Json<ProjectOverview>, ApiError> {
+    let project = state.store.project(project_id(&id)?).await?;
+    let mut overview = project_overviews(&state, vec![project]).await?;
+    Ok(Json(overview.remove(0)))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -341,6 +377,25 @@ async fn list_branches(
 }
 
 /// The project's active entries by path, a page at a time.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryQuery {
+    path: String,
+}
+
+/// The active entry at `?path=` (its whole content); 404 when the project
+/// has none there.
+async fn get_memory_entry(
+    Scoped(state): Scoped,
+    Path(id): Path<String>,
+    q: Result<Query<EntryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ActiveEntry>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::Invalid(e.body_text()))?;
+    let id = project_id(&id)?;
+    state.store.project(id).await?;
+    Ok(Json(state.store.active_entry(id, &q.path).await?))
+}
+
 async fn list_memory(
     Scoped(state): Scoped,
     Path(id): Path<String>,
@@ -471,6 +526,9 @@ struct SyncDetail {
     #[serde(flatten)]
     sync: SyncRecord,
     steps: Vec<StepRecord>,
+    /// What the sync's state means and what to do next; null when there
+    /// is nothing to do.
+    advice: Option<String>,
 }
 
 async fn get_sync(
@@ -480,7 +538,19 @@ async fn get_sync(
     let id = sync_id(&id)?;
     let sync = state.store.sync(id).await?;
     let steps = state.store.steps(id).await?;
-    Ok(Json(SyncDetail { sync, steps }))
+    let now = chrono::Utc::now();
+    let advice = projsync_domain::advice(
+        sync.status,
+        sync.error_class.as_deref(),
+        sync.failed_phase,
+        sync.lease_expires_at.is_some_and(|t| t < now),
+        sync.not_before.is_some_and(|t| t > now),
+    );
+    Ok(Json(SyncDetail {
+        sync,
+        steps,
+        advice,
+    }))
 }
 
 #[cfg(test)]

@@ -458,6 +458,17 @@ pub async fn spawn_worker_on(
         }
         None => None,
     };
+    // In the fleet until the worker has drained, not just until it stops pulling.
+    let presence_stop = CancellationToken::new();
+    let presence = tokio::spawn(projsync_pipeline::presence::run_presence(
+        store.clone(),
+        projsync_pipeline::presence::worker_info(
+            &name,
+            env!("CARGO_PKG_VERSION"),
+            settings.worker.concurrency,
+        ),
+        presence_stop.clone(),
+    ));
     let consumer = projsync_queue::spawn_worker(
         settings.queue_options(),
         name,
@@ -480,6 +491,8 @@ pub async fn spawn_worker_on(
         let _ = consumer.await;
         let _ = reconciler.await;
         pipeline.drained().await;
+        presence_stop.cancel();
+        let _ = presence.await;
         health_stop.cancel();
         if let Some(health) = health {
             let _ = health.await;

@@ -66,6 +66,52 @@ impl From<SourceError> for PhaseError {
     }
 }
 
+/// What a sync's state means for an operator and what to do next, as the
+/// operations pages and `GET /syncs/{id}` show it (`advice`). `None` when
+/// there is nothing to do (queued in time, running with a live lease,
+/// succeeded).
+pub fn advice(
+    status: crate::SyncStatus,
+    error_class: Option<&str>,
+    failed_phase: Option<crate::SyncPhase>,
+    lease_expired: bool,
+    waiting_for_retry: bool,
+) -> Option<String> {
+    use crate::SyncStatus as S;
+    let phase = failed_phase
+        .map(|p| format!(" in the {p} phase"))
+        .unwrap_or_default();
+    let text = match status {
+        S::Failed => match error_class {
+            Some("retryable") => format!(
+                "The sync failed{phase} on a temporary error (network, rate limit, database or \
+                 provider unavailable) and its automatic retries ran out. Once the dependency \
+                 named in the error answers again, retry from the failed phase: finished phases \
+                 and checkpoints are kept. Discard it to give up; the active entries are untouched."
+            ),
+            _ => format!(
+                "The sync failed{phase} on an error that retrying alone will not fix (an unknown \
+                 repository or branch, a bad or missing credential, invalid input). Fix the cause \
+                 named in the error, then retry from the failed phase, or from the start if the \
+                 repository was rewritten or moved. Discard it to give up; the active entries are \
+                 untouched."
+            ),
+        },
+        S::Cancelled => "The sync was cancelled; nothing it wrote became active. Retry it to run \
+             it again from where it stopped, or discard it."
+            .to_string(),
+        S::Running if lease_expired => "The worker holding this sync's lease stopped renewing it \
+             (it died or lost its connection). The reconciler hands the sync to another worker; \
+             if none is running, start one."
+            .to_string(),
+        S::Queued if waiting_for_retry => "The sync is waiting before an automatic retry \
+             (after a temporary error or a rate limit); it starts by itself after `not_before`."
+            .to_string(),
+        _ => return None,
+    };
+    Some(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +123,28 @@ mod tests {
         let e: PhaseError = SourceError::unavailable("timeout").into();
         assert!(e.is_retryable());
         assert_eq!(e.to_string(), "timeout");
+    }
+
+    #[test]
+    fn advice_says_what_to_do_next() {
+        use crate::{SyncPhase, SyncStatus};
+        let fatal = advice(
+            SyncStatus::Failed,
+            Some("fatal"),
+            Some(SyncPhase::Prepare),
+            false,
+            false,
+        )
+        .unwrap();
+        assert!(
+            fatal.contains("prepare phase") && fatal.contains("Fix the cause"),
+            "{fatal}"
+        );
+        let retryable = advice(SyncStatus::Failed, Some("retryable"), None, false, false).unwrap();
+        assert!(retryable.contains("temporary error"), "{retryable}");
+        assert!(advice(SyncStatus::Cancelled, None, None, false, false).is_some());
+        assert!(advice(SyncStatus::Running, None, None, true, false).is_some());
+        assert!(advice(SyncStatus::Running, None, None, false, false).is_none());
+        assert!(advice(SyncStatus::Succeeded, None, None, false, false).is_none());
     }
 }

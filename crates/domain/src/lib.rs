@@ -18,7 +18,7 @@ pub mod search;
 pub mod source;
 pub mod tenancy;
 
-pub use error::{ErrorClass, PhaseError};
+pub use error::{advice, ErrorClass, PhaseError};
 pub use ids::{KeyId, ProjectId, RepositoryId, SyncId, TenantId};
 pub use job::SyncJob;
 pub use phase::{PhaseStatus, SyncPhase, SyncStatus};

@@ -14,6 +14,7 @@
 mod embed;
 mod failpoints;
 mod phases;
+pub mod presence;
 mod reconciler;
 
 pub use embed::{chunk_entries, phase_error, EmbedSettings};

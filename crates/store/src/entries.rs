@@ -474,6 +474,31 @@ impl Store {
             .collect())
     }
 
+    /// The project's active file entry at `path`.
+    pub async fn active_entry(&self, project_id: ProjectId, path: &str) -> Result<ActiveEntry> {
+        let row = sqlx::query(
+            "SELECT path, content, content_hash, blob_sha, language, created_by_sync_id \
+             FROM active_memory_entries WHERE project_id = $1 AND kind = 'file' AND path = $2",
+        )
+        .bind(project_id.0)
+        .bind(path)
+        .fetch_optional(&mut *self.read().await?)
+        .await?
+        .ok_or_else(|| {
+            crate::Error::NotFound(format!(
+                "no active entry at `{path}` in project {project_id}"
+            ))
+        })?;
+        Ok(ActiveEntry {
+            path: row.get("path"),
+            content: row.get("content"),
+            content_hash: row.get("content_hash"),
+            blob_sha: row.get("blob_sha"),
+            language: row.get("language"),
+            created_by_sync_id: SyncId(row.get("created_by_sync_id")),
+        })
+    }
+
     /// One page of the project's active file entries, by `(kind, path)`,
     /// starting after `after`. Keyset pagination over the partial unique
     /// index `(project_id, kind, path)`: a page costs the same at any depth.

@@ -10,6 +10,7 @@
 mod embeddings;
 mod entries;
 mod error;
+mod ops;
 mod projects;
 mod syncs;
 mod tenancy;
@@ -20,6 +21,7 @@ pub use embeddings::{
 };
 pub use entries::{ActiveEntry, ImportRow, MemoryKey, NewEntry};
 pub use error::{Error, Result};
+pub use ops::{ProjectFacts, QueueCounts, RunningSync, ThroughputBucket, WorkerInfo};
 pub use projects::{NewProject, Project, ProjectKey, Repository};
 pub use syncs::{
     CancelOutcome, Claim, ClaimOutcome, EnqueueOutcome, Heartbeat, PlanRow, StepRecord, SyncCount,

@@ -142,7 +142,7 @@ pub struct PlanRow {
     pub needs_entry: bool,
 }
 
-const SYNC_COLUMNS: &str = "id, project_id, kind, restore_of_sync_id, branch, head_commit, status, outcome, current_phase, \
+pub(crate) const SYNC_COLUMNS: &str = "id, project_id, kind, restore_of_sync_id, branch, head_commit, status, outcome, current_phase, \
      stats, error_class, error_message, failed_phase, attempts, fence, lease_owner, lease_expires_at, \
      previous_sync_id, created_at, started_at, finished_at, progress, not_before, last_pushed_at, \
      cancel_requested_at, retries, options";
@@ -151,7 +151,7 @@ fn parse<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T> {
     s.parse().map_err(Error::Invalid)
 }
 
-fn sync_from_row(row: &PgRow) -> Result<SyncRecord> {
+pub(crate) fn sync_from_row(row: &PgRow) -> Result<SyncRecord> {
     let opt_phase = |col: &str| -> Result<Option<SyncPhase>> {
         row.get::<Option<String>, _>(col)
             .map(|s| parse::<SyncPhase>(&s))

@@ -568,6 +568,8 @@ const APP_GRANTS: &[(&str, &str)] = &[
     ("api_sessions", "SELECT, INSERT, DELETE"),
     // Append-only for the application.
     ("audit_log", "SELECT, INSERT"),
+    // The deployment's worker fleet (0007): each worker keeps its own row.
+    ("workers", "SELECT, INSERT, UPDATE, DELETE"),
     // Keys are read only through projsync_authenticate().
 ];
 
@@ -686,8 +688,15 @@ impl Store {
             format!("REVOKE ALL ON api_keys FROM {role}"),
         ];
         for (table, privileges) in APP_GRANTS {
-            statements.push(format!("REVOKE ALL ON {table} FROM {role}"));
-            statements.push(format!("GRANT {privileges} ON {table} TO {role}"));
+            // Likewise a table of a later migration.
+            let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                .bind(table)
+                .fetch_one(&mut *tx)
+                .await?;
+            if exists {
+                statements.push(format!("REVOKE ALL ON {table} FROM {role}"));
+                statements.push(format!("GRANT {privileges} ON {table} TO {role}"));
+            }
         }
         for f in APP_FUNCTIONS {
             // A function of a migration not in this set (`migrate --source`
