@@ -2,9 +2,9 @@
 """Check crates/api/openapi.yaml.
 
 1. It is a valid OpenAPI document (openapi-spec-validator).
-2. Its `paths` are exactly the routes of crates/api/src/routes.rs and
-   crates/api/src/health.rs (the `.route("...")` calls; axum 0.8 writes
-   parameters as `{id}` like OpenAPI).
+2. Its `paths` are exactly the routes of crates/api/src/routes.rs,
+   crates/api/src/health.rs and crates/dashboard/src/lib.rs (the
+   `.route("...")` calls; axum 0.8 writes parameters as `{id}` like OpenAPI).
 
 Exits 1 on any problem, and when PyYAML or openapi-spec-validator is
 missing: run it with the venv of scripts/dev-venv.sh (scripts/test.sh does),
@@ -24,7 +24,11 @@ except ImportError:
 
 root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else pathlib.Path(__file__).resolve().parent.parent)
 spec_path = root / "crates/api/openapi.yaml"
-routes_paths = [root / "crates/api/src/routes.rs", root / "crates/api/src/health.rs"]
+routes_paths = [
+    root / "crates/api/src/routes.rs",
+    root / "crates/api/src/health.rs",
+    root / "crates/dashboard/src/lib.rs",  # the web dashboard, merged into the API's router
+]
 
 failed = False
 

@@ -10,7 +10,9 @@
 //! - `Content-Type: application/json` on every POST (415): a browser sends a
 //!   form or `text/plain` cross-site without asking, JSON only after a CORS
 //!   preflight, which this API never grants;
-//! - no query parameter where the endpoint takes none (422);
+//! - no query parameter where the endpoint takes none (422); the dashboard's
+//!   page and assets (`GET /`, `/assets/{name}`) ignore any: a link that
+//!   carries tracking parameters still opens the page, not a JSON error;
 //! - at most `api.max_body_bytes` of body (413), counted while reading.
 //!
 //! Compiling ignore patterns is the one expensive check of a request: it
@@ -277,6 +279,11 @@ fn check_query(req: &Request) -> Result<(), ApiError> {
     {
         return Ok(());
     }
+    if matches!(*req.method(), Method::GET | Method::HEAD)
+        && projsync_dashboard::PATHS.contains(&path.as_str())
+    {
+        return Ok(());
+    }
     let first = query.split('&').next().unwrap_or(query);
     let name = first.split('=').next().unwrap_or(first);
     Err(ApiError::Invalid(format!(
@@ -468,6 +475,52 @@ mod tests {
         ] {
             assert!(!is_json(bad), "{bad}");
         }
+    }
+
+    /// The dashboard's GETs pass with a query; the API's routes without
+    /// query parameters still refuse one, and so does a POST to `/`.
+    #[tokio::test]
+    async fn the_dashboard_ignores_queries() {
+        use axum::routing::get;
+        use tower::ServiceExt;
+
+        async fn only_query(req: Request, next: Next) -> Response {
+            match check_query(&req) {
+                Ok(()) => next.run(req).await,
+                Err(e) => e.into_response(),
+            }
+        }
+        let app = axum::Router::new()
+            .merge(projsync_dashboard::router())
+            .route("/api/v1/openapi.yaml", get(|| async { "yaml" }))
+            .layer(axum::middleware::from_fn(only_query));
+        let status = |method: Method, uri: &str| {
+            let app = app.clone();
+            let req = Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(Body::empty())
+                .unwrap();
+            async move { app.oneshot(req).await.unwrap().status() }
+        };
+        assert_eq!(status(Method::GET, "/?utm_source=x").await, StatusCode::OK);
+        assert_eq!(status(Method::HEAD, "/?x").await, StatusCode::OK);
+        assert_eq!(
+            status(Method::GET, "/assets/app.js?v=1").await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            status(Method::GET, "/assets/nope.js?v=1").await,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            status(Method::GET, "/api/v1/openapi.yaml?x=1").await,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            status(Method::POST, "/?x=1").await,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
     }
 
     /// Every route listed as taking query parameters exists.

@@ -23,6 +23,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         // /healthz, /readyz, /metrics (health.rs), behind the same guard.
         .merge(crate::health::router(health))
+        // / and /assets/{name}: the web dashboard (crates/dashboard).
+        .merge(projsync_dashboard::router())
         .route("/api/v1/openapi.yaml", get(openapi))
         .route(
             "/api/v1/session",
@@ -566,6 +568,7 @@ mod tests {
         let source = [
             routers(include_str!("routes.rs")),
             routers(include_str!("health.rs")),
+            routers(include_str!("../../dashboard/src/lib.rs")),
         ]
         .concat();
         let mut routes: Vec<&str> = source
