@@ -587,7 +587,8 @@ impl Browser {
 
     /// Watch the banner until its sync ends (polling), ignoring the banner of
     /// the `earlier` syncs; every distinct state seen, in order. `on_state`
-    /// runs on each new one; a screenshot is taken when it returns true.
+    /// runs on each new one; a screenshot is taken the first time it returns
+    /// true.
     async fn follow_banner(
         &self,
         what: &str,
@@ -597,7 +598,7 @@ impl Browser {
     ) -> Vec<Banner> {
         let mut seen: Vec<Banner> = Vec::new();
         let start = Instant::now();
-        let mut shot_wanted = false;
+        let (mut shot_wanted, mut shot_taken) = (false, false);
         loop {
             let banner = self
                 .banner()
@@ -605,12 +606,12 @@ impl Browser {
                 .filter(|b| !earlier.contains(&b.sync_id.as_deref().unwrap_or_default()));
             if let Some(b) = banner {
                 if seen.last().is_none_or(|last| !last.same_state(&b)) {
-                    shot_wanted |= on_state(&b);
+                    shot_wanted |= on_state(&b) && !shot_taken;
                     seen.push(b.clone());
                 }
                 if shot_wanted {
                     self.screenshot(&format!("{what}-mid-sync")).await;
-                    shot_wanted = false;
+                    (shot_wanted, shot_taken) = (false, true);
                 }
                 if b.is_final() {
                     return seen;
