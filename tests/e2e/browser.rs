@@ -1363,14 +1363,15 @@ async fn browser_retry_a_failed_sync_from_ops() {
     pages(&repo, 5, "v1");
     repo.commit("v1");
     let project = app.create_project("retry", repo.path(), "main").await;
-    // The repository goes away: two syncs fail.
+    // The repository goes away: four syncs fail.
     let moved = Moved::away(repo.path());
-    let a = app.sync(&project, None).await;
-    assert_eq!(a["status"], "failed", "{a}");
-    let stale = app.sync(&project, None).await;
-    assert_eq!(stale["status"], "failed", "{stale}");
-    let a_id = a["id"].as_str().unwrap().to_string();
-    let stale_id = stale["id"].as_str().unwrap().to_string();
+    let mut failed = Vec::new();
+    for _ in 0..4 {
+        let sync = app.sync(&project, None).await;
+        assert_eq!(sync["status"], "failed", "{sync}");
+        failed.push(sync["id"].as_str().unwrap().to_string());
+    }
+    let [a_id, stale_id, c_id, d_id] = <[String; 4]>::try_from(failed).unwrap();
 
     let key = create_key(&app.db, Role::Admin).await;
     let b = Browser::start("retry", &root_of(&app)).await;
@@ -1384,7 +1385,7 @@ async fn browser_retry_a_failed_sync_from_ops() {
         WAIT,
     )
     .await;
-    for id in [&a_id, &stale_id] {
+    for id in [&a_id, &stale_id, &c_id, &d_id] {
         b.attr_is(
             &sel_attr("ops-row", "data-sync-id", id),
             "data-status",
@@ -1513,6 +1514,57 @@ async fn browser_retry_a_failed_sync_from_ops() {
     )
     .await;
     b.screenshot("stale-retry-409").await;
+
+    // Bulk retry from a stale list: of the two failed syncs shown, one was
+    // retried meanwhile; it is refused with the API's 409, the other runs,
+    // and the flash says so for each.
+    b.goto("#/ops?status=failed").await;
+    for id in [&c_id, &d_id] {
+        let row = sel_attr("ops-row", "data-sync-id", id);
+        b.attr_is(&row, "data-status", "failed", "a failed sync's row", WAIT)
+            .await;
+    }
+    let (status, body) = app.post(&format!("/syncs/{d_id}/retry"), json!({})).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(app.wait_for(&d_id).await["status"], "succeeded");
+    let (status, conflict) = app.post(&format!("/syncs/{d_id}/retry"), json!({})).await;
+    assert_eq!(status, 409, "retrying a succeeded sync: {conflict}");
+    let want = collapse(conflict["error"]["message"].as_str().unwrap());
+    for id in [&c_id, &d_id] {
+        b.click(
+            &format!(
+                "{} [data-testid=ops-select]",
+                sel_attr("ops-row", "data-sync-id", id)
+            ),
+            "a failed sync's checkbox",
+        )
+        .await;
+    }
+    b.click("[data-testid=bulk-retry]", "Retry selected").await;
+    b.wait_js(
+        "the bulk retry's results in the flash: both syncs, the 409's message",
+        WAIT,
+        "const f = $('[data-testid=flash]'); const t = txt(f); \
+         return t && t.includes(arguments[0]) && t.includes(arguments[1]) && t.includes(arguments[2]) \
+           ? {ok: true} : {ok: false, seen: t};",
+        vec![json!(c_id), json!(d_id), json!(want)],
+    )
+    .await;
+    b.attr_is(
+        "[data-testid=flash]",
+        "data-kind",
+        "error",
+        "the bulk retry's flash (one refused)",
+        WAIT,
+    )
+    .await;
+    b.check(
+        app.wait_for(&c_id).await["status"] == "succeeded",
+        "the other sync of the bulk retry ran and succeeded",
+        &c_id,
+    )
+    .await;
+    b.screenshot("bulk-retry").await;
     b.finish().await;
 }
 
@@ -1741,7 +1793,7 @@ async fn browser_an_expired_session_or_revoked_key_goes_back_to_sign_in() {
     b.text_contains(
         "[data-testid=signin-message]",
         SESSION_ENDED,
-        "the sign-in message",
+        "the sign-in message after the session expired",
     )
     .await;
     b.screenshot("session-expired").await;
@@ -1761,7 +1813,7 @@ async fn browser_an_expired_session_or_revoked_key_goes_back_to_sign_in() {
     b.text_contains(
         "[data-testid=signin-message]",
         SESSION_ENDED,
-        "the sign-in message",
+        "the sign-in message after the key was revoked (the Ops page's two requests both 401)",
     )
     .await;
     b.screenshot("key-revoked").await;
@@ -1786,29 +1838,34 @@ async fn browser_an_expired_session_or_revoked_key_goes_back_to_sign_in() {
 }
 
 /// A TCP proxy between the browser and the API that the test can cut: open
-/// connections are dropped and new ones refused until `restore`.
+/// connections are dropped and new ones refused until `restore`. It keeps
+/// what the browser sent on each connection (to read request headers).
 struct CutProxy {
     addr: SocketAddr,
     cut: Arc<AtomicBool>,
     conns: Arc<Mutex<CancellationToken>>,
+    /// Per connection, in the order they were accepted: the bytes sent up.
+    sent: Arc<Mutex<Vec<Arc<Mutex<String>>>>>,
     shutdown: CancellationToken,
 }
 
 impl CutProxy {
     async fn start(upstream: SocketAddr) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let cut = Arc::new(AtomicBool::new(false));
         let conns = Arc::new(Mutex::new(CancellationToken::new()));
+        let sent: Arc<Mutex<Vec<Arc<Mutex<String>>>>> = Default::default();
         let shutdown = CancellationToken::new();
-        let (c, k, stop) = (cut.clone(), conns.clone(), shutdown.clone());
+        let (c, k, log, stop) = (cut.clone(), conns.clone(), sent.clone(), shutdown.clone());
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
                     _ = stop.cancelled() => return,
                     a = listener.accept() => a,
                 };
-                let Ok((mut inbound, _)) = accepted else {
+                let Ok((inbound, _)) = accepted else {
                     continue;
                 };
                 if c.load(Ordering::SeqCst) {
@@ -1816,13 +1873,34 @@ impl CutProxy {
                     continue;
                 }
                 let token = k.lock().unwrap().clone();
+                let up_log = Arc::new(Mutex::new(String::new()));
+                log.lock().unwrap().push(up_log.clone());
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await else {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(upstream).await else {
                         return;
+                    };
+                    let (mut from_browser, mut to_browser) = inbound.into_split();
+                    let (mut from_api, mut to_api) = outbound.into_split();
+                    let up = async {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        while let Ok(n @ 1..) = from_browser.read(&mut buf).await {
+                            up_log
+                                .lock()
+                                .unwrap()
+                                .push_str(&String::from_utf8_lossy(&buf[..n]));
+                            if to_api.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to_api.shutdown().await;
+                    };
+                    let down = async {
+                        let _ = tokio::io::copy(&mut from_api, &mut to_browser).await;
+                        let _ = to_browser.shutdown().await;
                     };
                     tokio::select! {
                         _ = token.cancelled() => {}
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = async { tokio::join!(up, down) } => {}
                     }
                 });
             }
@@ -1831,6 +1909,7 @@ impl CutProxy {
             addr,
             cut,
             conns,
+            sent,
             shutdown,
         }
     }
@@ -1844,6 +1923,24 @@ impl CutProxy {
 
     fn restore(&self) {
         self.cut.store(false, Ordering::SeqCst);
+    }
+
+    /// The head (request line and headers) of every request the browser
+    /// sent for `path`, in order.
+    fn request_heads(&self, path: &str) -> Vec<String> {
+        let line = format!("GET {path} ");
+        let mut heads = Vec::new();
+        for conn in self.sent.lock().unwrap().iter() {
+            let text = conn.lock().unwrap().clone();
+            let mut rest = text.as_str();
+            while let Some(i) = rest.find(&line) {
+                let head = &rest[i..];
+                let end = head.find("\r\n\r\n").unwrap_or(head.len());
+                heads.push(head[..end].to_string());
+                rest = &head[end..];
+            }
+        }
+        heads
     }
 }
 
@@ -1905,6 +2002,22 @@ async fn browser_a_dropped_event_stream_reconnects() {
     )
     .await;
     b.screenshot("live-again").await;
+    // The browser's own reconnect: it said where it was (Last-Event-ID).
+    let sync_id = live.sync_id.clone().unwrap_or_default();
+    let heads = proxy.request_heads(&format!("/api/v1/syncs/{sync_id}/events"));
+    let resumed = heads.iter().skip(1).any(|h| {
+        h.lines().any(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("last-event-id:")
+                .is_some_and(|v| v.trim().parse::<u64>().is_ok_and(|n| n >= 1))
+        })
+    });
+    b.check(
+        heads.len() >= 2 && resumed,
+        "the reconnect to the event stream sends Last-Event-ID",
+        format!("the event stream requests seen: {heads:#?}"),
+    )
+    .await;
     sources.set_read_delay(Duration::ZERO);
     let seen = b
         .follow_banner(
