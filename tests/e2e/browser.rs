@@ -263,6 +263,15 @@ impl Browser {
         path
     }
 
+    /// Scroll the element into the middle of the window (for a screenshot).
+    async fn scroll_to(&self, selector: &str) {
+        self.js(
+            "const e = $(arguments[0]); if (e) e.scrollIntoView({block: 'center'});",
+            vec![json!(selector)],
+        )
+        .await;
+    }
+
     /// The console entries since the last look, kept for the test's end.
     async fn drain_console(&self) -> Vec<ConsoleEntry> {
         let fresh: Vec<ConsoleEntry> = match self.client.issue_cmd(BrowserLog).await {
@@ -891,15 +900,37 @@ async fn browser_journey_from_sign_in_to_a_followed_sync() {
     .await;
     b.screenshot("projects").await;
 
-    // Connect the repository through the form.
-    b.fill(
-        "[data-testid=connect-name]",
-        "journey",
-        "the project name field",
-    )
-    .await;
+    // Connect the repository through the form: first a path outside the
+    // allowed root, refused with the API's message; then the repository.
+    b.fill("[data-testid=connect-name]", "journey", "the name field")
+        .await;
     b.select("[data-testid=connect-kind]", "local", "the repository kind")
         .await;
+    let outside = "/projsync-not-an-allowed-root/repo";
+    b.fill(
+        "[data-testid=connect-path]",
+        outside,
+        "the local path field",
+    )
+    .await;
+    b.fill("[data-testid=connect-branch]", "main", "the branch field")
+        .await;
+    b.click("[data-testid=connect-submit]", "the connect button")
+        .await;
+    let (status, refused) = app
+        .post(
+            "/projects",
+            json!({ "name": "journey", "repository": { "provider": "local", "path": outside, "branch": "main" } }),
+        )
+        .await;
+    assert_eq!(status, 422, "a path outside the allowed roots: {refused}");
+    let want = collapse(refused["error"]["message"].as_str().unwrap());
+    b.text_contains(
+        "[data-testid=connect-error]",
+        &want,
+        "the API's refusal under the connect form",
+    )
+    .await;
     let path = repo.path().to_string_lossy().into_owned();
     b.fill("[data-testid=connect-path]", &path, "the local path field")
         .await;
@@ -1079,6 +1110,7 @@ async fn browser_journey_from_sign_in_to_a_followed_sync() {
         &row,
     )
     .await;
+    b.scroll_to("[data-testid=sync-banner]").await;
     b.screenshot("project-after-success").await;
 
     // Memory browser: open an entry; search.
@@ -1138,6 +1170,7 @@ async fn browser_journey_from_sign_in_to_a_followed_sync() {
         &content,
     )
     .await;
+    b.scroll_to("[data-testid=entry-content]").await;
     b.screenshot("memory-entry-open").await;
     b.fill("[data-testid=search-input]", "quokka", "the search field")
         .await;
@@ -1148,6 +1181,7 @@ async fn browser_journey_from_sign_in_to_a_followed_sync() {
         "the search result src/lib.rs for \"quokka\"",
     )
     .await;
+    b.scroll_to("[data-testid=search-result]").await;
     b.screenshot("memory-search").await;
 
     // Ops: the queue's health, the failed tab, the sync's detail.
@@ -1167,6 +1201,9 @@ async fn browser_journey_from_sign_in_to_a_followed_sync() {
         .await;
     b.visible("[data-testid=throughput-chart]", "the throughput chart")
         .await;
+    for testid in ["queue-oldest", "queue-running"] {
+        b.visible(&format!("[data-testid={testid}]"), testid).await;
+    }
     b.screenshot("ops").await;
     b.goto("#/ops?status=failed").await;
     b.attr_is(
@@ -1200,6 +1237,34 @@ async fn browser_journey_from_sign_in_to_a_followed_sync() {
     )
     .await;
     b.screenshot("ops-sync-detail").await;
+
+    // The projects list: the project's row with its last sync and entries.
+    b.click("[data-testid=nav-projects]", "the Projects link")
+        .await;
+    let row = sel_attr("project-row", "data-project-id", &project);
+    let cells = b
+        .wait_js(
+            "the project's row in the projects table",
+            WAIT,
+            "const r = $(arguments[0]); if (!r) return {ok: false, seen: 'no row'}; \
+             const c = t => txt($(`[data-testid=${t}]`, r)); const a = $('a[data-testid=project-link]', r); \
+             return {ok: true, value: {link: a ? a.getAttribute('href') : null, name: a ? txt(a) : null, \
+               repo: c('project-repo'), branch: c('project-branch'), status: c('project-last-status'), \
+               entries: c('project-entries')}};",
+            vec![json!(row)],
+        )
+        .await;
+    b.check(
+        cells["link"] == format!("#/projects/{project}").as_str()
+            && cells["name"] == "journey"
+            && cells["branch"] == "main"
+            && cells["status"] == "succeeded"
+            && cells["entries"] == n.to_string().as_str()
+            && cells["repo"].as_str().is_some_and(|r| r.contains(&path)),
+        "the project's row: link, name, repository, default branch, last status, entries",
+        &cells,
+    )
+    .await;
 
     // A narrow window: the project page still fits.
     if let Err(e) = b.client.set_window_size(400, 900).await {
@@ -1296,6 +1361,7 @@ async fn browser_cancel_a_running_sync() {
         WAIT,
     )
     .await;
+    b.scroll_to("[data-testid=sync-banner]").await;
     b.screenshot("cancelled").await;
     b.finish().await;
 }
@@ -1513,6 +1579,7 @@ async fn browser_retry_a_failed_sync_from_ops() {
         "the API's 409 message",
     )
     .await;
+    b.scroll_to("[data-testid=flash]").await;
     b.screenshot("stale-retry-409").await;
 
     // Bulk retry from a stale list: of the two failed syncs shown, one was
@@ -1564,6 +1631,7 @@ async fn browser_retry_a_failed_sync_from_ops() {
         &c_id,
     )
     .await;
+    b.scroll_to("[data-testid=flash]").await;
     b.screenshot("bulk-retry").await;
     b.finish().await;
 }
@@ -1711,6 +1779,7 @@ async fn browser_restore_an_earlier_sync() {
         WAIT,
     )
     .await;
+    b.scroll_to("[data-testid=sync-banner]").await;
     b.screenshot("restored").await;
 
     // The memory browser shows the first version again.
@@ -1729,6 +1798,7 @@ async fn browser_restore_an_earlier_sync() {
         vec![json!(want)],
     )
     .await;
+    b.scroll_to("[data-testid=entry-content]").await;
     b.screenshot("restored-entry").await;
     // Loaded afresh, the list has no entry of the second version only.
     b.client.refresh().await.unwrap();
@@ -1778,6 +1848,19 @@ async fn browser_an_expired_session_or_revoked_key_goes_back_to_sign_in() {
     let (app, _sources) = spawn(|_| {}).await;
     let key = create_key(&app.db, Role::Admin).await;
     let b = Browser::start("signed-out", &root_of(&app)).await;
+
+    // Signing out closes the session: its cookie no longer works.
+    b.sign_in(&key).await;
+    b.click("[data-testid=signout]", "the Sign out button")
+        .await;
+    b.wait_route("#/signin after signing out", |h| h.starts_with("/signin"))
+        .await;
+    let (sessions,): (i64,) = sqlx::query_as("SELECT count(*) FROM api_sessions")
+        .fetch_one(&app.db.admin)
+        .await
+        .unwrap();
+    b.check(sessions == 0, "signing out deletes the session", sessions)
+        .await;
 
     // The session expires: a reload lands on the sign-in form.
     b.sign_in(&key).await;
