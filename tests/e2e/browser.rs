@@ -979,8 +979,8 @@ async fn browser_journey_from_sign_in_to_a_followed_sync() {
     )
     .await;
 
-    // Sync, slowed: 400 ms before each batch of 4 files (4 batches).
-    sources.set_read_delay(Duration::from_millis(400));
+    // Sync, slowed: 500 ms before each batch of 4 files (4 batches).
+    sources.set_read_delay(Duration::from_millis(500));
     b.click("[data-testid=sync-button]", "the Sync button")
         .await;
     let seen = b
