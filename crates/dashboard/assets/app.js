@@ -42,7 +42,8 @@ export function clearFlash() {
 /** Report an error: the API's own message, verbatim. A 401 was dealt with already. */
 export function flashError(err) {
   if (!err || err.handled || err.name === "AbortError") return;
-  console.warn(err);
+  // Not an API error: a bug of this page, worth a trace in the console.
+  if (!(err instanceof api.ApiError)) console.error(err);
   flash("error", err.message || String(err));
 }
 

@@ -95,7 +95,7 @@ export async function opsView(ctx) {
   fill(
     ctx.main,
     h("div", { class: "page-head" }, h("h1", { tabindex: "-1" }, "Operations")),
-    health.el,
+    health.summary,
     h(
       "section",
       { class: "section", "aria-labelledby": "syncs-title" },
@@ -123,6 +123,7 @@ export async function opsView(ctx) {
       ),
       h("div", { class: "list-foot" }, more),
     ),
+    health.details,
   );
 
   let names = new Map();
@@ -289,43 +290,44 @@ function queueHealth(ctx) {
   const legend = h("p", { class: "legend small" });
   const updated = h("span", { class: "muted small", "aria-live": "off" });
   const notice = h("p", { class: "notice", hidden: true });
-  const body = h(
+  const stats = h(
     "div",
-    { class: "health-body" },
-    h(
-      "div",
-      { class: "stats" },
-      stat("Queued", depth, "syncs waiting, scheduled retries included"),
-      stat("Oldest queued", oldest, "how long the oldest has waited"),
-      stat("Running", running, "syncs a worker holds"),
-    ),
-    h("div", { class: "chart-panel" }, h("h3", null, "Finished per minute, last hour"), chartBox, legend),
-    h("h3", null, "Workers"),
+    { class: "stats" },
+    stat("Queued", depth, "Syncs waiting, scheduled retries included"),
+    stat("Oldest queued", oldest, "How long the oldest queued sync has waited"),
+    stat("Running", running, "Syncs a worker holds"),
+  );
+  // The numbers open the page; the chart and the workers close it.
+  const summary = h(
+    "section",
+    { class: "health", "aria-labelledby": "health-title" },
+    h("div", { class: "section-head" }, h("h2", { id: "health-title" }, "Queue"), updated),
+    notice,
+    stats,
+  );
+  const details = h(
+    "section",
+    { class: "section", "aria-labelledby": "fleet-title" },
+    h("h2", { id: "fleet-title" }, "Throughput and workers"),
+    h("div", { class: "chart-panel" }, h("h3", null, "Syncs finished per minute, last hour"), chartBox, legend),
     h(
       "div",
       { class: "table-wrap" },
       h(
         "table",
-        { class: "data", "data-testid": "workers-table" },
+        { class: "data", "data-testid": "workers-table", "aria-label": "Workers" },
         h(
           "thead",
           null,
           h(
             "tr",
             null,
-            ["Worker", "Host", "PID", "Version", "Slots", "Current syncs", "Started", "Last seen"].map((t) => h("th", { scope: "col" }, t)),
+            ["Worker", "Host", "PID", "Version", "Busy", "Current syncs", "Started", "Last seen"].map((t) => h("th", { scope: "col" }, t)),
           ),
         ),
         workersBody,
       ),
     ),
-  );
-  const el = h(
-    "section",
-    { class: "section health", "aria-labelledby": "health-title" },
-    h("div", { class: "section-head" }, h("h2", { id: "health-title" }, "Queue health"), updated),
-    notice,
-    body,
   );
 
   let failing = false;
@@ -382,7 +384,8 @@ function queueHealth(ctx) {
         // An API without GET /ops/queue: say so once and stop asking.
         notice.textContent = "This server does not report queue health (GET /api/v1/ops/queue is missing).";
         notice.hidden = false;
-        body.hidden = true;
+        stats.hidden = true;
+        details.hidden = true;
         return false;
       }
       // Report the first failure of a streak, not one every few seconds.
@@ -393,7 +396,7 @@ function queueHealth(ctx) {
     }
   }
   poll(ctx, QUEUE_EVERY_MS, refresh);
-  return { el, refresh };
+  return { summary, details, refresh };
 }
 
 function stat(label, valueEl, hint) {
@@ -521,10 +524,14 @@ export async function syncView(ctx, id) {
     const active = sync.status === "queued" || sync.status === "running";
     const ended = sync.status === "failed" || sync.status === "cancelled";
     // Enabled by state as a hint; the API has the last word (and says why).
-    actions.retry.classList.toggle("inactive", !ended);
-    actions.retryStart.classList.toggle("inactive", !ended);
-    actions.discard.classList.toggle("inactive", !ended);
-    actions.cancel.classList.toggle("inactive", !active);
+    const hint = (button, fits, when) => {
+      button.classList.toggle("inactive", !fits);
+      button.title = fits ? "" : `Only for a sync that is ${when}; this one is ${sync.status}.`;
+    };
+    hint(actions.retry, ended, "failed or cancelled");
+    hint(actions.retryStart, ended, "failed or cancelled");
+    hint(actions.discard, ended, "failed or cancelled");
+    hint(actions.cancel, active, "queued or running");
 
     const st = sync.stats || {};
     const skipped = Object.entries(st.skipped_by_reason || {}).map(([k, n]) => `${k} ${n}`).join(", ");
@@ -533,7 +540,12 @@ export async function syncView(ctx, id) {
       article,
       h(
         "section",
-        { class: `problem problem-${sync.status}`, "aria-labelledby": "problem-title" },
+        {
+          class: `problem problem-${sync.status}`,
+          "aria-labelledby": "problem-title",
+          // Nothing to say for a sync without error or advice (the fields stay, empty).
+          hidden: !(sync.error_class || sync.error_message || sync.advice),
+        },
         h("h2", { id: "problem-title" }, "Error and advice"),
         facts([
           ["Error class", orDash(sync.error_class), { "data-testid": "error-class" }],
@@ -703,7 +715,7 @@ function stepsTable(sync) {
                 h("th", { scope: "row" }, p),
                 h("td", null, badge(st.status)),
                 h("td", { class: "num" }, num(st.attempts)),
-                h("td", { class: "prewrap error-text" }, orDash(st.error_message)),
+                h("td", { class: st.error_message ? "prewrap error-text" : "muted" }, orDash(st.error_message)),
                 h("td", null, time(st.started_at)),
                 h("td", null, time(st.finished_at)),
                 h("td", { class: "num" }, st.started_at ? duration(between(st.started_at, st.finished_at)) : "—"),

@@ -88,7 +88,10 @@ export class RateMeter {
     while (this.samples.length > 2 && newest.t - this.samples[1].t >= RateMeter.WINDOW_MS) {
       this.samples.shift();
     }
-    if (event.phase_status !== "running" || this.samples.length < 2) return { rate: null, eta: null };
+    // No count yet (a phase starting, chunks being cut): nothing to measure.
+    if (event.phase_status !== "running" || event.total === 0 || this.samples.length < 2) {
+      return { rate: null, eta: null };
+    }
     const first = this.samples[0];
     const seconds = (newest.t - first.t) / 1000;
     if (seconds <= 0) return { rate: null, eta: null };
@@ -106,10 +109,11 @@ export function formatRate(rate, phase) {
   return `${rate >= 100 ? Math.round(rate) : rate.toFixed(1)} ${unit}`;
 }
 
-/** "ETA 4 s", or "—". */
+/** "ETA 4 s", "ETA 2 min 5 s", or "—". */
 export function formatEta(ms) {
   if (ms === null || ms === undefined || !Number.isFinite(ms)) return "—";
-  return `ETA ${duration(Math.max(1000, Math.ceil(ms / 1000) * 1000))}`;
+  const secs = Math.max(1, Math.ceil(ms / 1000));
+  return `ETA ${secs < 60 ? `${secs} s` : duration(secs * 1000)}`;
 }
 
 const COUNTS = ["added", "modified", "deleted", "renamed", "unchanged", "skipped"];
@@ -132,12 +136,14 @@ const CONNECTION_TEXT = {
 /**
  * The banner of one sync at a time. `follow(sync)` shows a sync record and,
  * while it is queued or running, its live events; `onEnd(record)` runs once
- * the sync ends while followed (to reload the history and the project).
+ * the sync ends while followed (to reload the history and the project),
+ * `onStatus(status)` when its status changes while followed (queued → running).
  * `onError(err)` and `onInfo(text)` report to the page's flash.
  */
 export class SyncBanner {
-  constructor({ onEnd = () => {}, onError = () => {}, onInfo = () => {} } = {}) {
+  constructor({ onEnd = () => {}, onStatus = () => {}, onError = () => {}, onInfo = () => {} } = {}) {
     this.onEnd = onEnd;
+    this.onStatus = onStatus;
     this.onError = onError;
     this.onInfo = onInfo;
     this.source = null;
@@ -197,7 +203,7 @@ export class SyncBanner {
         { class: "progress-row" },
         this.bar,
         this.barText,
-        h("span", { class: "rate-eta" }, this.rate, h("span", { "aria-hidden": "true" }, " · "), this.eta),
+        (this.rateEta = h("span", { class: "rate-eta" }, this.rate, h("span", { "aria-hidden": "true" }, " · "), this.eta)),
       ),
       h(
         "dl",
@@ -382,15 +388,24 @@ export class SyncBanner {
       this.bar.max = 1;
       this.bar.value = 0;
     }
-    for (const c of COUNTS) this.counts[c].textContent = num(stats ? stats[c] ?? 0 : 0);
+    for (const c of COUNTS) {
+      const n = stats ? stats[c] ?? 0 : 0;
+      this.counts[c].textContent = num(n);
+      this.counts[c].parentElement.classList.toggle("zero", n === 0);
+    }
   }
 
   setStatus(status) {
+    const before = this.el.dataset.status;
     this.el.dataset.status = status;
+    if (before && before !== status && !isTerminal(status) && this.source) this.onStatus(status);
     const replaced = badge(status);
     this.status.replaceWith(replaced);
     this.status = replaced;
-    this.cancelButton.disabled = !(status === "queued" || status === "running");
+    const active = status === "queued" || status === "running";
+    this.cancelButton.disabled = !active;
+    // Rate and ETA mean something only while it runs.
+    this.rateEta.hidden = !active;
   }
 
   setPhases(states) {
@@ -473,7 +488,7 @@ export function finalMessage(sync) {
   switch (sync.status) {
     case "succeeded": {
       const outcome = sync.outcome ? ` (${sync.outcome})` : "";
-      return `Succeeded${outcome}${took}.${p && p.message ? ` ${p.message}` : ""}`;
+      return `Succeeded${outcome}${took}${p && p.message ? ` — ${p.message}` : "."}`;
     }
     case "failed": {
       const where = sync.failed_phase ? ` in ${sync.failed_phase}` : p ? ` in ${p.phase}` : "";

@@ -205,6 +205,7 @@ export async function projectView(ctx, id) {
       loadProject();
       memory.reload();
     },
+    onStatus: () => loadHistory(true),
     onError: ctx.flashError,
     onInfo: (text) => ctx.flash("info", text),
   });
@@ -394,6 +395,7 @@ function historySection(ctx, id, { restore }) {
     return ids;
   }
 
+  /** What a sync changed, the non-zero counts only. */
   function changes(st) {
     if (!st) return "—";
     const parts = [
@@ -404,10 +406,12 @@ function historySection(ctx, id, { restore }) {
       ["=", st.unchanged, "unchanged"],
       ["skipped ", st.skipped, "skipped"],
     ];
+    const shown = parts.filter(([, n]) => n > 0);
+    if (!shown.length) return h("span", { class: "muted" }, "—");
     return h(
       "span",
       { class: "changes" },
-      parts.map(([sign, n, label]) => h("span", { class: `chg chg-${label}`, title: `${n} ${label}` }, `${sign}${n}`)),
+      shown.map(([sign, n, label]) => h("span", { class: `chg chg-${label}`, title: `${n} ${label}` }, `${sign}${n}`)),
     );
   }
 
