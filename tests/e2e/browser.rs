@@ -169,7 +169,8 @@ struct Browser {
     console: Mutex<Vec<ConsoleEntry>>,
     /// A failure was already recorded (screenshot, console): Drop adds none.
     failed: AtomicBool,
-    driver: ChromeDriver,
+    /// Dropped after the client: its whole process group is killed then.
+    _driver: ChromeDriver,
 }
 
 /// What a wait saw when it looked: ready with a value, or not yet (and what
@@ -247,7 +248,7 @@ impl Browser {
             shots: AtomicU32::new(0),
             console: Mutex::new(Vec::new()),
             failed: AtomicBool::new(false),
-            driver,
+            _driver: driver,
         }
     }
 
@@ -691,7 +692,6 @@ impl Drop for Browser {
                 eprintln!("screenshot of the page at the panic: {}", path.display());
             }
         }
-        let _ = &self.driver;
     }
 }
 
