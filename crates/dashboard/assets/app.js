@@ -82,15 +82,22 @@ export function confirmDialog({ title, text, ok = "OK" }) {
 
 // ---------------------------------------------------------------- session
 
-/** A message for the sign-in page, shown once. */
+/** The sign-in page's message: why the session ended; kept until the next sign-in. */
 let signinMessage = "";
 
 api.setUnauthorizedHandler(() => {
   api.session.clear();
   signinMessage = api.SESSION_ENDED;
   showAccount();
-  if (location.hash === "#/signin") render();
-  else location.hash = "#/signin";
+  // Several requests of a page may fail at once: go to sign-in once.
+  if (location.hash !== "#/signin") location.hash = "#/signin";
+  else {
+    const el = main.querySelector("[data-testid=signin-message]");
+    if (el) {
+      el.textContent = signinMessage;
+      el.hidden = false;
+    } else render();
+  }
 });
 
 function showAccount() {
@@ -121,7 +128,6 @@ function signinView(ctx) {
     { class: "signin-message", "data-testid": "signin-message", role: "alert", hidden: !signinMessage },
     signinMessage,
   );
-  signinMessage = "";
   const key = h("input", {
     id: "signin-key",
     name: "key",
@@ -160,6 +166,7 @@ function signinView(ctx) {
     submit.disabled = true;
     try {
       await api.signIn(value);
+      signinMessage = "";
       key.value = "";
       clearFlash();
       showAccount();

@@ -168,7 +168,7 @@ export async function opsView(ctx) {
         "td",
         { class: "error-cell" },
         sync.error_class ? h("span", { class: "tag tag-error" }, sync.error_class) : null,
-        sync.error_message ? h("span", { class: "truncate", title: sync.error_message }, ` ${sync.error_message}`) : sync.error_class ? null : "—",
+        sync.error_message ? h("span", { class: "truncate", title: sync.error_message }, sync.error_message) : sync.error_class ? null : "—",
       ),
       h("td", null, time(sync.created_at)),
       h("td", null, sync.status === "queued" && sync.not_before ? ["retry ", time(sync.not_before)] : time(when)),
@@ -333,7 +333,8 @@ function queueHealth(ctx) {
   let failing = false;
 
   function worker(w) {
-    const stale = w.last_seen_at && between(w.last_seen_at) > 60000;
+    // Workers beat every 10 s; one silent for longer than two beats may be gone.
+    const stale = w.last_seen_at && between(w.last_seen_at) > 25000;
     return h(
       "tr",
       { "data-testid": "worker-row", "data-worker": w.name, class: stale ? "stale" : null },
@@ -374,7 +375,7 @@ function queueHealth(ctx) {
       const workers = q.workers || [];
       if (workers.length) fill(workersBody, workers.map(worker));
       else fill(workersBody, h("tr", null, h("td", { colspan: "8", class: "empty" }, "No worker has reported in.")));
-      fill(chartBox, throughputChart(q.throughput));
+      fill(chartBox, throughputChart(q.throughput, chartBox.clientWidth));
       fill(legend, legendFor(q.throughput));
       updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
       return true;
@@ -424,8 +425,9 @@ function niceMax(n) {
  * over the last hour, drawn by hand in SVG; each bar's `<title>` gives its
  * minute and counts.
  */
-export function throughputChart(tp) {
-  const W = 720;
+export function throughputChart(tp, width = 720) {
+  // One SVG unit per CSS pixel, so that the labels keep their size on any screen.
+  const W = Math.max(300, Math.round(width));
   const H = 180;
   const pad = { left: 34, right: 8, top: 10, bottom: 24 };
   const plotW = W - pad.left - pad.right;
@@ -437,12 +439,13 @@ export function throughputChart(tp) {
   const y = (v) => pad.top + plotH - (v / max) * plotH;
   const sum = totals.reduce((a, b) => a + b, 0);
 
-  const grid = [0, max / 2, max].map((v) =>
+  const ticks = [0, max / 2, max].filter(Number.isInteger);
+  const grid = ticks.map((v) =>
     s(
       "g",
       { class: "grid" },
       s("line", { x1: pad.left, x2: W - pad.right, y1: y(v), y2: y(v) }),
-      s("text", { x: pad.left - 6, y: y(v) + 4, "text-anchor": "end" }, Number.isInteger(v) ? String(v) : v.toFixed(1)),
+      s("text", { x: pad.left - 6, y: y(v) + 4, "text-anchor": "end" }, String(v)),
     ),
   );
   const fmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
@@ -547,13 +550,16 @@ export async function syncView(ctx, id) {
           hidden: !(sync.error_class || sync.error_message || sync.advice),
         },
         h("h2", { id: "problem-title" }, "Error and advice"),
-        facts([
+        facts(
+          [
           ["Error class", orDash(sync.error_class), { "data-testid": "error-class" }],
           ["Error", orDash(sync.error_message), { "data-testid": "error-message", class: "prewrap" }],
           ["Failed phase", orDash(sync.failed_phase)],
           // `advice` is undefined on an API that does not give it yet.
           ["Advice", orDash(sync.advice), { "data-testid": "advice", class: "prewrap" }],
-        ]),
+          ],
+          { class: "facts facts-rows" },
+        ),
       ),
       h("h2", null, "Sync"),
       facts([

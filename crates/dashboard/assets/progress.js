@@ -257,17 +257,23 @@ export class SyncBanner {
     this.el.hidden = true;
   }
 
-  /** A record's phases before any event: from its snapshot, else its current or failed phase. */
+  /**
+   * A record's phases without a live event: from its snapshot while that is
+   * current, else from where the ledger says it stopped. (The ledger ends a
+   * sync a moment before it records the final event: a record read in
+   * between is terminal with the snapshot of the last batch.)
+   */
   statesFromRecord(sync) {
     const status = sync.status;
-    if (sync.progress) return phaseStates({ ...sync.progress, sync_status: status });
+    const p = sync.progress;
     if (status === "succeeded") return PHASES.map(() => "done");
-    if (sync.failed_phase) return phaseStates({ phase: sync.failed_phase, phase_status: "failed", sync_status: status });
-    if (sync.current_phase) {
-      const phaseStatus = status === "running" ? "running" : "pending";
-      return phaseStates({ phase: sync.current_phase, phase_status: phaseStatus, sync_status: status });
+    if (p && (!isTerminal(status) || isTerminal(p.sync_status))) {
+      return phaseStates({ ...p, sync_status: status });
     }
-    return PHASES.map(() => "waiting");
+    const phase = sync.failed_phase || sync.current_phase || (p && p.phase);
+    if (!phase) return PHASES.map(() => "waiting");
+    const phaseStatus = isTerminal(status) ? "failed" : status === "running" ? "running" : "pending";
+    return phaseStates({ phase, phase_status: phaseStatus, sync_status: status });
   }
 
   open() {
@@ -316,6 +322,8 @@ export class SyncBanner {
       if (isTerminal(sync.status)) {
         this.showRecord(sync);
         this.finish(sync, { notify: true });
+        // Read once more: the final event is recorded just after the end.
+        setTimeout(() => this.loadRecord(id), 1500);
         return;
       }
       this.setStatus(sync.status);
@@ -467,13 +475,14 @@ export class SyncBanner {
           ? "The sync was cancelled before it started."
           : "Cancel requested: the sync stops at its next batch boundary; the knowledge base stays as it was.",
       );
-      if (isTerminal(r.sync.status)) {
-        // Cancelled while queued: no event will come.
+      if (this.ended) return; // the final event came first
+      if (r.outcome === "cancelled") {
+        // It was queued: it ended here, and no event will come.
         this.showRecord(r.sync);
         this.finish(r.sync, { notify: true });
-      } else {
-        this.setStatus(r.sync.status);
       }
+      // Otherwise it stops at its next batch boundary, and the stream
+      // brings the final event.
     } catch (e) {
       if (this.sync?.id === id && !this.ended) this.cancelButton.disabled = false;
       if (!(e instanceof ApiError && e.handled)) this.onError(e);
@@ -483,7 +492,8 @@ export class SyncBanner {
 
 /** What the banner says once a sync has ended. */
 export function finalMessage(sync) {
-  const p = sync.progress;
+  // The snapshot's message only once it is the final event's.
+  const p = sync.progress && (isTerminal(sync.progress.sync_status) || !isTerminal(sync.status)) ? sync.progress : null;
   const took = sync.started_at && sync.finished_at ? ` in ${duration(Date.parse(sync.finished_at) - Date.parse(sync.started_at))}` : "";
   switch (sync.status) {
     case "succeeded": {
