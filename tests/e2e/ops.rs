@@ -55,6 +55,10 @@ async fn queue_health_overview_entry_advice_and_bulk_retry() {
     );
     let (status, _) = app.get(&format!("/projects/{project}/memory/entry")).await;
     assert_eq!(status, 422);
+    let (status, body) = app
+        .get(&format!("/projects/{project}/memory/entry?path=a%00b"))
+        .await;
+    assert_eq!(status, 422, "{body}");
 
     // A sync that fails: the repository is gone.
     let moved = repo.path().with_extension("moved");

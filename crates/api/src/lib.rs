@@ -1,5 +1,7 @@
-//! The HTTP API (axum), the only HTTP crate: projects, syncs, history,
-//! branches, active memory and live progress (Server-Sent Events).
+//! The HTTP server (axum): the JSON API (projects, syncs, history,
+//! branches, active memory, search, ops) and live progress (Server-Sent
+//! Events), plus the dashboard's static assets, whose router
+//! `projsync-dashboard` hands in.
 //!
 //! It is thin: a sync request is a row in the ledger and a `{sync_id}` pushed
 //! to the queue; the work happens in workers. It must not know about the

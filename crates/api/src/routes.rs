@@ -394,6 +394,11 @@ async fn get_memory_entry(
 ) -> Result<Json<ActiveEntry>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::Invalid(e.body_text()))?;
     let id = project_id(&id)?;
+    // No stored path holds NUL (Git forbids it, and Postgres text cannot
+    // even be compared with one); other odd bytes are real paths.
+    if q.path.contains('\0') {
+        return Err(ApiError::Invalid("path must not contain NUL bytes".into()));
+    }
     state.store.project(id).await?;
     Ok(Json(state.store.active_entry(id, &q.path).await?))
 }

@@ -25,8 +25,15 @@ const dialog = document.getElementById("confirm-dialog");
 
 // ------------------------------------------------------------------ flash
 
+// When the message was shown: a message older than a moment belongs to the
+// page it was shown on and goes when the user moves to another page; one
+// shown just before the move (e.g. "Signed out.") announces the new page.
+let flashAt = 0;
+const FLASH_CARRIES_MS = 1000;
+
 /** Show a message (the last one replaces the one before). `body` may be text or nodes. */
 function flash(kind, ...body) {
+  flashAt = Date.now();
   flashEl.dataset.kind = kind;
   flashEl.setAttribute("role", kind === "error" ? "alert" : "status");
   fill(flashEl, ...body);
@@ -250,6 +257,7 @@ function render() {
   // when only its query did), so keyboard and screen reader users start there.
   const focus = lastRoute !== null && lastRoute !== route;
   lastRoute = route;
+  if (focus && Date.now() - flashAt > FLASH_CARRIES_MS) clearFlash();
   const ctx = {
     main,
     params,
