@@ -14,3 +14,4 @@ mod migrate_guard;
 mod observability;
 mod robustness;
 mod security;
+mod telemetry;

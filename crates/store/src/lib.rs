@@ -22,8 +22,8 @@ pub use entries::{ActiveEntry, ImportRow, MemoryKey, NewEntry};
 pub use error::{Error, Result};
 pub use projects::{NewProject, Project, ProjectKey, Repository};
 pub use syncs::{
-    CancelOutcome, Claim, ClaimOutcome, EnqueueOutcome, Heartbeat, PlanRow, StepRecord, SyncCount,
-    SyncKey, SyncRecord,
+    CancelOutcome, Claim, ClaimOutcome, DuePush, EnqueueOutcome, Heartbeat, PlanRow, StepRecord,
+    SyncCount, SyncKey, SyncRecord,
 };
 pub use tenancy::{
     random_secret, secret_hash, Actor, ApiKey, AppRole, AuditRecord, CreatedKey, Credential,

@@ -34,29 +34,42 @@ pub struct OtlpOptions {
     /// The OTLP/HTTP base URL: traces go to `{endpoint}/v1/traces`, logs to
     /// `{endpoint}/v1/logs` (as `OTEL_EXPORTER_OTLP_ENDPOINT`).
     pub endpoint: String,
-    /// Sent with every export: `Authorization`, `X-Axiom-Dataset`,
-    /// `x-honeycomb-team`, ...
+    /// Sent with every export: `Authorization`, `x-honeycomb-team`, ...
     pub headers: Vec<(String, String)>,
+    /// Sent with the traces only, over `headers` (a header of the same
+    /// name, in any case, replaces it): Axiom's `X-Axiom-Dataset`, since
+    /// Axiom keeps each signal in a dataset of its own.
+    pub traces_headers: Vec<(String, String)>,
+    /// Sent with the logs only, over `headers`.
+    pub logs_headers: Vec<(String, String)>,
+    /// Export the logs too (a backend for traces only, such as Tempo
+    /// without a collector in front, answers `/v1/logs` with 404).
+    pub logs: bool,
     /// The resource's `service.name`.
     pub service_name: String,
     /// More resource attributes (`projsync.process`, ...).
     pub resource: Vec<(String, String)>,
     /// Each export request's timeout.
     pub timeout: Duration,
+    /// gzip the bodies (every OTLP receiver takes them: the protocol
+    /// requires it); they shrink several times over.
+    pub gzip: bool,
 }
 
 impl std::fmt::Debug for OtlpOptions {
     /// Header values are secrets (an API token): only their names show.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |h: &[(String, String)]| h.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
         f.debug_struct("OtlpOptions")
             .field("endpoint", &self.endpoint)
-            .field(
-                "headers",
-                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-            )
+            .field("headers", &names(&self.headers))
+            .field("traces_headers", &names(&self.traces_headers))
+            .field("logs_headers", &names(&self.logs_headers))
+            .field("logs", &self.logs)
             .field("service_name", &self.service_name)
             .field("resource", &self.resource)
             .field("timeout", &self.timeout)
+            .field("gzip", &self.gzip)
             .finish()
     }
 }
@@ -87,8 +100,13 @@ pub fn check(options: &OtlpOptions) -> Result<(), Error> {
     if !valid {
         return Err(Error::Endpoint(endpoint.to_string()));
     }
-    for (name, value) in &options.headers {
-        http::HeaderName::from_bytes(name.as_bytes())
+    let all = options
+        .headers
+        .iter()
+        .chain(&options.traces_headers)
+        .chain(&options.logs_headers);
+    for (name, value) in all {
+        http::HeaderName::from_bytes(name.trim().as_bytes())
             .map_err(|_| Error::HeaderName(name.clone()))?;
         http::HeaderValue::from_str(value.trim()).map_err(|_| Error::HeaderValue(name.clone()))?;
     }
@@ -100,7 +118,8 @@ pub fn check(options: &OtlpOptions) -> Result<(), Error> {
 /// exits, so that the last spans and logs are sent.
 pub struct Telemetry {
     tracer_provider: SdkTracerProvider,
-    logger_provider: SdkLoggerProvider,
+    /// `None` when logs are not exported.
+    logger_provider: Option<SdkLoggerProvider>,
     runtime: ExportRuntime,
     shut_down: AtomicBool,
 }
@@ -117,11 +136,6 @@ impl Telemetry {
     pub fn start(options: &OtlpOptions) -> Result<Self, Error> {
         check(options)?;
         let base = options.endpoint.trim().trim_end_matches('/');
-        let headers: HashMap<String, String> = options
-            .headers
-            .iter()
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect();
         let runtime = ExportRuntime::start().map_err(|e| Error::Build(e.to_string()))?;
         let client = ExportClient {
             client: reqwest::Client::builder()
@@ -131,24 +145,43 @@ impl Telemetry {
                 .map_err(|e| Error::Build(e.to_string()))?,
             runtime: runtime.handle.clone(),
         };
+        let compression = options
+            .gzip
+            .then_some(opentelemetry_otlp::Compression::Gzip);
         let spans = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_http_client(client.clone())
             .with_protocol(Protocol::HttpBinary)
             .with_endpoint(format!("{base}/v1/traces"))
             .with_timeout(options.timeout)
-            .with_headers(headers.clone())
-            .build()
-            .map_err(|e| Error::Build(e.to_string()))?;
-        let logs = opentelemetry_otlp::LogExporter::builder()
-            .with_http()
-            .with_http_client(client)
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(format!("{base}/v1/logs"))
-            .with_timeout(options.timeout)
-            .with_headers(headers)
-            .build()
-            .map_err(|e| Error::Build(e.to_string()))?;
+            .with_headers(merged(&options.headers, &options.traces_headers));
+        let spans = match compression {
+            Some(c) => spans.with_compression(c),
+            None => spans,
+        }
+        .build()
+        .map_err(|e| Error::Build(e.to_string()))?;
+        let logs = if options.logs {
+            Some(
+                {
+                    let logs = opentelemetry_otlp::LogExporter::builder()
+                        .with_http()
+                        .with_http_client(client)
+                        .with_protocol(Protocol::HttpBinary)
+                        .with_endpoint(format!("{base}/v1/logs"))
+                        .with_timeout(options.timeout)
+                        .with_headers(merged(&options.headers, &options.logs_headers));
+                    match compression {
+                        Some(c) => logs.with_compression(c),
+                        None => logs,
+                    }
+                }
+                .build()
+                .map_err(|e| Error::Build(e.to_string()))?,
+            )
+        } else {
+            None
+        };
         let resource = Resource::builder()
             .with_service_name(options.service_name.clone())
             .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
@@ -163,10 +196,12 @@ impl Telemetry {
             .with_resource(resource.clone())
             .with_batch_exporter(spans)
             .build();
-        let logger_provider = SdkLoggerProvider::builder()
-            .with_resource(resource)
-            .with_batch_exporter(logs)
-            .build();
+        let logger_provider = logs.map(|logs| {
+            SdkLoggerProvider::builder()
+                .with_resource(resource)
+                .with_batch_exporter(logs)
+                .build()
+        });
         Ok(Self {
             tracer_provider,
             logger_provider,
@@ -186,11 +221,14 @@ impl Telemetry {
         let tracer = self.tracer_provider.tracer("projsync");
         let spans = tracing_opentelemetry::layer()
             .with_tracer(tracer)
-            // busy_ns and idle_ns on every span: noise at a cost.
-            .with_tracked_inactivity(false);
-        let logs = opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(
-            &self.logger_provider,
-        );
+            // busy_ns and idle_ns, thread.id and thread.name (always a
+            // tokio-rt-worker) on every span: noise at a cost.
+            .with_tracked_inactivity(false)
+            .with_threads(false);
+        let logs = self
+            .logger_provider
+            .as_ref()
+            .map(opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new);
         spans
             .and_then(logs)
             .with_filter(FilterFn::new(|meta| !is_exporters_own(meta.target())))
@@ -201,7 +239,10 @@ impl Telemetry {
     /// other tasks: the exports run on the exporter's own runtime.
     pub fn flush(&self) -> Result<(), Error> {
         let spans = self.tracer_provider.force_flush();
-        let logs = self.logger_provider.force_flush();
+        let logs = self
+            .logger_provider
+            .as_ref()
+            .map_or(Ok(()), SdkLoggerProvider::force_flush);
         spans
             .and(logs)
             .map_err(|e| Error::Build(format!("flush: {e}")))
@@ -215,7 +256,10 @@ impl Telemetry {
             return Ok(());
         }
         let spans = self.tracer_provider.shutdown();
-        let logs = self.logger_provider.shutdown();
+        let logs = self
+            .logger_provider
+            .as_ref()
+            .map_or(Ok(()), SdkLoggerProvider::shutdown);
         self.runtime.stop();
         spans
             .and(logs)
@@ -229,6 +273,16 @@ impl Drop for Telemetry {
             eprintln!("telemetry: {e}");
         }
     }
+}
+
+/// `common` with `signal`'s headers over it (names compared in any case,
+/// sent lower-cased as HTTP/2 does).
+fn merged(common: &[(String, String)], signal: &[(String, String)]) -> HashMap<String, String> {
+    common
+        .iter()
+        .chain(signal)
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect()
 }
 
 /// The exporter's own HTTP stack and the SDK's own diagnostics: exporting
@@ -354,9 +408,13 @@ mod tests {
         OtlpOptions {
             endpoint: endpoint.into(),
             headers: vec![("Authorization".into(), "Bearer xaat-secret".into())],
+            traces_headers: vec![("X-Axiom-Dataset".into(), "traces".into())],
+            logs_headers: vec![("X-Axiom-Dataset".into(), "logs".into())],
+            logs: true,
             service_name: "projsync".into(),
             resource: vec![],
             timeout: Duration::from_secs(1),
+            gzip: true,
         }
     }
 
@@ -373,15 +431,34 @@ mod tests {
         let mut o = options("https://api.axiom.co");
         o.headers = vec![("X Axiom".into(), "a".into())];
         assert!(matches!(check(&o), Err(Error::HeaderName(_))));
-        o.headers = vec![("X-Axiom-Dataset".into(), "a\nb".into())];
+        o.headers = vec![];
+        o.logs_headers = vec![("X-Axiom-Dataset".into(), "a\nb".into())];
         let err = check(&o).unwrap_err().to_string();
-        assert!(err.contains("X-Axiom-Dataset") && !err.contains("a\nb"), "{err}");
+        assert!(
+            err.contains("X-Axiom-Dataset") && !err.contains("a\nb"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn each_signal_gets_the_common_headers_and_its_own() {
+        let o = options("https://api.axiom.co");
+        let traces = merged(&o.headers, &o.traces_headers);
+        assert_eq!(traces["authorization"], "Bearer xaat-secret");
+        assert_eq!(traces["x-axiom-dataset"], "traces");
+        let common = vec![("x-axiom-DATASET".to_string(), "both".to_string())];
+        let logs = merged(&common, &o.logs_headers);
+        assert_eq!(logs.len(), 1, "one header whatever its case: {logs:?}");
+        assert_eq!(logs["x-axiom-dataset"], "logs", "the signal's own wins");
     }
 
     #[test]
     fn header_values_stay_out_of_debug_output() {
         let shown = format!("{:?}", options("https://api.axiom.co"));
-        assert!(shown.contains("Authorization") && !shown.contains("xaat"), "{shown}");
+        assert!(
+            shown.contains("Authorization") && !shown.contains("xaat"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -396,7 +473,13 @@ mod tests {
         ] {
             assert!(is_exporters_own(own), "{own}");
         }
-        for app in ["projsync_pipeline", "octocrab", "hyperion", "h2o", "sqlx::query"] {
+        for app in [
+            "projsync_pipeline",
+            "octocrab",
+            "hyperion",
+            "h2o",
+            "sqlx::query",
+        ] {
             assert!(!is_exporters_own(app), "{app}");
         }
     }
@@ -411,13 +494,19 @@ mod tests {
             let sync = tracing::info_span!("sync");
             assert!(crate::set_parent_from(&sync, Some(stored)));
             let own = crate::traceparent(&sync).unwrap();
-            assert!(own.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{own}");
+            assert!(
+                own.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+                "{own}"
+            );
             assert_ne!(own, stored, "a span of its own, in the same trace");
             let phase = sync.in_scope(|| {
                 let phase = tracing::info_span!("phase");
                 phase.in_scope(crate::current_traceparent).unwrap()
             });
-            assert!(phase.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{phase}");
+            assert!(
+                phase.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+                "{phase}"
+            );
             assert_ne!(phase, own);
 
             // A malformed or missing traceparent leaves a root span.
@@ -428,6 +517,22 @@ mod tests {
             assert!(!root.contains("4bf92f3577b34da6a3ce929d0e0e4736"), "{root}");
         });
         // Nothing listens on port 9: the exports fail, the shutdown returns.
+        let _ = telemetry.shutdown();
+    }
+
+    #[test]
+    fn logs_can_be_left_out() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let mut o = options("http://127.0.0.1:9");
+        o.logs = false;
+        let telemetry = Telemetry::start(&o).unwrap();
+        assert!(telemetry.logger_provider.is_none());
+        let subscriber = tracing_subscriber::registry().with(telemetry.layer());
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("sync");
+            span.in_scope(|| tracing::info!("not exported"));
+            assert!(crate::traceparent(&span).is_some(), "traces still are");
+        });
         let _ = telemetry.shutdown();
     }
 
