@@ -3,8 +3,11 @@
 //! - in process: the API's request, the queue push, the worker's `sync`
 //!   span and its five `phase` spans are one trace, each with the sync's
 //!   id, and the logs carry that trace's id; the configured headers arrive;
+//!   an operator's retry (a request of its own) continues the sync's trace,
+//!   and so does the reconciler's push of a lost job;
 //! - the binary: a CLI `sync` and a worker process make one trace through
-//!   the ledger, configured by environment variables and flushed at exit;
+//!   the ledger, a failed attempt's retry included, configured by
+//!   environment variables and flushed at exit;
 //! - the binary without `telemetry.otlp_endpoint` sends nothing, even when
 //!   the standard `OTEL_EXPORTER_OTLP_ENDPOINT` points at a collector.
 //!
@@ -13,10 +16,11 @@
 //! this binary run beside it untouched.
 
 use crate::cli::projsync;
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app, spawn_app_with};
 use projsync::logging::LogOptions;
 use projsync::Settings;
 use projsync_test_support::{FakeOtlp, GitRepo, OtlpSpan, TestDb, TestRedis};
+use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -127,12 +131,18 @@ fn assert_push(spans: &[OtlpSpan], sync_id: &str, parent: &OtlpSpan) {
     );
 }
 
-#[test]
-fn a_sync_is_one_trace_from_the_request_to_its_last_phase() {
-    let collector = FakeOtlp::requiring(&[("Authorization", "Bearer xaat-test-token")]);
+/// This test's telemetry, exporting to `collector` as for Axiom (one
+/// token, a dataset per signal), and a runtime whose threads use it; it is
+/// also the calling thread's default until the guard drops.
+struct Traced {
+    telemetry: projsync_telemetry::Telemetry,
+    runtime: tokio::runtime::Runtime,
+    _default: tracing::dispatcher::DefaultGuard,
+}
+
+fn traced(collector: &FakeOtlp) -> Traced {
     let mut settings = Settings::load(None).unwrap();
     settings.log.level = "info".into();
-    // As for Axiom: one token, a dataset per signal.
     settings.telemetry.otlp_endpoint = collector.url().into();
     settings.telemetry.otlp_headers =
         [("Authorization".into(), "Bearer xaat-test-token".into())].into();
@@ -151,9 +161,21 @@ fn a_sync_is_one_trace_from_the_request_to_its_last_phase() {
         },
     )
     .unwrap();
-    let telemetry = telemetry.expect("the endpoint is set");
-    let runtime = traced_runtime(&dispatch);
-    let _default = tracing::dispatcher::set_default(&dispatch);
+    Traced {
+        telemetry: telemetry.expect("the endpoint is set"),
+        runtime: traced_runtime(&dispatch),
+        _default: tracing::dispatcher::set_default(&dispatch),
+    }
+}
+
+#[test]
+fn a_sync_is_one_trace_from_the_request_to_its_last_phase() {
+    let collector = FakeOtlp::requiring(&[("Authorization", "Bearer xaat-test-token")]);
+    let Traced {
+        telemetry,
+        runtime,
+        _default,
+    } = traced(&collector);
 
     let repo = repo();
     let (app, sync_id) = runtime.block_on(async {
@@ -240,6 +262,85 @@ fn a_sync_is_one_trace_from_the_request_to_its_last_phase() {
     telemetry.shutdown().unwrap();
 }
 
+#[test]
+fn an_operators_retry_continues_the_syncs_trace() {
+    let collector = FakeOtlp::requiring(&[("Authorization", "Bearer xaat-test-token")]);
+    let Traced {
+        telemetry,
+        runtime,
+        _default,
+    } = traced(&collector);
+    // A repository without commits: the first run fails (fatal).
+    let repo = GitRepo::new();
+    let (app, sync_id) = runtime.block_on(async {
+        let app = spawn_app().await;
+        let project = app.create_project("retried", repo.path(), "main").await;
+        let failed = app.sync(&project, None).await;
+        assert_eq!(failed["status"], "failed", "{failed}");
+        repo.write("a.txt", "a\n");
+        repo.commit("a");
+        let id = failed["id"].as_str().unwrap().to_string();
+        let (status, body) = app.post(&format!("/syncs/{id}/retry"), json!({})).await;
+        assert_eq!(status, 202, "{body}");
+        let done = app.wait_for(&id).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        (app, id)
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let spans = loop {
+        telemetry.flush().unwrap();
+        let spans = collector.spans();
+        let runs = spans
+            .iter()
+            .filter(|s| s.name == "sync" && s.attributes["sync_id"] == sync_id)
+            .count();
+        if runs == 2 && spans.iter().any(|s| s.name == "sync.retry") {
+            break spans;
+        }
+        assert!(Instant::now() < deadline, "{spans:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let request = spans_named(&spans, "POST /api/v1/projects/{id}/syncs")[0];
+    let retry_request = spans_named(&spans, "POST /api/v1/syncs/{id}/retry")[0];
+    assert_eq!(retry_request.attributes["sync_id"], sync_id);
+    assert_ne!(
+        retry_request.trace_id, request.trace_id,
+        "a request of its own"
+    );
+    // The retry's push is in the sync's trace, linked to the retry request.
+    let retry = spans_named(&spans, "sync.retry")[0];
+    assert_eq!(retry.trace_id, request.trace_id);
+    assert_eq!(retry.parent_span_id, request.span_id);
+    assert_eq!(retry.attributes["sync_id"], sync_id);
+    assert_eq!(
+        retry.links,
+        [(
+            retry_request.trace_id.clone(),
+            retry_request.span_id.clone()
+        )]
+    );
+    let pushes: Vec<&OtlpSpan> = spans_named(&spans, "queue.push")
+        .into_iter()
+        .filter(|p| p.parent_span_id == retry.span_id)
+        .collect();
+    assert_eq!(pushes.len(), 1, "{spans:#?}");
+    // Both runs, the failed one and the retried one, are in that trace.
+    let runs: Vec<&OtlpSpan> = spans_named(&spans, "sync");
+    assert_eq!(runs.len(), 2);
+    assert!(runs
+        .iter()
+        .all(|r| r.trace_id == request.trace_id && r.parent_span_id == request.span_id));
+    let failed: Vec<&OtlpSpan> = spans_named(&spans, "phase")
+        .into_iter()
+        .filter(|p| p.status == "error")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(failed[0].attributes["phase"], "prepare");
+    runtime.block_on(async move { drop(app) });
+    drop(runtime);
+    telemetry.shutdown().unwrap();
+}
+
 /// Every export was accepted and carried `authorization`, and the dataset
 /// of its signal: `{dataset}-traces` or `{dataset}-logs`.
 fn assert_exports(collector: &FakeOtlp, authorization: &str, dataset: &str) {
@@ -256,6 +357,73 @@ fn assert_exports(collector: &FakeOtlp, authorization: &str, dataset: &str) {
     }
 }
 
+#[test]
+fn the_reconcilers_push_joins_the_syncs_trace() {
+    let collector = FakeOtlp::start();
+    let Traced {
+        telemetry,
+        runtime,
+        _default,
+    } = traced(&collector);
+    let repo = repo();
+    let (app, sync_id) = runtime.block_on(async {
+        let app = spawn_app_with(false, |s| {
+            s.worker.reconcile_interval_ms = 100;
+            s.worker.redeliver_after_secs = 1;
+        })
+        .await;
+        let project = app.create_project("lost", repo.path(), "main").await;
+        let sync_id = app.enqueue(&project, None).await;
+        // The job is lost: Redis forgets the test's keys.
+        let client = redis::Client::open(app.redis.url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", app.redis.namespace))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(!keys.is_empty());
+        let () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        // A worker comes; its reconciler pushes the sync again.
+        projsync::app::spawn_worker_with(
+            &app.settings,
+            app.db.store.clone(),
+            std::sync::Arc::new(crate::helpers::test_sources()),
+            app.shutdown_token(),
+        )
+        .await
+        .unwrap();
+        let done = app.wait_for(&sync_id).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        (app, sync_id)
+    });
+    let spans = wait_for_sync_trace(&collector, &sync_id, &|| telemetry.flush().unwrap());
+    let request = spans_named(&spans, "POST /api/v1/projects/{id}/syncs")[0];
+    let repushes = spans_named(&spans, "reconciler.push");
+    assert!(!repushes.is_empty(), "{spans:#?}");
+    for repush in &repushes {
+        assert_eq!(repush.trace_id, request.trace_id, "{repush:#?}");
+        assert_eq!(repush.parent_span_id, request.span_id);
+        assert_eq!(repush.attributes["sync_id"], sync_id);
+        assert!(spans_named(&spans, "queue.push")
+            .iter()
+            .any(|p| p.parent_span_id == repush.span_id));
+    }
+    let trace: Vec<OtlpSpan> = spans
+        .iter()
+        .filter(|s| s.trace_id == request.trace_id)
+        .cloned()
+        .collect();
+    assert_worker_spans(&trace, &sync_id, &request.trace_id, request);
+    runtime.block_on(async move { drop(app) });
+    drop(runtime);
+    telemetry.shutdown().unwrap();
+}
+
 /// `projsync` with the test's database and Redis, and no OTEL_* variable of
 /// the environment the tests run in.
 fn binary(db: &TestDb, redis: &TestRedis) -> Command {
@@ -268,9 +436,15 @@ fn binary(db: &TestDb, redis: &TestRedis) -> Command {
     cmd
 }
 
-/// Start a worker, run `projsync sync --watch` (exit 0), stop the worker
-/// with SIGTERM (exit 0); returns the sync's id.
-fn sync_with_a_worker_process(db: &TestDb, redis: &TestRedis, env: &[(&str, &str)]) -> String {
+/// Start a worker (with `env` and `worker_env`), run `projsync sync
+/// --watch` (with `env`; exit 0), stop the worker with SIGTERM (exit 0);
+/// returns the sync's id.
+fn sync_with_a_worker_process(
+    db: &TestDb,
+    redis: &TestRedis,
+    env: &[(&str, &str)],
+    worker_env: &[(&str, &str)],
+) -> String {
     let repo = repo();
     let with_env = |mut cmd: Command| {
         cmd.envs(env.iter().copied());
@@ -284,6 +458,7 @@ fn sync_with_a_worker_process(db: &TestDb, redis: &TestRedis, env: &[(&str, &str
     );
     assert_eq!(code, 0, "{stderr}");
     let mut worker = with_env(binary(db, redis))
+        .envs(worker_env.iter().copied())
         .arg("worker")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -339,6 +514,12 @@ async fn the_binary_exports_one_trace_across_processes() {
                 ),
                 ("PROJSYNC__TELEMETRY__SERVICE_NAME", "projsync-e2e"),
             ],
+            // The first import attempt panics (a retryable failure): the
+            // sync runs twice, on two claims.
+            &[
+                ("PROJSYNC_FAILPOINT", "import.fetched@1=panic"),
+                ("PROJSYNC__WORKER__RETRY_MIN_DELAY_MS", "100"),
+            ],
         )
     });
     // Both processes flushed at exit: no waiting.
@@ -355,10 +536,67 @@ async fn the_binary_exports_one_trace_across_processes() {
         .filter(|s| s.trace_id == command.trace_id)
         .cloned()
         .collect();
-    assert_push(&trace, &sync_id, command);
-    let sync = assert_worker_spans(&trace, &sync_id, &command.trace_id, command);
-    assert_eq!(sync.resource["projsync.process"], "worker");
-    assert_eq!(sync.resource["service.name"], "projsync-e2e");
+    // The command's push, and the retry's, in the failed attempt's span.
+    let pushes = spans_named(&trace, "queue.push");
+    assert_eq!(pushes.len(), 2, "{pushes:#?}");
+    assert_eq!(pushes[0].parent_span_id, command.span_id);
+    assert_eq!(pushes[0].kind, "producer");
+    // Both runs are in the command's trace, each a `sync` span under it:
+    // the second worker run read the trace from the ledger again.
+    let mut runs = spans_named(&trace, "sync");
+    runs.sort_by_key(|s| s.start_unix_nano);
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    for (run, fence) in runs.iter().zip(["1", "2"]) {
+        assert_eq!(run.parent_span_id, command.span_id, "{run:#?}");
+        assert_eq!(run.attributes["fence"], fence);
+        assert_eq!(run.attributes["sync_id"], sync_id);
+        assert_eq!(run.resource["projsync.process"], "worker");
+        assert_eq!(run.resource["service.name"], "projsync-e2e");
+    }
+    let phases = |run: &OtlpSpan| -> Vec<(String, String, &'static str)> {
+        let mut phases: Vec<&OtlpSpan> = spans_named(&trace, "phase")
+            .into_iter()
+            .filter(|p| p.parent_span_id == run.span_id)
+            .collect();
+        phases.sort_by_key(|p| p.start_unix_nano);
+        phases
+            .iter()
+            .map(|p| {
+                (
+                    p.attributes["phase"].clone(),
+                    p.attributes["attempt"].clone(),
+                    p.status,
+                )
+            })
+            .collect()
+    };
+    let owned = |v: &[(&str, &str, &'static str)]| -> Vec<(String, String, &'static str)> {
+        v.iter()
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), *c))
+            .collect()
+    };
+    assert_eq!(
+        phases(runs[0]),
+        owned(&[
+            ("prepare", "1", "unset"),
+            ("scan", "1", "unset"),
+            ("import", "1", "error"),
+        ])
+    );
+    assert_eq!(
+        phases(runs[1]),
+        owned(&[
+            ("import", "2", "unset"),
+            ("embed", "1", "unset"),
+            ("finalize", "1", "unset"),
+        ])
+    );
+    let failed_import = spans_named(&trace, "phase")
+        .into_iter()
+        .find(|p| p.status == "error")
+        .unwrap();
+    assert_eq!(pushes[1].parent_span_id, failed_import.span_id);
+    assert_ne!(pushes[1].attributes["delay_secs"], "0", "{:#?}", pushes[1]);
     assert!(
         collector
             .logs()
@@ -389,6 +627,7 @@ async fn nothing_is_exported_without_an_endpoint() {
                     "Authorization=Bearer xaat-unused",
                 ),
             ],
+            &[],
         )
     });
     // The processes have exited: anything they would send was sent.

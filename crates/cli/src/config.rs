@@ -446,9 +446,7 @@ impl Settings {
         }
         if let Some(options) = self.telemetry_options("check") {
             if let Err(e) = projsync_telemetry::check(&options) {
-                bail!(
-                    "{e} (PROJSYNC__TELEMETRY__OTLP_ENDPOINT, PROJSYNC__TELEMETRY__OTLP_HEADERS)"
-                );
+                bail!("{e} (the [telemetry] section, or its PROJSYNC__TELEMETRY__* variable)");
             }
         }
         if !matches!(self.log.format.as_str(), "human" | "json") {
@@ -610,7 +608,10 @@ mod tests {
         s.telemetry.otlp_logs_headers =
             [("X-Axiom-Dataset".to_string(), "a\nb".to_string())].into();
         let err = s.validate().unwrap_err().to_string();
-        assert!(err.contains("X-Axiom-Dataset"), "{err}");
+        assert!(
+            err.contains("telemetry.otlp_logs_headers") && err.contains("X-Axiom-Dataset"),
+            "{err}"
+        );
         s.telemetry.otlp_logs_headers.clear();
         s.validate().unwrap();
     }

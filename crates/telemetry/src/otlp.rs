@@ -78,13 +78,13 @@ impl std::fmt::Debug for OtlpOptions {
 pub enum Error {
     #[error("telemetry.otlp_endpoint must be an http:// or https:// URL, got `{0}`")]
     Endpoint(String),
-    #[error("telemetry.otlp_headers: `{0}` is not a valid HTTP header name")]
-    HeaderName(String),
+    #[error("telemetry.{0}: `{1}` is not a valid HTTP header name")]
+    HeaderName(&'static str, String),
     #[error(
-        "telemetry.otlp_headers: the value of `{0}` cannot be sent as an HTTP header \
+        "telemetry.{0}: the value of `{1}` cannot be sent as an HTTP header \
          (a line break, a control character or non-ASCII text)"
     )]
-    HeaderValue(String),
+    HeaderValue(&'static str, String),
     #[error("cannot set up the OTLP exporter: {0}")]
     Build(String),
 }
@@ -100,15 +100,17 @@ pub fn check(options: &OtlpOptions) -> Result<(), Error> {
     if !valid {
         return Err(Error::Endpoint(endpoint.to_string()));
     }
-    let all = options
-        .headers
-        .iter()
-        .chain(&options.traces_headers)
-        .chain(&options.logs_headers);
-    for (name, value) in all {
-        http::HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|_| Error::HeaderName(name.clone()))?;
-        http::HeaderValue::from_str(value.trim()).map_err(|_| Error::HeaderValue(name.clone()))?;
+    for (key, headers) in [
+        ("otlp_headers", &options.headers),
+        ("otlp_traces_headers", &options.traces_headers),
+        ("otlp_logs_headers", &options.logs_headers),
+    ] {
+        for (name, value) in headers {
+            http::HeaderName::from_bytes(name.trim().as_bytes())
+                .map_err(|_| Error::HeaderName(key, name.clone()))?;
+            http::HeaderValue::from_str(value.trim())
+                .map_err(|_| Error::HeaderValue(key, name.clone()))?;
+        }
     }
     Ok(())
 }
@@ -430,7 +432,10 @@ mod tests {
         }
         let mut o = options("https://api.axiom.co");
         o.headers = vec![("X Axiom".into(), "a".into())];
-        assert!(matches!(check(&o), Err(Error::HeaderName(_))));
+        assert!(matches!(
+            check(&o),
+            Err(Error::HeaderName("otlp_headers", _))
+        ));
         o.headers = vec![];
         o.logs_headers = vec![("X-Axiom-Dataset".into(), "a\nb".into())];
         let err = check(&o).unwrap_err().to_string();
