@@ -502,7 +502,7 @@ async fn the_binary_exports_one_trace_across_processes() {
                 // One string each, as a secret in the environment holds it.
                 (
                     "PROJSYNC__TELEMETRY__OTLP_HEADERS",
-                    "Authorization=Bearer xaat-cli",
+                    "Authorization=Bearer xaat-cli, X-Scope-OrgID=tenant-1",
                 ),
                 (
                     "PROJSYNC__TELEMETRY__OTLP_TRACES_HEADERS",
@@ -605,6 +605,10 @@ async fn the_binary_exports_one_trace_across_processes() {
         "the worker's logs are in the trace"
     );
     assert_exports(&collector, "Bearer xaat-cli", "cli");
+    assert!(collector
+        .requests()
+        .iter()
+        .all(|r| r.headers["x-scope-orgid"] == "tenant-1"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -142,7 +142,6 @@ impl Telemetry {
         let client = ExportClient {
             client: reqwest::Client::builder()
                 .timeout(options.timeout)
-                .user_agent(concat!("projsync/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .map_err(|e| Error::Build(e.to_string()))?,
             runtime: runtime.handle.clone(),
