@@ -47,6 +47,15 @@ if cargo tree -p projsync-migrate-lint -e normal --prefix none --locked \
     exit 1
 fi
 
+echo "test: layering (only the binary exports telemetry; the library crates use the trace-context helpers)"
+for crate in projsync-api projsync-pipeline projsync-queue projsync-store; do
+    if cargo tree -p "$crate" -e normal --prefix none --locked \
+        | grep -E '^(opentelemetry_sdk|opentelemetry-otlp|opentelemetry-http|opentelemetry-appender-tracing) ' ; then
+        echo "test: $crate must depend on projsync-telemetry without its otlp feature (see docs/telemetry.md)" >&2
+        exit 1
+    fi
+done
+
 # The routes ↔ paths check also runs as a Rust test; this adds full
 # OpenAPI validation, with the pinned tools of scripts/dev-venv.sh.
 echo "test: OpenAPI document"

@@ -622,7 +622,7 @@ async fn a_worker_that_lost_its_lease_cannot_write() {
     let sync_id: SyncId = app.enqueue(&project, None).await.parse().unwrap();
     let store = &app.db.store;
     let ttl = Duration::from_secs(30);
-    let projsync_store::ClaimOutcome::Claimed(a) =
+    let projsync_store::ClaimOutcome::Claimed { claim: a, .. } =
         store.claim(sync_id, "worker-a", ttl).await.unwrap()
     else {
         panic!("first claim")
@@ -640,7 +640,7 @@ async fn a_worker_that_lost_its_lease_cannot_write() {
     .execute(&app.db.admin)
     .await
     .unwrap();
-    let projsync_store::ClaimOutcome::Claimed(b) =
+    let projsync_store::ClaimOutcome::Claimed { claim: b, .. } =
         store.claim(sync_id, "worker-b", ttl).await.unwrap()
     else {
         panic!("takeover")

@@ -16,3 +16,4 @@ mod observability;
 mod ops;
 mod robustness;
 mod security;
+mod telemetry;

@@ -19,6 +19,7 @@ mod routes;
 pub mod search;
 pub mod service;
 mod session;
+mod trace;
 
 pub use error::ApiError;
 pub use routes::{parse_statuses, router};

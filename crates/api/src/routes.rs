@@ -65,6 +65,8 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             crate::limits::guard,
         ))
+        // Outermost: the span covers the guard's refusals too.
+        .layer(axum::middleware::from_fn(crate::trace::http_span))
         .with_state(state)
 }
 

@@ -402,6 +402,7 @@ pub async fn enqueue_backfill(
             &project.repository.default_branch,
             serde_json::json!({ "prune": prune }),
             idempotency_key,
+            projsync_telemetry::current_traceparent().as_deref(),
         )
         .await?;
     if !outcome.created && outcome.sync.kind != "backfill" {
@@ -410,6 +411,7 @@ pub async fn enqueue_backfill(
             project.name, outcome.sync.status, outcome.sync.kind, outcome.sync.id
         )));
     }
+    crate::trace::record_sync_id(outcome.sync.id);
     crate::service::push_new_or_queued(state, &outcome).await?;
     if outcome.created {
         crate::service::audit(

@@ -5,6 +5,7 @@ use projsync_domain::source::RepositorySpec;
 use projsync_domain::{ProjectId, SyncStatus};
 use projsync_store::{EnqueueOutcome, NewProject, Project};
 use serde::Deserialize;
+use tracing::Instrument as _;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -286,7 +287,8 @@ pub async fn audit(state: &AppState, action: &str, target: String, detail: serde
 
 /// Record a sync in the ledger, then push its id to the queue. The project's
 /// active sync (or the one with the same idempotency key) is returned
-/// instead of a new one.
+/// instead of a new one. A new sync keeps the W3C trace context of the
+/// current span (the request's): its runs join that trace.
 pub async fn enqueue_sync(
     state: &AppState,
     project_id: ProjectId,
@@ -328,8 +330,14 @@ pub async fn enqueue_sync(
         .to_string();
     let outcome = state
         .store
-        .create_sync(project_id, &branch, idempotency_key)
+        .create_sync(
+            project_id,
+            &branch,
+            idempotency_key,
+            projsync_telemetry::current_traceparent().as_deref(),
+        )
         .await?;
+    crate::trace::record_sync_id(outcome.sync.id);
     push_new_or_queued(state, &outcome).await?;
     if outcome.created {
         audit(
@@ -370,8 +378,14 @@ pub async fn enqueue_restore(
     }
     let outcome = state
         .store
-        .create_restore(project_id, &sync, idempotency_key)
+        .create_restore(
+            project_id,
+            &sync,
+            idempotency_key,
+            projsync_telemetry::current_traceparent().as_deref(),
+        )
         .await?;
+    crate::trace::record_sync_id(outcome.sync.id);
     push_new_or_queued(state, &outcome).await?;
     if outcome.created {
         audit(
@@ -453,8 +467,21 @@ pub async fn retry_sync(
     sync_id: projsync_domain::SyncId,
     from_start: bool,
 ) -> Result<projsync_store::SyncRecord, ApiError> {
-    let sync = state.store.retry_sync(sync_id, from_start).await?;
-    if let Err(e) = state.queue.push(sync_id).await {
+    let traced = projsync_telemetry::current_traceparent();
+    let sync = state
+        .store
+        .retry_sync(sync_id, from_start, traced.as_deref())
+        .await?;
+    crate::trace::record_sync_id(sync_id);
+    // The sync keeps its trace: the push goes into it, linked to this
+    // request (whose own trace it is not, unless the sync had none).
+    let span = tracing::info_span!("sync.retry", %sync_id, from_start);
+    if traced.is_some() {
+        let stored = state.store.trace_context(sync_id).await.ok().flatten();
+        projsync_telemetry::set_parent_from(&span, stored.as_deref());
+        projsync_telemetry::link_to_current(&span);
+    }
+    if let Err(e) = state.queue.push(sync_id).instrument(span).await {
         // It is queued in the ledger: the reconciler pushes it once Redis is back.
         tracing::warn!(%sync_id, "cannot push the retried sync: {e}; the reconciler will");
     }

@@ -24,6 +24,111 @@ pub struct Settings {
     pub embeddings: Embeddings,
     pub sources: Sources,
     pub migrate: Migrate,
+    pub telemetry: Telemetry,
+}
+
+/// `[telemetry]`: traces and logs over OTLP/HTTP (docs/telemetry.md).
+#[derive(Clone, Deserialize)]
+pub struct Telemetry {
+    /// The OTLP/HTTP base URL (`{endpoint}/v1/traces`, `{endpoint}/v1/logs`);
+    /// empty: nothing is exported.
+    pub otlp_endpoint: String,
+    /// Headers sent with every export (`Authorization`): a table, or one
+    /// string `Name=value,Name=value` (the form an environment variable can
+    /// hold, like `OTEL_EXPORTER_OTLP_HEADERS`).
+    #[serde(deserialize_with = "headers::deserialize")]
+    pub otlp_headers: std::collections::BTreeMap<String, String>,
+    /// Headers of the traces only, over `otlp_headers` (Axiom's
+    /// `X-Axiom-Dataset`: a dataset per signal).
+    #[serde(deserialize_with = "headers::deserialize")]
+    pub otlp_traces_headers: std::collections::BTreeMap<String, String>,
+    /// Headers of the logs only, over `otlp_headers`.
+    #[serde(deserialize_with = "headers::deserialize")]
+    pub otlp_logs_headers: std::collections::BTreeMap<String, String>,
+    /// Export the logs as well as the traces.
+    pub otlp_logs: bool,
+    /// `gzip` or `none`.
+    pub otlp_compression: String,
+    pub otlp_timeout_ms: u64,
+    pub service_name: String,
+}
+
+impl std::fmt::Debug for Telemetry {
+    /// Header values hold API tokens: only their names show.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("otlp_endpoint", &self.otlp_endpoint)
+            .field(
+                "otlp_headers",
+                &self.otlp_headers.keys().collect::<Vec<_>>(),
+            )
+            .field("otlp_timeout_ms", &self.otlp_timeout_ms)
+            .field("service_name", &self.service_name)
+            .finish()
+    }
+}
+
+mod headers {
+    use serde::{Deserialize, Deserializer};
+    use std::collections::BTreeMap;
+
+    /// A scalar as text: environment variables are parsed (`try_parsing`),
+    /// so a value such as `123` arrives as a number.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Int(i64),
+        Float(f64),
+        Bool(bool),
+    }
+
+    impl Scalar {
+        fn text(self) -> String {
+            match self {
+                Scalar::Text(s) => s,
+                Scalar::Int(i) => i.to_string(),
+                Scalar::Float(f) => f.to_string(),
+                Scalar::Bool(b) => b.to_string(),
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Headers {
+        Table(BTreeMap<String, Scalar>),
+        Text(String),
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, String>, D::Error> {
+        Ok(match Headers::deserialize(d)? {
+            Headers::Table(t) => t.into_iter().map(|(k, v)| (k, v.text())).collect(),
+            Headers::Text(s) => parse(&s).map_err(serde::de::Error::custom)?,
+        })
+    }
+
+    /// `Name=value,Name=value` (a value may hold `=`, not `,`).
+    pub(super) fn parse(s: &str) -> Result<BTreeMap<String, String>, String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty())
+            .enumerate()
+            .map(|(i, pair)| match pair.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => {
+                    Ok((k.trim().to_string(), v.trim().to_string()))
+                }
+                // Not echoed: it may be a token.
+                _ => Err(format!(
+                    "telemetry.otlp_headers: entry {} is not Name=value; give \
+                     Name=value,Name=value",
+                    i + 1
+                )),
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -325,6 +430,25 @@ impl Settings {
                 self.github.api_url
             );
         }
+        let t = &self.telemetry;
+        if t.service_name.trim().is_empty() {
+            bail!("telemetry.service_name must not be empty (PROJSYNC__TELEMETRY__SERVICE_NAME)");
+        }
+        if t.otlp_timeout_ms == 0 {
+            bail!("telemetry.otlp_timeout_ms must be greater than 0");
+        }
+        if !matches!(t.otlp_compression.as_str(), "gzip" | "none") {
+            bail!(
+                "telemetry.otlp_compression must be `gzip` or `none`, got `{}` \
+                 (PROJSYNC__TELEMETRY__OTLP_COMPRESSION)",
+                t.otlp_compression.escape_debug()
+            );
+        }
+        if let Some(options) = self.telemetry_options("check") {
+            if let Err(e) = projsync_telemetry::check(&options) {
+                bail!("{e} (the [telemetry] section, or its PROJSYNC__TELEMETRY__* variable)");
+            }
+        }
         if !matches!(self.log.format.as_str(), "human" | "json") {
             bail!(
                 "log.format must be `human` or `json`, got `{}`",
@@ -349,6 +473,30 @@ impl Settings {
             max_page_size: i64::try_from(a.max_page_size).unwrap_or(i64::MAX),
             validation: Validation::new(size(a.validation_concurrency)),
         }
+    }
+
+    /// Where this process (`api`, `worker`, a CLI command) exports its
+    /// traces and logs; `None` when `telemetry.otlp_endpoint` is empty.
+    pub fn telemetry_options(&self, process: &str) -> Option<projsync_telemetry::OtlpOptions> {
+        let t = &self.telemetry;
+        let endpoint = t.otlp_endpoint.trim();
+        if endpoint.is_empty() {
+            return None;
+        }
+        let pairs = |h: &std::collections::BTreeMap<String, String>| {
+            h.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        Some(projsync_telemetry::OtlpOptions {
+            endpoint: endpoint.to_string(),
+            headers: pairs(&t.otlp_headers),
+            traces_headers: pairs(&t.otlp_traces_headers),
+            logs_headers: pairs(&t.otlp_logs_headers),
+            logs: t.otlp_logs,
+            service_name: t.service_name.trim().to_string(),
+            resource: vec![("projsync.process".into(), process.to_string())],
+            timeout: Duration::from_millis(t.otlp_timeout_ms),
+            gzip: t.otlp_compression == "gzip",
+        })
     }
 
     pub fn connect_options(&self) -> ConnectOptions {
@@ -453,5 +601,73 @@ mod tests {
             .contains("worker.listen"));
         s.worker.listen = String::new();
         s.validate().unwrap();
+        s.telemetry.otlp_endpoint = "api.axiom.co".into();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("telemetry.otlp_endpoint"), "{err}");
+        s.telemetry.otlp_endpoint = "https://api.axiom.co".into();
+        s.telemetry.otlp_logs_headers =
+            [("X-Axiom-Dataset".to_string(), "a\nb".to_string())].into();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("telemetry.otlp_logs_headers") && err.contains("X-Axiom-Dataset"),
+            "{err}"
+        );
+        s.telemetry.otlp_logs_headers.clear();
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn telemetry_is_off_unless_an_endpoint_is_set() {
+        let s: Settings = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        assert!(s.telemetry_options("api").is_none());
+        assert_eq!(s.telemetry.service_name, "projsync");
+    }
+
+    #[test]
+    fn otlp_headers_come_as_a_table_or_as_one_string() {
+        let load = |toml: &str| -> Settings {
+            config::Config::builder()
+                .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+                .add_source(config::File::from_str(toml, config::FileFormat::Toml))
+                .build()
+                .unwrap()
+                .try_deserialize()
+                .unwrap()
+        };
+        let table = load(
+            "[telemetry]\notlp_endpoint = \"https://api.axiom.co\"\n\
+             [telemetry.otlp_headers]\nAuthorization = \"Bearer xaat-1\"\n\
+             X-Axiom-Dataset = \"projsync\"\n",
+        );
+        let text = load(
+            "[telemetry]\notlp_endpoint = \"https://api.axiom.co\"\n\
+             otlp_headers = \" Authorization=Bearer xaat-1 , X-Axiom-Dataset=projsync,\"\n",
+        );
+        for s in [&table, &text] {
+            let o = s.telemetry_options("worker").unwrap();
+            let mut headers = o.headers.clone();
+            headers.sort();
+            assert_eq!(
+                headers,
+                [
+                    ("Authorization".to_string(), "Bearer xaat-1".to_string()),
+                    ("X-Axiom-Dataset".to_string(), "projsync".to_string())
+                ]
+            );
+            assert_eq!(o.endpoint, "https://api.axiom.co");
+            assert!(
+                !format!("{s:?}").contains("xaat"),
+                "secrets stay out of Debug"
+            );
+        }
+        let err = headers::parse("X-Axiom-Dataset=p,Bearer xaat-2").unwrap_err();
+        assert!(err.contains("entry 2") && !err.contains("xaat"), "{err}");
+        assert!(headers::parse("=x").is_err());
+        assert_eq!(headers::parse("a=b=c").unwrap()["a"], "b=c");
     }
 }

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -302,24 +303,38 @@ enum ProjectCmd {
     List,
 }
 
-fn init_logging(settings: &Settings, json: bool, quiet: bool) {
-    use tracing_subscriber::EnvFilter;
-    let default = if quiet {
-        "warn"
-    } else {
-        settings.log.level.as_str()
+/// The command's name: the resource's `projsync.process` in telemetry.
+fn process_name(command: &Command) -> String {
+    let name = match command {
+        Command::Api => "api",
+        Command::Worker => "worker",
+        Command::Migrate { .. } => "migrate",
+        Command::Project(_) => "project",
+        Command::Sync { .. } => "sync",
+        Command::Restore { .. } => "restore",
+        Command::Watch { .. } => "watch",
+        Command::Cancel { .. } => "cancel",
+        Command::Ops(_) => "ops",
+        Command::History { .. } => "history",
+        Command::Search { .. } => "search",
+        Command::Embeddings(_) => "embeddings",
+        Command::Demo { .. } => "demo",
+        Command::Tenant(_) => "tenant",
+        Command::Key(_) => "key",
+        Command::Credential(_) => "credential",
+        Command::Audit { .. } => "audit",
     };
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(default))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json || settings.log.format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    name.to_string()
+}
+
+/// A command that creates (or queues again) a sync runs in a span of its
+/// own: the sync's trace starts there, as it starts at the API's request.
+fn command_span(name: &'static str) -> tracing::Span {
+    tracing::info_span!(
+        "cli.command",
+        otel.name = format!("projsync {name}"),
+        sync_id = tracing::field::Empty,
+    )
 }
 
 #[tokio::main]
@@ -342,14 +357,34 @@ async fn main() -> ExitCode {
             | Command::Search { .. }
             | Command::Embeddings(_)
     );
-    init_logging(&settings, cli.log_json, quiet);
-    match run(cli.command, cli.tenant, &settings).await {
+    let log = projsync::logging::LogOptions {
+        json: cli.log_json,
+        quiet,
+        process: process_name(&cli.command),
+    };
+    let telemetry = match projsync::logging::init(&settings, &log) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = match run(cli.command, cli.tenant, &settings).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    };
+    // The last spans and logs go out now (bounded: a few seconds at most
+    // when the backend does not answer). The exporter has a runtime of its
+    // own, so blocking here stalls nothing it needs.
+    if let Some(telemetry) = telemetry {
+        if let Err(e) = telemetry.shutdown() {
+            eprintln!("telemetry: {e}");
+        }
     }
+    code
 }
 
 fn exit_for(status: SyncStatus) -> ExitCode {
@@ -626,6 +661,7 @@ async fn run(command: Command, tenant: Option<String>, settings: &Settings) -> R
             let state = app::api_state(settings, store.clone()).await?;
             let outcome =
                 projsync_api::service::enqueue_sync(&state, project.id, branch.as_deref(), None)
+                    .instrument(command_span("sync"))
                     .await?;
             return enqueued(settings, &store, &project, &outcome, follow).await;
         }
@@ -637,8 +673,9 @@ async fn run(command: Command, tenant: Option<String>, settings: &Settings) -> R
             let store = app::tenant_store(settings, &project_tenant).await?;
             let project = find_project(&store, &project).await?;
             let state = app::api_state(settings, store.clone()).await?;
-            let outcome =
-                projsync_api::service::enqueue_restore(&state, project.id, sync_id, None).await?;
+            let outcome = projsync_api::service::enqueue_restore(&state, project.id, sync_id, None)
+                .instrument(command_span("restore"))
+                .await?;
             return enqueued(settings, &store, &project, &outcome, follow).await;
         }
         Command::Cancel { sync_id } | Command::Ops(OpsCmd::Cancel { sync_id }) => {
@@ -738,7 +775,9 @@ async fn run(command: Command, tenant: Option<String>, settings: &Settings) -> R
         }) => {
             let store = app::sync_store(settings, sync_id).await?;
             let state = app::api_state(settings, store.clone()).await?;
-            projsync_api::service::retry_sync(&state, sync_id, from_start).await?;
+            projsync_api::service::retry_sync(&state, sync_id, from_start)
+                .instrument(command_span("ops retry"))
+                .await?;
             println!(
                 "sync {sync_id} queued again{}",
                 if from_start { " from the start" } else { "" }
@@ -833,8 +872,9 @@ async fn run(command: Command, tenant: Option<String>, settings: &Settings) -> R
             let embedder = app::embedder(settings, &store).await?;
             let search = app::search_settings(settings, embedder);
             let state = app::api_state_with_search(settings, store.clone(), search).await?;
-            let outcome =
-                projsync_api::search::enqueue_backfill(&state, project.id, prune, None).await?;
+            let outcome = projsync_api::search::enqueue_backfill(&state, project.id, prune, None)
+                .instrument(command_span("embeddings backfill"))
+                .await?;
             return enqueued(settings, &store, &project, &outcome, follow).await;
         }
         Command::Embeddings(EmbeddingsCmd::Status { project, json }) => {

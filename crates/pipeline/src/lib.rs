@@ -93,6 +93,17 @@ pub struct Pipeline {
     metrics: Metrics,
 }
 
+/// Where a run goes after one phase attempt.
+enum Next {
+    /// The next phase (`None`: there is none, the run ends).
+    Phase(Option<SyncPhase>),
+    /// The run ends here (complete, cancelled or handed back).
+    End,
+    /// The attempt failed; the run ends with what the failure handling
+    /// returned (a retry scheduled is `Ok`).
+    Failed(Result<(), PhaseError>),
+}
+
 /// What a phase asks for next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
@@ -195,12 +206,15 @@ impl Pipeline {
     }
 
     async fn run_as_tenant(&self, sync_id: SyncId) {
-        let claim = match self
+        let (claim, trace_context) = match self
             .store
             .claim(sync_id, &self.opts.worker_name, self.opts.lease_ttl)
             .await
         {
-            Ok(ClaimOutcome::Claimed(c)) => c,
+            Ok(ClaimOutcome::Claimed {
+                claim,
+                trace_context,
+            }) => (claim, trace_context),
             Ok(ClaimOutcome::NotDue(wait)) => {
                 // Delivered early (a duplicate, or a reconciler push): ring
                 // again when it is due rather than drop it.
@@ -220,6 +234,10 @@ impl Pipeline {
             }
         };
         let span = tracing::info_span!("sync", %sync_id, project_id = %claim.project_id, fence = claim.fence);
+        // The trace the sync was created in, read from the ledger (not from
+        // the job): redeliveries, retries and the reconciler's pushes all
+        // run in the same trace. A no-op without telemetry.
+        projsync_telemetry::set_parent_from(&span, trace_context.as_deref());
         self.run_claimed(claim).instrument(span).await;
     }
 
@@ -271,66 +289,95 @@ impl Pipeline {
             if let Some(stop) = self.boundary(&ctx).await? {
                 return self.stop(&mut ctx, current, stop).await;
             }
-            let step = self.store.start_step(&ctx.claim, current).await?;
-            tracing::info!(phase = %current, attempt = step.attempts, "phase started");
-            self.emit(
-                &ctx,
-                current,
-                PhaseStatus::Running,
-                0,
-                0,
-                format!("{current} started"),
-            )
-            .await;
-            failpoints::hit(&format!("{current}.started")).await;
-            let started = Instant::now();
-            let run = async {
-                match current {
-                    SyncPhase::Prepare => self.prepare(&mut ctx).await,
-                    SyncPhase::Scan => self.scan(&mut ctx).await,
-                    SyncPhase::Import => self.import(&mut ctx, step.checkpoint).await,
-                    SyncPhase::Embed => self.embed(&mut ctx, step.checkpoint).await,
-                    SyncPhase::Finalize if ctx.sync.kind == "backfill" => {
-                        self.finalize_backfill(&mut ctx).await
-                    }
-                    SyncPhase::Finalize => self.finalize(&mut ctx).await,
+            // One span per attempt of a phase, in the sync's trace.
+            let span = tracing::info_span!(
+                "phase",
+                phase = %current,
+                sync_id = %ctx.claim.sync_id,
+                attempt = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
+            );
+            let next = self.phase(&mut ctx, current).instrument(span.clone()).await;
+            match next {
+                Ok(Next::Phase(next)) => phase = next,
+                Ok(Next::End) => return Ok(()),
+                Ok(Next::Failed(result)) => {
+                    span.record("otel.status_code", "ERROR");
+                    return result;
                 }
-            };
-            // A panic in a phase (ours or a library's) fails this attempt
-            // like any other error instead of killing the run with the
-            // lease held: the sync would stay `running` until the lease
-            // expired, then be retried forever without counting attempts.
-            // Nothing in `ctx` is trusted after it: the attempt ends here.
-            let result = match std::panic::AssertUnwindSafe(run).catch_unwind().await {
-                Ok(result) => result,
-                Err(panic) => Err(panicked(current, panic.as_ref())),
-            };
-            if let Ok(Transition::Continue | Transition::Complete) = result {
-                self.metrics.phase_succeeded(current, started.elapsed());
-            }
-            match result {
-                Ok(Transition::Continue) => {
-                    failpoints::hit(&format!("{current}.done")).await;
-                    self.emit(
-                        &ctx,
-                        current,
-                        PhaseStatus::Succeeded,
-                        0,
-                        0,
-                        format!("{current} done"),
-                    )
-                    .await;
-                    phase = current.next();
+                Err(e) => {
+                    span.record("otel.status_code", "ERROR");
+                    return Err(e);
                 }
-                Ok(Transition::Complete) => {
-                    self.completed(&ctx);
-                    return Ok(());
-                }
-                Ok(Transition::Stop(stop)) => return self.stop(&mut ctx, current, stop).await,
-                Err(e) => return self.failed(&mut ctx, current, step.attempts, e).await,
             }
         }
         Ok(())
+    }
+
+    /// Run one attempt of `current`, from its step's start to its outcome
+    /// in the ledger.
+    async fn phase(&self, ctx: &mut RunCtx, current: SyncPhase) -> Result<Next, PhaseError> {
+        let step = self.store.start_step(&ctx.claim, current).await?;
+        tracing::Span::current().record("attempt", step.attempts);
+        tracing::info!(phase = %current, attempt = step.attempts, "phase started");
+        self.emit(
+            ctx,
+            current,
+            PhaseStatus::Running,
+            0,
+            0,
+            format!("{current} started"),
+        )
+        .await;
+        failpoints::hit(&format!("{current}.started")).await;
+        let started = Instant::now();
+        let run = async {
+            match current {
+                SyncPhase::Prepare => self.prepare(ctx).await,
+                SyncPhase::Scan => self.scan(ctx).await,
+                SyncPhase::Import => self.import(ctx, step.checkpoint).await,
+                SyncPhase::Embed => self.embed(ctx, step.checkpoint).await,
+                SyncPhase::Finalize if ctx.sync.kind == "backfill" => {
+                    self.finalize_backfill(ctx).await
+                }
+                SyncPhase::Finalize => self.finalize(ctx).await,
+            }
+        };
+        // A panic in a phase (ours or a library's) fails this attempt
+        // like any other error instead of killing the run with the
+        // lease held: the sync would stay `running` until the lease
+        // expired, then be retried forever without counting attempts.
+        // Nothing in `ctx` is trusted after it: the attempt ends here.
+        let result = match std::panic::AssertUnwindSafe(run).catch_unwind().await {
+            Ok(result) => result,
+            Err(panic) => Err(panicked(current, panic.as_ref())),
+        };
+        if let Ok(Transition::Continue | Transition::Complete) = result {
+            self.metrics.phase_succeeded(current, started.elapsed());
+        }
+        match result {
+            Ok(Transition::Continue) => {
+                failpoints::hit(&format!("{current}.done")).await;
+                self.emit(
+                    ctx,
+                    current,
+                    PhaseStatus::Succeeded,
+                    0,
+                    0,
+                    format!("{current} done"),
+                )
+                .await;
+                Ok(Next::Phase(current.next()))
+            }
+            Ok(Transition::Complete) => {
+                self.completed(ctx);
+                Ok(Next::End)
+            }
+            Ok(Transition::Stop(stop)) => self.stop(ctx, current, stop).await.map(|()| Next::End),
+            Err(e) => Ok(Next::Failed(
+                self.failed(ctx, current, step.attempts, e).await,
+            )),
+        }
     }
 
     /// A sync succeeded: count it and what it wrote.

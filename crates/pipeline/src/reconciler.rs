@@ -5,13 +5,15 @@
 //! process died between commit and push), and running syncs whose lease
 //! expired (a killed or partitioned worker). `FOR UPDATE SKIP LOCKED` keeps
 //! reconcilers of different workers off the same rows; duplicate pushes
-//! are harmless, since the lease decides who runs.
+//! are harmless, since the lease decides who runs. Each push is a span in
+//! the sync's own trace (its `trace_context` in the ledger).
 
 use projsync_metrics::Metrics;
 use projsync_queue::JobQueue;
 use projsync_store::Store;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 #[derive(Debug, Clone)]
 pub struct ReconcilerOptions {
@@ -41,8 +43,13 @@ pub async fn run_reconciler(
                 continue;
             }
         };
-        for sync_id in due {
-            match queue.push(sync_id).await {
+        for due in due {
+            let sync_id = due.sync_id;
+            // The push joins the sync's own trace (a no-op without
+            // telemetry): a lost job's second push shows in it.
+            let span = tracing::info_span!("reconciler.push", %sync_id);
+            projsync_telemetry::set_parent_from(&span, due.trace_context.as_deref());
+            match queue.push(sync_id).instrument(span).await {
                 Ok(()) => {
                     opts.metrics.reconciler_push();
                     tracing::info!(%sync_id, "reconciler pushed the sync again");

@@ -19,6 +19,7 @@ use redis::AsyncCommands;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 pub use futures::stream::BoxStream;
 pub use hub::{EventHub, Subscription};
@@ -108,6 +109,8 @@ impl QueueOptions {
 #[derive(Clone)]
 pub struct JobQueue {
     storage: RedisStorage<SyncJob>,
+    /// The queue's name, for the push spans.
+    name: Arc<str>,
 }
 
 impl JobQueue {
@@ -115,32 +118,52 @@ impl JobQueue {
         let conn = opts.connect().await?;
         Ok(Self {
             storage: RedisStorage::new(conn).with_config(opts.apalis_config()),
+            name: opts.queue_name().into(),
         })
     }
 
     /// Ring the doorbell for a sync already recorded in the ledger.
     pub async fn push(&self, sync_id: SyncId) -> Result<()> {
-        let mut storage = self.storage.clone();
-        storage
-            .push(SyncJob::new(sync_id))
-            .await
-            .map_err(|e| Error::Push(e.to_string()))
+        self.push_after(sync_id, Duration::ZERO).await
     }
 
     /// Ring it after `delay` (the queue schedules it; whole seconds, rounded up).
+    ///
+    /// The push is a `queue.push` span (a producer) in the current trace;
+    /// the job carries no trace context, since the worker reads the sync's
+    /// own from the ledger (docs/telemetry.md).
     pub async fn push_after(&self, sync_id: SyncId, delay: Duration) -> Result<()> {
-        if delay.is_zero() {
-            return self.push(sync_id).await;
-        }
         let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
-        let task = apalis::prelude::TaskBuilder::new(SyncJob::new(sync_id))
-            .run_after(Duration::from_secs(secs))
-            .build();
+        let span = tracing::info_span!(
+            "queue.push",
+            otel.kind = "producer",
+            otel.status_code = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+            %sync_id,
+            messaging.system = "redis",
+            messaging.operation.type = "send",
+            messaging.destination.name = %self.name,
+            delay_secs = secs,
+        );
         let mut storage = self.storage.clone();
-        storage
-            .push_task(task)
-            .await
+        let pushed = async move {
+            if secs == 0 {
+                storage.push(SyncJob::new(sync_id)).await
+            } else {
+                let task = apalis::prelude::TaskBuilder::new(SyncJob::new(sync_id))
+                    .run_after(Duration::from_secs(secs))
+                    .build();
+                storage.push_task(task).await
+            }
             .map_err(|e| Error::Push(e.to_string()))
+        }
+        .instrument(span.clone())
+        .await;
+        if let Err(e) = &pushed {
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_description", tracing::field::display(e));
+        }
+        pushed
     }
 }
 

@@ -24,8 +24,8 @@ pub use error::{Error, Result};
 pub use ops::{ProjectFacts, QueueCounts, RunningSync, ThroughputBucket, WorkerInfo};
 pub use projects::{NewProject, Project, ProjectKey, Repository};
 pub use syncs::{
-    CancelOutcome, Claim, ClaimOutcome, EnqueueOutcome, Heartbeat, PlanRow, StepRecord, SyncCount,
-    SyncKey, SyncRecord,
+    CancelOutcome, Claim, ClaimOutcome, DuePush, EnqueueOutcome, Heartbeat, PlanRow, StepRecord,
+    SyncCount, SyncKey, SyncRecord,
 };
 pub use tenancy::{
     random_secret, secret_hash, Actor, ApiKey, AppRole, AuditRecord, CreatedKey, Credential,

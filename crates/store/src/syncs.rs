@@ -93,9 +93,14 @@ pub struct SyncCount {
 }
 
 /// What a claim found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimOutcome {
-    Claimed(Claim),
+    Claimed {
+        claim: Claim,
+        /// The W3C `traceparent` the sync was created under (`None` when
+        /// telemetry was off then): the run's spans join that trace.
+        trace_context: Option<String>,
+    },
     /// A scheduled retry, due in this long.
     NotDue(Duration),
     /// Finished, or leased by another live worker: drop the job.
@@ -117,6 +122,14 @@ pub enum CancelOutcome {
     Cancelled,
     /// A running sync, which stops at its next batch boundary.
     Requested,
+}
+
+/// A sync the reconciler pushes again (`Store::due_for_push`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuePush {
+    pub sync_id: SyncId,
+    /// The W3C `traceparent` it was created under: the push joins its trace.
+    pub trace_context: Option<String>,
 }
 
 /// A lease taken on a sync by one worker.
@@ -230,14 +243,25 @@ impl Store {
     /// Record a new sync (status `queued`, one pending step per phase). If
     /// the project already has a queued or running sync, or a sync with the
     /// same idempotency key, that one is returned instead.
+    ///
+    /// `trace_context` is the W3C `traceparent` of the request that asks for
+    /// it, kept with a new sync so that its runs join that trace.
     pub async fn create_sync(
         &self,
         project_id: ProjectId,
         branch: &str,
         idempotency_key: Option<&str>,
+        trace_context: Option<&str>,
     ) -> Result<EnqueueOutcome> {
-        self.create_sync_of_kind(project_id, branch, idempotency_key, None, None)
-            .await
+        self.create_sync_of_kind(
+            project_id,
+            branch,
+            idempotency_key,
+            None,
+            None,
+            trace_context,
+        )
+        .await
     }
 
     /// Record a backfill: a job that embeds every active chunk of the
@@ -249,9 +273,17 @@ impl Store {
         branch: &str,
         options: serde_json::Value,
         idempotency_key: Option<&str>,
+        trace_context: Option<&str>,
     ) -> Result<EnqueueOutcome> {
-        self.create_sync_of_kind(project_id, branch, idempotency_key, None, Some(options))
-            .await
+        self.create_sync_of_kind(
+            project_id,
+            branch,
+            idempotency_key,
+            None,
+            Some(options),
+            trace_context,
+        )
+        .await
     }
 
     /// Record a restore of `target` (a succeeded sync of the project), run
@@ -261,6 +293,7 @@ impl Store {
         project_id: ProjectId,
         target: &SyncRecord,
         idempotency_key: Option<&str>,
+        trace_context: Option<&str>,
     ) -> Result<EnqueueOutcome> {
         self.create_sync_of_kind(
             project_id,
@@ -268,6 +301,7 @@ impl Store {
             idempotency_key,
             Some(target.id),
             None,
+            trace_context,
         )
         .await
     }
@@ -279,6 +313,7 @@ impl Store {
         idempotency_key: Option<&str>,
         restore_of: Option<SyncId>,
         backfill: Option<serde_json::Value>,
+        trace_context: Option<&str>,
     ) -> Result<EnqueueOutcome> {
         let kind = match (&restore_of, &backfill) {
             (Some(_), _) => "restore",
@@ -299,8 +334,8 @@ impl Store {
             let mut tx = self.begin().await?;
             let inserted = sqlx::query(
                 "INSERT INTO project_syncs (id, project_id, branch, status, idempotency_key, kind, \
-                     restore_of_sync_id, last_pushed_at, options) \
-                 VALUES ($1, $2, $3, 'queued', $4, $5, $6, now(), $7)",
+                     restore_of_sync_id, last_pushed_at, options, trace_context) \
+                 VALUES ($1, $2, $3, 'queued', $4, $5, $6, now(), $7, $8)",
             )
             .bind(id.0)
             .bind(project_id.0)
@@ -309,6 +344,7 @@ impl Store {
             .bind(kind)
             .bind(restore_of.map(|s| s.0))
             .bind(backfill.clone().unwrap_or_else(|| serde_json::json!({})))
+            .bind(trace_context)
             .execute(&mut *tx)
             .await
             .map_err(Error::from);
@@ -467,7 +503,7 @@ impl Store {
     /// with every claim, which locks out any earlier holder.
     pub async fn claim(&self, sync_id: SyncId, owner: &str, ttl: Duration) -> Result<ClaimOutcome> {
         let mut tx = self.begin().await?;
-        let row: Option<(Uuid, i64)> = sqlx::query_as(
+        let row: Option<(Uuid, i64, Option<String>)> = sqlx::query_as(
             "UPDATE project_syncs SET status = 'running', lease_owner = $2, \
                  lease_expires_at = now() + make_interval(secs => $3), fence = fence + 1, \
                  attempts = attempts + 1, started_at = coalesce(started_at, now()), updated_at = now(), \
@@ -475,7 +511,7 @@ impl Store {
              WHERE id = $1 AND status IN ('queued', 'running') \
                AND (not_before IS NULL OR not_before <= now()) \
                AND (lease_expires_at IS NULL OR lease_expires_at < now()) \
-             RETURNING project_id, fence",
+             RETURNING project_id, fence, trace_context",
         )
         .bind(sync_id.0)
         .bind(owner)
@@ -483,12 +519,15 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
-        if let Some((project_id, fence)) = row {
-            return Ok(ClaimOutcome::Claimed(Claim {
-                sync_id,
-                project_id: ProjectId(project_id),
-                fence,
-            }));
+        if let Some((project_id, fence, trace_context)) = row {
+            return Ok(ClaimOutcome::Claimed {
+                claim: Claim {
+                    sync_id,
+                    project_id: ProjectId(project_id),
+                    fence,
+                },
+                trace_context,
+            });
         }
         let wait: Option<f64> = sqlx::query_scalar(
             "SELECT extract(epoch FROM not_before - now())::float8 FROM project_syncs \
@@ -848,15 +887,37 @@ impl Store {
     /// the lease expired, so that recovery takes about the lease TTL. They are
     /// marked pushed now; `SKIP LOCKED` keeps reconcilers of several workers
     /// from taking the same rows.
-    pub async fn due_for_push(&self, redeliver_after: Duration, limit: i64) -> Result<Vec<SyncId>> {
+    pub async fn due_for_push(
+        &self,
+        redeliver_after: Duration,
+        limit: i64,
+    ) -> Result<Vec<DuePush>> {
         // Across tenants: a SECURITY DEFINER function of the owner (see
-        // migrations/0005_tenants.sql) that answers only this.
-        let ids: Vec<Uuid> = sqlx::query_scalar("SELECT projsync_due_for_push($1, $2)")
-            .bind(interval(redeliver_after))
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(ids.into_iter().map(SyncId).collect())
+        // migrations/0005_tenants.sql and 0008_trace_context.sql) that
+        // answers only this.
+        let rows: Vec<(Uuid, Option<String>)> =
+            sqlx::query_as("SELECT * FROM projsync_due_for_push_traced($1, $2)")
+                .bind(interval(redeliver_after))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, trace_context)| DuePush {
+                sync_id: SyncId(id),
+                trace_context,
+            })
+            .collect())
+    }
+
+    /// The W3C `traceparent` a sync was created under, if any.
+    pub async fn trace_context(&self, sync_id: SyncId) -> Result<Option<String>> {
+        let found: Option<Option<String>> =
+            sqlx::query_scalar("SELECT trace_context FROM project_syncs WHERE id = $1")
+                .bind(sync_id.0)
+                .fetch_optional(&mut *self.read().await?)
+                .await?;
+        found.ok_or_else(|| Error::NotFound(format!("sync {sync_id}")))
     }
 
     /// Syncs by status and outcome across tenants, with the age of the
@@ -953,7 +1014,14 @@ impl Store {
     /// dropped). A project with another active sync is a conflict. The last
     /// attempt's progress snapshot is cleared: followers of the sync wait for
     /// the new attempt's events instead of ending on the old failure.
-    pub async fn retry_sync(&self, sync_id: SyncId, from_start: bool) -> Result<SyncRecord> {
+    /// The sync keeps the trace it was created in; one created while
+    /// telemetry was off takes `trace_context` (the retry's request).
+    pub async fn retry_sync(
+        &self,
+        sync_id: SyncId,
+        from_start: bool,
+        trace_context: Option<&str>,
+    ) -> Result<SyncRecord> {
         let mut tx = self.begin().await?;
         lock_ended(&mut tx, sync_id, "retried").await?;
         if from_start {
@@ -982,9 +1050,10 @@ impl Store {
             "UPDATE project_syncs SET status = 'queued', error_class = NULL, error_message = NULL, \
                  failed_phase = NULL, finished_at = NULL, not_before = NULL, cancel_requested_at = NULL, \
                  retries = retries + 1, last_pushed_at = now(), updated_at = now(), \
-                 progress = NULL WHERE id = $1",
+                 progress = NULL, trace_context = coalesce(trace_context, $2) WHERE id = $1",
         )
         .bind(sync_id.0)
+        .bind(trace_context)
         .execute(&mut *tx)
         .await
         .map_err(Error::from);

@@ -576,6 +576,7 @@ const APP_GRANTS: &[(&str, &str)] = &[
 const APP_FUNCTIONS: &[&str] = &[
     "projsync_sync_tenant(uuid)",
     "projsync_due_for_push(double precision, bigint)",
+    "projsync_due_for_push_traced(double precision, bigint)",
     "projsync_authenticate(text)",
     "projsync_session(text)",
     "projsync_ensure_embedding_index(text, integer, text)",

@@ -10,11 +10,13 @@
 mod counting;
 mod fake_github;
 pub mod fake_openai;
+pub mod fake_otlp;
 mod git;
 
 pub use counting::CountingSources;
 pub use fake_github::{FakeGitHub, Fault};
 pub use fake_openai::{FakeOpenAi, OpenAiFault};
+pub use fake_otlp::{FakeOtlp, OtlpLog, OtlpRequest, OtlpSpan};
 pub use git::GitRepo;
 
 use projsync_store::{with_database, Store};
