@@ -250,6 +250,11 @@ pub async fn run(
             "\nlook at the entries:\n  psql '{}' -c \"SELECT path, language, size_bytes FROM active_memory_entries WHERE project_id = '{project_id}' ORDER BY path LIMIT 20\"",
             projsync_domain::redact_url(&settings.database.admin_url)
         );
+        println!(
+            "\nor in the dashboard: run `projsync api` (and `projsync worker` to sync from it), \
+             open http://{}/ and sign in with the api key above",
+            settings.api.listen
+        );
         Ok(record.status)
     }
     .await;

@@ -89,7 +89,10 @@ fn config_key<'a>(defaults: &'a serde_json::Value, env: &str) -> Option<&'a serd
         }
         v = v.as_object()?.get(&part.to_ascii_lowercase())?;
     }
-    (!v.is_object()).then_some(v)
+    // A section is not a key; a map of free keys (the telemetry headers,
+    // empty by default) is one, set as `Name=value,…` from the environment.
+    let is_section = v.as_object().is_some_and(|o| !o.is_empty());
+    (!is_section).then_some(v)
 }
 
 /// The pod templates of the workloads: (file, workload name, pod spec).
