@@ -350,6 +350,22 @@ impl Browser {
         }
     }
 
+    /// A sync's detail page lists its five steps, in phase order.
+    async fn check_steps_listed(&self) {
+        let steps = self
+            .js(
+                "return $$('[data-testid=step-row]').map(e => e.dataset.phase);",
+                vec![],
+            )
+            .await;
+        self.check(
+            steps == json!(PHASES),
+            "the detail lists the five steps in order",
+            &steps,
+        )
+        .await;
+    }
+
     /// Run `body` (a function body, `arguments` = `args`) in the page.
     async fn js(&self, body: &str, args: Vec<Value>) -> Value {
         match self
@@ -1224,18 +1240,7 @@ async fn browser_journey_from_sign_in_to_a_followed_sync() {
         WAIT,
     )
     .await;
-    let steps = b
-        .js(
-            "return $$('[data-testid=step-row]').map(e => e.dataset.phase);",
-            vec![],
-        )
-        .await;
-    b.check(
-        steps == json!(PHASES),
-        "the detail lists the five steps in order",
-        &steps,
-    )
-    .await;
+    b.check_steps_listed().await;
     b.screenshot("ops-sync-detail").await;
 
     // The projects list: the project's row with its last sync and entries.
@@ -1250,6 +1255,7 @@ async fn browser_journey_from_sign_in_to_a_followed_sync() {
              const c = t => txt($(`[data-testid=${t}]`, r)); const a = $('a[data-testid=project-link]', r); \
              return {ok: true, value: {link: a ? a.getAttribute('href') : null, name: a ? txt(a) : null, \
                repo: c('project-repo'), branch: c('project-branch'), status: c('project-last-status'), \
+               commit: c('project-last-commit'), took: c('project-last-took'), \
                entries: c('project-entries')}};",
             vec![json!(row)],
         )
@@ -1259,9 +1265,11 @@ async fn browser_journey_from_sign_in_to_a_followed_sync() {
             && cells["name"] == "journey"
             && cells["branch"] == "main"
             && cells["status"] == "succeeded"
+            && cells["commit"].as_str().is_some_and(|c| c.contains(&feature_head[..12]))
+            && cells["took"].as_str().is_some_and(|t| t.chars().any(|c| c.is_ascii_digit()))
             && cells["entries"] == n.to_string().as_str()
             && cells["repo"].as_str().is_some_and(|r| r.contains(&path)),
-        "the project's row: link, name, repository, default branch, last status, entries",
+        "the project's row: link, name, repository, default branch, last sync (status, commit, time taken), entries",
         &cells,
     )
     .await;
@@ -1513,18 +1521,7 @@ async fn browser_retry_a_failed_sync_from_ops() {
         )
         .await;
     }
-    let steps = b
-        .js(
-            "return $$('[data-testid=step-row]').map(e => e.dataset.phase);",
-            vec![],
-        )
-        .await;
-    b.check(
-        steps == json!(PHASES),
-        "the detail lists the five steps in order",
-        &steps,
-    )
-    .await;
+    b.check_steps_listed().await;
     b.screenshot("failed-detail").await;
 
     // The cause is gone: retry from the page, and it succeeds.

@@ -56,7 +56,14 @@ export async function projectsView(ctx) {
           },
           lastStatus(p),
         ),
+        // When it ended (or was asked for), the commit it read, how long it took.
         latest ? h("span", { class: "muted small" }, " ", time(latest.finished_at || latest.created_at)) : null,
+        latest && latest.head_commit
+          ? h("span", { class: "muted small", "data-testid": "project-last-commit" }, " · ", h("code", null, shortSha(latest.head_commit)))
+          : null,
+        latest && latest.started_at && latest.finished_at
+          ? h("span", { class: "muted small", "data-testid": "project-last-took" }, " · ", duration(between(latest.started_at, latest.finished_at)))
+          : null,
       ),
       h("td", { "data-testid": "project-entries", class: "num" }, p.active_entries === undefined ? "—" : num(p.active_entries)),
       h("td", null, time(p.created_at)),

@@ -46,6 +46,18 @@ pub struct ActiveEntry {
     pub created_by_sync_id: SyncId,
 }
 
+/// An [`ActiveEntry`] from a row of `active_memory_entries` with its columns.
+fn active_entry_from_row(r: &sqlx::postgres::PgRow) -> ActiveEntry {
+    ActiveEntry {
+        path: r.get("path"),
+        content: r.get("content"),
+        content_hash: r.get("content_hash"),
+        blob_sha: r.get("blob_sha"),
+        language: r.get("language"),
+        created_by_sync_id: SyncId(r.get("created_by_sync_id")),
+    }
+}
+
 /// Where a page of active entries resumes: `(kind, path)` of the last one.
 pub type MemoryKey = (String, String);
 
@@ -463,14 +475,7 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|r| ActiveEntry {
-                path: r.get("path"),
-                content: r.get("content"),
-                content_hash: r.get("content_hash"),
-                blob_sha: r.get("blob_sha"),
-                language: r.get("language"),
-                created_by_sync_id: SyncId(r.get("created_by_sync_id")),
-            })
+            .map(|r| active_entry_from_row(&r))
             .collect())
     }
 
@@ -489,14 +494,7 @@ impl Store {
                 "no active entry at `{path}` in project {project_id}"
             ))
         })?;
-        Ok(ActiveEntry {
-            path: row.get("path"),
-            content: row.get("content"),
-            content_hash: row.get("content_hash"),
-            blob_sha: row.get("blob_sha"),
-            language: row.get("language"),
-            created_by_sync_id: SyncId(row.get("created_by_sync_id")),
-        })
+        Ok(active_entry_from_row(&row))
     }
 
     /// One page of the project's active file entries, by `(kind, path)`,
@@ -525,15 +523,7 @@ impl Store {
             .into_iter()
             .map(|r| {
                 let key: MemoryKey = (r.get("kind"), r.get("path"));
-                let entry = ActiveEntry {
-                    path: r.get("path"),
-                    content: r.get("content"),
-                    content_hash: r.get("content_hash"),
-                    blob_sha: r.get("blob_sha"),
-                    language: r.get("language"),
-                    created_by_sync_id: SyncId(r.get("created_by_sync_id")),
-                };
-                (entry, key)
+                (active_entry_from_row(&r), key)
             })
             .collect();
         Ok(crate::Page::from_rows(rows, limit))
