@@ -11,6 +11,9 @@
 #   - Debian's chromium and chromium-driver (/usr/bin/chromium,
 #     /usr/bin/chromedriver): the dashboard's browser tests
 #     (tests/e2e/browser.rs) drive a headless Chromium through chromedriver
+#   - Debian's firefox-esr and geckodriver (not packaged by Debian: built
+#     with `cargo install geckodriver` at a pinned version into
+#     $CARGO_HOME/bin, ~2 min once): the browser journey runs in Firefox too
 #   - the test suite's Python tools (schemathesis, PyYAML,
 #     openapi-spec-validator) in a venv, pinned with hashes by
 #     scripts/requirements-dev.txt (scripts/dev-venv.sh)
@@ -151,6 +154,30 @@ else
     [[ -x "$CHROMEDRIVER" ]] || die "installed chromium-driver but ${CHROMEDRIVER} is not there; the browser tests need it"
     "$CHROMEDRIVER" --version >/dev/null 2>&1 || die "${CHROMEDRIVER} is installed but does not run ('${CHROMEDRIVER} --version' fails)"
     log "chromium: installed ($("$CHROMIUM" --version 2>/dev/null || echo "version unknown"))"
+fi
+
+# ------------------------------------------------------ Firefox, geckodriver
+# The browser journey also runs in Firefox (tests/e2e/browser.rs), through
+# geckodriver, which Debian does not package: it is built from crates.io at
+# a pinned version (the test looks in $CARGO_HOME/bin, or PROJSYNC_GECKODRIVER).
+FIREFOX=/usr/bin/firefox-esr
+GECKODRIVER_VERSION=0.37.1
+GECKODRIVER="${PROJSYNC_GECKODRIVER:-${CARGO_HOME:-$HOME/.cargo}/bin/geckodriver}"
+if [[ -x "$FIREFOX" ]]; then
+    log "firefox: present ($("$FIREFOX" --version 2>/dev/null || echo "version unknown"))"
+else
+    apt_install firefox-esr
+    [[ -x "$FIREFOX" ]] || die "installed firefox-esr but ${FIREFOX} is not there; the browser tests need it"
+    log "firefox: installed ($("$FIREFOX" --version 2>/dev/null || echo "version unknown"))"
+fi
+if [[ -x "$GECKODRIVER" ]] && "$GECKODRIVER" --version 2>/dev/null | grep -q "geckodriver ${GECKODRIVER_VERSION}"; then
+    log "geckodriver: present (${GECKODRIVER_VERSION})"
+else
+    have cargo || die "geckodriver is missing and cargo is not installed to build it; install a Rust toolchain (rustup)"
+    log "geckodriver: building ${GECKODRIVER_VERSION} with cargo install (once, about 2 minutes)"
+    cargo install geckodriver --version "$GECKODRIVER_VERSION" --locked --quiet \
+        || die "cannot build geckodriver ${GECKODRIVER_VERSION} (cargo install geckodriver); the browser tests need it"
+    [[ -x "$GECKODRIVER" ]] || die "cargo installed geckodriver but ${GECKODRIVER} is not there; set PROJSYNC_GECKODRIVER to its path"
 fi
 
 # ----------------------------------------------------------------- PostgreSQL

@@ -1,13 +1,15 @@
 //! The web dashboard (served at `/` by the API) driven in a headless
-//! Chromium through chromedriver (WebDriver, with fantoccini), against the
+//! Chromium through chromedriver (WebDriver, with fantoccini), and its
+//! journey also in a headless Firefox through geckodriver, against the
 //! real API, worker, PostgreSQL and Redis of `spawn_app`. The tests use only
 //! the dashboard's DOM contract: the `data-testid`s, their `data-*`
 //! attributes and the hash routes shared by the frontend and these tests
 //! (spec/dashboard-contract.md).
 //!
-//! Debian's `/usr/bin/chromium` and `/usr/bin/chromedriver` are required
-//! (scripts/services.sh installs them): a test fails, never skips, when they
-//! are absent. Each test writes its screenshots (and, on failure, one of the
+//! Debian's `/usr/bin/chromium`, `/usr/bin/chromedriver` and
+//! `/usr/bin/firefox-esr`, and geckodriver (`cargo install`ed into
+//! `$CARGO_HOME/bin`) are required (scripts/services.sh installs them): a
+//! test fails, never skips, when they are absent. Each test writes its screenshots (and, on failure, one of the
 //! failing page, its browser console and chromedriver's log) to
 //! `target/browser-artifacts/<test>/` (`PROJSYNC_ARTIFACTS_DIR` overrides
 //! the root); the directory is printed.
@@ -51,47 +53,140 @@ const PHASES: [&str; 5] = ["prepare", "scan", "import", "embed", "finalize"];
 
 // ------------------------------------------------------------------ harness
 
-/// `chromedriver --port=<free port>` in a process group of its own: the
-/// whole group (chromedriver and the Chromium it started) is killed on drop.
+/// A browser engine the tests drive: Debian's Chromium through
+/// chromedriver (every test), and Debian's Firefox ESR through geckodriver
+/// (the journey, so that the dashboard is seen working in both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    Chromium,
+    Firefox,
+}
+
+const FIREFOX: &str = "/usr/bin/firefox-esr";
+
+/// geckodriver is not packaged by Debian: scripts/services.sh installs it
+/// with `cargo install`, into `$CARGO_HOME/bin` (or `PROJSYNC_GECKODRIVER`).
+fn geckodriver() -> PathBuf {
+    if let Some(p) = std::env::var_os("PROJSYNC_GECKODRIVER") {
+        return PathBuf::from(p);
+    }
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_default();
+    let in_cargo = cargo_home.join("bin/geckodriver");
+    if in_cargo.is_file() {
+        return in_cargo;
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("geckodriver"))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or(in_cargo)
+}
+
+impl Engine {
+    fn name(self) -> &'static str {
+        match self {
+            Engine::Chromium => "Chromium",
+            Engine::Firefox => "Firefox",
+        }
+    }
+
+    /// (browser, driver, what installs them)
+    fn binaries(self) -> [(PathBuf, &'static str); 2] {
+        match self {
+            Engine::Chromium => [
+                (PathBuf::from(CHROMIUM), "apt-get install chromium"),
+                (
+                    PathBuf::from(CHROMEDRIVER),
+                    "apt-get install chromium-driver",
+                ),
+            ],
+            Engine::Firefox => [
+                (PathBuf::from(FIREFOX), "apt-get install firefox-esr"),
+                (
+                    geckodriver(),
+                    "cargo install geckodriver --version 0.37.1 --locked",
+                ),
+            ],
+        }
+    }
+
+    fn capabilities(self) -> serde_json::Map<String, Value> {
+        let caps = match self {
+            Engine::Chromium => json!({
+                "goog:chromeOptions": {
+                    "binary": CHROMIUM,
+                    "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                             "--disable-dev-shm-usage", "--window-size=1280,900"],
+                },
+                "goog:loggingPrefs": { "browser": "ALL" },
+            }),
+            Engine::Firefox => json!({
+                "moz:firefoxOptions": {
+                    "binary": FIREFOX,
+                    "args": ["-headless", "--width=1280", "--height=900"],
+                },
+            }),
+        };
+        let Value::Object(caps) = caps else {
+            unreachable!()
+        };
+        caps
+    }
+}
+
+/// The engine's WebDriver server (`chromedriver` or `geckodriver`) on a
+/// free port, in a process group of its own: the whole group (the driver
+/// and the browser it started) is killed on drop.
 struct ChromeDriver {
     child: Child,
     url: String,
 }
 
 impl ChromeDriver {
-    async fn start(log: &Path) -> Self {
-        for (bin, package) in [(CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")] {
+    async fn start(engine: Engine, log: &Path) -> Self {
+        let [_, (driver, _)] = engine.binaries();
+        for (bin, install) in engine.binaries() {
             assert!(
-                Path::new(bin).is_file(),
-                "{bin} is missing: the dashboard's browser tests drive Debian's chromium through \
-                 chromedriver; install them with scripts/services.sh (as root; it runs \
-                 `apt-get install chromium chromium-driver`) or `apt-get install {package}`"
+                bin.is_file(),
+                "{} is missing: the dashboard's browser tests drive {} through WebDriver; \
+                 install it with scripts/services.sh (as root) or `{install}`",
+                bin.display(),
+                engine.name()
             );
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
-            .expect("a free port for chromedriver")
+            .expect("a free port for the WebDriver server")
             .port();
-        let out = std::fs::File::create(log).expect("chromedriver log file");
+        let out = std::fs::File::create(log).expect("WebDriver log file");
         let err = out.try_clone().unwrap();
         let mut child = {
             use std::os::unix::process::CommandExt;
-            Command::new(CHROMEDRIVER)
-                .arg(format!("--port={port}"))
-                .stdin(Stdio::null())
+            let mut cmd = Command::new(&driver);
+            match engine {
+                Engine::Chromium => cmd.arg(format!("--port={port}")),
+                Engine::Firefox => cmd.args(["--port", &port.to_string(), "--host", "127.0.0.1"]),
+            };
+            cmd.stdin(Stdio::null())
                 .stdout(out)
                 .stderr(err)
                 .process_group(0)
                 .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {CHROMEDRIVER}: {e}"))
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", driver.display()))
         };
+        let driver = driver.display().to_string();
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(15);
         let http = reqwest::Client::new();
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!(
-                    "{CHROMEDRIVER} --port={port} exited ({status}) before it was ready; its \
+                    "{driver} on port {port} exited ({status}) before it was ready; its \
                      output:\n{}",
                     std::fs::read_to_string(log).unwrap_or_default()
                 );
@@ -106,7 +201,7 @@ impl ChromeDriver {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 panic!(
-                    "{CHROMEDRIVER} on port {port} was not ready within 15 s; its output:\n{}",
+                    "{driver} on port {port} was not ready within 15 s; its output:\n{}",
                     std::fs::read_to_string(log).unwrap_or_default()
                 );
             }
@@ -170,6 +265,7 @@ struct Browser {
     /// A failure was already recorded (screenshot, console): Drop adds none.
     failed: AtomicBool,
     /// Dropped after the client: its whole process group is killed then.
+    engine: Engine,
     _driver: ChromeDriver,
 }
 
@@ -212,23 +308,18 @@ fn slug(s: &str) -> String {
 impl Browser {
     /// Chromium on `root` (the page's origin); artifacts under `<root dir>/<test>`.
     async fn start(test: &str, root: &str) -> Self {
+        Self::start_with(Engine::Chromium, test, root).await
+    }
+
+    /// `engine` on `root`; artifacts under `<root dir>/<test>`.
+    async fn start_with(engine: Engine, test: &str, root: &str) -> Self {
         let dir = artifacts_root().join(test);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         eprintln!("browser artifacts of {test}: {}", dir.display());
-        let driver = ChromeDriver::start(&dir.join("chromedriver.log")).await;
-        let caps = json!({
-            "goog:chromeOptions": {
-                "binary": CHROMIUM,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1280,900"],
-            },
-            "goog:loggingPrefs": { "browser": "ALL" },
-        });
-        let Value::Object(caps) = caps else {
-            unreachable!()
-        };
+        let driver = ChromeDriver::start(engine, &dir.join("chromedriver.log")).await;
+        let caps = engine.capabilities();
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         let client = ClientBuilder::new(connector)
             .capabilities(caps)
@@ -236,8 +327,9 @@ impl Browser {
             .await
             .unwrap_or_else(|e| {
                 panic!(
-                    "cannot open a Chromium session through chromedriver: {e}; chromedriver's \
-                     log:\n{}",
+                    "cannot open a {} session through its WebDriver server: {e}; the \
+                     server's log:\n{}",
+                    engine.name(),
                     std::fs::read_to_string(dir.join("chromedriver.log")).unwrap_or_default()
                 )
             });
@@ -248,6 +340,7 @@ impl Browser {
             shots: AtomicU32::new(0),
             console: Mutex::new(Vec::new()),
             failed: AtomicBool::new(false),
+            engine,
             _driver: driver,
         }
     }
@@ -275,6 +368,11 @@ impl Browser {
 
     /// The console entries since the last look, kept for the test's end.
     async fn drain_console(&self) -> Vec<ConsoleEntry> {
+        // chromedriver hands the console over (`se/log`); geckodriver has no
+        // such command (Firefox's console is checked by the Chromium runs).
+        if self.engine == Engine::Firefox {
+            return Vec::new();
+        }
         let fresh: Vec<ConsoleEntry> = match self.client.issue_cmd(BrowserLog).await {
             Ok(v) => serde_json::from_value(v).unwrap_or_default(),
             Err(_) => Vec::new(),
@@ -871,6 +969,17 @@ fn sel_attr(testid: &str, attr: &str, value: &str) -> String {
 /// search, the ops pages and a narrow window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_journey_from_sign_in_to_a_followed_sync() {
+    journey(Engine::Chromium, "journey").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_journey_in_firefox() {
+    journey(Engine::Firefox, "journey-firefox").await;
+}
+
+/// Sign in by keyboard, connect a repository, follow a sync through every
+/// phase, read the memory, look at the operations pages, at 1280 and 400 px.
+async fn journey(engine: Engine, test: &str) {
     let (app, sources) = spawn(|_| {}).await;
     let repo = GitRepo::new();
     pages(&repo, 6, "main");
@@ -886,7 +995,7 @@ async fn browser_journey_from_sign_in_to_a_followed_sync() {
     repo.git(&["checkout", "-q", "main"]);
     let n = files.len() as u64; // 15 on `feature`, 7 on `main`
     let key = create_key(&app.db, Role::Admin).await;
-    let b = Browser::start("journey", &root_of(&app)).await;
+    let b = Browser::start_with(engine, test, &root_of(&app)).await;
 
     // Not signed in: the page sends us to the sign-in form.
     b.goto("").await;
