@@ -25,7 +25,9 @@ pub use phase::{PhaseStatus, SyncPhase, SyncStatus};
 pub use plan::{ChangeKind, SkipReason, Stats};
 pub use progress::ProgressEvent;
 pub use search::SearchMode;
-pub use source::{Blob, Branch, EntryKind, Source, SourceError, SourceErrorKind, TreeEntry};
+pub use source::{
+    Blob, Branch, EntryKind, Source, SourceError, SourceErrorKind, TreeChange, TreeDiff, TreeEntry,
+};
 pub use tenancy::Role;
 
 /// `scheme://user:password@host/...` → `scheme://user:***@host/...`, and a

@@ -70,6 +70,29 @@ pub struct TreeEntry {
     pub path_lossy: bool,
 }
 
+/// One path whose entry differs between two commits' trees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeChange {
+    /// Path from the repository root, `/`-separated.
+    pub path: String,
+    /// The entry at `from`: `None` when the path was added. Its `size` may
+    /// be `None` (it is not used).
+    pub old: Option<TreeEntry>,
+    /// The entry at `to`: `None` when the path was deleted. Its `size` must
+    /// be given for regular files, as in `read_tree` (the size filter reads it).
+    pub new: Option<TreeEntry>,
+}
+
+/// What changed between two commits' trees, path by path: an addition, a
+/// deletion or a change of SHA or mode. No rename detection: a rename is a
+/// deletion plus an addition (the plan pairs them by blob SHA). A path that
+/// turns from a file into a directory is a deletion of the file plus an
+/// addition per file below it. Unchanged paths are absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeDiff {
+    pub changes: Vec<TreeChange>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Branch {
     pub name: String,
@@ -159,6 +182,16 @@ pub trait Source: Send + Sync {
         _base: &[TreeEntry],
     ) -> Result<Vec<TreeEntry>, SourceError> {
         self.read_tree(commit).await
+    }
+
+    /// The paths that differ between the trees of commits `from` (the last
+    /// synced one) and `to`, read in O(changes) (an unchanged subtree is
+    /// never listed). `Ok(None)` means "cannot": the caller walks the whole
+    /// tree of `to` instead. It must also answer `Ok(None)`, not an error,
+    /// when `from` is no longer in the repository (a force-push, a gc).
+    /// Errors are for `to` or the source itself. The default: `Ok(None)`.
+    async fn diff(&self, _from: &str, _to: &str) -> Result<Option<TreeDiff>, SourceError> {
+        Ok(None)
     }
 
     /// The blobs with these SHAs, in any order. A missing blob is an error.

@@ -13,6 +13,16 @@
 //!   wait, and the pipeline reschedules the step for then. No worker sleeps
 //!   through a rate limit.
 //!
+//! Opening a source looks the repository up once per process, token and
+//! repository ([`RepoCache`], kept [`REPO_LOOKUP_TTL`]); later syncs reuse
+//! what it gave (the canonical `owner/name`, the id, the default branch)
+//! and send no lookup. A repository renamed or transferred since (301), a
+//! token revoked (401) or a repository gone (404) is still a clear error,
+//! from the first request that meets it. The branch head is asked for
+//! conditionally: its ETag and answer are kept in Redis per token (by the
+//! token's hash), so a branch that has not moved costs one `304 Not
+//! Modified`, which GitHub does not count against the rate limit.
+//!
 //! A first import downloads the tarball (two requests) rather than one
 //! request per blob. Archive contents are matched to tree entries by their
 //! Git blob SHA. This crate knows GitHub's REST shapes and nothing of the
@@ -25,6 +35,7 @@ use http::HeaderMap;
 use http_body_util::BodyExt;
 use octocrab::Octocrab;
 use projsync_domain::source::git_blob_sha;
+use projsync_domain::source::{TreeChange, TreeDiff};
 use projsync_domain::{Blob, Branch, EntryKind, Source, SourceError, TreeEntry};
 use projsync_metrics::{GithubStatus, Metrics};
 use serde::Deserialize;
@@ -44,6 +55,11 @@ pub struct GitHubConfig {
     pub request_timeout: Duration,
     /// Extra tries for a 5xx answer or a connection error.
     pub request_retries: u32,
+    /// `Source::diff` asks the comparison API only for a repository whose
+    /// last full tree had at least this many entries (or was truncated):
+    /// below it, one recursive tree listing is cheaper than the comparison
+    /// plus the listings of the changed directories. 0: always compare.
+    pub compare_min_entries: u64,
 }
 
 impl Default for GitHubConfig {
@@ -53,6 +69,7 @@ impl Default for GitHubConfig {
             max_concurrent_requests: 16,
             request_timeout: Duration::from_secs(30),
             request_retries: 3,
+            compare_min_entries: 10_000,
         }
     }
 }
@@ -118,7 +135,12 @@ impl Credentials {
 pub struct RequestCounters {
     pub total: AtomicU64,
     pub blobs: AtomicU64,
+    /// Conditional requests answered `304 Not Modified`.
+    pub not_modified: AtomicU64,
 }
+
+/// How long a kept ETag (and the answer it stands for) lives in Redis.
+pub const ETAG_TTL_SECS: u64 = 7 * 24 * 3600;
 
 /// The primary rate-limit budget of one token, shared by every worker
 /// through Redis.
@@ -128,6 +150,15 @@ pub struct Budget {
     key: String,
     /// Prefix of the fleet-wide tree listing cache.
     trees: String,
+    /// Prefix of this token's ETags: `{namespace}:github:etag:{token hash}:`.
+    etags: String,
+}
+
+/// A kept conditional answer: the ETag GitHub sent and the body it stands for.
+#[derive(Debug, Deserialize, serde::Serialize)]
+struct KeptAnswer {
+    etag: String,
+    body: String,
 }
 
 impl Budget {
@@ -144,7 +175,41 @@ impl Budget {
                 credentials.budget_identity()
             ),
             trees: format!("{namespace}:github:tree:"),
+            etags: format!("{namespace}:github:etag:{}:", credentials.budget_identity()),
         }
+    }
+
+    /// The Redis key of the ETag kept for `url` (hashed: a URL holds
+    /// repository and branch names, a key need not).
+    fn etag_key(&self, url: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(url.as_bytes());
+        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        format!("{}{hex}", self.etags)
+    }
+
+    async fn kept_answer(&self, url: &str) -> Option<KeptAnswer> {
+        let mut conn = self.conn.clone();
+        let raw: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(self.etag_key(url))
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        serde_json::from_slice(&raw?).ok()
+    }
+
+    async fn keep_answer(&self, url: &str, answer: &KeptAnswer) {
+        let Ok(json) = serde_json::to_vec(answer) else {
+            return;
+        };
+        let mut conn = self.conn.clone();
+        let _: Result<(), _> = redis::cmd("SET")
+            .arg(self.etag_key(url))
+            .arg(json)
+            .arg("EX")
+            .arg(ETAG_TTL_SECS)
+            .query_async(&mut conn)
+            .await;
     }
 
     /// A tree listing another worker (or this one, before a restart) stored.
@@ -167,6 +232,52 @@ impl Budget {
         let _: Result<(), _> = redis::cmd("SET")
             .arg(format!("{}{sha}", self.trees))
             .arg(json)
+            .arg("EX")
+            .arg(7 * 24 * 3600)
+            .query_async(&mut conn)
+            .await;
+    }
+
+    /// Store many listings at once (one round trip).
+    async fn store_trees(&self, listings: &[(String, Vec<RawEntry>)]) {
+        if listings.is_empty() {
+            return;
+        }
+        let mut pipe = redis::pipe();
+        for (sha, entries) in listings {
+            if let Ok(json) = serde_json::to_vec(entries) {
+                pipe.cmd("SET")
+                    .arg(format!("{}{sha}", self.trees))
+                    .arg(json)
+                    .arg("EX")
+                    .arg(7 * 24 * 3600)
+                    .ignore();
+            }
+        }
+        let mut conn = self.conn.clone();
+        let _: Result<(), _> = pipe.query_async(&mut conn).await;
+    }
+
+    /// The key of a repository's last full tree size (entries, or
+    /// `u64::MAX` when GitHub truncated it).
+    fn size_key(&self, full_name: &str) -> String {
+        format!("{}size:{}", self.trees, full_name.to_ascii_lowercase())
+    }
+
+    async fn tree_size(&self, full_name: &str) -> Option<u64> {
+        let mut conn = self.conn.clone();
+        redis::cmd("GET")
+            .arg(self.size_key(full_name))
+            .query_async::<Option<u64>>(&mut conn)
+            .await
+            .ok()?
+    }
+
+    async fn record_tree_size(&self, full_name: &str, entries: u64) {
+        let mut conn = self.conn.clone();
+        let _: Result<(), _> = redis::cmd("SET")
+            .arg(self.size_key(full_name))
+            .arg(entries)
             .arg("EX")
             .arg(7 * 24 * 3600)
             .query_async(&mut conn)
@@ -207,6 +318,23 @@ impl Budget {
     }
 }
 
+/// What the repository lookup gave, kept for the process's later syncs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RepoInfo {
+    pub id: u64,
+    /// The canonical `owner/name` (GitHub's spelling).
+    pub full_name: String,
+    #[serde(default)]
+    pub default_branch: String,
+}
+
+/// Repository lookups by API URL, `owner/name` (lowercase) and token
+/// identity, with the time they were made.
+pub type RepoCache = Arc<Mutex<HashMap<String, (std::time::Instant, RepoInfo)>>>;
+
+/// How long a repository lookup is reused before it is made again.
+pub const REPO_LOOKUP_TTL: Duration = Duration::from_secs(3600);
+
 /// Tree listings by tree SHA, in this process; behind it, the same in Redis
 /// for the whole fleet. Trees are content-addressed, so a listing never goes
 /// stale, and a truncated tree's walk only requests subtrees whose SHA no
@@ -235,8 +363,9 @@ struct TreeResponse {
 #[derive(Debug, Deserialize)]
 struct CompareResponse {
     status: String,
+    /// Absent when GitHub could not compute the file list (too large).
     #[serde(default)]
-    files: Vec<ComparedFile>,
+    files: Option<Vec<ComparedFile>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -281,6 +410,8 @@ mod bytes_like {
 pub struct GitHubSource {
     client: Octocrab,
     full_name: String,
+    /// The lookup's answer (fresh or kept).
+    info: Option<RepoInfo>,
     cfg: GitHubConfig,
     budget: Option<Budget>,
     limiter: Arc<Semaphore>,
@@ -328,22 +459,34 @@ fn encode_ref(r: &str) -> String {
 }
 
 impl GitHubSource {
-    /// Connect to `owner/name`, checking that the repository can be read.
-    /// Requests are counted in `metrics` (by endpoint kind and status), and
-    /// the rate-limit budget GitHub reports is shown there.
+    /// Connect to `owner/name`, checking that the repository can be read,
+    /// unless `repos` holds a lookup of it with this token younger than
+    /// [`REPO_LOOKUP_TTL`]: then no request is sent, and the canonical
+    /// name the lookup gave is used. Requests are counted in `metrics` (by
+    /// endpoint kind and status), and the rate-limit budget GitHub reports
+    /// is shown there.
     pub async fn open(
         cfg: &GitHubConfig,
         location: &str,
         credentials: Credentials,
         budget: Option<Budget>,
         tree_cache: TreeCache,
+        repos: RepoCache,
         metrics: Metrics,
     ) -> Result<Self, SourceError> {
         let (owner, name) = parse_location(location)?;
+        let key = format!(
+            "{}\n{}/{}\n{}",
+            cfg.api_url,
+            owner.to_ascii_lowercase(),
+            name.to_ascii_lowercase(),
+            credentials.budget_identity()
+        );
         let client = build_client(cfg, credentials)?;
-        let source = Self {
+        let mut source = Self {
             client,
             full_name: format!("{owner}/{name}"),
+            info: None,
             cfg: cfg.clone(),
             budget,
             limiter: Arc::new(Semaphore::new(cfg.max_concurrent_requests.max(1))),
@@ -351,16 +494,110 @@ impl GitHubSource {
             tree_cache,
             metrics,
         };
-        let resp = source.get(&source.repo_path(""), "repo").await?;
-        if resp.status == 404 {
-            return Err(SourceError::not_found(format!(
-                "repository {} not found, or the token cannot read it; check the name and the \
-                 token's access",
-                source.full_name
-            )));
+        let kept = repos
+            .lock()
+            .expect("repo cache lock")
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < REPO_LOOKUP_TTL)
+            .map(|(_, info)| info.clone());
+        let info = match kept {
+            Some(info) => info,
+            None => {
+                let info = source.lookup().await?;
+                let mut cache = repos.lock().expect("repo cache lock");
+                if cache.len() > 10_000 {
+                    cache.clear();
+                }
+                cache.insert(key, (std::time::Instant::now(), info.clone()));
+                info
+            }
+        };
+        if parse_location(&info.full_name).is_ok() {
+            source.full_name = info.full_name.clone();
         }
-        source.expect_ok(&resp, "read the repository")?;
+        source.info = Some(info);
         Ok(source)
+    }
+
+    /// What the repository lookup gave (at open, or kept from an earlier
+    /// open in this process).
+    pub fn repository(&self) -> Option<&RepoInfo> {
+        self.info.as_ref()
+    }
+
+    /// `GET /repos/{owner}/{name}`: the repository, or why it cannot be read.
+    async fn lookup(&self) -> Result<RepoInfo, SourceError> {
+        let resp = self.get(&self.repo_path(""), "repo").await?;
+        match resp.status {
+            404 => Err(self.not_found_repository()),
+            301 | 302 | 307 | 308 => Err(self.moved(&resp).await),
+            _ => {
+                self.expect_ok(&resp, "read the repository")?;
+                serde_json::from_slice(&resp.body).map_err(|e| {
+                    SourceError::unavailable(format!(
+                        "GitHub sent an unexpected repository answer: {e}"
+                    ))
+                })
+            }
+        }
+    }
+
+    fn not_found_repository(&self) -> SourceError {
+        SourceError::not_found(format!(
+            "repository {} not found, or the token cannot read it; check the name and the \
+             token's access",
+            self.full_name
+        ))
+    }
+
+    /// Why GitHub answered 404 for something in this repository: look the
+    /// repository up again (the kept lookup may be older than a deletion,
+    /// a transfer or a lost access) and say whether the repository is
+    /// missing or unreadable with this token, has moved, or is there (then
+    /// `otherwise` is the error).
+    async fn explain_missing(&self, otherwise: SourceError) -> SourceError {
+        match self.lookup().await {
+            Ok(_) => otherwise,
+            Err(e) => e,
+        }
+    }
+
+    /// The error for a repository GitHub redirects (renamed or
+    /// transferred), naming its new `owner/name` when GitHub tells it.
+    async fn moved(&self, resp: &Resp) -> SourceError {
+        let location = resp
+            .headers
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        // `…/repositories/{id}/…`: the repository's id survives renames.
+        let id = location
+            .split_once("/repositories/")
+            .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or_default())
+            .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()));
+        let mut now = None;
+        if let Some(id) = id {
+            if let Ok(r) = self.get(&format!("/repositories/{id}"), "repo").await {
+                if r.status == 200 {
+                    now = serde_json::from_slice::<serde_json::Value>(&r.body)
+                        .ok()
+                        .and_then(|v| v["full_name"].as_str().map(str::to_string));
+                }
+            }
+        }
+        match now {
+            Some(now) => SourceError::not_found(format!(
+                "repository {} was renamed or transferred: GitHub now calls it {now}; change \
+                 the project's repository to {now}",
+                self.full_name
+            )),
+            None => SourceError::not_found(format!(
+                "repository {} was renamed or transferred (GitHub redirects it); change the \
+                 project's repository to its new owner/name",
+                self.full_name
+            )),
+        }
     }
 
     pub fn counters(&self) -> Arc<RequestCounters> {
@@ -375,6 +612,13 @@ impl GitHubSource {
         if (200..300).contains(&resp.status) {
             return Ok(());
         }
+        if resp.status == 301 {
+            return Err(SourceError::not_found(format!(
+                "repository {} was renamed or transferred (GitHub answered 301 when asked to \
+                 {what}); change the project's repository to its new owner/name",
+                self.full_name
+            )));
+        }
         let message = serde_json::from_slice::<serde_json::Value>(&resp.body)
             .ok()
             .and_then(|v| v["message"].as_str().map(str::to_string))
@@ -388,7 +632,51 @@ impl GitHubSource {
     /// One GET with the budget, the concurrency limit, retries of 5xx and
     /// connection errors, and rate-limit handling.
     async fn get(&self, uri: &str, endpoint: &'static str) -> Result<Resp, SourceError> {
-        self.get_with(&self.client, uri, endpoint).await
+        self.get_with(&self.client, uri, endpoint, None).await
+    }
+
+    /// A GET sent with the ETag kept for `uri` (per token, in Redis). A
+    /// `304 Not Modified` comes back as the kept answer with status 200: it
+    /// cost one request and no rate-limit budget. A fresh 200 with an ETag
+    /// is kept for next time. Without Redis, a plain GET.
+    async fn get_conditional(
+        &self,
+        uri: &str,
+        endpoint: &'static str,
+    ) -> Result<Resp, SourceError> {
+        let Some(budget) = &self.budget else {
+            return self.get(uri, endpoint).await;
+        };
+        let url = format!("{}{uri}", self.cfg.api_url);
+        let kept = budget.kept_answer(&url).await;
+        let headers = kept.as_ref().and_then(|k| {
+            let mut h = HeaderMap::new();
+            h.insert(http::header::IF_NONE_MATCH, k.etag.parse().ok()?);
+            Some(h)
+        });
+        let mut resp = self.get_with(&self.client, uri, endpoint, headers).await?;
+        match (resp.status, kept) {
+            (304, Some(kept)) => {
+                self.counters.not_modified.fetch_add(1, Ordering::Relaxed);
+                resp.status = 200;
+                resp.body = kept.body.into_bytes();
+            }
+            (200, _) => {
+                let etag = resp
+                    .headers
+                    .get(http::header::ETAG)
+                    .and_then(|e| e.to_str().ok());
+                if let (Some(etag), Ok(body)) = (etag, std::str::from_utf8(&resp.body)) {
+                    let answer = KeptAnswer {
+                        etag: etag.to_string(),
+                        body: body.to_string(),
+                    };
+                    budget.keep_answer(&url, &answer).await;
+                }
+            }
+            _ => {}
+        }
+        Ok(resp)
     }
 
     async fn get_with(
@@ -396,6 +684,7 @@ impl GitHubSource {
         client: &Octocrab,
         uri: &str,
         endpoint: &'static str,
+        headers: Option<HeaderMap>,
     ) -> Result<Resp, SourceError> {
         if let Some(budget) = &self.budget {
             if let Some(wait) = budget.exhausted_for().await {
@@ -419,7 +708,7 @@ impl GitHubSource {
             attempt += 1;
             self.counters.total.fetch_add(1, Ordering::Relaxed);
             let result = tokio::time::timeout(self.cfg.request_timeout, async {
-                let resp = client._get(uri).await?;
+                let resp = client._get_with_headers(uri, headers.clone()).await?;
                 let (parts, body) = resp.into_parts();
                 let bytes = body.collect().await?.to_bytes();
                 Ok::<_, octocrab::Error>((parts, bytes))
@@ -541,10 +830,12 @@ impl GitHubSource {
     ) -> Result<(T, HeaderMap), SourceError> {
         let resp = self.get(uri, endpoint).await?;
         if resp.status == 404 {
-            return Err(SourceError::not_found(format!(
-                "{what} not found in {}",
-                self.full_name
-            )));
+            return Err(self
+                .explain_missing(SourceError::not_found(format!(
+                    "{what} not found in {}",
+                    self.full_name
+                )))
+                .await);
         }
         self.expect_ok(&resp, what)?;
         let value = serde_json::from_slice(&resp.body).map_err(|e| {
@@ -621,15 +912,16 @@ impl GitHubSource {
                 "the comparison",
             )
             .await?;
-        if !matches!(cmp.status.as_str(), "ahead" | "identical")
-            || cmp.files.len() >= COMPARE_FILE_LIMIT
-        {
+        let Some(files) = cmp.files.filter(|f| f.len() < COMPARE_FILE_LIMIT) else {
+            return Ok(None);
+        };
+        if !matches!(cmp.status.as_str(), "ahead" | "identical") {
             return Ok(None);
         }
         let mut tree: HashMap<String, TreeEntry> =
             base.iter().map(|e| (e.path.clone(), e.clone())).collect();
         let mut changed = Vec::new();
-        for f in cmp.files {
+        for f in files {
             if let Some(previous) = &f.previous_filename {
                 if f.status == "renamed" {
                     tree.remove(previous);
@@ -691,7 +983,18 @@ impl GitHubSource {
                 &format!("commit {commit}"),
             )
             .await?;
+        if let Some(budget) = &self.budget {
+            let size = if tree.truncated {
+                u64::MAX
+            } else {
+                tree.tree.len() as u64
+            };
+            budget.record_tree_size(&self.full_name, size).await;
+        }
         if !tree.truncated {
+            if self.compare_pays_off(tree.tree.len() as u64) {
+                self.seed_listings(commit, &tree.sha, &tree.tree).await;
+            }
             return Ok(tree.tree.into_iter().filter_map(to_tree_entry).collect());
         }
         if let Some((base_commit, base)) = base {
@@ -710,6 +1013,144 @@ impl GitHubSource {
             .into_iter()
             .filter_map(to_tree_entry)
             .collect())
+    }
+
+    /// Whether a repository of `entries` tree entries is diffed with the
+    /// comparison rather than read whole.
+    fn compare_pays_off(&self, entries: u64) -> bool {
+        entries >= self.cfg.compare_min_entries
+    }
+
+    /// Keep the listing of every directory of a full recursive tree, by
+    /// SHA (and the root under the commit's SHA too), so that a later
+    /// `diff` finds the old side of each changed path without a request.
+    async fn seed_listings(&self, commit: &str, root: &str, recursive: &[RawEntry]) {
+        let mut dirs: HashMap<String, String> = HashMap::from([(String::new(), root.to_string())]);
+        for e in recursive.iter().filter(|e| e.kind == "tree") {
+            dirs.insert(e.path.clone(), e.sha.clone());
+        }
+        let mut listings: HashMap<String, Vec<RawEntry>> =
+            dirs.values().map(|sha| (sha.clone(), Vec::new())).collect();
+        for e in recursive {
+            let (parent, name) = e.path.rsplit_once('/').unwrap_or(("", &e.path));
+            if let Some(list) = dirs.get(parent).and_then(|sha| listings.get_mut(sha)) {
+                list.push(RawEntry {
+                    path: name.to_string(),
+                    ..e.clone()
+                });
+            }
+        }
+        if let Some(root_listing) = listings.get(root).cloned() {
+            listings.insert(commit.to_string(), root_listing);
+        }
+        let listings: Vec<(String, Vec<RawEntry>)> = listings.into_iter().collect();
+        if let Some(budget) = &self.budget {
+            budget.store_trees(&listings).await;
+        }
+        let mut cache = self.tree_cache.lock().expect("cache lock");
+        if cache.len() + listings.len() > 50_000 {
+            cache.clear();
+        }
+        cache.extend(listings);
+    }
+
+    /// The file (blob or submodule) at `path` in `commit`, from the
+    /// listings of its directories (cached by SHA); `None` if there is no
+    /// such file (nothing there, or a directory).
+    async fn entry_at(&self, commit: &str, path: &str) -> Result<Option<TreeEntry>, SourceError> {
+        let mut listing = self.list_tree(commit).await?;
+        let mut parts = path.split('/').peekable();
+        while let Some(part) = parts.next() {
+            let Some(entry) = listing.iter().find(|e| e.path == part).cloned() else {
+                return Ok(None);
+            };
+            if parts.peek().is_none() {
+                return Ok(to_tree_entry(RawEntry {
+                    path: path.to_string(),
+                    ..entry
+                }));
+            }
+            if entry.kind != "tree" {
+                return Ok(None);
+            }
+            listing = self.list_tree(&entry.sha).await?;
+        }
+        Ok(None)
+    }
+
+    /// `Source::diff` through `compare/{from}...{to}`: the changed paths
+    /// GitHub lists, each side's mode, SHA and size read from the listings
+    /// of its directories. `None` (read the whole tree) when the comparison
+    /// cannot be trusted to list every change: `from` unknown or not an
+    /// ancestor of `to`, no file list, or 300 files or more (GitHub's cap).
+    async fn diff_by_compare(&self, from: &str, to: &str) -> Result<Option<TreeDiff>, SourceError> {
+        // Files come on the first page only, for the whole comparison;
+        // `per_page=1` keeps the commit list that comes with them short.
+        let resp = self
+            .get(
+                &self.repo_path(&format!("/compare/{from}...{to}?per_page=1")),
+                "compare",
+            )
+            .await?;
+        // 404: `from` is gone (a force-push, a gc); 422: no common history.
+        if matches!(resp.status, 404 | 422) {
+            return Ok(None);
+        }
+        self.expect_ok(&resp, "compare two commits")?;
+        let cmp: CompareResponse = serde_json::from_slice(&resp.body).map_err(|e| {
+            SourceError::unavailable(format!("GitHub sent an unexpected comparison: {e}"))
+        })?;
+        if !matches!(cmp.status.as_str(), "ahead" | "identical") {
+            return Ok(None);
+        }
+        let Some(files) = cmp.files.filter(|f| f.len() < COMPARE_FILE_LIMIT) else {
+            return Ok(None);
+        };
+        let mut sides: std::collections::BTreeMap<String, (bool, bool)> = Default::default();
+        for f in files {
+            let (old, new) = match f.status.as_str() {
+                "added" | "copied" => (None, Some(f.filename)),
+                "removed" => (Some(f.filename), None),
+                "modified" | "changed" => (Some(f.filename.clone()), Some(f.filename)),
+                "renamed" => match f.previous_filename {
+                    Some(previous) => (Some(previous), Some(f.filename)),
+                    None => return Ok(None),
+                },
+                "unchanged" => continue,
+                _ => return Ok(None),
+            };
+            if let Some(p) = old {
+                sides.entry(p).or_default().0 = true;
+            }
+            if let Some(p) = new {
+                sides.entry(p).or_default().1 = true;
+            }
+        }
+        let mut changes = Vec::new();
+        for (path, (in_old, in_new)) in sides {
+            let old = if in_old {
+                match self.entry_at(from, &path).await? {
+                    Some(e) => Some(e),
+                    // Listed as changed but not a file at `from`: do not
+                    // guess, read the whole tree.
+                    None => return Ok(None),
+                }
+            } else {
+                None
+            };
+            let new = if in_new {
+                match self.entry_at(to, &path).await? {
+                    Some(e) => Some(e),
+                    None => return Ok(None),
+                }
+            } else {
+                None
+            };
+            if old != new {
+                changes.push(TreeChange { path, old, new });
+            }
+        }
+        Ok(Some(TreeDiff { changes }))
     }
 
     async fn blob(&self, sha: &str) -> Result<Blob, SourceError> {
@@ -864,16 +1305,21 @@ impl Source for GitHubSource {
     async fn resolve_branch(&self, branch: &str) -> Result<String, SourceError> {
         projsync_domain::names::check_branch_name(branch).map_err(SourceError::invalid)?;
         let resp = self
-            .get(
+            .get_conditional(
                 &self.repo_path(&format!("/branches/{}", encode_ref(branch))),
                 "branch",
             )
             .await?;
         if resp.status == 404 {
-            return Err(SourceError::not_found(format!(
-                "branch `{branch}` not found in {}; check the branch name",
-                self.full_name
-            )));
+            return Err(self
+                .explain_missing(SourceError::not_found(format!(
+                    "branch `{branch}` not found in {}; check the branch name",
+                    self.full_name
+                )))
+                .await);
+        }
+        if resp.status == 301 {
+            return Err(self.moved(&resp).await);
         }
         self.expect_ok(&resp, "resolve the branch")?;
         let b: BranchResponse = serde_json::from_slice(&resp.body).map_err(|e| {
@@ -884,6 +1330,25 @@ impl Source for GitHubSource {
 
     async fn read_tree(&self, commit: &str) -> Result<Vec<TreeEntry>, SourceError> {
         self.tree(commit, None).await
+    }
+
+    /// Through the comparison API when the repository is large enough for
+    /// that to cost less than one recursive listing
+    /// (`GitHubConfig::compare_min_entries`, judged by the last full tree
+    /// read); else `None`, and the caller reads the whole tree.
+    async fn diff(&self, from: &str, to: &str) -> Result<Option<TreeDiff>, SourceError> {
+        let large = match (&self.budget, self.cfg.compare_min_entries) {
+            (_, 0) => true,
+            (Some(budget), _) => budget
+                .tree_size(&self.full_name)
+                .await
+                .is_some_and(|n| self.compare_pays_off(n)),
+            (None, _) => false,
+        };
+        if !large {
+            return Ok(None);
+        }
+        self.diff_by_compare(from, to).await
     }
 
     async fn read_tree_since(

@@ -24,6 +24,9 @@ pub struct DefaultSources {
     /// prefix (none: each request only learns from its own answer).
     redis: Option<(redis::aio::ConnectionManager, String)>,
     tree_cache: projsync_source_github::TreeCache,
+    /// Repository lookups, kept so that only a process's first sync of a
+    /// repository (per token) asks for it.
+    repo_cache: projsync_source_github::RepoCache,
     /// Where GitHub requests and rate-limit budgets are counted.
     metrics: projsync_metrics::Metrics,
 }
@@ -38,6 +41,7 @@ impl DefaultSources {
             local_roots: Vec::new(),
             redis,
             tree_cache: Default::default(),
+            repo_cache: Default::default(),
             metrics: Default::default(),
         }
     }
@@ -187,6 +191,7 @@ impl SourceFactory for DefaultSources {
                         credentials,
                         budget,
                         self.tree_cache.clone(),
+                        self.repo_cache.clone(),
                         self.metrics.clone(),
                     )
                     .await?,

@@ -18,6 +18,21 @@
 //!
 //! Any other path answers 404 and is counted under `other`.
 //!
+//! Conditional requests work as on GitHub: every `200` JSON answer carries an
+//! `ETag` (weak `W/"…"` by default, strong with [`FakeGitHub::set_strong_etags`]),
+//! which depends on the body and on the `Authorization` header (GitHub's
+//! answers vary by it). A request whose `If-None-Match` lists a matching tag
+//! (weak comparison, or `*`) answers `304 Not Modified` with the ETag and no
+//! body. A 304 to a request made with an accepted `Authorization` header
+//! spends no budget unit, and its `x-ratelimit-*` headers show the budget
+//! unchanged; any other answer the budget admitted spends one unit
+//! ([`FakeGitHub::budget_units`]).
+//!
+//! A repository renamed or transferred ([`FakeGitHub::set_previous_name`])
+//! answers its old name with `301 Moved Permanently` to
+//! `/repositories/{id}/…`, as GitHub does; `GET /repositories/1` (key
+//! `repo`) describes the repository under its current name.
+//!
 //! The codeload download stands for GitHub's signed `codeload.github.com`
 //! link: it needs no token, spends no rate-limit budget and is never faulted
 //! (it is still counted and still carries the rate-limit headers).
@@ -91,6 +106,17 @@ struct Counters {
     reset: u64,
     /// GitHub App installation tokens: (app id, installation id, lifetime in seconds).
     app: Option<(u64, u64, u64)>,
+    /// Budget units spent since the last `reset_counts`.
+    budget_units: u64,
+    /// `304 Not Modified` answers since the last `reset_counts`.
+    not_modified: u64,
+    strong_etags: bool,
+    /// A name the repository had before a rename or transfer.
+    previous_name: Option<(String, String)>,
+    /// The most files a comparison lists (GitHub: 300).
+    compare_file_cap: usize,
+    /// Every token is refused (401), as after a revocation.
+    token_revoked: bool,
 }
 
 impl FakeGitHub {
@@ -118,11 +144,18 @@ impl FakeGitHub {
                 remaining: DEFAULT_RATE_LIMIT,
                 reset: unix_now() + RATE_LIMIT_WINDOW_SECS,
                 app: None,
+                budget_units: 0,
+                not_modified: 0,
+                strong_etags: false,
+                previous_name: None,
+                compare_file_cap: 300,
+                token_revoked: false,
             }),
             request_seq: AtomicU64::new(0),
         });
         let router = Router::new()
             .route("/repos/{owner}/{repo}", get(repo_handler))
+            .route("/repositories/{id}", get(repo_by_id_handler))
             .route("/repos/{owner}/{repo}/branches", get(branches_handler))
             .route(
                 "/repos/{owner}/{repo}/branches/{*branch}",
@@ -208,6 +241,42 @@ impl FakeGitHub {
         let mut state = self.shared.lock();
         state.counts.clear();
         state.total = 0;
+        state.budget_units = 0;
+        state.not_modified = 0;
+    }
+
+    /// Primary rate-limit units spent since the last `reset_counts`: one per
+    /// admitted request, none for a 304 to an authorized conditional request.
+    pub fn budget_units(&self) -> u64 {
+        self.shared.lock().budget_units
+    }
+
+    /// `304 Not Modified` answers since the last `reset_counts`.
+    pub fn not_modified(&self) -> u64 {
+        self.shared.lock().not_modified
+    }
+
+    /// Strong ETags (`"…"`) instead of GitHub's usual weak ones (`W/"…"`).
+    pub fn set_strong_etags(&self, strong: bool) {
+        self.shared.lock().strong_etags = strong;
+    }
+
+    /// The most files a comparison lists (default 300, as on GitHub); the
+    /// rest of a larger comparison is left out, as GitHub does.
+    pub fn set_compare_file_cap(&self, n: usize) {
+        self.shared.lock().compare_file_cap = n;
+    }
+
+    /// Refuse every request with 401 "Bad credentials" from now on, as
+    /// GitHub does once a token is revoked (conditional requests included).
+    pub fn revoke_token(&self) {
+        self.shared.lock().token_revoked = true;
+    }
+
+    /// The repository was `owner/name` before a rename or transfer: requests
+    /// under `/repos/{owner}/{name}/` answer 301 to `/repositories/1/…`.
+    pub fn set_previous_name(&self, owner: &str, name: &str) {
+        self.shared.lock().previous_name = Some((owner.to_string(), name.to_string()));
     }
 
     /// Set the primary budget (default 5000): `remaining = limit`,
@@ -229,6 +298,29 @@ impl Drop for FakeGitHub {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Counters> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The 301 GitHub answers for a repository's old name.
+    fn moved(&self, uri: &axum::http::Uri) -> Option<Response> {
+        let (owner, name) = self.lock().previous_name.clone()?;
+        let path = uri.path();
+        let mut segments = path.trim_start_matches('/').splitn(4, '/');
+        let (Some("repos"), Some(o), Some(n)) = (segments.next(), segments.next(), segments.next())
+        else {
+            return None;
+        };
+        if !o.eq_ignore_ascii_case(&owner) || !n.eq_ignore_ascii_case(&name) {
+            return None;
+        }
+        let rest = segments.next().map(|r| format!("/{r}")).unwrap_or_default();
+        let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+        let url = format!("{}/repositories/1{rest}{query}", self.base_url);
+        let mut response = json_response(
+            StatusCode::MOVED_PERMANENTLY,
+            &json!({"message": "Moved Permanently", "url": url, "documentation_url": DOCS_URL}),
+        );
+        set_header(&mut response, "location", &url);
+        Some(response)
     }
 
     fn is_repo(&self, owner: &str, repo: &str) -> bool {
@@ -331,7 +423,7 @@ fn endpoint_key(path: &str) -> &'static str {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
         ["_codeload", ..] => "codeload",
-        ["repos", _, _] => "repo",
+        ["repos", _, _] | ["repositories", _] => "repo",
         ["repos", _, _, "branches"] => "branches",
         ["repos", _, _, "branches", _, ..] => "branch",
         ["repos", _, _, "git", "trees", _] => "tree",
@@ -491,7 +583,9 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
     } else if codeload {
         let rate = shared.lock().rate_headers();
         (next.run(req).await, rate)
-    } else if !app_auth && !authorized(&shared.token, req.headers()) {
+    } else if !app_auth
+        && (!authorized(&shared.token, req.headers()) || shared.lock().token_revoked)
+    {
         let response = json_response(
             StatusCode::UNAUTHORIZED,
             &json!({"message": "Bad credentials", "documentation_url": DOCS_URL, "status": "401"}),
@@ -501,14 +595,36 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
         let admitted = {
             let mut state = shared.lock();
             state.refill_if_due();
-            let admitted = state.remaining > 0;
-            if admitted {
-                state.remaining -= 1;
-            }
-            (admitted, state.rate_headers())
+            (state.remaining > 0, state.rate_headers())
         };
         match admitted {
-            (true, rate) => (next.run(req).await, rate),
+            (true, _) => {
+                let if_none_match = header_text(req.headers(), header::IF_NONE_MATCH);
+                let auth = header_text(req.headers(), header::AUTHORIZATION);
+                let get = req.method() == axum::http::Method::GET;
+                let response = match shared.moved(req.uri()) {
+                    Some(moved) => moved,
+                    None => next.run(req).await,
+                };
+                let strong = shared.lock().strong_etags;
+                let response = if get {
+                    conditional(response, if_none_match.as_deref(), auth.as_deref(), strong).await
+                } else {
+                    response
+                };
+                // GitHub: a 304 to a conditional request made with a valid
+                // Authorization header does not count against the limit.
+                let free = response.status() == StatusCode::NOT_MODIFIED && auth.is_some();
+                let mut state = shared.lock();
+                if response.status() == StatusCode::NOT_MODIFIED {
+                    state.not_modified += 1;
+                }
+                if !free {
+                    state.remaining = state.remaining.saturating_sub(1);
+                    state.budget_units += 1;
+                }
+                (response, state.rate_headers())
+            }
             (false, rate) => {
                 let response = json_response(
                     StatusCode::FORBIDDEN,
@@ -526,6 +642,74 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
         }
     };
     with_github_headers(response, rate, seq)
+}
+
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The opaque part of an entity tag, for the weak comparison
+/// `If-None-Match` uses (`W/"x"` matches `"x"`).
+fn opaque_tag(tag: &str) -> &str {
+    tag.trim().trim_start_matches("W/")
+}
+
+/// Give a 200 JSON answer its ETag (from the body and the Authorization
+/// header), or turn it into a 304 when `If-None-Match` lists that tag.
+async fn conditional(
+    response: Response,
+    if_none_match: Option<&str>,
+    auth: Option<&str>,
+    strong: bool,
+) -> Response {
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if response.status() != StatusCode::OK || !json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    // The credential, not its spelling (`Bearer x` and `token x` are one).
+    let credential = auth
+        .map(|a| a.trim().split_once(' ').map_or(a, |(_, c)| c).trim())
+        .unwrap_or_default();
+    let mut keyed = credential.as_bytes().to_vec();
+    keyed.push(0);
+    keyed.extend_from_slice(&bytes);
+    let tag = format!("\"{}\"", projsync_domain::source::git_blob_sha(&keyed));
+    let etag = if strong { tag } else { format!("W/{tag}") };
+    let matches = if_none_match.is_some_and(|list| {
+        list.split(',')
+            .any(|t| t.trim() == "*" || opaque_tag(t) == opaque_tag(&etag))
+    });
+    let vary = "Accept, Authorization, Cookie, X-GitHub-OTP, Accept-Encoding";
+    let cache = "private, max-age=60, s-maxage=60";
+    if matches {
+        let mut not_modified = Response::new(Body::empty());
+        *not_modified.status_mut() = StatusCode::NOT_MODIFIED;
+        set_header(&mut not_modified, "etag", &etag);
+        set_header(&mut not_modified, "vary", vary);
+        set_header(&mut not_modified, "cache-control", cache);
+        return not_modified;
+    }
+    for (name, value) in [
+        ("etag", etag.as_str()),
+        ("vary", vary),
+        ("cache-control", cache),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            parts.headers.insert(name, value);
+        }
+    }
+    Response::from_parts(parts, Body::from(bytes))
 }
 
 fn with_github_headers(mut response: Response, rate: (u64, u64, u64), seq: u64) -> Response {
@@ -560,6 +744,17 @@ fn request_id(seq: u64) -> String {
 
 // ---------------------------------------------------------------------------
 // Handlers.
+
+async fn repo_by_id_handler(
+    State(s): State<Arc<Shared>>,
+    UrlPath(id): UrlPath<String>,
+) -> Response {
+    if id != "1" {
+        return not_found();
+    }
+    let (owner, name) = (s.owner.clone(), s.name.clone());
+    repo_handler(State(s), UrlPath((owner, name))).await
+}
 
 async fn repo_handler(
     State(s): State<Arc<Shared>>,
@@ -850,6 +1045,7 @@ async fn codeload_handler(
 async fn compare_handler(
     State(s): State<Arc<Shared>>,
     UrlPath((owner, repo, basehead)): UrlPath<(String, String, String)>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     if !s.is_repo(&owner, &repo) {
         return not_found();
@@ -942,20 +1138,63 @@ async fn compare_handler(
         }
         files.push(file);
     }
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "url": s.api(&format!("compare/{basehead}")),
-            "status": status,
-            "ahead_by": ahead_by,
-            "behind_by": behind_by,
-            "total_commits": ahead_by,
-            "base_commit": {"sha": base},
-            "merge_base_commit": {"sha": merge_base},
-            "commits": [],
-            "files": files,
-        }),
-    )
+    // As on GitHub: at most 300 files for the whole comparison, listed on
+    // the first page only; `per_page` and `page` page the commits (250
+    // without them), with a `Link` header.
+    files.truncate(s.lock().compare_file_cap);
+    let paged = query.contains_key("per_page") || query.contains_key("page");
+    let per_page = query
+        .get("per_page")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(if paged { 30 } else { 250 })
+        .clamp(1, 250);
+    let page = query
+        .get("page")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let all_commits: Vec<String> = s
+        .git_text(&["rev-list", "--reverse", &format!("{merge_base}..{head}")])
+        .await
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let commits: Vec<Value> = all_commits
+        .iter()
+        .skip((page - 1).saturating_mul(per_page))
+        .take(per_page)
+        .map(|sha| json!({"sha": sha, "url": s.api(&format!("commits/{sha}"))}))
+        .collect();
+    let mut body = json!({
+        "url": s.api(&format!("compare/{basehead}")),
+        "status": status,
+        "ahead_by": ahead_by,
+        "behind_by": behind_by,
+        "total_commits": ahead_by,
+        "base_commit": {"sha": base},
+        "merge_base_commit": {"sha": merge_base},
+        "commits": commits,
+    });
+    if page == 1 {
+        body["files"] = json!(files);
+    }
+    let mut response = json_response(StatusCode::OK, &body);
+    let last = all_commits.len().div_ceil(per_page).max(1);
+    if paged && page < last {
+        let link = |p: usize, rel: &str| {
+            format!(
+                "<{}>; rel=\"{rel}\"",
+                s.api(&format!("compare/{basehead}?per_page={per_page}&page={p}"))
+            )
+        };
+        set_header(
+            &mut response,
+            "link",
+            &format!("{}, {}", link(page + 1, "next"), link(last, "last")),
+        );
+    }
+    response
 }
 
 // ---------------------------------------------------------------------------
@@ -1534,6 +1773,152 @@ mod tests {
             "",
             "request id present"
         );
+    }
+
+    #[tokio::test]
+    async fn conditional_requests_answer_304_without_budget() {
+        let repo = sample_repo();
+        let gh = FakeGitHub::start(OWNER, NAME, repo.path(), Some("tok")).await;
+        let url = format!("{}/repos/{OWNER}/{NAME}/branches/main", gh.base_url());
+        let send = |auth: Option<&'static str>, inm: Option<String>| {
+            let mut request = client().get(&url);
+            if let Some(auth) = auth {
+                request = request.header("authorization", auth);
+            }
+            if let Some(inm) = inm {
+                request = request.header("if-none-match", inm);
+            }
+            async move { request.send().await.expect("send") }
+        };
+        let first = send(Some("Bearer tok"), None).await;
+        assert_eq!(first.status().as_u16(), 200);
+        let etag = header(first.headers(), "etag").to_string();
+        assert!(etag.starts_with("W/\"") && etag.ends_with('"'), "{etag}");
+        let remaining = header_u64(first.headers(), "x-ratelimit-remaining");
+        gh.reset_counts();
+
+        // The same tag (and in a list, and `*`): 304, no body, no unit, the
+        // rate-limit headers unchanged.
+        for inm in [etag.clone(), format!("\"nope\", {etag}"), "*".to_string()] {
+            let r = send(Some("token tok"), Some(inm)).await;
+            assert_eq!(r.status().as_u16(), 304);
+            assert_eq!(header(r.headers(), "etag"), etag);
+            assert_eq!(header_u64(r.headers(), "x-ratelimit-remaining"), remaining);
+            assert!(r.bytes().await.unwrap().is_empty());
+        }
+        assert_eq!((gh.not_modified(), gh.budget_units()), (3, 0));
+
+        // Weak comparison: the strong form of a weak tag matches too.
+        let strong_form = etag.trim_start_matches("W/").to_string();
+        let r = send(Some("Bearer tok"), Some(strong_form)).await;
+        assert_eq!(r.status().as_u16(), 304);
+        // Another tag: a 200 that spends a unit.
+        let r = send(Some("Bearer tok"), Some("W/\"other\"".into())).await;
+        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(
+            header_u64(r.headers(), "x-ratelimit-remaining"),
+            remaining - 1
+        );
+        assert_eq!(gh.budget_units(), 1);
+        // Not authorized: 401, whatever the tag.
+        let r = send(None, Some(etag.clone())).await;
+        assert_eq!(r.status().as_u16(), 401);
+
+        // Strong tags on request; they depend on the Authorization header.
+        gh.set_strong_etags(true);
+        let r = send(Some("Bearer tok"), None).await;
+        let strong = header(r.headers(), "etag").to_string();
+        assert!(strong.starts_with('"'), "{strong}");
+        assert_eq!(
+            send(Some("Bearer tok"), Some(strong.clone()))
+                .await
+                .status()
+                .as_u16(),
+            304
+        );
+        assert_eq!(
+            send(Some("token tok"), Some(strong))
+                .await
+                .status()
+                .as_u16(),
+            304,
+            "the same token, spelt otherwise"
+        );
+
+        // Without a token, a 304 to an anonymous request still costs a unit.
+        let open = FakeGitHub::start(OWNER, NAME, repo.path(), None).await;
+        let url = format!("{}/repos/{OWNER}/{NAME}/branches/main", open.base_url());
+        let r = client().get(&url).send().await.unwrap();
+        let tag = header(r.headers(), "etag").to_string();
+        open.reset_counts();
+        let r = client()
+            .get(&url)
+            .header("if-none-match", tag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 304);
+        assert_eq!((open.not_modified(), open.budget_units()), (1, 1));
+        // Another token, another tag.
+        let with = |token: &str| {
+            client()
+                .get(&url)
+                .header("authorization", format!("Bearer {token}"))
+        };
+        let r = with("alpha").send().await.unwrap();
+        let alpha = header(r.headers(), "etag").to_string();
+        let r = with("beta")
+            .header("if-none-match", alpha)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+
+    #[tokio::test]
+    async fn comparisons_page_commits_and_cap_files() {
+        let repo = sample_repo();
+        let gh = FakeGitHub::start(OWNER, NAME, repo.path(), None).await;
+        let url = format!(
+            "{}/repos/{OWNER}/{NAME}/compare/main...feature/x",
+            gh.base_url()
+        );
+        let (status, headers, body) = get_json(&format!("{url}?per_page=1")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["status"], "ahead");
+        assert_eq!(body["commits"].as_array().unwrap().len(), 1);
+        assert!(!body["files"].as_array().unwrap().is_empty());
+        assert!(header(&headers, "etag").starts_with("W/"));
+        gh.set_compare_file_cap(0);
+        let (_, _, body) = get_json(&url).await;
+        assert_eq!(body["files"], json!([]));
+        // Files come on the first page only.
+        let (_, _, body) = get_json(&format!("{url}?per_page=1&page=2")).await;
+        assert!(body.get("files").is_none(), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_renamed_repository_answers_301_to_its_id() {
+        let repo = sample_repo();
+        let gh = FakeGitHub::start(OWNER, "renamed", repo.path(), None).await;
+        gh.set_previous_name(OWNER, NAME);
+        let r = no_redirect_client()
+            .get(format!(
+                "{}/repos/{OWNER}/{NAME}/branches/main",
+                gh.base_url()
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 301);
+        let location = header(r.headers(), "location").to_string();
+        assert!(
+            location.ends_with("/repositories/1/branches/main"),
+            "{location}"
+        );
+        let (status, _, body) = get_json(&format!("{}/repositories/1", gh.base_url())).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["full_name"], format!("{OWNER}/renamed"));
     }
 
     #[tokio::test]
