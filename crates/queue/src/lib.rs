@@ -411,11 +411,14 @@ impl PollStrategy for WakeOnPublish {
 /// Subscribe to the push channel, within the connect timeout.
 async fn subscribe_wakes(opts: &QueueOptions) -> Result<redis::aio::PubSub> {
     let client = opts.client()?;
-    let mut pubsub = tokio::time::timeout(opts.connect_timeout, client.get_async_pubsub())
+    let subscribe = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(opts.wake_channel()).await?;
+        Ok::<_, redis::RedisError>(pubsub)
+    };
+    Ok(tokio::time::timeout(opts.connect_timeout, subscribe)
         .await
-        .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connection timed out")))??;
-    pubsub.subscribe(opts.wake_channel()).await?;
-    Ok(pubsub)
+        .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "subscribe timed out")))??)
 }
 
 /// Pass each push notification on to the fetch loop until `stop`, or until
