@@ -408,6 +408,10 @@ pub fn worker_env(settings: &Settings) -> Vec<(String, String)> {
             "EMBEDDINGS__BATCH_SIZE",
             settings.embeddings.batch_size.to_string(),
         ),
+        (
+            "SOURCES__LOCAL__ALLOWED_ROOTS",
+            settings.sources.local.allowed_roots.join(","),
+        ),
         ("LOG__LEVEL", "warn".to_string()),
     ]
     .into_iter()
