@@ -416,7 +416,10 @@ pub fn worker_env(settings: &Settings) -> Vec<(String, String)> {
     ]
     .into_iter()
     .map(|(k, v)| (format!("PROJSYNC__{k}"), v))
-    .chain([("RUST_LOG".to_string(), "warn".to_string())])
+    .chain([(
+        "RUST_LOG".to_string(),
+        std::env::var("BENCH_WORKER_LOG").unwrap_or_else(|_| "warn".to_string()),
+    )])
     .collect()
 }
 

@@ -106,7 +106,8 @@ impl SyncLocks {
         let locked = answer
             .await
             .map_err(|_| Error::Invalid("the lock task has stopped".into()))??;
-        Ok(locked.then_some(SyncLockGuard { sync_id, tx }))
+        // Lazily: a guard made and dropped would release the lock.
+        Ok(locked.then(|| SyncLockGuard { sync_id, tx }))
     }
 }
 

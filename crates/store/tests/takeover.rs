@@ -177,6 +177,12 @@ async fn a_live_lock_keeps_the_lease() {
     // Nor can a second delivery to the same process (a session's advisory
     // locks are reentrant; the process refuses its own).
     assert!(locks_a.try_lock(sync_id).await.unwrap().is_none());
+    // The refusals released nothing: a later request (served after
+    // anything they sent) finds the lock still held.
+    let other = queued_sync(&db).await;
+    assert!(locks_a.try_lock(other).await.unwrap().is_some());
+    assert!(locks_b.try_lock(other).await.unwrap().is_none());
+    assert!(locks_a.try_lock(sync_id).await.unwrap().is_none());
     assert!(store_a.due_for_takeover(10).await.unwrap().is_empty());
     store_a.set_stats(&a, &Stats::default()).await.unwrap();
 
