@@ -315,6 +315,36 @@ async fn kill_at_points(points: &[&str]) {
     }
 }
 
+/// A worker SIGKILLed mid-import with a lease of an hour: its advisory lock
+/// goes with its connection, so the sync is pushed again at once and the
+/// next worker takes the lease over (a higher fence) long before it would
+/// expire (migrations/0009_takeover.sql). The wait is bounded far below the
+/// lease; no time is asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_import_is_taken_over_before_the_lease_expires() {
+    let app = spawn_app_full(None, |s| {
+        fast(s);
+        s.worker.lease_ttl_secs = 3600;
+        s.worker.redeliver_after_secs = 3600;
+    })
+    .await;
+    let repo = repo_with(30, "v0");
+    let project = app.create_project("takeover", repo.path(), "main").await;
+    let sync_id = app.enqueue(&project, None).await;
+    let (rescuer, _) = kill_at_then_rescue(&app, "import.batch_written@2", &[]).await;
+    let sync = wait_done(&app, &sync_id, Duration::from_secs(60)).await;
+    assert_eq!(sync["status"], "succeeded", "{sync}\n{}", rescuer.log());
+    assert!(
+        sync["fence"].as_i64().unwrap() >= 2,
+        "taken over with a higher fence: {sync}"
+    );
+    assert_eq!(
+        app.active_entries(&project).await,
+        expected_entries(repo.files_at("HEAD"), &[])
+    );
+    assert_no_duplicates(&app, &sync).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_before_and_during_prepare_and_scan() {
     kill_at_points(&[

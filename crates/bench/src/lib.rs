@@ -408,11 +408,18 @@ pub fn worker_env(settings: &Settings) -> Vec<(String, String)> {
             "EMBEDDINGS__BATCH_SIZE",
             settings.embeddings.batch_size.to_string(),
         ),
+        (
+            "SOURCES__LOCAL__ALLOWED_ROOTS",
+            settings.sources.local.allowed_roots.join(","),
+        ),
         ("LOG__LEVEL", "warn".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (format!("PROJSYNC__{k}"), v))
-    .chain([("RUST_LOG".to_string(), "warn".to_string())])
+    .chain([(
+        "RUST_LOG".to_string(),
+        std::env::var("BENCH_WORKER_LOG").unwrap_or_else(|_| "warn".to_string()),
+    )])
     .collect()
 }
 

@@ -29,7 +29,9 @@ use projsync_domain::{
 };
 use projsync_metrics::Metrics;
 use projsync_queue::{JobHandler, JobQueue, Publisher};
-use projsync_store::{Claim, ClaimOutcome, Heartbeat, Project, Store, SyncRecord};
+use projsync_store::{
+    Claim, ClaimOutcome, Heartbeat, Project, Store, SyncLockGuard, SyncLocks, SyncRecord,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -91,6 +93,9 @@ pub struct Pipeline {
     inflight: tokio_util::task::TaskTracker,
     /// The worker's metrics: phases, finished syncs, retries, leases.
     metrics: Metrics,
+    /// The advisory lock of each sync this process runs, on a connection
+    /// of its own: a free lock tells others this worker is gone.
+    locks: SyncLocks,
 }
 
 /// Where a run goes after one phase attempt.
@@ -145,6 +150,7 @@ impl Pipeline {
         shutdown: CancellationToken,
     ) -> Self {
         Self {
+            locks: SyncLocks::new(store.pool()),
             store,
             publisher,
             queue,
@@ -206,9 +212,28 @@ impl Pipeline {
     }
 
     async fn run_as_tenant(&self, sync_id: SyncId) {
+        // The sync's advisory lock first: held by nobody, it lets this
+        // worker take over a lease whose worker is gone (its connection
+        // died) without waiting for the lease to expire. Not to be had
+        // (held by a live worker, or by this process for a run in
+        // flight), the claim goes by the lease alone; nor when the lock
+        // connection cannot be opened (then the claim will likely fail
+        // too).
+        let lock = match self.locks.try_lock(sync_id).await {
+            Ok(lock) => lock,
+            Err(e) => {
+                tracing::warn!(%sync_id, "cannot take the sync's advisory lock: {e}");
+                None
+            }
+        };
         let (claim, trace_context) = match self
             .store
-            .claim(sync_id, &self.opts.worker_name, self.opts.lease_ttl)
+            .claim_locked(
+                sync_id,
+                &self.opts.worker_name,
+                self.opts.lease_ttl,
+                lock.is_some(),
+            )
             .await
         {
             Ok(ClaimOutcome::Claimed {
@@ -238,10 +263,12 @@ impl Pipeline {
         // the job): redeliveries, retries and the reconciler's pushes all
         // run in the same trace. A no-op without telemetry.
         projsync_telemetry::set_parent_from(&span, trace_context.as_deref());
-        self.run_claimed(claim).instrument(span).await;
+        self.run_claimed(claim, lock).instrument(span).await;
     }
 
-    async fn run_claimed(&self, claim: Claim) {
+    /// Run a claimed sync; `lock` (its advisory lock) is released after the
+    /// lease, when the run has ended.
+    async fn run_claimed(&self, claim: Claim, lock: Option<SyncLockGuard>) {
         failpoints::hit("claim.after").await;
         let lease_lost = CancellationToken::new();
         // Aborted on drop too: a lease must never outlive its run.
@@ -264,6 +291,7 @@ impl Pipeline {
         if let Err(e) = self.store.release(&claim).await {
             tracing::warn!("cannot release the lease: {e}");
         }
+        drop(lock);
     }
 
     async fn drive(&self, claim: Claim, lease_lost: CancellationToken) -> Result<(), PhaseError> {

@@ -7,6 +7,13 @@
 //! reconcilers of different workers off the same rows; duplicate pushes
 //! are harmless, since the lease decides who runs. Each push is a span in
 //! the sync's own trace (its `trace_context` in the ledger).
+//!
+//! Between passes, every [`TAKEOVER_EVERY`], it also pushes running syncs
+//! whose lease is live but whose advisory lock is free (their worker's
+//! connection died: a killed process): the claimer that takes the lock
+//! takes the lease over at once (migrations/0009_takeover.sql). The job
+//! queue drops a push for a sync whose job is already waiting, so passes
+//! leave no duplicate jobs.
 
 use projsync_metrics::Metrics;
 use projsync_queue::JobQueue;
@@ -25,18 +32,29 @@ pub struct ReconcilerOptions {
     pub metrics: Metrics,
 }
 
+/// How often the reconciler looks for running syncs whose worker is gone
+/// (at most; never less often than its pass).
+pub const TAKEOVER_EVERY: Duration = Duration::from_millis(200);
+
 pub async fn run_reconciler(
     store: Store,
     queue: JobQueue,
     opts: ReconcilerOptions,
     shutdown: CancellationToken,
 ) {
+    let start = tokio::time::Instant::now();
+    let mut pass = tokio::time::interval_at(start + opts.interval, opts.interval);
+    pass.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let takeover_every = opts.interval.min(TAKEOVER_EVERY);
+    let mut takeover = tokio::time::interval_at(start + takeover_every, takeover_every);
+    takeover.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(opts.interval) => {}
+        let due = tokio::select! {
+            _ = pass.tick() => store.due_for_push(opts.redeliver_after, 500).await,
+            _ = takeover.tick() => store.due_for_takeover(100).await,
             _ = shutdown.cancelled() => return,
-        }
-        let due = match store.due_for_push(opts.redeliver_after, 500).await {
+        };
+        let due = match due {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!("reconciler cannot read the ledger: {e}");

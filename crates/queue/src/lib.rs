@@ -5,19 +5,42 @@
 //! queue payload is only `{v, sync_id}`, and losing it costs latency, not data.
 //! This crate works around the measured weak spots of apalis-redis 1.0 (see
 //! ARCHITECTURE.md, "Queue notes"): heartbeat and orphan timing are set explicitly,
-//! idle workers poll on an interval, redis-rs's response timeout is raised,
-//! worker names are unique per process, and a worker whose run loop ends on a
-//! Redis error is restarted. It must not know about Postgres or the pipeline.
+//! idle workers are woken by the push itself and poll on an interval only as
+//! the fallback, redis-rs's response timeout is raised, worker names are
+//! unique per process, and a worker whose run loop ends on a Redis error is
+//! restarted. A sync has at most one job waiting in the queue: pushing it
+//! again while its job waits is a no-op. It must not know about Postgres or
+//! the pipeline.
+//!
+//! **Wake, don't poll.** After a push that queued a job for now, the pusher
+//! publishes the sync id on `{queue}:wake` (apalis-redis's own push event
+//! is never sent: its script compares the flag with "1", which redis-rs
+//! does not send for `true`). Each worker run loop follows that channel on
+//! a pub/sub connection of its own and wakes its fetch loop
+//! (`WakeOnPublish`, an apalis poll strategy raced with the interval). A
+//! delayed job (a retry) is promoted by the next fetch: the interval.
+//!
+//! **One waiting job per sync.** Every push carries the sync id as
+//! apalis-redis's idempotency key, which its push script claims with
+//! `SETNX {queue}:idempotency:{sync id}` = the job's id, in the same script
+//! that queues the job: a second push finds the key and queues nothing. The
+//! worker that takes the job deletes the key (only if it still names that
+//! job) before it claims the sync, so a push after the take queues a new
+//! job, which the claim then sees. The key expires after the job's delay
+//! plus [`WAITING_GRACE`], a bound on what a key left behind can hold up.
 
 use apalis::prelude::*;
 use apalis_redis::{Config as RedisQueueConfig, ConnectionManager, RedisStorage};
+use backon::{BackoffBuilder as _, ExponentialBuilder, Retryable as _};
 use futures::StreamExt;
 use projsync_domain::progress::{project_channel, sync_channel};
 use projsync_domain::{ProgressEvent, SyncId, SyncJob};
 use redis::aio::ConnectionManagerConfig;
 use redis::AsyncCommands;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
@@ -70,6 +93,11 @@ impl QueueOptions {
         format!("{}:syncs", self.namespace)
     }
 
+    /// The channel a push is announced on, to wake idle workers.
+    fn wake_channel(&self) -> String {
+        format!("{}:wake", self.queue_name())
+    }
+
     fn apalis_config(&self) -> RedisQueueConfig {
         RedisQueueConfig::default()
             .queue(self.queue_name())
@@ -105,21 +133,56 @@ impl QueueOptions {
     }
 }
 
+/// How long a sync's waiting-job key outlives its job's delay. The worker
+/// that takes the job deletes it; this bounds how long a key left behind
+/// (a failed delete) makes pushes of that sync no-ops.
+pub const WAITING_GRACE: Duration = Duration::from_secs(60);
+
+/// The key that says a sync's job waits in the queue (apalis-redis's
+/// idempotency key, named as its push script names it).
+fn waiting_key(config: &RedisQueueConfig, sync_id: SyncId) -> String {
+    format!("{}:{sync_id}", config.idempotency_key_set())
+}
+
 /// Pushes sync jobs. Cheap to clone.
 #[derive(Clone)]
 pub struct JobQueue {
     storage: RedisStorage<SyncJob>,
+    config: RedisQueueConfig,
+    conn: ConnectionManager,
     /// The queue's name, for the push spans.
     name: Arc<str>,
+    wake_channel: Arc<str>,
 }
 
 impl JobQueue {
     pub async fn connect(opts: &QueueOptions) -> Result<Self> {
         let conn = opts.connect().await?;
         Ok(Self {
-            storage: RedisStorage::new(conn).with_config(opts.apalis_config()),
+            storage: RedisStorage::new(conn.clone()).with_config(opts.apalis_config()),
+            config: opts.apalis_config(),
+            conn,
             name: opts.queue_name().into(),
+            wake_channel: opts.wake_channel().into(),
         })
+    }
+
+    /// The syncs of the jobs waiting in the queue (due or delayed), one
+    /// entry per job, in no particular order. For tests and diagnostics:
+    /// it reads the whole queue.
+    pub async fn waiting_jobs(&self) -> Result<Vec<SyncId>> {
+        let mut conn = self.conn.clone();
+        let mut ids: Vec<String> = conn.lrange(self.config.active_jobs_list(), 0, -1).await?;
+        let delayed: Vec<String> = conn.zrange(self.config.scheduled_jobs_set(), 0, -1).await?;
+        ids.extend(delayed);
+        let mut syncs = Vec::with_capacity(ids.len());
+        for id in ids {
+            let data: Option<Vec<u8>> = conn.hget(self.config.job_data_hash(), &id).await?;
+            if let Some(job) = data.and_then(|d| serde_json::from_slice::<SyncJob>(&d).ok()) {
+                syncs.push(job.sync_id);
+            }
+        }
+        Ok(syncs)
     }
 
     /// Ring the doorbell for a sync already recorded in the ledger.
@@ -145,17 +208,34 @@ impl JobQueue {
             messaging.destination.name = %self.name,
             delay_secs = secs,
         );
-        let mut storage = self.storage.clone();
+        // The waiting-job key lives as long as the job may wait.
+        let config = self
+            .config
+            .clone()
+            .idempotency_ttl(Some(Duration::from_secs(secs) + WAITING_GRACE));
+        let mut storage = self.storage.clone().with_config(config);
+        let (mut conn, channel) = (self.conn.clone(), self.wake_channel.clone());
         let pushed = async move {
-            if secs == 0 {
-                storage.push(SyncJob::new(sync_id)).await
+            let task = TaskBuilder::new(SyncJob::new(sync_id)).idempotency_key(sync_id.to_string());
+            let task = if secs == 0 {
+                task
             } else {
-                let task = apalis::prelude::TaskBuilder::new(SyncJob::new(sync_id))
-                    .run_after(Duration::from_secs(secs))
-                    .build();
-                storage.push_task(task).await
+                task.run_after(Duration::from_secs(secs))
+            };
+            storage
+                .push_task(task.build())
+                .await
+                .map_err(|e| Error::Push(e.to_string()))?;
+            if secs == 0 {
+                // Best effort: a worker that misses it polls.
+                if let Err(e) = conn
+                    .publish::<_, _, i64>(&*channel, sync_id.to_string())
+                    .await
+                {
+                    tracing::debug!(%sync_id, "cannot announce the job: {e}");
+                }
             }
-            .map_err(|e| Error::Push(e.to_string()))
+            Ok(())
         }
         .instrument(span.clone())
         .await;
@@ -244,12 +324,151 @@ pub trait JobHandler: Send + Sync + 'static {
 /// A concrete type for apalis's `Data`: a bare `Arc<dyn JobHandler>` in the
 /// task function's signature defeats the compiler's `Send` proof.
 #[derive(Clone)]
-struct HandlerData(Arc<dyn JobHandler>);
+struct HandlerData {
+    handler: Arc<dyn JobHandler>,
+    conn: ConnectionManager,
+    config: RedisQueueConfig,
+}
 
-async fn run_job(job: SyncJob, handler: Data<HandlerData>) -> Result<(), BoxDynError> {
-    let handler = handler.0 .0.clone();
-    handler.handle(job).await;
+/// Delete a sync's waiting-job key if it still names `task_id`: that job
+/// has left the queue (an older job of the sync, re-queued by apalis from
+/// a dead worker, leaves a newer job's key alone).
+const TAKE_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('DEL', KEYS[1])
+end
+return 0";
+
+async fn run_job(
+    job: SyncJob,
+    task_id: TaskId,
+    data: Data<HandlerData>,
+) -> Result<(), BoxDynError> {
+    let data = data.0.clone();
+    taken(&data, job.sync_id, &task_id.to_string()).await;
+    data.handler.handle(job).await;
     Ok(())
+}
+
+/// The job of `sync_id` has left the queue: a push from now on queues a
+/// new one. Before the claim, so that the claim sees whatever such a push
+/// announced.
+async fn taken(data: &HandlerData, sync_id: SyncId, task_id: &str) {
+    let key = waiting_key(&data.config, sync_id);
+    let script = redis::Script::new(TAKE_SCRIPT);
+    let take = || {
+        let mut conn = data.conn.clone();
+        let (script, key) = (&script, &key);
+        async move {
+            script
+                .key(key)
+                .arg(task_id)
+                .invoke_async::<i64>(&mut conn)
+                .await
+        }
+    };
+    let taken = take
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(50))
+                .with_max_delay(Duration::from_millis(500))
+                .with_max_times(3),
+        )
+        .sleep(tokio::time::sleep)
+        .await;
+    if let Err(e) = taken {
+        tracing::warn!(
+            %sync_id,
+            "cannot clear the sync's waiting-job key: {e}; pushes of it are dropped until it \
+             expires (at most {WAITING_GRACE:?} after its delay)"
+        );
+    }
+}
+
+/// An apalis poll strategy that wakes an idle fetch loop when a job is
+/// pushed (a message from [`forward_wakes`]). It drains every wake at once
+/// and asks for one more poll, so that a wake that arrives while a fetch
+/// is in flight is not lost with that fetch's empty answer.
+struct WakeOnPublish {
+    wakes: mpsc::UnboundedReceiver<()>,
+}
+
+impl PollStrategy for WakeOnPublish {
+    fn poll_drive(&mut self, cx: &mut Context<'_>, _: &PollSnapshot) -> Poll<Option<()>> {
+        let mut woken = false;
+        while let Poll::Ready(Some(())) = self.wakes.poll_recv(cx) {
+            woken = true;
+        }
+        if woken {
+            cx.waker().wake_by_ref();
+            Poll::Ready(Some(()))
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// Subscribe to the push channel, within the connect timeout.
+async fn subscribe_wakes(opts: &QueueOptions) -> Result<redis::aio::PubSub> {
+    let client = opts.client()?;
+    let subscribe = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(opts.wake_channel()).await?;
+        Ok::<_, redis::RedisError>(pubsub)
+    };
+    Ok(tokio::time::timeout(opts.connect_timeout, subscribe)
+        .await
+        .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "subscribe timed out")))??)
+}
+
+/// Pass each push notification on to the fetch loop until `stop`, or until
+/// the loop is gone. A lost connection is reopened (with backoff), and the
+/// loop woken once for what it may have missed meanwhile.
+async fn forward_wakes(
+    opts: QueueOptions,
+    mut pubsub: Option<redis::aio::PubSub>,
+    wakes: mpsc::UnboundedSender<()>,
+    stop: CancellationToken,
+) {
+    loop {
+        if let Some(p) = pubsub.take() {
+            let mut messages = p.into_on_message();
+            loop {
+                tokio::select! {
+                    msg = messages.next() => match msg {
+                        Some(_) => {
+                            if wakes.send(()).is_err() {
+                                return;
+                            }
+                        }
+                        None => break,
+                    },
+                    _ = stop.cancelled() => return,
+                    _ = wakes.closed() => return,
+                }
+            }
+        }
+        let reconnect = (|| subscribe_wakes(&opts))
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(100))
+                    .with_max_delay(Duration::from_secs(5))
+                    .without_max_times()
+                    .with_jitter(),
+            )
+            .sleep(tokio::time::sleep)
+            .notify(|e, wait| {
+                tracing::debug!("cannot follow the queue's push channel: {e}; retrying in {wait:?}")
+            });
+        pubsub = tokio::select! {
+            p = reconnect => p.ok(),
+            _ = stop.cancelled() => return,
+            _ = wakes.closed() => return,
+        };
+        if wakes.send(()).is_err() {
+            return;
+        }
+    }
 }
 
 /// A unique worker name per process (two workers with one name break
@@ -263,9 +482,22 @@ pub fn unique_worker_name(prefix: &str) -> String {
     format!("{prefix}-{host}-{}-{suffix}", std::process::id())
 }
 
-/// Pull jobs until `shutdown` is cancelled. The apalis run loop can end on
-/// any Redis error; it is restarted here, with a growing pause, under the
-/// same name so that it re-takes its own orphaned jobs.
+/// The pause before restarting a worker's run loop: exponential from
+/// 200 ms to 10 s, with jitter, for as long as the loop keeps failing.
+fn restart_backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(10))
+        .without_max_times()
+        .with_jitter()
+        .build()
+}
+
+/// Pull jobs until `shutdown` is cancelled. An idle worker is woken by each
+/// push (see the crate's notes) and polls every `poll_interval` as the
+/// fallback. The apalis run loop can end on any Redis error; it is
+/// restarted here, after a growing pause, under the same name so that it
+/// re-takes its own orphaned jobs.
 pub async fn run_worker(
     opts: QueueOptions,
     name: String,
@@ -273,7 +505,10 @@ pub async fn run_worker(
     handler: Arc<dyn JobHandler>,
     shutdown: CancellationToken,
 ) {
-    let mut pause = Duration::from_millis(200);
+    let mut pauses = restart_backoff();
+    let pause = |pauses: &mut dyn Iterator<Item = Duration>| {
+        pauses.next().unwrap_or(Duration::from_secs(10))
+    };
     while !shutdown.is_cancelled() {
         let conn = tokio::select! {
             c = opts.connect() => c,
@@ -282,22 +517,47 @@ pub async fn run_worker(
         let conn = match conn {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(worker = %name, "{e}; retrying in {pause:?}");
+                let wait = pause(&mut pauses);
+                tracing::warn!(worker = %name, "{e}; retrying in {wait:?}");
                 tokio::select! {
-                    _ = tokio::time::sleep(pause) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.cancelled() => break,
                 }
-                pause = (pause * 2).min(Duration::from_secs(10));
                 continue;
             }
         };
-        let storage = RedisStorage::<SyncJob>::new(conn)
+        // Subscribed before the first fetch, so that no push falls between
+        // that fetch and the subscription. Without it the loop only polls
+        // until the forwarder has reconnected.
+        let pubsub = match subscribe_wakes(&opts).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(worker = %name, "cannot follow the queue's push channel: {e}; polling meanwhile");
+                None
+            }
+        };
+        let (wake_tx, wake_rx) = mpsc::unbounded_channel();
+        let stop_wakes = shutdown.child_token();
+        let forwarder = tokio::spawn(forward_wakes(
+            opts.clone(),
+            pubsub,
+            wake_tx,
+            stop_wakes.clone(),
+        ));
+        let strategy = Strategy::new()
+            .apply(WakeOnPublish { wakes: wake_rx })
+            .interval(opts.poll_interval);
+        let storage = RedisStorage::<SyncJob>::new(conn.clone())
             .with_config(opts.apalis_config())
-            .poll_with_interval(opts.poll_interval);
+            .poll_with_strategy(strategy);
         let worker = WorkerBuilder::new(name.as_str())
             .backend(storage)
             .concurrency(concurrency.max(1))
-            .data(HandlerData(handler.clone()))
+            .data(HandlerData {
+                handler: handler.clone(),
+                conn,
+                config: opts.apalis_config(),
+            })
             .build(run_job);
         let stop = shutdown.clone();
         let started = std::time::Instant::now();
@@ -308,23 +568,27 @@ pub async fn run_worker(
                 Ok::<(), std::io::Error>(())
             })
             .await;
+        stop_wakes.cancel();
+        let _ = forwarder.await;
         if shutdown.is_cancelled() {
             break;
         }
+        if started.elapsed() > Duration::from_secs(30) {
+            pauses = restart_backoff();
+        }
+        let wait = pause(&mut pauses);
         match result {
-            Ok(()) => tracing::warn!(worker = %name, "worker run loop ended; restarting"),
+            Ok(()) => {
+                tracing::warn!(worker = %name, "worker run loop ended; restarting in {wait:?}")
+            }
             Err(e) => {
-                tracing::warn!(worker = %name, "worker run loop failed: {e}; restarting in {pause:?}")
+                tracing::warn!(worker = %name, "worker run loop failed: {e}; restarting in {wait:?}")
             }
         }
-        if started.elapsed() > Duration::from_secs(30) {
-            pause = Duration::from_millis(200);
-        }
         tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.cancelled() => break,
         }
-        pause = (pause * 2).min(Duration::from_secs(10));
     }
     tracing::info!(worker = %name, "worker stopped");
 }

@@ -10,6 +10,7 @@
 mod embeddings;
 mod entries;
 mod error;
+mod locks;
 mod ops;
 mod projects;
 mod syncs;
@@ -21,6 +22,7 @@ pub use embeddings::{
 };
 pub use entries::{ActiveEntry, ImportRow, MemoryKey, NewEntry};
 pub use error::{Error, Result};
+pub use locks::{sync_lock_key, SyncLockGuard, SyncLocks};
 pub use ops::{ProjectFacts, QueueCounts, RunningSync, ThroughputBucket, WorkerInfo};
 pub use projects::{NewProject, Project, ProjectKey, Repository};
 pub use syncs::{

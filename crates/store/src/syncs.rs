@@ -502,6 +502,22 @@ impl Store {
     /// expired or already ours, and whose retry is due. The fence increases
     /// with every claim, which locks out any earlier holder.
     pub async fn claim(&self, sync_id: SyncId, owner: &str, ttl: Duration) -> Result<ClaimOutcome> {
+        self.claim_locked(sync_id, owner, ttl, false).await
+    }
+
+    /// [`Store::claim`], by a claimer that holds the sync's advisory lock
+    /// (`SyncLocks`) when `holds_lock`: the worker of a live lease holds
+    /// that lock for as long as it runs, so a free lock means that worker
+    /// is gone, and its lease is taken over without waiting for it to
+    /// expire. The fence moves as with any claim, so a worker that was
+    /// only cut off fails its next write.
+    pub async fn claim_locked(
+        &self,
+        sync_id: SyncId,
+        owner: &str,
+        ttl: Duration,
+        holds_lock: bool,
+    ) -> Result<ClaimOutcome> {
         let mut tx = self.begin().await?;
         let row: Option<(Uuid, i64, Option<String>)> = sqlx::query_as(
             "UPDATE project_syncs SET status = 'running', lease_owner = $2, \
@@ -510,12 +526,14 @@ impl Store {
                  not_before = NULL \
              WHERE id = $1 AND status IN ('queued', 'running') \
                AND (not_before IS NULL OR not_before <= now()) \
-               AND (lease_expires_at IS NULL OR lease_expires_at < now()) \
+               AND (lease_expires_at IS NULL OR lease_expires_at < now() \
+                    OR ($4 AND status = 'running')) \
              RETURNING project_id, fence, trace_context",
         )
         .bind(sync_id.0)
         .bind(owner)
         .bind(interval(ttl))
+        .bind(holds_lock)
         .fetch_optional(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -898,6 +916,26 @@ impl Store {
         let rows: Vec<(Uuid, Option<String>)> =
             sqlx::query_as("SELECT * FROM projsync_due_for_push_traced($1, $2)")
                 .bind(interval(redeliver_after))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, trace_context)| DuePush {
+                sync_id: SyncId(id),
+                trace_context,
+            })
+            .collect())
+    }
+
+    /// Running syncs whose lease is live but whose advisory lock no session
+    /// holds (their worker's connection is gone): pushed again at once, so
+    /// that a killed worker's sync moves on in about a reconciler pass.
+    /// Marked pushed now; across tenants through a SECURITY DEFINER
+    /// function (migrations/0009_takeover.sql).
+    pub async fn due_for_takeover(&self, limit: i64) -> Result<Vec<DuePush>> {
+        let rows: Vec<(Uuid, Option<String>)> =
+            sqlx::query_as("SELECT * FROM projsync_due_for_takeover($1)")
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?;

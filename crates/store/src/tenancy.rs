@@ -577,6 +577,7 @@ const APP_FUNCTIONS: &[&str] = &[
     "projsync_sync_tenant(uuid)",
     "projsync_due_for_push(double precision, bigint)",
     "projsync_due_for_push_traced(double precision, bigint)",
+    "projsync_due_for_takeover(bigint)",
     "projsync_authenticate(text)",
     "projsync_session(text)",
     "projsync_ensure_embedding_index(text, integer, text)",

@@ -51,6 +51,10 @@ struct Args {
     /// Lease TTL of the second kill test, in seconds (0: skip it).
     #[arg(long, default_value_t = 5)]
     short_lease_secs: u64,
+    /// Print one JSON line with the headline figures on stdout (the report
+    /// goes to stderr).
+    #[arg(long)]
+    json: bool,
 }
 
 /// Syncs run before measuring, not counted (connections, caches).
@@ -152,7 +156,7 @@ async fn run(args: &Args, log_dir: &Path) -> Result<()> {
         throughputs.push(throughput(&env, &small, n, args.throughput_syncs).await?);
     }
 
-    report(
+    let text = report(
         args,
         &defaults,
         &latency,
@@ -160,7 +164,49 @@ async fn run(args: &Args, log_dir: &Path) -> Result<()> {
         big_generated_in,
         &throughputs,
     );
+    if args.json {
+        eprint!("{text}");
+        println!("{}", json_line(&latency, &kills, &throughputs));
+    } else {
+        print!("{text}");
+    }
     Ok(())
+}
+
+/// The headline figures as one JSON object (issue 12's keys); `null` for a
+/// figure this run did not measure (a worker count not in `--workers`).
+fn json_line(latency: &Latency, kills: &[Kill], throughputs: &[Throughput]) -> serde_json::Value {
+    let rate = |processes: usize| {
+        throughputs
+            .iter()
+            .find(|t| t.processes == processes)
+            .map(|t| t.syncs as f64 / t.wall.as_secs_f64())
+    };
+    let defaults = kills.first();
+    let mut by_case = serde_json::Map::new();
+    for k in kills {
+        by_case.insert(
+            k.label.clone(),
+            serde_json::json!({
+                "lease_ttl_secs": k.worker.worker.lease_ttl_secs,
+                "kill_to_claim_s": k.kill_to_claim.as_secs_f64(),
+                "kill_to_succeeded_s": k.kill_to_done.as_secs_f64(),
+            }),
+        );
+    }
+    serde_json::json!({
+        "bench": "bench-queue",
+        "claim_latency_p50_ms": percentile(&latency.claim_ms, 0.5),
+        "claim_latency_p99_ms": percentile(&latency.claim_ms, 0.99),
+        "first_phase_latency_p50_ms": percentile(&latency.first_phase_ms, 0.5),
+        "first_phase_latency_p99_ms": percentile(&latency.first_phase_ms, 0.99),
+        "kill_to_claim_s": defaults.map(|k| k.kill_to_claim.as_secs_f64()),
+        "kill_to_succeeded_s": defaults.map(|k| k.kill_to_done.as_secs_f64()),
+        "kill_cases": by_case,
+        "syncs_per_s_1_worker": rate(1),
+        "syncs_per_s_2_workers": rate(2),
+        "syncs_per_s_4_workers": rate(4),
+    })
 }
 
 struct Env<'a> {
@@ -492,15 +538,20 @@ fn report(
     kills: &[Kill],
     big_generated_in: Duration,
     throughputs: &[Throughput],
-) {
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     let d = defaults;
-    println!(
+    writeln!(
+        out,
         "bench-queue: real `projsync worker` processes (RUST_LOG=warn) against the local \
          PostgreSQL and Redis, a fresh database and Redis namespace per configuration; all \
          figures below come from this one run, on a noisy machine ({} CPUs).",
         std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    println!(
+    )
+    .unwrap();
+    writeln!(
+        out,
         "Worker defaults (config/default.toml), used unless a line says otherwise: queue poll \
          {} ms, worker concurrency {}, lease TTL {} s (renewed every {:.1} s), reconcile every {} \
          ms, redeliver after {} s, queue heartbeat {} s x {} missed, import batch {} files.",
@@ -513,11 +564,13 @@ fn report(
         d.redis.heartbeat_interval_secs,
         d.redis.missed_heartbeats,
         d.worker.import_batch_size,
-    );
-    println!();
+    )
+    .unwrap();
+    writeln!(out).unwrap();
 
     let l = latency;
-    println!(
+    writeln!(
+        out,
         "1. Enqueue latency: {} syncs of {} projects on one {}-file repository, 1 worker process \
          (concurrency {}, poll {} ms), enqueued one at a time through the API's service layer: \
          each after the previous one ended plus a pause of 0-{} ms (so that enqueues fall \
@@ -531,7 +584,8 @@ fn report(
         l.worker.redis.poll_interval_ms,
         l.worker.redis.poll_interval_ms,
         WARM_UP,
-    );
+    )
+    .unwrap();
     let mut t = Table::new(&[
         "enqueue ->",
         "p50 ms",
@@ -564,18 +618,21 @@ fn report(
             ms(mean),
         ]);
     }
-    print!("{}", t.render());
-    println!();
+    out.push_str(&t.render());
+    writeln!(out).unwrap();
 
     if let Some(k) = kills.first() {
-        println!(
+        writeln!(
+            out,
             "2. Kill recovery: one sync of a {}-file repository (generated in {} s, not counted) \
              per line, 1 worker process at a time (concurrency {}); worker A is SIGKILLed once \
              the ledger shows current_phase = import with a checkpoint of at least {} files \
              (--kill-at {}), and worker B is started right after. A ran = A's claim to the kill; \
              lease left = A's last renewal + TTL - kill time (from the ledger); expiry -> claim \
-             = until B claims the sync (a reconciler pass pushes it again once the lease has \
-             expired and its last push is older than redeliver_after; B polls it); claim -> \
+             = until B claims the sync, negative when B took the lease over before it expired (the \
+             reconciler pushes a running sync again within 200 ms of its worker's advisory lock \
+             going free with the worker's connection, and B, taking the lock, takes the lease \
+             over; else once the lease has expired); claim -> \
              succeeded = the rest of the import from A's checkpoint, and the finalize. Times \
              seen by the 10 ms ledger poll.",
             k.files,
@@ -583,7 +640,8 @@ fn report(
             k.worker.worker.concurrency,
             (args.kill_at * args.kill_files as f64) as u64,
             args.kill_at,
-        );
+        )
+        .unwrap();
     }
     let mut t = Table::new(&[
         "worker settings",
@@ -612,11 +670,12 @@ fn report(
             secs(k.kill_to_done),
         ]);
     }
-    print!("{}", t.render());
-    println!();
+    out.push_str(&t.render());
+    writeln!(out).unwrap();
 
     if let Some(first) = throughputs.first() {
-        println!(
+        writeln!(
+            out,
             "3. Throughput: {} syncs of {} projects on the same {}-file repository, enqueued at \
              once (one after another as fast as the service layer goes), with N worker \
              processes of concurrency {} each (other settings: defaults); wall = first enqueue \
@@ -624,7 +683,8 @@ fn report(
              process not counted. Queue wait = created_at -> started_at, run = started_at -> \
              finished_at, from the ledger.",
             first.syncs, first.syncs, args.files, first.concurrency, WARM_UP_PER_PROCESS,
-        );
+        )
+        .unwrap();
     }
     let base = throughputs
         .iter()
@@ -655,5 +715,6 @@ fn report(
             ms(percentile(&tp.run_ms, 0.99)),
         ]);
     }
-    print!("{}", t.render());
+    out.push_str(&t.render());
+    out
 }
