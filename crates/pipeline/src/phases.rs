@@ -3,14 +3,16 @@
 
 use crate::{failpoints, Pipeline, RunCtx, Transition};
 use projsync_domain::filter::{classify_content, Filter};
+use projsync_domain::plan::StoredFile;
 use projsync_domain::plan::{diff, ChangeKind, PlannedChange};
 use projsync_domain::{
-    content_hash, language, PhaseError, PhaseStatus, SkipReason, Stats, SyncPhase, SyncStatus,
-    TreeEntry,
+    content_hash, language, PhaseError, PhaseStatus, ScanMode, SkipReason, Source, Stats,
+    SyncPhase, SyncStatus, TreeEntry,
 };
 use projsync_store::{NewEntry, PlanRow};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The import step's checkpoint: everything up to `after` (in path order)
 /// is written.
@@ -31,6 +33,23 @@ impl Pipeline {
             .unwrap_or(self.opts.max_file_bytes);
         Filter::new(max, &ctx.project.ignore_patterns)
             .map_err(|e| PhaseError::fatal(format!("{e}; fix the project's ignore patterns")))
+    }
+
+    /// A fingerprint of everything that decides a path's verdict before its
+    /// content is read: the size limit, the project's ignore patterns and
+    /// the built-in rules. A diff is trusted only while it is the one the
+    /// stored files were judged by.
+    fn filter_fingerprint(&self, ctx: &RunCtx) -> String {
+        let max = ctx
+            .project
+            .max_file_bytes
+            .map(|m| m as u64)
+            .unwrap_or(self.opts.max_file_bytes);
+        content_hash(&format!(
+            "filter v1\nmax {max}\ndefaults {:?}\nignore {:?}",
+            projsync_domain::filter::DEFAULT_IGNORES,
+            ctx.project.ignore_patterns
+        ))
     }
 
     /// Resolve the branch head; stop early when it is what the last
@@ -90,14 +109,24 @@ impl Pipeline {
         Ok(Transition::Continue)
     }
 
-    /// Read the head tree and write the change plan against the stored files.
+    /// Write the change plan: from the diff between the last synced commit
+    /// and the head when the stored state can be trusted (O(changes)),
+    /// else from the whole head tree against the stored files.
     pub(crate) async fn scan(&self, ctx: &mut RunCtx) -> Result<Transition, PhaseError> {
         if let Some(target) = ctx.sync.restore_of_sync_id {
             return self.scan_restore(ctx, target).await;
         }
         let head = self.head(ctx)?;
         let filter = self.filter(ctx)?;
+        let fingerprint = self.filter_fingerprint(ctx);
         let source = self.source(ctx).await?;
+        if let Some((rows, stats)) = self
+            .scan_diff(ctx, &head, &filter, &fingerprint, &source)
+            .await?
+        {
+            failpoints::hit("scan.tree_read").await;
+            return self.write_plan(ctx, rows, stats, Some(&fingerprint)).await;
+        }
         let stored = self.store.stored_files(ctx.project.repository.id).await?;
         let tree = match &ctx.project.repository.last_synced_commit {
             Some(base) if !stored.is_empty() => {
@@ -108,38 +137,89 @@ impl Pipeline {
             _ => source.read_tree(&head).await?,
         };
         failpoints::hit("scan.tree_read").await;
-        let stored_skips: HashMap<&str, Option<SkipReason>> = stored
-            .iter()
-            .map(|(f, skip)| (f.path.as_str(), *skip))
+        let (rows, mut stats) = plan_branch(&filter, &tree, &stored);
+        stats.scan_mode = Some(ScanMode::Full);
+        self.write_plan(ctx, rows, stats, Some(&fingerprint)).await
+    }
+
+    /// The plan from `Source::diff`, or `None` when the stored state cannot
+    /// be trusted as the tree of the last synced commit: no previous sync,
+    /// another filter, stored files that do not add up to the last sync's
+    /// count or do not match the diff's old side, or a source that cannot
+    /// diff (the last synced commit is gone, say after a force-push).
+    async fn scan_diff(
+        &self,
+        ctx: &RunCtx,
+        head: &str,
+        filter: &Filter,
+        fingerprint: &str,
+        source: &Arc<dyn Source>,
+    ) -> Result<Option<(Vec<PlanRow>, Stats)>, PhaseError> {
+        let repo = ctx.project.repository.id;
+        let base = self.store.scan_base(repo).await?;
+        let Some(from) = base.last_synced_commit.clone() else {
+            return Ok(None);
+        };
+        if base.synced_filter.as_deref() != Some(fingerprint) {
+            return full_scan(
+                ctx,
+                "the stored files were judged by another filter, or none is recorded",
+            );
+        }
+        let Some((last_id, last_head)) = self.store.last_synced(ctx.claim.project_id).await? else {
+            return full_scan(ctx, "no previous sync");
+        };
+        if last_head != from {
+            return full_scan(
+                ctx,
+                "the last sync's head is not the repository's last synced commit",
+            );
+        }
+        let previous = self.store.sync(last_id).await?.stats;
+        if previous.files_seen != base.files {
+            return full_scan(
+                ctx,
+                "the stored files do not add up to the last sync's tree",
+            );
+        }
+        let Some(tree_diff) = source.diff(&from, head).await? else {
+            return full_scan(
+                ctx,
+                "the source cannot compare the last synced commit with the head",
+            );
+        };
+        let paths: Vec<String> = tree_diff.changes.iter().map(|c| c.path.clone()).collect();
+        let stored = self.store.stored_files_at(repo, &paths).await?;
+        if let Some(path) = mismatch(&tree_diff.changes, &stored) {
+            let why = format!("the stored files do not match the last synced commit at `{path}`");
+            return full_scan(ctx, &why);
+        }
+        let tree: Vec<TreeEntry> = tree_diff
+            .changes
+            .into_iter()
+            .filter_map(|c| c.new)
             .collect();
-        let lossy: HashMap<&str, bool> = tree
-            .iter()
-            .map(|e| (e.path.as_str(), e.path_lossy))
-            .collect();
-        let stored_files: Vec<_> = stored.iter().map(|(f, _)| f.clone()).collect();
-        let plan = diff(&tree, &stored_files);
-        let (rows, stats) = plan_rows(plan, |c| {
-            let lossy = lossy.get(c.path.as_str()).copied().unwrap_or(false);
-            if let Some(reason) = filter.before_fetch(&c.path, c.kind, c.size, lossy) {
-                return (Some(reason), false);
+        let (rows, mut stats) = plan_branch(filter, &tree, &stored);
+        // The counts of the whole tree: the stored ones, less the paths the
+        // plan replaces, plus what the plan says of them.
+        stats.files_seen = (base.files + stats.added).saturating_sub(stats.deleted);
+        stats.unchanged = stats
+            .files_seen
+            .saturating_sub(stats.added + stats.modified + stats.renamed + stats.type_changed);
+        let mut by_reason = base.skipped_by_reason;
+        for (_, skip) in &stored {
+            if let Some(n) = skip.and_then(|r| by_reason.get_mut(r.as_str())) {
+                *n = n.saturating_sub(1);
             }
-            match c.change {
-                ChangeKind::Unchanged | ChangeKind::Renamed => {
-                    let from = c.old_path.as_deref().unwrap_or(&c.path);
-                    match stored_skips.get(from).copied().flatten() {
-                        // Same bytes as before: same verdict on them.
-                        Some(r @ (SkipReason::Binary | SkipReason::InvalidUtf8)) => {
-                            (Some(r), false)
-                        }
-                        // Skipped before for a rule that no longer applies.
-                        Some(_) => (None, true),
-                        None => (None, c.change == ChangeKind::Renamed),
-                    }
-                }
-                _ => (None, true),
-            }
-        });
-        self.write_plan(ctx, rows, stats).await
+        }
+        for (reason, n) in std::mem::take(&mut stats.skipped_by_reason) {
+            *by_reason.entry(reason).or_default() += n;
+        }
+        by_reason.retain(|_, n| *n > 0);
+        stats.skipped = by_reason.values().sum();
+        stats.skipped_by_reason = by_reason;
+        stats.scan_mode = Some(ScanMode::Diff);
+        Ok(Some((rows, stats)))
     }
 
     async fn write_plan(
@@ -147,8 +227,11 @@ impl Pipeline {
         ctx: &mut RunCtx,
         rows: Vec<PlanRow>,
         stats: Stats,
+        filter: Option<&str>,
     ) -> Result<Transition, PhaseError> {
-        self.store.write_plan(&ctx.claim, &rows, &stats).await?;
+        self.store
+            .write_plan(&ctx.claim, &rows, &stats, filter)
+            .await?;
         failpoints::hit("scan.plan_written").await;
         let to_import = rows.iter().filter(|r| r.needs_entry).count();
         ctx.stats = stats;
@@ -234,7 +317,7 @@ impl Pipeline {
             .collect();
         let stored_files: Vec<_> = stored.iter().map(|(f, _)| f.clone()).collect();
         let plan = diff(&tree, &stored_files);
-        let (rows, stats) = plan_rows(plan, |c| {
+        let (rows, mut stats) = plan_rows(plan, |c| {
             if let Some(reason) = verdicts.get(c.path.as_str()).copied().flatten() {
                 return (Some(reason), false);
             }
@@ -251,7 +334,9 @@ impl Pipeline {
                 _ => (None, true),
             }
         });
-        self.write_plan(ctx, rows, stats).await
+        stats.scan_mode = Some(ScanMode::Full);
+        // The verdicts are the target's, not the current filter's.
+        self.write_plan(ctx, rows, stats, None).await
     }
 
     /// Write `pending` entry versions, batch by batch, each batch one
@@ -306,10 +391,13 @@ impl Pipeline {
             if let Some(stop) = self.boundary(ctx).await? {
                 return Ok(Transition::Stop(stop));
             }
-            let batch = self
+            let mut batch = self
                 .store
                 .import_batch(ctx.claim.sync_id, cp.after.as_deref(), batch_size)
                 .await?;
+            // Bounded by bytes as well: the batch ends with the file that
+            // reaches the limit.
+            batch.truncate(batch_end(&batch, self.opts.import_batch_bytes));
             let Some(last) = batch.last() else { break };
             let last_path = last.path.clone();
             let shas: Vec<String> = batch.iter().filter_map(|r| r.blob_sha.clone()).collect();
@@ -440,6 +528,17 @@ impl Pipeline {
             )
             .await?;
         failpoints::hit("finalize.committed").await;
+        // Housekeeping after the commit: a failure here costs nothing but
+        // space, and the next sync of the project tries again.
+        match self
+            .store
+            .prune_plans(ctx.claim.project_id, self.opts.plan_retention)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(syncs = n, "pruned old change plans"),
+            Err(e) => tracing::warn!("cannot prune old change plans: {e}"),
+        }
         ctx.stats = stats;
         ctx.sync.status = SyncStatus::Succeeded;
         ctx.sync.outcome = Some(outcome.into());
@@ -465,6 +564,90 @@ impl Pipeline {
             PhaseError::fatal("the sync has no head commit; prepare did not complete")
         })
     }
+}
+
+/// How many rows of an import batch to take: up to the first at which the
+/// files add up to `max_bytes` (at least one).
+fn batch_end(batch: &[PlanRow], max_bytes: u64) -> usize {
+    let mut bytes = 0u64;
+    for (i, r) in batch.iter().enumerate() {
+        bytes += r.size.unwrap_or(0).max(0) as u64;
+        if bytes >= max_bytes.max(1) {
+            return i + 1;
+        }
+    }
+    batch.len()
+}
+
+/// The first changed path whose old side is not what is stored.
+fn mismatch(
+    changes: &[projsync_domain::TreeChange],
+    stored: &[(StoredFile, Option<SkipReason>)],
+) -> Option<String> {
+    let by_path: HashMap<&str, &StoredFile> =
+        stored.iter().map(|(f, _)| (f.path.as_str(), f)).collect();
+    changes
+        .iter()
+        .find(|c| match (&c.old, by_path.get(c.path.as_str())) {
+            (None, None) => false,
+            (Some(old), Some(s)) => old.sha != s.sha || old.kind != s.kind,
+            _ => true,
+        })
+        .map(|c| c.path.clone())
+}
+
+/// `scan_diff`'s "cannot": log why, and walk the whole tree.
+fn full_scan(ctx: &RunCtx, why: &str) -> Result<Option<(Vec<PlanRow>, Stats)>, PhaseError> {
+    tracing::info!(sync_id = %ctx.claim.sync_id, "full scan: {why}");
+    Ok(None)
+}
+
+/// A path's verdict in a scan of the branch head: its skip reason, and
+/// whether it needs a new entry version.
+fn verdict(
+    filter: &Filter,
+    lossy: &HashMap<&str, bool>,
+    stored_skips: &HashMap<&str, Option<SkipReason>>,
+    c: &PlannedChange,
+) -> (Option<SkipReason>, bool) {
+    let lossy = lossy.get(c.path.as_str()).copied().unwrap_or(false);
+    if let Some(reason) = filter.before_fetch(&c.path, c.kind, c.size, lossy) {
+        return (Some(reason), false);
+    }
+    match c.change {
+        ChangeKind::Unchanged | ChangeKind::Renamed => {
+            let from = c.old_path.as_deref().unwrap_or(&c.path);
+            match stored_skips.get(from).copied().flatten() {
+                // Same bytes as before: same verdict on them.
+                Some(r @ (SkipReason::Binary | SkipReason::InvalidUtf8)) => (Some(r), false),
+                // Skipped before for a rule that no longer applies.
+                Some(_) => (None, true),
+                None => (None, c.change == ChangeKind::Renamed),
+            }
+        }
+        _ => (None, true),
+    }
+}
+
+/// The plan of a branch head's `tree` (all of it, or the changed paths)
+/// against the `stored` files (the same paths).
+fn plan_branch(
+    filter: &Filter,
+    tree: &[TreeEntry],
+    stored: &[(StoredFile, Option<SkipReason>)],
+) -> (Vec<PlanRow>, Stats) {
+    let stored_skips: HashMap<&str, Option<SkipReason>> = stored
+        .iter()
+        .map(|(f, skip)| (f.path.as_str(), *skip))
+        .collect();
+    let lossy: HashMap<&str, bool> = tree
+        .iter()
+        .filter(|e| e.path_lossy)
+        .map(|e| (e.path.as_str(), true))
+        .collect();
+    let stored_files: Vec<StoredFile> = stored.iter().map(|(f, _)| f.clone()).collect();
+    let plan = diff(tree, &stored_files);
+    plan_rows(plan, |c| verdict(filter, &lossy, &stored_skips, c))
 }
 
 /// Turn the diff into plan rows; `verdict` decides each non-deleted path's
