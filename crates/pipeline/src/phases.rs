@@ -24,6 +24,16 @@ struct ImportCheckpoint {
     stats: Stats,
 }
 
+/// An import batch read and decided, with the checkpoint that goes with it.
+struct ReadBatch {
+    entries: Vec<NewEntry>,
+    skips: Vec<(String, SkipReason)>,
+    checkpoint: serde_json::Value,
+    /// Its number (from 1) and the files done once it is written.
+    number: u64,
+    done: u64,
+}
+
 impl Pipeline {
     fn filter(&self, ctx: &RunCtx) -> Result<Filter, PhaseError> {
         let max = ctx
@@ -387,111 +397,54 @@ impl Pipeline {
                 Err(e) => tracing::warn!("cannot use the archive, reading blobs one by one: {e}"),
             }
         }
+        // Batch N is written while batch N + 1 is read (plan rows, stored
+        // content, blobs): reading the source overlaps with the database.
+        // Each batch is still one fenced transaction with its checkpoint;
+        // nothing is in flight at a boundary, and at most two batches are
+        // in memory.
+        let mut ready: Option<ReadBatch> = None;
         loop {
             if let Some(stop) = self.boundary(ctx).await? {
                 return Ok(Transition::Stop(stop));
             }
-            let mut batch = self
-                .store
-                .import_batch(ctx.claim.sync_id, cp.after.as_deref(), batch_size)
-                .await?;
-            // Bounded by bytes as well: the batch ends with the file that
-            // reaches the limit.
-            batch.truncate(batch_end(&batch, self.opts.import_batch_bytes));
-            let Some(last) = batch.last() else { break };
-            let last_path = last.path.clone();
-            let shas: Vec<String> = batch.iter().filter_map(|r| r.blob_sha.clone()).collect();
-            let known = self
-                .store
-                .known_content(ctx.claim.project_id, &shas)
-                .await?;
-            let mut from_archive: HashMap<String, Vec<u8>> = HashMap::new();
-            if let Some(archive) = ctx.archive.as_mut() {
-                for sha in &shas {
-                    if let Some(data) = archive.remove(sha) {
-                        from_archive.insert(sha.clone(), data);
-                    }
+            let claim = ctx.claim;
+            let store = &self.store;
+            let pending = ready.take();
+            let write = async {
+                match &pending {
+                    Some(b) => store
+                        .write_import_batch(&claim, &b.entries, &b.skips, b.checkpoint.clone())
+                        .await
+                        .map(|()| true),
+                    None => Ok(false),
                 }
-            }
-            let mut to_fetch: Vec<String> = shas
-                .iter()
-                .filter(|s| !known.contains_key(*s) && !from_archive.contains_key(*s))
-                .cloned()
-                .collect();
-            to_fetch.sort();
-            to_fetch.dedup();
-            let mut fetched: HashMap<String, Vec<u8>> = if to_fetch.is_empty() {
-                HashMap::new()
-            } else if ctx.sync.restore_of_sync_id.is_some() {
-                return Err(PhaseError::fatal(format!(
-                    "the content of blob {} is no longer stored, so this state cannot be \
-                     restored without the source; sync the branch instead",
-                    to_fetch[0]
-                )));
-            } else {
-                let source = self.source(ctx).await?;
-                source
-                    .read_blobs(&to_fetch)
-                    .await?
-                    .into_iter()
-                    .map(|b| (b.sha, b.data))
-                    .collect()
             };
-            fetched.extend(from_archive);
-            failpoints::hit("import.fetched").await;
-            let mut entries = Vec::with_capacity(batch.len());
-            let mut skips = Vec::new();
-            for row in &batch {
-                let sha = row.blob_sha.clone().unwrap_or_default();
-                let entry = if let Some(k) = known.get(&sha) {
-                    Ok(NewEntry {
-                        path: row.path.clone(),
-                        content: k.content.clone(),
-                        content_hash: k.content_hash.clone(),
-                        blob_sha: sha,
-                        language: row.language.clone(),
-                        size: k.size,
-                    })
-                } else {
-                    let data = fetched.get(&sha).ok_or_else(|| {
-                        PhaseError::retryable(format!("the source did not return blob {sha}"))
-                    })?;
-                    classify_content(data).map(|text| NewEntry {
-                        path: row.path.clone(),
-                        content_hash: content_hash(text),
-                        content: text.to_string(),
-                        blob_sha: sha.clone(),
-                        language: row.language.clone(),
-                        size: data.len() as i64,
-                    })
-                };
-                match entry {
-                    Ok(e) => entries.push(e),
-                    Err(reason) => {
-                        ctx.stats.add_skip(reason);
-                        skips.push((row.path.clone(), reason));
-                    }
-                }
+            // Content of the batch being written, not yet visible to
+            // `known_content`: reused, not fetched again.
+            let carry: HashMap<&str, &NewEntry> = pending
+                .iter()
+                .flat_map(|b| b.entries.iter().map(|e| (e.blob_sha.as_str(), e)))
+                .collect();
+            let read = self.read_batch(ctx, &mut cp, batch_size, &carry);
+            let (written, next) = tokio::join!(write, read);
+            if written? {
+                failpoints::hit("import.batch_written").await;
+                let b = pending.as_ref().expect("a batch was written");
+                self.emit(
+                    ctx,
+                    SyncPhase::Import,
+                    PhaseStatus::Running,
+                    b.done,
+                    total,
+                    format!("batch {} written ({}/{total} files)", b.number, b.done),
+                )
+                .await;
             }
-            ctx.stats.imported += entries.len() as u64;
-            cp.after = Some(last_path);
-            cp.done += batch.len() as u64;
-            cp.batches += 1;
-            cp.stats = ctx.stats.clone();
-            let checkpoint = serde_json::to_value(&cp).expect("checkpoint serializes");
-            self.store
-                .write_import_batch(&ctx.claim, &entries, &skips, checkpoint)
-                .await?;
-            failpoints::hit("import.batch_written").await;
-            self.emit(
-                ctx,
-                SyncPhase::Import,
-                PhaseStatus::Running,
-                cp.done,
-                total,
-                format!("batch {} written ({}/{total} files)", cp.batches, cp.done),
-            )
-            .await;
+            drop(carry);
+            match next? {
+                Some(b) => ready = Some(b),
+                None => break,
+            }
         }
         self.store.set_stats(&ctx.claim, &ctx.stats).await?;
         self.store
@@ -503,6 +456,124 @@ impl Pipeline {
             )
             .await?;
         Ok(Transition::Continue)
+    }
+
+    /// Read and decide the next import batch after `cp.after`, and move the
+    /// checkpoint past it; `None` when no row is left.
+    async fn read_batch(
+        &self,
+        ctx: &mut RunCtx,
+        cp: &mut ImportCheckpoint,
+        batch_size: i64,
+        carry: &HashMap<&str, &NewEntry>,
+    ) -> Result<Option<ReadBatch>, PhaseError> {
+        let mut batch = self
+            .store
+            .import_batch(ctx.claim.sync_id, cp.after.as_deref(), batch_size)
+            .await?;
+        // Bounded by bytes as well: the batch ends with the file that
+        // reaches the limit.
+        batch.truncate(batch_end(&batch, self.opts.import_batch_bytes));
+        let Some(last) = batch.last() else {
+            return Ok(None);
+        };
+        let last_path = last.path.clone();
+        let shas: Vec<String> = batch.iter().filter_map(|r| r.blob_sha.clone()).collect();
+        let mut known = self
+            .store
+            .known_content(ctx.claim.project_id, &shas)
+            .await?;
+        for sha in &shas {
+            if let Some(e) = carry.get(sha.as_str()) {
+                known
+                    .entry(sha.clone())
+                    .or_insert_with(|| projsync_store::ImportRow {
+                        content: e.content.clone(),
+                        content_hash: e.content_hash.clone(),
+                        size: e.size,
+                    });
+            }
+        }
+        let mut from_archive: HashMap<String, Vec<u8>> = HashMap::new();
+        if let Some(archive) = ctx.archive.as_mut() {
+            for sha in &shas {
+                if let Some(data) = archive.remove(sha) {
+                    from_archive.insert(sha.clone(), data);
+                }
+            }
+        }
+        let mut to_fetch: Vec<String> = shas
+            .iter()
+            .filter(|s| !known.contains_key(*s) && !from_archive.contains_key(*s))
+            .cloned()
+            .collect();
+        to_fetch.sort();
+        to_fetch.dedup();
+        let mut fetched: HashMap<String, Vec<u8>> = if to_fetch.is_empty() {
+            HashMap::new()
+        } else if ctx.sync.restore_of_sync_id.is_some() {
+            return Err(PhaseError::fatal(format!(
+                "the content of blob {} is no longer stored, so this state cannot be \
+                 restored without the source; sync the branch instead",
+                to_fetch[0]
+            )));
+        } else {
+            let source = self.source(ctx).await?;
+            source
+                .read_blobs(&to_fetch)
+                .await?
+                .into_iter()
+                .map(|b| (b.sha, b.data))
+                .collect()
+        };
+        fetched.extend(from_archive);
+        failpoints::hit("import.fetched").await;
+        let mut entries = Vec::with_capacity(batch.len());
+        let mut skips = Vec::new();
+        for row in &batch {
+            let sha = row.blob_sha.clone().unwrap_or_default();
+            let entry = if let Some(k) = known.get(&sha) {
+                Ok(NewEntry {
+                    path: row.path.clone(),
+                    content: k.content.clone(),
+                    content_hash: k.content_hash.clone(),
+                    blob_sha: sha,
+                    language: row.language.clone(),
+                    size: k.size,
+                })
+            } else {
+                let data = fetched.get(&sha).ok_or_else(|| {
+                    PhaseError::retryable(format!("the source did not return blob {sha}"))
+                })?;
+                classify_content(data).map(|text| NewEntry {
+                    path: row.path.clone(),
+                    content_hash: content_hash(text),
+                    content: text.to_string(),
+                    blob_sha: sha.clone(),
+                    language: row.language.clone(),
+                    size: data.len() as i64,
+                })
+            };
+            match entry {
+                Ok(e) => entries.push(e),
+                Err(reason) => {
+                    ctx.stats.add_skip(reason);
+                    skips.push((row.path.clone(), reason));
+                }
+            }
+        }
+        ctx.stats.imported += entries.len() as u64;
+        cp.after = Some(last_path);
+        cp.done += batch.len() as u64;
+        cp.batches += 1;
+        cp.stats = ctx.stats.clone();
+        Ok(Some(ReadBatch {
+            entries,
+            skips,
+            checkpoint: serde_json::to_value(&*cp).expect("checkpoint serializes"),
+            number: cp.batches,
+            done: cp.done,
+        }))
     }
 
     /// Flip pending → active and replaced → superseded in one transaction.
