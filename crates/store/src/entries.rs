@@ -11,7 +11,7 @@ use projsync_domain::{
 };
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{PgConnection, PgExecutor, Row};
 use std::collections::HashMap;
 
 /// Rows per INSERT … SELECT FROM UNNEST statement.
@@ -149,7 +149,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         for chunk in plan.chunks(CHUNK) {
-            insert_plan_chunk(&mut tx, claim.sync_id, chunk).await?;
+            insert_plan_chunk(&mut *tx, claim.sync_id, chunk).await?;
         }
         sqlx::query("UPDATE project_syncs SET stats = $2, updated_at = now() WHERE id = $1")
             .bind(claim.sync_id.0)
@@ -448,7 +448,7 @@ impl Store {
         .bind(sync_id)
         .execute(&mut *tx)
         .await?;
-        complete_in(&mut tx, claim, repository_id, head_commit, outcome, &stats).await?;
+        complete_on(&mut tx, claim, repository_id, head_commit, outcome, &stats).await?;
         sqlx::query("UPDATE repositories SET synced_filter = $2 WHERE id = $1")
             .bind(repository_id.0)
             .bind(filter)
@@ -502,7 +502,7 @@ impl Store {
         stats: &Stats,
     ) -> Result<()> {
         let mut tx = self.fenced(claim).await?;
-        complete_in(
+        complete_on(
             &mut tx,
             claim,
             repository_id,
@@ -739,8 +739,8 @@ impl Store {
 
 /// End a sync as succeeded and link it after the project's last successful
 /// sync. The project row is locked so that the chain stays linear.
-async fn complete_in(
-    tx: &mut Transaction<'_, Postgres>,
+async fn complete_on(
+    conn: &mut PgConnection,
     claim: &Claim,
     repository_id: RepositoryId,
     head_commit: &str,
@@ -750,7 +750,7 @@ async fn complete_in(
     let previous: Option<uuid::Uuid> =
         sqlx::query_scalar("SELECT last_sync_id FROM projects WHERE id = $1 FOR UPDATE")
             .bind(claim.project_id.0)
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *conn)
             .await?;
     sqlx::query(
         "UPDATE project_syncs SET status = 'succeeded', outcome = $2, stats = $3, previous_sync_id = $4, \
@@ -763,17 +763,17 @@ async fn complete_in(
     .bind(Json(stats))
     .bind(previous)
     .bind(head_commit)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     sqlx::query("UPDATE projects SET last_sync_id = $2 WHERE id = $1")
         .bind(claim.project_id.0)
         .bind(claim.sync_id.0)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
     sqlx::query("UPDATE repositories SET last_synced_commit = $2 WHERE id = $1")
         .bind(repository_id.0)
         .bind(head_commit)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }
@@ -824,7 +824,7 @@ fn plan_from_row(r: &sqlx::postgres::PgRow) -> Result<PlanRow> {
 }
 
 async fn insert_plan_chunk(
-    tx: &mut Transaction<'_, Postgres>,
+    db: impl PgExecutor<'_>,
     sync_id: SyncId,
     rows: &[PlanRow],
 ) -> Result<()> {
@@ -853,7 +853,7 @@ async fn insert_plan_chunk(
             .collect::<Vec<_>>(),
     )
     .bind(rows.iter().map(|r| r.needs_entry).collect::<Vec<_>>())
-    .execute(&mut **tx)
+    .execute(db)
     .await?;
     Ok(())
 }
