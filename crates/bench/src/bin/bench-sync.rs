@@ -53,7 +53,9 @@ async fn main() -> ExitCode {
 async fn run(args: &Args) -> Result<()> {
     ensure!(args.files > 0, "--files must be at least 1");
     ensure!(args.changed > 0, "--changed must be at least 1");
-    let bench = Bench::start(|_| {}).await?;
+    // Sync, not the model: entries are still chunked, but no vector is
+    // computed (bench-embed measures that).
+    let bench = Bench::start(|s| s.embeddings.enabled = false).await?;
     let result = measure(&bench, args).await;
     bench.stop().await?;
     result
@@ -103,7 +105,8 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
 
     println!(
         "bench-sync: {files} files in {} directories (1-3 KB of text each), import batch size {}, \
-         worker concurrency {}, queue poll {} ms; all figures below come from this one run.",
+         worker concurrency {}, queue poll {} ms, embeddings off (entries are chunked, no vector is \
+         computed); all figures below come from this one run.",
         files.div_ceil(FILES_PER_DIR),
         bench.settings.worker.import_batch_size,
         bench.settings.worker.concurrency,
