@@ -15,5 +15,6 @@ mod migrate_guard;
 mod observability;
 mod ops;
 mod robustness;
+mod scan_diff;
 mod security;
 mod telemetry;

@@ -358,12 +358,16 @@ pub async fn pipeline(
             worker_name: worker_name.to_string(),
             lease_ttl: Duration::from_secs(w.lease_ttl_secs),
             import_batch_size: w.import_batch_size,
+            import_batch_bytes: w.import_batch_bytes,
             max_file_bytes: settings.sync.max_file_bytes,
             max_attempts: w.max_attempts,
             retry_min_delay: Duration::from_millis(w.retry_min_delay_ms),
             retry_max_delay: Duration::from_secs(w.retry_max_delay_secs),
             archive_min_files: settings.sync.archive_min_files,
             archive_max_bytes: settings.sync.archive_max_bytes,
+            plan_retention: Duration::from_secs(
+                settings.sync.plan_retention_hours.saturating_mul(3600),
+            ),
         },
         shutdown,
     )

@@ -221,6 +221,7 @@ pub struct Worker {
     pub concurrency: usize,
     pub lease_ttl_secs: u64,
     pub import_batch_size: usize,
+    pub import_batch_bytes: u64,
     pub name_prefix: String,
     pub shutdown_timeout_secs: u64,
     pub max_attempts: u32,
@@ -238,6 +239,7 @@ pub struct Sync {
     pub max_file_bytes: u64,
     pub archive_min_files: u64,
     pub archive_max_bytes: u64,
+    pub plan_retention_hours: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -387,6 +389,7 @@ impl Settings {
                 "worker.import_batch_size",
                 self.worker.import_batch_size as u64,
             ),
+            ("worker.import_batch_bytes", self.worker.import_batch_bytes),
             ("sync.max_file_bytes", self.sync.max_file_bytes),
             ("api.session_ttl_secs", self.api.session_ttl_secs),
             ("migrate.lock_timeout_ms", self.migrate.lock_timeout_ms),

@@ -22,7 +22,7 @@ pub use error::{advice, ErrorClass, PhaseError};
 pub use ids::{KeyId, ProjectId, RepositoryId, SyncId, TenantId};
 pub use job::SyncJob;
 pub use phase::{PhaseStatus, SyncPhase, SyncStatus};
-pub use plan::{ChangeKind, SkipReason, Stats};
+pub use plan::{ChangeKind, ScanMode, SkipReason, Stats};
 pub use progress::ProgressEvent;
 pub use search::SearchMode;
 pub use source::{

@@ -274,6 +274,31 @@ pub struct Stats {
     /// Chunks whose vector the cache already had (no model call).
     #[serde(default)]
     pub embedding_cache_hits: u64,
+    /// How scan found the changes; `None` when no scan ran (an unchanged
+    /// head, a backfill) or in stats stored before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_mode: Option<ScanMode>,
+}
+
+/// How scan found the changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanMode {
+    /// The last synced commit against the head, through `Source::diff`:
+    /// the plan holds only the paths that change.
+    Diff,
+    /// The whole head tree against the stored files: the plan holds every
+    /// path of the tree and every deleted one.
+    Full,
+}
+
+impl ScanMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScanMode::Diff => "diff",
+            ScanMode::Full => "full",
+        }
+    }
 }
 
 impl Stats {

@@ -47,6 +47,9 @@ pub struct PipelineOptions {
     pub lease_ttl: Duration,
     /// Files per import batch (one checkpoint and one progress event each).
     pub import_batch_size: usize,
+    /// ... and at most about this many bytes of files (a batch ends with the
+    /// file that reaches it; a larger file is a batch of its own).
+    pub import_batch_bytes: u64,
     /// Size limit for files of projects that set none.
     pub max_file_bytes: u64,
     /// Attempts per phase before a retryable failure fails the sync.
@@ -61,6 +64,9 @@ pub struct PipelineOptions {
     /// ... unless the files to import add up to more than this: the archive
     /// is held in memory while the import runs.
     pub archive_max_bytes: u64,
+    /// The plan of a sync that is not the head of its project's history is
+    /// deleted this long after the sync ended (unless a kept sync needs it).
+    pub plan_retention: Duration,
 }
 
 impl PipelineOptions {
@@ -715,12 +721,14 @@ mod tests {
             worker_name: "w".into(),
             lease_ttl: Duration::from_secs(30),
             import_batch_size: 10,
+            import_batch_bytes: 1 << 20,
             max_file_bytes: 1,
             max_attempts: 5,
             retry_min_delay: Duration::from_secs(1),
             retry_max_delay: Duration::from_secs(8),
             archive_min_files: 100,
             archive_max_bytes: 1 << 28,
+            plan_retention: Duration::from_secs(3600),
         };
         let d1 = opts.retry_delay(1);
         let d4 = opts.retry_delay(4);

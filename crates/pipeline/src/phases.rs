@@ -3,14 +3,16 @@
 
 use crate::{failpoints, Pipeline, RunCtx, Transition};
 use projsync_domain::filter::{classify_content, Filter};
+use projsync_domain::plan::StoredFile;
 use projsync_domain::plan::{diff, ChangeKind, PlannedChange};
 use projsync_domain::{
-    content_hash, language, PhaseError, PhaseStatus, SkipReason, Stats, SyncPhase, SyncStatus,
-    TreeEntry,
+    content_hash, language, PhaseError, PhaseStatus, ScanMode, SkipReason, Source, Stats,
+    SyncPhase, SyncStatus, TreeEntry,
 };
 use projsync_store::{NewEntry, PlanRow};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The import step's checkpoint: everything up to `after` (in path order)
 /// is written.
@@ -22,6 +24,16 @@ struct ImportCheckpoint {
     stats: Stats,
 }
 
+/// An import batch read and decided, with the checkpoint that goes with it.
+struct ReadBatch {
+    entries: Vec<NewEntry>,
+    skips: Vec<(String, SkipReason)>,
+    checkpoint: serde_json::Value,
+    /// Its number (from 1) and the files done once it is written.
+    number: u64,
+    done: u64,
+}
+
 impl Pipeline {
     fn filter(&self, ctx: &RunCtx) -> Result<Filter, PhaseError> {
         let max = ctx
@@ -31,6 +43,23 @@ impl Pipeline {
             .unwrap_or(self.opts.max_file_bytes);
         Filter::new(max, &ctx.project.ignore_patterns)
             .map_err(|e| PhaseError::fatal(format!("{e}; fix the project's ignore patterns")))
+    }
+
+    /// A fingerprint of everything that decides a path's verdict before its
+    /// content is read: the size limit, the project's ignore patterns and
+    /// the built-in rules. A diff is trusted only while it is the one the
+    /// stored files were judged by.
+    fn filter_fingerprint(&self, ctx: &RunCtx) -> String {
+        let max = ctx
+            .project
+            .max_file_bytes
+            .map(|m| m as u64)
+            .unwrap_or(self.opts.max_file_bytes);
+        content_hash(&format!(
+            "filter v1\nmax {max}\ndefaults {:?}\nignore {:?}",
+            projsync_domain::filter::DEFAULT_IGNORES,
+            ctx.project.ignore_patterns
+        ))
     }
 
     /// Resolve the branch head; stop early when it is what the last
@@ -90,14 +119,24 @@ impl Pipeline {
         Ok(Transition::Continue)
     }
 
-    /// Read the head tree and write the change plan against the stored files.
+    /// Write the change plan: from the diff between the last synced commit
+    /// and the head when the stored state can be trusted (O(changes)),
+    /// else from the whole head tree against the stored files.
     pub(crate) async fn scan(&self, ctx: &mut RunCtx) -> Result<Transition, PhaseError> {
         if let Some(target) = ctx.sync.restore_of_sync_id {
             return self.scan_restore(ctx, target).await;
         }
         let head = self.head(ctx)?;
         let filter = self.filter(ctx)?;
+        let fingerprint = self.filter_fingerprint(ctx);
         let source = self.source(ctx).await?;
+        if let Some((rows, stats)) = self
+            .scan_diff(ctx, &head, &filter, &fingerprint, &source)
+            .await?
+        {
+            failpoints::hit("scan.tree_read").await;
+            return self.write_plan(ctx, rows, stats, Some(&fingerprint)).await;
+        }
         let stored = self.store.stored_files(ctx.project.repository.id).await?;
         let tree = match &ctx.project.repository.last_synced_commit {
             Some(base) if !stored.is_empty() => {
@@ -108,38 +147,89 @@ impl Pipeline {
             _ => source.read_tree(&head).await?,
         };
         failpoints::hit("scan.tree_read").await;
-        let stored_skips: HashMap<&str, Option<SkipReason>> = stored
-            .iter()
-            .map(|(f, skip)| (f.path.as_str(), *skip))
+        let (rows, mut stats) = plan_branch(&filter, &tree, &stored);
+        stats.scan_mode = Some(ScanMode::Full);
+        self.write_plan(ctx, rows, stats, Some(&fingerprint)).await
+    }
+
+    /// The plan from `Source::diff`, or `None` when the stored state cannot
+    /// be trusted as the tree of the last synced commit: no previous sync,
+    /// another filter, stored files that do not add up to the last sync's
+    /// count or do not match the diff's old side, or a source that cannot
+    /// diff (the last synced commit is gone, say after a force-push).
+    async fn scan_diff(
+        &self,
+        ctx: &RunCtx,
+        head: &str,
+        filter: &Filter,
+        fingerprint: &str,
+        source: &Arc<dyn Source>,
+    ) -> Result<Option<(Vec<PlanRow>, Stats)>, PhaseError> {
+        let repo = ctx.project.repository.id;
+        let base = self.store.scan_base(repo).await?;
+        let Some(from) = base.last_synced_commit.clone() else {
+            return Ok(None);
+        };
+        if base.synced_filter.as_deref() != Some(fingerprint) {
+            return full_scan(
+                ctx,
+                "the stored files were judged by another filter, or none is recorded",
+            );
+        }
+        let Some((last_id, last_head)) = self.store.last_synced(ctx.claim.project_id).await? else {
+            return full_scan(ctx, "no previous sync");
+        };
+        if last_head != from {
+            return full_scan(
+                ctx,
+                "the last sync's head is not the repository's last synced commit",
+            );
+        }
+        let previous = self.store.sync(last_id).await?.stats;
+        if previous.files_seen != base.files {
+            return full_scan(
+                ctx,
+                "the stored files do not add up to the last sync's tree",
+            );
+        }
+        let Some(tree_diff) = source.diff(&from, head).await? else {
+            return full_scan(
+                ctx,
+                "the source cannot compare the last synced commit with the head",
+            );
+        };
+        let paths: Vec<String> = tree_diff.changes.iter().map(|c| c.path.clone()).collect();
+        let stored = self.store.stored_files_at(repo, &paths).await?;
+        if let Some(path) = mismatch(&tree_diff.changes, &stored) {
+            let why = format!("the stored files do not match the last synced commit at `{path}`");
+            return full_scan(ctx, &why);
+        }
+        let tree: Vec<TreeEntry> = tree_diff
+            .changes
+            .into_iter()
+            .filter_map(|c| c.new)
             .collect();
-        let lossy: HashMap<&str, bool> = tree
-            .iter()
-            .map(|e| (e.path.as_str(), e.path_lossy))
-            .collect();
-        let stored_files: Vec<_> = stored.iter().map(|(f, _)| f.clone()).collect();
-        let plan = diff(&tree, &stored_files);
-        let (rows, stats) = plan_rows(plan, |c| {
-            let lossy = lossy.get(c.path.as_str()).copied().unwrap_or(false);
-            if let Some(reason) = filter.before_fetch(&c.path, c.kind, c.size, lossy) {
-                return (Some(reason), false);
+        let (rows, mut stats) = plan_branch(filter, &tree, &stored);
+        // The counts of the whole tree: the stored ones, less the paths the
+        // plan replaces, plus what the plan says of them.
+        stats.files_seen = (base.files + stats.added).saturating_sub(stats.deleted);
+        stats.unchanged = stats
+            .files_seen
+            .saturating_sub(stats.added + stats.modified + stats.renamed + stats.type_changed);
+        let mut by_reason = base.skipped_by_reason;
+        for (_, skip) in &stored {
+            if let Some(n) = skip.and_then(|r| by_reason.get_mut(r.as_str())) {
+                *n = n.saturating_sub(1);
             }
-            match c.change {
-                ChangeKind::Unchanged | ChangeKind::Renamed => {
-                    let from = c.old_path.as_deref().unwrap_or(&c.path);
-                    match stored_skips.get(from).copied().flatten() {
-                        // Same bytes as before: same verdict on them.
-                        Some(r @ (SkipReason::Binary | SkipReason::InvalidUtf8)) => {
-                            (Some(r), false)
-                        }
-                        // Skipped before for a rule that no longer applies.
-                        Some(_) => (None, true),
-                        None => (None, c.change == ChangeKind::Renamed),
-                    }
-                }
-                _ => (None, true),
-            }
-        });
-        self.write_plan(ctx, rows, stats).await
+        }
+        for (reason, n) in std::mem::take(&mut stats.skipped_by_reason) {
+            *by_reason.entry(reason).or_default() += n;
+        }
+        by_reason.retain(|_, n| *n > 0);
+        stats.skipped = by_reason.values().sum();
+        stats.skipped_by_reason = by_reason;
+        stats.scan_mode = Some(ScanMode::Diff);
+        Ok(Some((rows, stats)))
     }
 
     async fn write_plan(
@@ -147,8 +237,11 @@ impl Pipeline {
         ctx: &mut RunCtx,
         rows: Vec<PlanRow>,
         stats: Stats,
+        filter: Option<&str>,
     ) -> Result<Transition, PhaseError> {
-        self.store.write_plan(&ctx.claim, &rows, &stats).await?;
+        self.store
+            .write_plan(&ctx.claim, &rows, &stats, filter)
+            .await?;
         failpoints::hit("scan.plan_written").await;
         let to_import = rows.iter().filter(|r| r.needs_entry).count();
         ctx.stats = stats;
@@ -234,7 +327,7 @@ impl Pipeline {
             .collect();
         let stored_files: Vec<_> = stored.iter().map(|(f, _)| f.clone()).collect();
         let plan = diff(&tree, &stored_files);
-        let (rows, stats) = plan_rows(plan, |c| {
+        let (rows, mut stats) = plan_rows(plan, |c| {
             if let Some(reason) = verdicts.get(c.path.as_str()).copied().flatten() {
                 return (Some(reason), false);
             }
@@ -251,7 +344,9 @@ impl Pipeline {
                 _ => (None, true),
             }
         });
-        self.write_plan(ctx, rows, stats).await
+        stats.scan_mode = Some(ScanMode::Full);
+        // The verdicts are the target's, not the current filter's.
+        self.write_plan(ctx, rows, stats, None).await
     }
 
     /// Write `pending` entry versions, batch by batch, each batch one
@@ -302,108 +397,54 @@ impl Pipeline {
                 Err(e) => tracing::warn!("cannot use the archive, reading blobs one by one: {e}"),
             }
         }
+        // Batch N is written while batch N + 1 is read (plan rows, stored
+        // content, blobs): reading the source overlaps with the database.
+        // Each batch is still one fenced transaction with its checkpoint;
+        // nothing is in flight at a boundary, and at most two batches are
+        // in memory.
+        let mut ready: Option<ReadBatch> = None;
         loop {
             if let Some(stop) = self.boundary(ctx).await? {
                 return Ok(Transition::Stop(stop));
             }
-            let batch = self
-                .store
-                .import_batch(ctx.claim.sync_id, cp.after.as_deref(), batch_size)
-                .await?;
-            let Some(last) = batch.last() else { break };
-            let last_path = last.path.clone();
-            let shas: Vec<String> = batch.iter().filter_map(|r| r.blob_sha.clone()).collect();
-            let known = self
-                .store
-                .known_content(ctx.claim.project_id, &shas)
-                .await?;
-            let mut from_archive: HashMap<String, Vec<u8>> = HashMap::new();
-            if let Some(archive) = ctx.archive.as_mut() {
-                for sha in &shas {
-                    if let Some(data) = archive.remove(sha) {
-                        from_archive.insert(sha.clone(), data);
-                    }
+            let claim = ctx.claim;
+            let store = &self.store;
+            let pending = ready.take();
+            let write = async {
+                match &pending {
+                    Some(b) => store
+                        .write_import_batch(&claim, &b.entries, &b.skips, b.checkpoint.clone())
+                        .await
+                        .map(|()| true),
+                    None => Ok(false),
                 }
-            }
-            let mut to_fetch: Vec<String> = shas
-                .iter()
-                .filter(|s| !known.contains_key(*s) && !from_archive.contains_key(*s))
-                .cloned()
-                .collect();
-            to_fetch.sort();
-            to_fetch.dedup();
-            let mut fetched: HashMap<String, Vec<u8>> = if to_fetch.is_empty() {
-                HashMap::new()
-            } else if ctx.sync.restore_of_sync_id.is_some() {
-                return Err(PhaseError::fatal(format!(
-                    "the content of blob {} is no longer stored, so this state cannot be \
-                     restored without the source; sync the branch instead",
-                    to_fetch[0]
-                )));
-            } else {
-                let source = self.source(ctx).await?;
-                source
-                    .read_blobs(&to_fetch)
-                    .await?
-                    .into_iter()
-                    .map(|b| (b.sha, b.data))
-                    .collect()
             };
-            fetched.extend(from_archive);
-            failpoints::hit("import.fetched").await;
-            let mut entries = Vec::with_capacity(batch.len());
-            let mut skips = Vec::new();
-            for row in &batch {
-                let sha = row.blob_sha.clone().unwrap_or_default();
-                let entry = if let Some(k) = known.get(&sha) {
-                    Ok(NewEntry {
-                        path: row.path.clone(),
-                        content: k.content.clone(),
-                        content_hash: k.content_hash.clone(),
-                        blob_sha: sha,
-                        language: row.language.clone(),
-                        size: k.size,
-                    })
-                } else {
-                    let data = fetched.get(&sha).ok_or_else(|| {
-                        PhaseError::retryable(format!("the source did not return blob {sha}"))
-                    })?;
-                    classify_content(data).map(|text| NewEntry {
-                        path: row.path.clone(),
-                        content_hash: content_hash(text),
-                        content: text.to_string(),
-                        blob_sha: sha.clone(),
-                        language: row.language.clone(),
-                        size: data.len() as i64,
-                    })
-                };
-                match entry {
-                    Ok(e) => entries.push(e),
-                    Err(reason) => {
-                        ctx.stats.add_skip(reason);
-                        skips.push((row.path.clone(), reason));
-                    }
-                }
+            // Content of the batch being written, not yet visible to
+            // `known_content`: reused, not fetched again.
+            let carry: HashMap<&str, &NewEntry> = pending
+                .iter()
+                .flat_map(|b| b.entries.iter().map(|e| (e.blob_sha.as_str(), e)))
+                .collect();
+            let read = self.read_batch(ctx, &mut cp, batch_size, &carry);
+            let (written, next) = tokio::join!(write, read);
+            if written? {
+                failpoints::hit("import.batch_written").await;
+                let b = pending.as_ref().expect("a batch was written");
+                self.emit(
+                    ctx,
+                    SyncPhase::Import,
+                    PhaseStatus::Running,
+                    b.done,
+                    total,
+                    format!("batch {} written ({}/{total} files)", b.number, b.done),
+                )
+                .await;
             }
-            ctx.stats.imported += entries.len() as u64;
-            cp.after = Some(last_path);
-            cp.done += batch.len() as u64;
-            cp.batches += 1;
-            cp.stats = ctx.stats.clone();
-            let checkpoint = serde_json::to_value(&cp).expect("checkpoint serializes");
-            self.store
-                .write_import_batch(&ctx.claim, &entries, &skips, checkpoint)
-                .await?;
-            failpoints::hit("import.batch_written").await;
-            self.emit(
-                ctx,
-                SyncPhase::Import,
-                PhaseStatus::Running,
-                cp.done,
-                total,
-                format!("batch {} written ({}/{total} files)", cp.batches, cp.done),
-            )
-            .await;
+            drop(carry);
+            match next? {
+                Some(b) => ready = Some(b),
+                None => break,
+            }
         }
         self.store.set_stats(&ctx.claim, &ctx.stats).await?;
         self.store
@@ -415,6 +456,124 @@ impl Pipeline {
             )
             .await?;
         Ok(Transition::Continue)
+    }
+
+    /// Read and decide the next import batch after `cp.after`, and move the
+    /// checkpoint past it; `None` when no row is left.
+    async fn read_batch(
+        &self,
+        ctx: &mut RunCtx,
+        cp: &mut ImportCheckpoint,
+        batch_size: i64,
+        carry: &HashMap<&str, &NewEntry>,
+    ) -> Result<Option<ReadBatch>, PhaseError> {
+        let mut batch = self
+            .store
+            .import_batch(ctx.claim.sync_id, cp.after.as_deref(), batch_size)
+            .await?;
+        // Bounded by bytes as well: the batch ends with the file that
+        // reaches the limit.
+        batch.truncate(batch_end(&batch, self.opts.import_batch_bytes));
+        let Some(last) = batch.last() else {
+            return Ok(None);
+        };
+        let last_path = last.path.clone();
+        let shas: Vec<String> = batch.iter().filter_map(|r| r.blob_sha.clone()).collect();
+        let mut known = self
+            .store
+            .known_content(ctx.claim.project_id, &shas)
+            .await?;
+        for sha in &shas {
+            if let Some(e) = carry.get(sha.as_str()) {
+                known
+                    .entry(sha.clone())
+                    .or_insert_with(|| projsync_store::ImportRow {
+                        content: e.content.clone(),
+                        content_hash: e.content_hash.clone(),
+                        size: e.size,
+                    });
+            }
+        }
+        let mut from_archive: HashMap<String, Vec<u8>> = HashMap::new();
+        if let Some(archive) = ctx.archive.as_mut() {
+            for sha in &shas {
+                if let Some(data) = archive.remove(sha) {
+                    from_archive.insert(sha.clone(), data);
+                }
+            }
+        }
+        let mut to_fetch: Vec<String> = shas
+            .iter()
+            .filter(|s| !known.contains_key(*s) && !from_archive.contains_key(*s))
+            .cloned()
+            .collect();
+        to_fetch.sort();
+        to_fetch.dedup();
+        let mut fetched: HashMap<String, Vec<u8>> = if to_fetch.is_empty() {
+            HashMap::new()
+        } else if ctx.sync.restore_of_sync_id.is_some() {
+            return Err(PhaseError::fatal(format!(
+                "the content of blob {} is no longer stored, so this state cannot be \
+                 restored without the source; sync the branch instead",
+                to_fetch[0]
+            )));
+        } else {
+            let source = self.source(ctx).await?;
+            source
+                .read_blobs(&to_fetch)
+                .await?
+                .into_iter()
+                .map(|b| (b.sha, b.data))
+                .collect()
+        };
+        fetched.extend(from_archive);
+        failpoints::hit("import.fetched").await;
+        let mut entries = Vec::with_capacity(batch.len());
+        let mut skips = Vec::new();
+        for row in &batch {
+            let sha = row.blob_sha.clone().unwrap_or_default();
+            let entry = if let Some(k) = known.get(&sha) {
+                Ok(NewEntry {
+                    path: row.path.clone(),
+                    content: k.content.clone(),
+                    content_hash: k.content_hash.clone(),
+                    blob_sha: sha,
+                    language: row.language.clone(),
+                    size: k.size,
+                })
+            } else {
+                let data = fetched.get(&sha).ok_or_else(|| {
+                    PhaseError::retryable(format!("the source did not return blob {sha}"))
+                })?;
+                classify_content(data).map(|text| NewEntry {
+                    path: row.path.clone(),
+                    content_hash: content_hash(text),
+                    content: text.to_string(),
+                    blob_sha: sha.clone(),
+                    language: row.language.clone(),
+                    size: data.len() as i64,
+                })
+            };
+            match entry {
+                Ok(e) => entries.push(e),
+                Err(reason) => {
+                    ctx.stats.add_skip(reason);
+                    skips.push((row.path.clone(), reason));
+                }
+            }
+        }
+        ctx.stats.imported += entries.len() as u64;
+        cp.after = Some(last_path);
+        cp.done += batch.len() as u64;
+        cp.batches += 1;
+        cp.stats = ctx.stats.clone();
+        Ok(Some(ReadBatch {
+            entries,
+            skips,
+            checkpoint: serde_json::to_value(&*cp).expect("checkpoint serializes"),
+            number: cp.batches,
+            done: cp.done,
+        }))
     }
 
     /// Flip pending → active and replaced → superseded in one transaction.
@@ -440,6 +599,17 @@ impl Pipeline {
             )
             .await?;
         failpoints::hit("finalize.committed").await;
+        // Housekeeping after the commit: a failure here costs nothing but
+        // space, and the next sync of the project tries again.
+        match self
+            .store
+            .prune_plans(ctx.claim.project_id, self.opts.plan_retention)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(syncs = n, "pruned old change plans"),
+            Err(e) => tracing::warn!("cannot prune old change plans: {e}"),
+        }
         ctx.stats = stats;
         ctx.sync.status = SyncStatus::Succeeded;
         ctx.sync.outcome = Some(outcome.into());
@@ -465,6 +635,90 @@ impl Pipeline {
             PhaseError::fatal("the sync has no head commit; prepare did not complete")
         })
     }
+}
+
+/// How many rows of an import batch to take: up to the first at which the
+/// files add up to `max_bytes` (at least one).
+fn batch_end(batch: &[PlanRow], max_bytes: u64) -> usize {
+    let mut bytes = 0u64;
+    for (i, r) in batch.iter().enumerate() {
+        bytes += r.size.unwrap_or(0).max(0) as u64;
+        if bytes >= max_bytes.max(1) {
+            return i + 1;
+        }
+    }
+    batch.len()
+}
+
+/// The first changed path whose old side is not what is stored.
+fn mismatch(
+    changes: &[projsync_domain::TreeChange],
+    stored: &[(StoredFile, Option<SkipReason>)],
+) -> Option<String> {
+    let by_path: HashMap<&str, &StoredFile> =
+        stored.iter().map(|(f, _)| (f.path.as_str(), f)).collect();
+    changes
+        .iter()
+        .find(|c| match (&c.old, by_path.get(c.path.as_str())) {
+            (None, None) => false,
+            (Some(old), Some(s)) => old.sha != s.sha || old.kind != s.kind,
+            _ => true,
+        })
+        .map(|c| c.path.clone())
+}
+
+/// `scan_diff`'s "cannot": log why, and walk the whole tree.
+fn full_scan(ctx: &RunCtx, why: &str) -> Result<Option<(Vec<PlanRow>, Stats)>, PhaseError> {
+    tracing::info!(sync_id = %ctx.claim.sync_id, "full scan: {why}");
+    Ok(None)
+}
+
+/// A path's verdict in a scan of the branch head: its skip reason, and
+/// whether it needs a new entry version.
+fn verdict(
+    filter: &Filter,
+    lossy: &HashMap<&str, bool>,
+    stored_skips: &HashMap<&str, Option<SkipReason>>,
+    c: &PlannedChange,
+) -> (Option<SkipReason>, bool) {
+    let lossy = lossy.get(c.path.as_str()).copied().unwrap_or(false);
+    if let Some(reason) = filter.before_fetch(&c.path, c.kind, c.size, lossy) {
+        return (Some(reason), false);
+    }
+    match c.change {
+        ChangeKind::Unchanged | ChangeKind::Renamed => {
+            let from = c.old_path.as_deref().unwrap_or(&c.path);
+            match stored_skips.get(from).copied().flatten() {
+                // Same bytes as before: same verdict on them.
+                Some(r @ (SkipReason::Binary | SkipReason::InvalidUtf8)) => (Some(r), false),
+                // Skipped before for a rule that no longer applies.
+                Some(_) => (None, true),
+                None => (None, c.change == ChangeKind::Renamed),
+            }
+        }
+        _ => (None, true),
+    }
+}
+
+/// The plan of a branch head's `tree` (all of it, or the changed paths)
+/// against the `stored` files (the same paths).
+fn plan_branch(
+    filter: &Filter,
+    tree: &[TreeEntry],
+    stored: &[(StoredFile, Option<SkipReason>)],
+) -> (Vec<PlanRow>, Stats) {
+    let stored_skips: HashMap<&str, Option<SkipReason>> = stored
+        .iter()
+        .map(|(f, skip)| (f.path.as_str(), *skip))
+        .collect();
+    let lossy: HashMap<&str, bool> = tree
+        .iter()
+        .filter(|e| e.path_lossy)
+        .map(|e| (e.path.as_str(), true))
+        .collect();
+    let stored_files: Vec<StoredFile> = stored.iter().map(|(f, _)| f.clone()).collect();
+    let plan = diff(tree, &stored_files);
+    plan_rows(plan, |c| verdict(filter, &lossy, &stored_skips, c))
 }
 
 /// Turn the diff into plan rows; `verdict` decides each non-deleted path's

@@ -8,7 +8,9 @@
 //! number of blobs through one process. The working directory is never read.
 
 use async_trait::async_trait;
-use projsync_domain::{Blob, Branch, EntryKind, Source, SourceError, TreeEntry};
+use projsync_domain::{
+    Blob, Branch, EntryKind, Source, SourceError, TreeChange, TreeDiff, TreeEntry,
+};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -229,6 +231,61 @@ impl Source for GitSource {
         parse_ls_tree(&out.stdout)
     }
 
+    /// `git diff-tree -r`: Git compares tree SHAs first and never lists a
+    /// subtree whose SHA is the same on both sides. The sizes of the new
+    /// blobs come from one `cat-file --batch-check`.
+    async fn diff(&self, from: &str, to: &str) -> Result<Option<TreeDiff>, SourceError> {
+        for sha in [from, to] {
+            if !valid_sha(sha) {
+                return Err(SourceError::invalid(format!("`{sha}` is not a commit SHA")));
+            }
+        }
+        let from_commit = format!("{from}^{{commit}}");
+        let out = self.git(&["cat-file", "-e", &from_commit]).await?;
+        if !out.status.success() {
+            // The last synced commit is gone (a force-push and a gc): the
+            // caller walks the whole tree.
+            return Ok(None);
+        }
+        self.counters.trees.fetch_add(1, Ordering::Relaxed);
+        let out = self
+            .git(&[
+                "diff-tree",
+                "-r",
+                "-z",
+                "--raw",
+                "--no-renames",
+                "--no-abbrev",
+                "--no-commit-id",
+                from,
+                to,
+            ])
+            .await?;
+        if !out.status.success() {
+            return Err(SourceError::not_found(format!(
+                "cannot compare {from} with {to} in {}: {}",
+                self.path.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let mut changes = parse_diff_tree(&out.stdout)?;
+        let wanted: Vec<String> = changes
+            .iter()
+            .filter_map(|c| c.new.as_ref())
+            .filter(|e| e.kind != EntryKind::Submodule)
+            .map(|e| e.sha.clone())
+            .collect();
+        let sizes = self.blob_sizes(&wanted).await?;
+        for c in &mut changes {
+            if let Some(e) = c.new.as_mut() {
+                if e.kind != EntryKind::Submodule {
+                    e.size = sizes.get(&e.sha).copied();
+                }
+            }
+        }
+        Ok(Some(TreeDiff { changes }))
+    }
+
     async fn read_blobs(&self, shas: &[String]) -> Result<Vec<Blob>, SourceError> {
         if shas.is_empty() {
             return Ok(Vec::new());
@@ -307,6 +364,95 @@ impl Source for GitSource {
         let _ = child.wait().await;
         Ok(blobs)
     }
+}
+
+impl GitSource {
+    /// The sizes of these blobs, through one `cat-file --batch-check`.
+    async fn blob_sizes(
+        &self,
+        shas: &[String],
+    ) -> Result<std::collections::HashMap<String, u64>, SourceError> {
+        let mut sizes = std::collections::HashMap::new();
+        if shas.is_empty() {
+            return Ok(sizes);
+        }
+        let mut child = self
+            .command(&["cat-file", "--batch-check=%(objectname) %(objectsize)"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| SourceError::unavailable(format!("cannot run git cat-file: {e}")))?;
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let input: Vec<u8> = shas
+            .iter()
+            .flat_map(|s| format!("{s}\n").into_bytes())
+            .collect();
+        let writer = tokio::spawn(async move {
+            stdin.write_all(&input).await?;
+            stdin.shutdown().await
+        });
+        let mut out = Vec::new();
+        child
+            .stdout
+            .take()
+            .expect("piped stdout")
+            .read_to_end(&mut out)
+            .await
+            .map_err(|e| SourceError::unavailable(format!("git cat-file: {e}")))?;
+        let _ = writer.await;
+        let _ = child.wait().await;
+        for line in String::from_utf8_lossy(&out).lines() {
+            if let Some((sha, size)) = line.split_once(' ') {
+                if let Ok(size) = size.parse() {
+                    sizes.insert(sha.to_string(), size);
+                }
+            }
+        }
+        Ok(sizes)
+    }
+}
+
+/// Parse `git diff-tree -r -z --raw` output:
+/// `:<old mode> <new mode> <old sha> <new sha> <status>\0<path>\0`.
+fn parse_diff_tree(out: &[u8]) -> Result<Vec<TreeChange>, SourceError> {
+    let mut changes = Vec::new();
+    let mut fields = out.split(|b| *b == 0);
+    while let Some(meta) = fields.next() {
+        if meta.is_empty() {
+            continue;
+        }
+        let raw_path = fields
+            .next()
+            .ok_or_else(|| SourceError::unavailable("git diff-tree: record without a path"))?;
+        let meta = String::from_utf8_lossy(meta);
+        let parts: Vec<&str> = meta.trim_start_matches(':').split_whitespace().collect();
+        let [old_mode, new_mode, old_sha, new_sha, _status] = parts.as_slice() else {
+            return Err(SourceError::unavailable(format!(
+                "git diff-tree: unexpected record `{meta}`"
+            )));
+        };
+        let (path, path_lossy) = match std::str::from_utf8(raw_path) {
+            Ok(p) => (p.to_string(), false),
+            Err(_) => (escape_non_utf8(raw_path), true),
+        };
+        let side = |mode: &str, sha: &str| {
+            EntryKind::from_mode(mode).map(|kind| TreeEntry {
+                path: path.clone(),
+                kind,
+                sha: sha.to_string(),
+                size: None,
+                path_lossy,
+            })
+        };
+        let old = side(old_mode, old_sha);
+        let new = side(new_mode, new_sha);
+        if old.is_none() && new.is_none() {
+            continue; // neither side is an entry we list (mode 000000 both ways)
+        }
+        changes.push(TreeChange { path, old, new });
+    }
+    Ok(changes)
 }
 
 /// Parse `git ls-tree -r -l -z` output: `<mode> <type> <sha> <size>\t<path>\0`.
@@ -397,6 +543,70 @@ mod tests {
         assert_eq!(e[2].size, None);
         assert!(e[3].path_lossy);
         assert_eq!(e[3].kind, EntryKind::Executable);
+    }
+
+    #[test]
+    fn parses_diff_tree_records() {
+        let out = [
+            &b":100644 100644 aaaa bbbb M"[..],
+            b"src/a.rs",
+            b":000000 100755 0000 cccc A",
+            b"bin/x",
+            b":100644 000000 dddd 0000 D",
+            b"gone",
+            b":100644 120000 eeee ffff T",
+            b"link",
+            b"",
+        ]
+        .join(&b'\0');
+        let c = parse_diff_tree(&out).unwrap();
+        assert_eq!(c.len(), 4);
+        assert_eq!(c[0].path, "src/a.rs");
+        assert_eq!(c[0].old.as_ref().unwrap().sha, "aaaa");
+        assert_eq!(c[0].new.as_ref().unwrap().sha, "bbbb");
+        assert!(c[1].old.is_none());
+        assert_eq!(c[1].new.as_ref().unwrap().kind, EntryKind::Executable);
+        assert!(c[2].new.is_none());
+        assert_eq!(c[3].new.as_ref().unwrap().kind, EntryKind::Symlink);
+    }
+
+    #[tokio::test]
+    async fn diff_lists_only_what_changed_and_gives_up_on_a_missing_base() {
+        let repo = projsync_test_support::GitRepo::new();
+        repo.write("keep/a.txt", "a\n");
+        repo.write("edit.txt", "1\n");
+        repo.write("gone.txt", "g\n");
+        let first = repo.commit("first");
+        repo.write("edit.txt", "22\n");
+        repo.remove("gone.txt");
+        repo.write("new/b.txt", "bbb\n");
+        let second = repo.commit("second");
+        let source = GitSource::open(repo.path()).await.unwrap();
+        let diff = source.diff(&first, &second).await.unwrap().unwrap();
+        let mut got: Vec<(String, Option<String>, Option<u64>)> = diff
+            .changes
+            .iter()
+            .map(|c| {
+                (
+                    c.path.clone(),
+                    c.new.as_ref().map(|e| e.sha.clone()),
+                    c.new.as_ref().and_then(|e| e.size),
+                )
+            })
+            .collect();
+        got.sort();
+        let tree = source.read_tree(&second).await.unwrap();
+        let sha = |p: &str| tree.iter().find(|e| e.path == p).map(|e| e.sha.clone());
+        assert_eq!(
+            got,
+            vec![
+                ("edit.txt".into(), sha("edit.txt"), Some(3)),
+                ("gone.txt".into(), None, None),
+                ("new/b.txt".into(), sha("new/b.txt"), Some(4)),
+            ]
+        );
+        let missing = "0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(source.diff(missing, &second).await.unwrap(), None);
     }
 
     #[tokio::test]

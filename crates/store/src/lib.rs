@@ -7,6 +7,7 @@
 //! This crate knows SQL and the domain types. It must not know about Redis,
 //! HTTP or where code comes from.
 
+pub mod copy;
 mod embeddings;
 mod entries;
 mod error;
@@ -20,7 +21,7 @@ pub use embeddings::{
     ChunkScope, ChunkToEmbed, EmbeddingCounts, NewChunk, SearchFilter, SearchHit, UnchunkedEntry,
     VectorExtension, PGVECTOR_MISSING,
 };
-pub use entries::{ActiveEntry, ImportRow, MemoryKey, NewEntry};
+pub use entries::{ActiveEntry, ImportRow, MemoryKey, NewEntry, ScanBase};
 pub use error::{Error, Result};
 pub use locks::{sync_lock_key, SyncLockGuard, SyncLocks};
 pub use ops::{ProjectFacts, QueueCounts, RunningSync, ThroughputBucket, WorkerInfo};

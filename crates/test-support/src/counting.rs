@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use projsync_domain::source::{RepositorySpec, SourceFactory};
-use projsync_domain::{Blob, Branch, Source, SourceError, TreeEntry};
+use projsync_domain::{Blob, Branch, Source, SourceError, TreeDiff, TreeEntry};
 use projsync_sources::DefaultSources;
 use std::sync::{Arc, Mutex};
 
@@ -85,6 +85,12 @@ impl Source for Counting {
     ) -> Result<Vec<TreeEntry>, SourceError> {
         *self.counts.trees_read.lock().unwrap() += 1;
         self.inner.read_tree_since(commit, base_commit, base).await
+    }
+
+    /// Counted as a tree read: it is how a sync reads its tree when it can.
+    async fn diff(&self, from: &str, to: &str) -> Result<Option<TreeDiff>, SourceError> {
+        *self.counts.trees_read.lock().unwrap() += 1;
+        self.inner.diff(from, to).await
     }
 
     async fn read_archive(

@@ -6,7 +6,8 @@ use clap::Parser;
 use projsync_bench::{
     change_files, generate_repo, secs, spread, Bench, SyncRun, Table, FILES_PER_DIR,
 };
-use projsync_domain::SyncPhase;
+use projsync_domain::{ProjectId, SyncPhase};
+use projsync_store::copy::BinaryCopy;
 use serde_json::json;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -52,7 +53,9 @@ async fn main() -> ExitCode {
 async fn run(args: &Args) -> Result<()> {
     ensure!(args.files > 0, "--files must be at least 1");
     ensure!(args.changed > 0, "--changed must be at least 1");
-    let bench = Bench::start(|_| {}).await?;
+    // Sync, not the model: entries are still chunked, but no vector is
+    // computed (bench-embed measures that).
+    let bench = Bench::start(|s| s.embeddings.enabled = false).await?;
     let result = measure(&bench, args).await;
     bench.stop().await?;
     result
@@ -71,6 +74,9 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
         "the first import wrote {} entries for {files} files",
         first.record.stats.imported
     );
+    // The worker runs in this process: its peak is the process's.
+    let worker_max_rss_mb = max_rss_mb();
+    let copy = copy_baseline(bench, project).await?;
 
     let mut cases = Vec::new();
     let many = spread(files, args.changed);
@@ -99,7 +105,8 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
 
     println!(
         "bench-sync: {files} files in {} directories (1-3 KB of text each), import batch size {}, \
-         worker concurrency {}, queue poll {} ms; all figures below come from this one run.",
+         worker concurrency {}, queue poll {} ms, embeddings off (entries are chunked, no vector is \
+         computed); all figures below come from this one run.",
         files.div_ceil(FILES_PER_DIR),
         bench.settings.worker.import_batch_size,
         bench.settings.worker.concurrency,
@@ -122,6 +129,7 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
         "files/s",
         "blob reads",
         "tree reads",
+        "scan",
         "entries written",
         "prepare s",
         "scan s",
@@ -142,6 +150,7 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
             },
             r.blob_reads.to_string(),
             r.tree_reads.to_string(),
+            scan_mode(r).to_string(),
             r.record.stats.imported.to_string(),
             phase(SyncPhase::Prepare),
             phase(SyncPhase::Scan),
@@ -189,6 +198,53 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
         ]);
     }
     print!("{}", ratios.render());
+    println!();
+
+    // The issue's figures, side by side with their baselines.
+    let no_change = &cases[0].diff;
+    let one_file = &cases[1].diff;
+    let import_s = first
+        .phase(SyncPhase::Import)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let import_rows_per_s = first.record.stats.imported as f64 / import_s.max(1e-9);
+    let mut figures = Table::new(&["figure", "value", "baseline", "ratio"]);
+    figures.row(vec![
+        "resync after 1 changed file, wall s (scan mode)".into(),
+        format!("{} ({})", secs(one_file.wall), scan_mode(one_file)),
+        format!("no-change resync {} s", secs(no_change.wall)),
+        format!(
+            "{:.2}x",
+            one_file.wall.as_secs_f64() / no_change.wall.as_secs_f64()
+        ),
+    ]);
+    figures.row(vec![
+        "first import, files/s (wall, all phases)".into(),
+        format!("{:.0}", first.files_per_sec()),
+        format!("raw COPY {:.0} rows/s", copy.rows_per_s),
+        format!("{:.0}%", 100.0 * first.files_per_sec() / copy.rows_per_s),
+    ]);
+    figures.row(vec![
+        "first import, import phase rows/s".into(),
+        format!("{import_rows_per_s:.0}"),
+        format!("raw COPY {:.0} rows/s", copy.rows_per_s),
+        format!("{:.0}%", 100.0 * import_rows_per_s / copy.rows_per_s),
+    ]);
+    figures.row(vec![
+        "worker max RSS, MB (in-process worker: this process's peak)".into(),
+        format!("{worker_max_rss_mb:.0}"),
+        "-".into(),
+        "-".into(),
+    ]);
+    print!("{}", figures.render());
+    println!(
+        "(raw COPY: the first import's {} rows, read back, in one binary COPY into a table made \
+         LIKE memory_entries INCLUDING ALL (same columns, defaults and indexes; no foreign \
+         keys), {} MB, {} s)",
+        copy.rows,
+        copy.bytes / (1 << 20),
+        secs(copy.elapsed)
+    );
 
     if args.json {
         let run_json = |r: &SyncRun| {
@@ -200,6 +256,7 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
                 "tree_reads": r.tree_reads,
                 "entries_written": r.record.stats.imported,
                 "files_seen": r.record.stats.files_seen,
+                "scan_mode": scan_mode(r),
                 "phases_s": r.phases.iter()
                     .map(|(p, d)| (p.to_string(), json!(d.as_secs_f64())))
                     .collect::<serde_json::Map<_, _>>(),
@@ -210,6 +267,13 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
             "import_batch_size": bench.settings.worker.import_batch_size,
             "first_import": run_json(&first),
             "first_import_files_per_s": first.files_per_sec(),
+            "import_phase_rows_per_s": import_rows_per_s,
+            "copy_rows_per_s": copy.rows_per_s,
+            "copy_rows": copy.rows,
+            "resync_no_change_wall_s": no_change.wall.as_secs_f64(),
+            "resync_1_file_wall_s": one_file.wall.as_secs_f64(),
+            "resync_1_file_scan_mode": scan_mode(one_file),
+            "worker_max_rss_mb": worker_max_rss_mb,
             "resyncs": cases.iter().map(|c| json!({
                 "case": c.label,
                 "diff_aware": run_json(&c.diff),
@@ -220,4 +284,101 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
         println!("{out}");
     }
     Ok(())
+}
+
+fn scan_mode(r: &SyncRun) -> &'static str {
+    r.record.stats.scan_mode.map(|m| m.as_str()).unwrap_or("-")
+}
+
+/// The peak resident set of this process (`VmHWM`), in MB.
+fn max_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// project, path, content, hash, blob, language, size, sync, tenant
+type EntryRow = (
+    uuid::Uuid,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    uuid::Uuid,
+    uuid::Uuid,
+);
+
+struct CopyBaseline {
+    rows: u64,
+    bytes: usize,
+    elapsed: std::time::Duration,
+    rows_per_s: f64,
+}
+
+/// The same rows the first import wrote, in one binary `COPY` into a table
+/// with memory_entries' columns, defaults and indexes: what the database
+/// can take at best, measured in this run.
+async fn copy_baseline(bench: &Bench, project: ProjectId) -> Result<CopyBaseline> {
+    let admin = &bench.db.admin;
+    let rows: Vec<EntryRow> = sqlx::query_as(
+        "SELECT project_id, path, content, content_hash, blob_sha, language, size_bytes, \
+             created_by_sync_id, tenant_id \
+         FROM memory_entries WHERE project_id = $1",
+    )
+    .bind(project.0)
+    .fetch_all(admin)
+    .await?;
+    sqlx::query("CREATE TABLE bench_copy_baseline (LIKE memory_entries INCLUDING ALL)")
+        .execute(admin)
+        .await?;
+    let mut copy = BinaryCopy::new();
+    for (project_id, path, content, hash, sha, lang, size, sync, tenant) in &rows {
+        copy.row(11)
+            .uuid(*project_id)
+            .text(Some(path))
+            .text(Some("file"))
+            .text(Some(content))
+            .text(Some(hash))
+            .text(sha.as_deref())
+            .text(lang.as_deref())
+            .int8(*size)
+            .text(Some("pending"))
+            .uuid(*sync)
+            .uuid(*tenant);
+    }
+    let n = copy.rows();
+    let data = copy.finish();
+    let bytes = data.len();
+    drop(rows);
+    let mut conn = admin.acquire().await?;
+    let started = Instant::now();
+    let mut sink = conn
+        .copy_in_raw(
+            "COPY bench_copy_baseline (project_id, path, kind, content, content_hash, blob_sha, \
+                 language, size_bytes, status, created_by_sync_id, tenant_id) \
+             FROM STDIN (FORMAT binary)",
+        )
+        .await?;
+    sink.send(data).await?;
+    let copied = sink.finish().await?;
+    let elapsed = started.elapsed();
+    ensure!(copied == n, "COPY wrote {copied} rows of {n}");
+    drop(conn);
+    sqlx::query("DROP TABLE bench_copy_baseline")
+        .execute(admin)
+        .await?;
+    Ok(CopyBaseline {
+        rows: n,
+        bytes,
+        elapsed,
+        rows_per_s: n as f64 / elapsed.as_secs_f64().max(1e-9),
+    })
 }

@@ -1,0 +1,175 @@
+//! The store against the real database: import batches through binary
+//! COPY (idempotent, fenced) and what scan reads of the stored state.
+
+use projsync_domain::{ProjectId, SkipReason, Stats};
+use projsync_store::{Claim, ClaimOutcome, NewEntry, NewProject, PlanRow, Store};
+use projsync_test_support::TestDb;
+use serde_json::json;
+use std::time::Duration;
+
+async fn claimed(db: &TestDb, owner: &str) -> (Store, ProjectId, Claim) {
+    let store = db.store.clone();
+    let project = store
+        .create_project(&NewProject {
+            name: "p".into(),
+            provider: "local".into(),
+            location: "/tmp/nowhere".into(),
+            default_branch: "main".into(),
+            credential: None,
+            ignore_patterns: Vec::new(),
+            max_file_bytes: None,
+            embeddings_enabled: None,
+        })
+        .await
+        .unwrap();
+    let sync = store
+        .create_sync(project.id, "main", None, None)
+        .await
+        .unwrap()
+        .sync;
+    let ClaimOutcome::Claimed { claim, .. } = store
+        .claim(sync.id, owner, Duration::from_secs(30))
+        .await
+        .unwrap()
+    else {
+        panic!("claim")
+    };
+    (store, project.id, claim)
+}
+
+fn entry(path: &str, content: &str, language: Option<&str>) -> NewEntry {
+    NewEntry {
+        path: path.into(),
+        content: content.into(),
+        content_hash: format!("hash-{path}"),
+        blob_sha: format!("{:0>40}", path.len()),
+        language: language.map(str::to_string),
+        size: content.len() as i64,
+    }
+}
+
+#[tokio::test]
+async fn an_import_batch_goes_through_copy_once_and_only_with_the_fence() {
+    let db = TestDb::new().await;
+    let (store, _project, claim) = claimed(&db, "w1").await;
+    let batch = vec![
+        entry("a.rs", "fn a() {}\n", Some("rust")),
+        entry("dir/é ü.txt", "tab\there, quote ' and \\ backslash\n", None),
+        entry("empty", "", None),
+    ];
+    let skips = vec![("bin.dat".to_string(), SkipReason::Binary)];
+    // Written twice (a redelivered batch): the second changes nothing.
+    for _ in 0..2 {
+        store
+            .write_import_batch(&claim, &batch, &skips, json!({ "after": "empty" }))
+            .await
+            .unwrap();
+    }
+    let rows: Vec<(String, String, Option<String>, i64, String)> = sqlx::query_as(
+        "SELECT path, content, language, size_bytes, status FROM memory_entries ORDER BY path",
+    )
+    .fetch_all(&db.admin)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 3);
+    for (row, e) in rows.iter().zip(&batch) {
+        assert_eq!(
+            (&row.0, &row.1, &row.2, row.3, row.4.as_str()),
+            (&e.path, &e.content, &e.language, e.size, "pending")
+        );
+    }
+    let checkpoint: serde_json::Value = sqlx::query_scalar(
+        "SELECT checkpoint FROM sync_steps WHERE sync_id = $1 AND phase = 'import'",
+    )
+    .bind(claim.sync_id.0)
+    .fetch_one(&db.admin)
+    .await
+    .unwrap();
+    assert_eq!(checkpoint, json!({ "after": "empty" }));
+
+    // Another worker takes the sync over: the first one's writes are refused.
+    sqlx::query("UPDATE project_syncs SET lease_expires_at = now() - interval '1 s'")
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    let ClaimOutcome::Claimed { claim: taken, .. } = store
+        .claim(claim.sync_id, "w2", Duration::from_secs(30))
+        .await
+        .unwrap()
+    else {
+        panic!("takeover")
+    };
+    let err = store
+        .write_import_batch(&claim, &[entry("late.rs", "late", None)], &[], json!({}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, projsync_store::Error::LeaseLost(_)), "{err}");
+    // The new owner's batch lands; the staging table was left empty.
+    store
+        .write_import_batch(&taken, &[entry("b.rs", "b", None)], &[], json!({}))
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM memory_entries")
+        .fetch_one(&db.admin)
+        .await
+        .unwrap();
+    assert_eq!(n, 4);
+}
+
+#[tokio::test]
+async fn scan_base_sums_up_the_stored_files() {
+    let db = TestDb::new().await;
+    let (store, project, claim) = claimed(&db, "w1").await;
+    let repository = store.project(project).await.unwrap().repository.id;
+    assert_eq!(
+        store.scan_base(repository).await.unwrap(),
+        projsync_store::ScanBase::default()
+    );
+    let row = |path: &str, skip: Option<SkipReason>| PlanRow {
+        path: path.into(),
+        change: projsync_domain::ChangeKind::Added,
+        kind: projsync_domain::EntryKind::File,
+        blob_sha: Some(format!("{:0>40}", path.len())),
+        old_blob_sha: None,
+        old_path: None,
+        size: Some(1),
+        language: None,
+        skip_reason: skip,
+        needs_entry: false,
+    };
+    let plan = vec![
+        row("a", None),
+        row("b", Some(SkipReason::Binary)),
+        row("c", Some(SkipReason::TooLarge)),
+        row("d", Some(SkipReason::Binary)),
+    ];
+    store
+        .write_plan(&claim, &plan, &Stats::default(), Some("f1"))
+        .await
+        .unwrap();
+    store
+        .finalize(
+            &claim,
+            repository,
+            "c0ffee",
+            "changed",
+            Stats::default(),
+            None,
+        )
+        .await
+        .unwrap();
+    let base = store.scan_base(repository).await.unwrap();
+    assert_eq!(base.last_synced_commit.as_deref(), Some("c0ffee"));
+    assert_eq!(base.synced_filter.as_deref(), Some("f1"));
+    assert_eq!(base.files, 4);
+    assert_eq!(
+        base.skipped_by_reason,
+        [("binary".to_string(), 2), ("too_large".to_string(), 1)].into()
+    );
+    let at = store
+        .stored_files_at(repository, &["b".into(), "zz".into()])
+        .await
+        .unwrap();
+    assert_eq!(at.len(), 1);
+    assert_eq!(at[0].1, Some(SkipReason::Binary));
+}
