@@ -293,23 +293,7 @@ impl Source for GitSource {
         if let Some(bad) = shas.iter().find(|s| !valid_sha(s)) {
             return Err(SourceError::invalid(format!("`{bad}` is not a blob SHA")));
         }
-        let mut child = self
-            .command(&["cat-file", "--batch"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| SourceError::unavailable(format!("cannot run git cat-file: {e}")))?;
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        let input: Vec<u8> = shas
-            .iter()
-            .flat_map(|s| format!("{s}\n").into_bytes())
-            .collect();
-        // Write while reading: a large request would otherwise fill both pipes.
-        let writer = tokio::spawn(async move {
-            stdin.write_all(&input).await?;
-            stdin.shutdown().await
-        });
+        let (mut child, writer) = self.cat_file("--batch", shas)?;
         let mut reader = BufReader::new(child.stdout.take().expect("piped stdout"));
         let mut blobs = Vec::with_capacity(shas.len());
         let mut header = String::new();
@@ -376,22 +360,8 @@ impl GitSource {
         if shas.is_empty() {
             return Ok(sizes);
         }
-        let mut child = self
-            .command(&["cat-file", "--batch-check=%(objectname) %(objectsize)"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| SourceError::unavailable(format!("cannot run git cat-file: {e}")))?;
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        let input: Vec<u8> = shas
-            .iter()
-            .flat_map(|s| format!("{s}\n").into_bytes())
-            .collect();
-        let writer = tokio::spawn(async move {
-            stdin.write_all(&input).await?;
-            stdin.shutdown().await
-        });
+        let (mut child, writer) =
+            self.cat_file("--batch-check=%(objectname) %(objectsize)", shas)?;
         let mut out = Vec::new();
         child
             .stdout
@@ -410,6 +380,40 @@ impl GitSource {
             }
         }
         Ok(sizes)
+    }
+
+    /// `git cat-file <mode>` fed `shas` (one a line) on its stdin by a task
+    /// of its own: writing while the caller reads, since a large request
+    /// would otherwise fill both pipes.
+    #[allow(clippy::type_complexity)]
+    fn cat_file(
+        &self,
+        mode: &str,
+        shas: &[String],
+    ) -> Result<
+        (
+            tokio::process::Child,
+            tokio::task::JoinHandle<std::io::Result<()>>,
+        ),
+        SourceError,
+    > {
+        let mut child = self
+            .command(&["cat-file", mode])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| SourceError::unavailable(format!("cannot run git cat-file: {e}")))?;
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let input: Vec<u8> = shas
+            .iter()
+            .flat_map(|s| format!("{s}\n").into_bytes())
+            .collect();
+        let writer = tokio::spawn(async move {
+            stdin.write_all(&input).await?;
+            stdin.shutdown().await
+        });
+        Ok((child, writer))
     }
 }
 

@@ -919,13 +919,7 @@ impl Store {
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, trace_context)| DuePush {
-                sync_id: SyncId(id),
-                trace_context,
-            })
-            .collect())
+        Ok(due_pushes(rows))
     }
 
     /// Running syncs whose lease is live but whose advisory lock no session
@@ -939,13 +933,7 @@ impl Store {
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, trace_context)| DuePush {
-                sync_id: SyncId(id),
-                trace_context,
-            })
-            .collect())
+        Ok(due_pushes(rows))
     }
 
     /// The W3C `traceparent` a sync was created under, if any.
@@ -1179,4 +1167,14 @@ async fn end_cancelled(tx: &mut Transaction<'_, Postgres>, sync_id: SyncId) -> R
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Rows `(sync id, trace context)` of the reconciler's functions.
+fn due_pushes(rows: Vec<(Uuid, Option<String>)>) -> Vec<DuePush> {
+    rows.into_iter()
+        .map(|(id, trace_context)| DuePush {
+            sync_id: SyncId(id),
+            trace_context,
+        })
+        .collect()
 }
