@@ -418,6 +418,11 @@ pub struct GitHubSource {
     counters: Arc<RequestCounters>,
     tree_cache: TreeCache,
     metrics: Metrics,
+    /// Comparisons GitHub answered that cannot list the way from one
+    /// commit to another (`from` unknown or not an ancestor): asked once
+    /// per source, so that a scan's `diff` and a truncated tree's rebuild
+    /// do not ask twice.
+    no_comparison: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 fn now_secs() -> i64 {
@@ -493,6 +498,7 @@ impl GitHubSource {
             counters: Arc::default(),
             tree_cache,
             metrics,
+            no_comparison: Default::default(),
         };
         let kept = repos
             .lock()
@@ -905,6 +911,9 @@ impl GitHubSource {
         commit: &str,
         base: &[TreeEntry],
     ) -> Result<Option<Vec<TreeEntry>>, SourceError> {
+        if self.comparison_refused(base_commit, commit) {
+            return Ok(None);
+        }
         let (cmp, _) = self
             .get_json::<CompareResponse>(
                 &self.repo_path(&format!("/compare/{base_commit}...{commit}")),
@@ -916,6 +925,7 @@ impl GitHubSource {
             return Ok(None);
         };
         if !matches!(cmp.status.as_str(), "ahead" | "identical") {
+            self.refuse_comparison(base_commit, commit);
             return Ok(None);
         }
         let mut tree: HashMap<String, TreeEntry> =
@@ -1083,7 +1093,24 @@ impl GitHubSource {
     /// of its directories. `None` (read the whole tree) when the comparison
     /// cannot be trusted to list every change: `from` unknown or not an
     /// ancestor of `to`, no file list, or 300 files or more (GitHub's cap).
+    fn comparison_refused(&self, from: &str, to: &str) -> bool {
+        self.no_comparison
+            .lock()
+            .expect("comparison memo lock")
+            .contains(&(from.to_string(), to.to_string()))
+    }
+
+    fn refuse_comparison(&self, from: &str, to: &str) {
+        self.no_comparison
+            .lock()
+            .expect("comparison memo lock")
+            .insert((from.to_string(), to.to_string()));
+    }
+
     async fn diff_by_compare(&self, from: &str, to: &str) -> Result<Option<TreeDiff>, SourceError> {
+        if self.comparison_refused(from, to) {
+            return Ok(None);
+        }
         // Files come on the first page only, for the whole comparison;
         // `per_page=1` keeps the commit list that comes with them short.
         let resp = self
@@ -1094,6 +1121,7 @@ impl GitHubSource {
             .await?;
         // 404: `from` is gone (a force-push, a gc); 422: no common history.
         if matches!(resp.status, 404 | 422) {
+            self.refuse_comparison(from, to);
             return Ok(None);
         }
         self.expect_ok(&resp, "compare two commits")?;
@@ -1101,6 +1129,7 @@ impl GitHubSource {
             SourceError::unavailable(format!("GitHub sent an unexpected comparison: {e}"))
         })?;
         if !matches!(cmp.status.as_str(), "ahead" | "identical") {
+            self.refuse_comparison(from, to);
             return Ok(None);
         }
         let Some(files) = cmp.files.filter(|f| f.len() < COMPARE_FILE_LIMIT) else {
