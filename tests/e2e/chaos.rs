@@ -95,6 +95,7 @@ impl WorkerProc {
                 "PROJSYNC__WORKER__RETRY_MIN_DELAY_MS",
                 s.worker.retry_min_delay_ms.to_string(),
             )
+            .env("PROJSYNC__WORKER__TAKEOVER", s.worker.takeover.to_string())
             .env("PROJSYNC__WORKER__SHUTDOWN_TIMEOUT_SECS", "10")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -326,6 +327,7 @@ async fn sigkill_mid_import_is_taken_over_before_the_lease_expires() {
         fast(s);
         s.worker.lease_ttl_secs = 3600;
         s.worker.redeliver_after_secs = 3600;
+        s.worker.takeover = true;
     })
     .await;
     let repo = repo_with(30, "v0");

@@ -487,6 +487,7 @@ pub async fn spawn_worker_on(
         ReconcilerOptions {
             interval: Duration::from_millis(settings.worker.reconcile_interval_ms),
             redeliver_after: Duration::from_secs(settings.worker.redeliver_after_secs),
+            takeover: settings.worker.takeover,
             metrics,
         },
         shutdown,

@@ -8,7 +8,9 @@
 //! are harmless, since the lease decides who runs. Each push is a span in
 //! the sync's own trace (its `trace_context` in the ledger).
 //!
-//! Between passes, every [`TAKEOVER_EVERY`], it also pushes running syncs
+//! With `worker.takeover` (experimental, off by default: with duplicate
+//! deliveries a live worker's lock was once seen free and its sync taken
+//! over, fenced but wasted), between passes, every [`TAKEOVER_EVERY`], it also pushes running syncs
 //! whose lease is live but whose advisory lock is free (their worker's
 //! connection died: a killed process): the claimer that takes the lock
 //! takes the lease over at once (migrations/0009_takeover.sql). The job
@@ -28,6 +30,9 @@ pub struct ReconcilerOptions {
     pub interval: Duration,
     /// A sync pushed less than this long ago is left alone.
     pub redeliver_after: Duration,
+    /// Also push, every [`TAKEOVER_EVERY`], running syncs whose advisory
+    /// lock is free (`worker.takeover`; experimental, off by default).
+    pub takeover: bool,
     /// Where the pushes are counted (`projsync_reconciler_pushes_total`).
     pub metrics: Metrics,
 }
@@ -48,19 +53,29 @@ pub async fn run_reconciler(
     let takeover_every = opts.interval.min(TAKEOVER_EVERY);
     let mut takeover = tokio::time::interval_at(start + takeover_every, takeover_every);
     takeover.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A running sync whose lock was seen free by the last takeover look
+    // too: pushed only when seen free twice in a row, so that the moment a
+    // live worker spends re-taking its locks on a new connection (or a
+    // slow look under load) does not hand its sync to another worker.
+    let mut suspects: std::collections::HashSet<projsync_domain::SyncId> = Default::default();
     loop {
-        let due = tokio::select! {
-            _ = pass.tick() => store.due_for_push(opts.redeliver_after, 500).await,
-            _ = takeover.tick() => store.due_for_takeover(100).await,
+        let (due, is_takeover) = tokio::select! {
+            _ = pass.tick() => (store.due_for_push(opts.redeliver_after, 500).await, false),
+            _ = takeover.tick(), if opts.takeover => (store.due_for_takeover(100).await, true),
             _ = shutdown.cancelled() => return,
         };
-        let due = match due {
+        let mut due = match due {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!("reconciler cannot read the ledger: {e}");
                 continue;
             }
         };
+        if is_takeover {
+            let seen: std::collections::HashSet<_> = due.iter().map(|d| d.sync_id).collect();
+            due.retain(|d| suspects.contains(&d.sync_id));
+            suspects = seen;
+        }
         for due in due {
             let sync_id = due.sync_id;
             // The push joins the sync's own trace (a no-op without
