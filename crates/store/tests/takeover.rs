@@ -180,7 +180,9 @@ async fn a_live_lock_keeps_the_lease() {
     // The refusals released nothing: a later request (served after
     // anything they sent) finds the lock still held.
     let other = queued_sync(&db).await;
-    assert!(locks_a.try_lock(other).await.unwrap().is_some());
+    // (The guard is kept: dropping it would release the lock.)
+    let other_lock = locks_a.try_lock(other).await.unwrap();
+    assert!(other_lock.is_some());
     assert!(locks_b.try_lock(other).await.unwrap().is_none());
     assert!(locks_a.try_lock(sync_id).await.unwrap().is_none());
     assert!(store_a.due_for_takeover(10).await.unwrap().is_empty());
