@@ -549,26 +549,27 @@ impl Settings {
 mod tests {
     use super::*;
 
-    #[test]
-    fn defaults_are_valid() {
-        let s: Settings = config::Config::builder()
+    /// The defaults with `toml` laid over them.
+    fn load(toml: &str) -> Settings {
+        config::Config::builder()
             .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .add_source(config::File::from_str(toml, config::FileFormat::Toml))
             .build()
             .unwrap()
             .try_deserialize()
-            .unwrap();
+            .unwrap()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = load("");
         s.validate().unwrap();
         assert_eq!(s.sync.max_file_bytes, 1024 * 1024);
     }
 
     #[test]
     fn bad_values_are_named() {
-        let mut s: Settings = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
-            .build()
-            .unwrap()
-            .try_deserialize()
-            .unwrap();
+        let mut s = load("");
         s.database.url = "mysql://u:secret@h/db".into();
         let err = s.validate().unwrap_err().to_string();
         assert!(
@@ -625,27 +626,13 @@ mod tests {
 
     #[test]
     fn telemetry_is_off_unless_an_endpoint_is_set() {
-        let s: Settings = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
-            .build()
-            .unwrap()
-            .try_deserialize()
-            .unwrap();
+        let s = load("");
         assert!(s.telemetry_options("api").is_none());
         assert_eq!(s.telemetry.service_name, "projsync");
     }
 
     #[test]
     fn otlp_headers_come_as_a_table_or_as_one_string() {
-        let load = |toml: &str| -> Settings {
-            config::Config::builder()
-                .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
-                .add_source(config::File::from_str(toml, config::FileFormat::Toml))
-                .build()
-                .unwrap()
-                .try_deserialize()
-                .unwrap()
-        };
         let table = load(
             "[telemetry]\notlp_endpoint = \"https://api.axiom.co\"\n\
              [telemetry.otlp_headers]\nAuthorization = \"Bearer xaat-1\"\n\

@@ -75,24 +75,36 @@ async fn redeliveries_leave_one_waiting_job_per_sync() {
     );
 }
 
+/// A worker of `concurrency` that reports each job it takes on the
+/// returned channel and finishes it once `gate` gives a permit.
+fn recording_worker(
+    opts: &QueueOptions,
+    concurrency: usize,
+    gate: Arc<Semaphore>,
+) -> (
+    tokio::task::JoinHandle<()>,
+    mpsc::UnboundedReceiver<SyncId>,
+    CancellationToken,
+) {
+    let (seen, rx) = mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let worker = spawn_worker(
+        opts.clone(),
+        projsync_queue::unique_worker_name("test"),
+        concurrency,
+        Arc::new(Recorder { seen, gate }),
+        shutdown.clone(),
+    );
+    (worker, rx, shutdown)
+}
+
 #[tokio::test]
 async fn a_taken_job_lets_its_sync_be_pushed_again() {
     let redis = TestRedis::new();
     let opts = options(&redis);
     let queue = JobQueue::connect(&opts).await.unwrap();
-    let (seen_tx, mut seen) = mpsc::unbounded_channel();
     let gate = Arc::new(Semaphore::new(0));
-    let shutdown = CancellationToken::new();
-    let worker = spawn_worker(
-        opts.clone(),
-        projsync_queue::unique_worker_name("test"),
-        1,
-        Arc::new(Recorder {
-            seen: seen_tx,
-            gate: gate.clone(),
-        }),
-        shutdown.clone(),
-    );
+    let (worker, mut seen, shutdown) = recording_worker(&opts, 1, gate.clone());
     let sync = SyncId::new();
     queue.push(sync).await.unwrap();
     assert_eq!(next(&mut seen).await, sync);
@@ -119,19 +131,7 @@ async fn an_idle_worker_is_woken_by_a_push() {
     let redis = TestRedis::new();
     let opts = options(&redis);
     let queue = JobQueue::connect(&opts).await.unwrap();
-    let (seen_tx, mut seen) = mpsc::unbounded_channel();
-    let gate = Arc::new(Semaphore::new(100));
-    let shutdown = CancellationToken::new();
-    let worker = spawn_worker(
-        opts.clone(),
-        projsync_queue::unique_worker_name("test"),
-        2,
-        Arc::new(Recorder {
-            seen: seen_tx,
-            gate,
-        }),
-        shutdown.clone(),
-    );
+    let (worker, mut seen, shutdown) = recording_worker(&opts, 2, Arc::new(Semaphore::new(100)));
     // The first job may be found by the worker's first fetch.
     let first = SyncId::new();
     queue.push(first).await.unwrap();
