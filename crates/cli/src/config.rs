@@ -230,7 +230,7 @@ pub struct Worker {
     pub reconcile_interval_ms: u64,
     pub redeliver_after_secs: u64,
     /// Push running syncs whose worker's lock connection is gone at once
-    /// (experimental, off: see ARCHITECTURE.md, invariant 3).
+    /// (see ARCHITECTURE.md, invariant 3).
     #[serde(default)]
     pub takeover: bool,
     /// The worker's own listener for /healthz, /readyz and /metrics;

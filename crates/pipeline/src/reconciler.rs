@@ -8,12 +8,11 @@
 //! are harmless, since the lease decides who runs. Each push is a span in
 //! the sync's own trace (its `trace_context` in the ledger).
 //!
-//! With `worker.takeover` (experimental, off by default: with duplicate
-//! deliveries a live worker's lock was once seen free and its sync taken
-//! over, fenced but wasted), between passes, every [`TAKEOVER_EVERY`], it also pushes running syncs
-//! whose lease is live but whose advisory lock is free (their worker's
-//! connection died: a killed process): the claimer that takes the lock
-//! takes the lease over at once (migrations/0009_takeover.sql). The job
+//! With `worker.takeover` (on by default), between passes, every
+//! [`TAKEOVER_EVERY`], it also pushes running syncs whose lease was taken
+//! with the advisory lock and is live, but whose lock is free (their
+//! worker's connection died: a killed process): the claimer that takes the
+//! lock takes the lease over at once (migrations/0009_takeover.sql, 0011). The job
 //! queue drops a push for a sync whose job is already waiting, so passes
 //! leave no duplicate jobs.
 
@@ -31,7 +30,7 @@ pub struct ReconcilerOptions {
     /// A sync pushed less than this long ago is left alone.
     pub redeliver_after: Duration,
     /// Also push, every [`TAKEOVER_EVERY`], running syncs whose advisory
-    /// lock is free (`worker.takeover`; experimental, off by default).
+    /// lock is free (`worker.takeover`).
     pub takeover: bool,
     /// Where the pushes are counted (`projsync_reconciler_pushes_total`).
     pub metrics: Metrics,

@@ -506,11 +506,13 @@ impl Store {
     }
 
     /// [`Store::claim`], by a claimer that holds the sync's advisory lock
-    /// (`SyncLocks`) when `holds_lock`: the worker of a live lease holds
-    /// that lock for as long as it runs, so a free lock means that worker
-    /// is gone, and its lease is taken over without waiting for it to
-    /// expire. The fence moves as with any claim, so a worker that was
-    /// only cut off fails its next write.
+    /// (`SyncLocks`) when `holds_lock`: the worker of a live lease taken
+    /// with that lock holds it for as long as it runs, so a free lock means
+    /// that worker is gone, and its lease is taken over without waiting for
+    /// it to expire. A lease taken without the lock (its claimer found the
+    /// lock held, for a moment, by another) is never taken over early: the
+    /// lock says nothing of its worker. The fence moves as with any claim,
+    /// so a worker that was only cut off fails its next write.
     pub async fn claim_locked(
         &self,
         sync_id: SyncId,
@@ -523,11 +525,11 @@ impl Store {
             "UPDATE project_syncs SET status = 'running', lease_owner = $2, \
                  lease_expires_at = now() + make_interval(secs => $3), fence = fence + 1, \
                  attempts = attempts + 1, started_at = coalesce(started_at, now()), updated_at = now(), \
-                 not_before = NULL \
+                 not_before = NULL, lease_locked = $4 \
              WHERE id = $1 AND status IN ('queued', 'running') \
                AND (not_before IS NULL OR not_before <= now()) \
                AND (lease_expires_at IS NULL OR lease_expires_at < now() \
-                    OR ($4 AND status = 'running')) \
+                    OR ($4 AND status = 'running' AND lease_locked)) \
              RETURNING project_id, fence, trace_context",
         )
         .bind(sync_id.0)

@@ -222,3 +222,45 @@ async fn a_lost_lock_connection_is_reopened_with_its_locks() {
         "the running sync's lock is held again"
     );
 }
+
+/// The race of a duplicate delivery: worker A holds the lock but has not
+/// claimed yet; worker B, finding the lock held, claims by the lease alone.
+/// A's claim must then not take B's live lease over (B is alive: the free
+/// lock said nothing of it), and the reconciler must not hand it out.
+#[tokio::test]
+async fn a_lease_taken_without_the_lock_is_not_taken_over_by_the_lock_holder() {
+    let db = TestDb::new().await;
+    let sync_id = queued_sync(&db).await;
+    let (store_a, locks_a) = worker(&db).await;
+    let (store_b, locks_b) = worker(&db).await;
+    let lock_a = locks_a.try_lock(sync_id).await.unwrap();
+    assert!(lock_a.is_some());
+    assert!(locks_b.try_lock(sync_id).await.unwrap().is_none());
+    let b = claimed(
+        store_b
+            .claim_locked(sync_id, "b", TTL, false)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        store_a.claim_locked(sync_id, "a", TTL, true).await.unwrap(),
+        ClaimOutcome::Unavailable,
+        "B's live lease stands"
+    );
+    // A gives the lock up (its job is dropped): B's lease, taken without
+    // it, is still not a takeover candidate.
+    drop(lock_a);
+    let mut free = false;
+    for _ in 0..200 {
+        if let Some(lock) = locks_b.try_lock(sync_id).await.unwrap() {
+            drop(lock);
+            free = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(free, "A's lock was released");
+    assert!(store_a.due_for_takeover(10).await.unwrap().is_empty());
+    assert_eq!(store_b.sync(sync_id).await.unwrap().fence, b.fence);
+    store_b.set_stats(&b, &Stats::default()).await.unwrap();
+}
