@@ -163,17 +163,30 @@ impl Pipeline {
 
         // 1. Chunks for every entry version of the scope.
         let (counter, opts) = settings.chunker();
+        // Where the last batch ended (after a restart: the start; entries
+        // chunked before are passed over once).
+        let mut after: Option<projsync_store::UnchunkedEntry> = None;
         loop {
             if let Some(stop) = self.boundary(ctx).await? {
                 return Ok(Transition::Stop(stop));
             }
             let entries = self
                 .store
-                .unchunked_entries(scope, settings.chunk_entries_batch.max(1) as i64)
+                .unchunked_entries(
+                    scope,
+                    after.as_ref(),
+                    settings.chunk_entries_batch.max(1) as i64,
+                )
                 .await?;
-            if entries.is_empty() {
+            let Some(last) = entries.last() else {
                 break;
-            }
+            };
+            after = Some(projsync_store::UnchunkedEntry {
+                entry_id: last.entry_id,
+                kind: last.kind.clone(),
+                path: last.path.clone(),
+                content: String::new(),
+            });
             let n = entries.len() as u64;
             let chunked = chunk_entries(
                 counter.clone(),

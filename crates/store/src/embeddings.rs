@@ -7,7 +7,7 @@
 //! [`Store::ensure_embedding_index`] for the configured model, so the
 //! semantic query names the model and the dimensions literally.
 
-use crate::syncs::save_checkpoint_on;
+use crate::syncs::save_checkpoint_query;
 use crate::{Claim, Error, Result, Store};
 use projsync_domain::{ProjectId, SyncId, SyncPhase};
 use serde::{Deserialize, Serialize};
@@ -43,6 +43,9 @@ impl ChunkScope {
 #[derive(Debug, Clone)]
 pub struct UnchunkedEntry {
     pub entry_id: i64,
+    /// Its key in the scope: the next batch starts after it.
+    pub kind: String,
+    pub path: String,
     pub content: String,
 }
 
@@ -226,22 +229,36 @@ impl Store {
     pub async fn unchunked_entries(
         &self,
         scope: ChunkScope,
+        after: Option<&UnchunkedEntry>,
         limit: i64,
     ) -> Result<Vec<UnchunkedEntry>> {
-        let rows = sqlx::query(&format!(
-            "SELECT m.id, m.content FROM memory_entries m \
-             WHERE {} AND m.chunk_count IS NULL ORDER BY m.id LIMIT $2",
+        // In (kind, path) order after the last batch: a range of the
+        // scope's unique index, so that each batch costs its own rows, not
+        // every row chunked before it.
+        // From ('', '') for the first batch (kinds and paths are never
+        // empty), not `$3 IS NULL OR …`: a generic plan could not use that
+        // as an index bound.
+        let (after_kind, after_path) =
+            after.map_or(("", ""), |a| (a.kind.as_str(), a.path.as_str()));
+        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(&format!(
+            "SELECT m.id, m.kind, m.path, m.content FROM memory_entries m \
+             WHERE {} AND m.chunk_count IS NULL AND (m.kind, m.path) > ($3, $4) \
+             ORDER BY m.kind, m.path LIMIT $2",
             scope.condition()
         ))
         .bind(scope.id())
         .bind(limit)
+        .bind(after_kind)
+        .bind(after_path)
         .fetch_all(&mut *self.read().await?)
         .await?;
         Ok(rows
             .into_iter()
-            .map(|r| UnchunkedEntry {
-                entry_id: r.get("id"),
-                content: r.get("content"),
+            .map(|(entry_id, kind, path, content)| UnchunkedEntry {
+                entry_id,
+                kind,
+                path,
+                content,
             })
             .collect())
     }
@@ -305,7 +322,9 @@ impl Store {
         )
         .execute(&mut *tx)
         .await?;
-        save_checkpoint_on(&mut *tx, claim.sync_id, phase, checkpoint).await?;
+        save_checkpoint_query(claim.sync_id, phase, checkpoint)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -368,7 +387,9 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.fenced(claim).await?;
         insert_vectors(&mut *tx, model, vectors).await?;
-        save_checkpoint_on(&mut *tx, claim.sync_id, phase, checkpoint).await?;
+        save_checkpoint_query(claim.sync_id, phase, checkpoint)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

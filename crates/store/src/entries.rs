@@ -2,7 +2,7 @@
 
 use crate::copy::BinaryCopy;
 use crate::embeddings::unembedded;
-use crate::syncs::{finish_step_on, save_checkpoint_on};
+use crate::syncs::{finish_step_query, save_checkpoint_query};
 use crate::ChunkScope;
 use crate::{Claim, Error, PlanRow, Result, Store};
 use projsync_domain::plan::{ChangeKind, StoredFile};
@@ -174,13 +174,13 @@ impl Store {
             "stats": stats,
             "filter": filter,
         });
-        finish_step_on(
-            &mut *tx,
+        finish_step_query(
             claim.sync_id,
             SyncPhase::Scan,
             PhaseStatus::Succeeded,
             checkpoint,
         )
+        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(())
@@ -243,12 +243,15 @@ impl Store {
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<PlanRow>> {
+        // `path > ''` for the first batch (a path is never empty), not
+        // `$2 IS NULL OR …`: a generic plan could not use that as an index
+        // bound, and every batch would read the plan from its start.
         let rows = sqlx::query(&format!(
-            "{SELECT_PLAN} WHERE sync_id = $1 AND needs_entry AND ($2::text IS NULL OR path > $2) \
+            "{SELECT_PLAN} WHERE sync_id = $1 AND needs_entry AND path > $2 \
              ORDER BY path LIMIT $3"
         ))
         .bind(sync_id.0)
-        .bind(after)
+        .bind(after.unwrap_or(""))
         .bind(limit)
         .fetch_all(&mut *self.read().await?)
         .await?;
@@ -352,7 +355,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        save_checkpoint_on(&mut *tx, claim.sync_id, SyncPhase::Import, checkpoint).await?;
+        save_checkpoint_query(claim.sync_id, SyncPhase::Import, checkpoint)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -371,7 +376,7 @@ impl Store {
         embedding_model: Option<&str>,
     ) -> Result<Stats> {
         let (sync_id, project_id) = (claim.sync_id.0, claim.project_id.0);
-        let mut tx = self.fenced(claim).await?;
+        let mut tx = self.fenced_durable(claim).await?;
         // Entries become active only together with their chunks and, when
         // embeddings are on, with every chunk's vector (invariant 4).
         let (missing, unchunked) = unembedded(
@@ -466,13 +471,13 @@ impl Store {
             .bind(filter)
             .execute(&mut *tx)
             .await?;
-        finish_step_on(
-            &mut *tx,
+        finish_step_query(
             claim.sync_id,
             SyncPhase::Finalize,
             PhaseStatus::Succeeded,
             serde_json::json!({ "activated": activated }),
         )
+        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(stats)
@@ -481,7 +486,7 @@ impl Store {
     /// End a backfill as succeeded. It changes no entry version, so it is
     /// not linked into the project's history.
     pub async fn complete_backfill(&self, claim: &Claim, stats: &Stats) -> Result<()> {
-        let mut tx = self.fenced(claim).await?;
+        let mut tx = self.fenced_durable(claim).await?;
         sqlx::query(
             "UPDATE project_syncs SET status = 'succeeded', outcome = 'embedded', stats = $2, \
                  finished_at = now(), updated_at = now(), current_phase = NULL, \
@@ -492,13 +497,13 @@ impl Store {
         .bind(Json(stats))
         .execute(&mut *tx)
         .await?;
-        finish_step_on(
-            &mut *tx,
+        finish_step_query(
             claim.sync_id,
             SyncPhase::Finalize,
             PhaseStatus::Succeeded,
             serde_json::json!({}),
         )
+        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(())
@@ -513,7 +518,7 @@ impl Store {
         head_commit: &str,
         stats: &Stats,
     ) -> Result<()> {
-        let mut tx = self.fenced(claim).await?;
+        let mut tx = self.fenced_durable(claim).await?;
         complete_on(
             &mut tx,
             claim,
@@ -523,13 +528,13 @@ impl Store {
             stats,
         )
         .await?;
-        finish_step_on(
-            &mut *tx,
+        finish_step_query(
             claim.sync_id,
             SyncPhase::Prepare,
             PhaseStatus::Succeeded,
             serde_json::json!({ "head_commit": head_commit, "unchanged": true }),
         )
+        .execute(&mut *tx)
         .await?;
         sqlx::query(
             "UPDATE sync_steps SET status = 'skipped', finished_at = now() \
@@ -703,11 +708,14 @@ impl Store {
         after: Option<&MemoryKey>,
         limit: i64,
     ) -> Result<crate::Page<ActiveEntry, MemoryKey>> {
-        let (after_kind, after_path) = after.map(|(k, p)| (k.as_str(), p.as_str())).unzip();
+        // From ('', '') for the first page (kinds and paths are never
+        // empty): one index-bounded statement at any depth, also as a
+        // generic plan.
+        let (after_kind, after_path) = after.map_or(("", ""), |(k, p)| (k.as_str(), p.as_str()));
         let rows = sqlx::query(
             "SELECT kind, path, content, content_hash, blob_sha, language, created_by_sync_id \
              FROM active_memory_entries WHERE project_id = $1 AND kind = 'file' \
-             AND ($2::text IS NULL OR (kind, path) > ($2, $3)) \
+             AND (kind, path) > ($2, $3) \
              ORDER BY kind, path LIMIT $4",
         )
         .bind(project_id.0)

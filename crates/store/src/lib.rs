@@ -140,21 +140,63 @@ impl Store {
     /// `q.fetch_all(&mut *self.read().await?)`. It is rolled back when
     /// dropped (which only ends it: it cannot write).
     pub(crate) async fn read(&self) -> Result<Transaction<'static, Postgres>> {
-        let mut tx = self.pool.begin_with("BEGIN READ ONLY").await?;
-        set_tenant(&mut tx, self.tenant).await?;
-        Ok(tx)
+        Ok(self
+            .pool
+            .begin_with(begin_sql("BEGIN READ ONLY", self.tenant, Commit::Durable))
+            .await?)
     }
 
     /// Begin a transaction of this store's tenant.
     pub async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
-        let mut tx = self.pool.begin().await?;
-        set_tenant(&mut tx, self.tenant).await?;
-        Ok(tx)
+        self.begin_committing(Commit::Durable).await
+    }
+
+    /// Begin a transaction of this store's tenant that commits as `commit`
+    /// says.
+    pub(crate) async fn begin_committing(
+        &self,
+        commit: Commit,
+    ) -> Result<Transaction<'static, Postgres>> {
+        Ok(self
+            .pool
+            .begin_with(begin_sql("BEGIN", self.tenant, commit))
+            .await?)
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+/// How a transaction's commit waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Commit {
+    /// Until the commit is on disk (PostgreSQL's default): what a caller is
+    /// told has happened survives a crash of the database server.
+    Durable,
+    /// Not for the disk (`synchronous_commit = off`): visible to every
+    /// other session at once, and durable a moment later, unless the
+    /// database server itself crashes first; then it is lost together with
+    /// every later transaction, never a part of it, and never before an
+    /// earlier one. For a run's intermediate writes (steps, checkpoints,
+    /// batches, progress): after such a crash the run resumes from an
+    /// earlier checkpoint, and each is idempotent. A run's last write (its
+    /// end: succeeded, failed, cancelled, handed back or retried later) is
+    /// durable, and its flush carries every deferred commit before it.
+    Deferred,
+}
+
+/// The one statement that begins a transaction of `tenant` (the tenant is
+/// set with it, in the same round trip: a simple query of several
+/// statements, the first of which opens the transaction).
+fn begin_sql(begin: &str, tenant: Option<TenantId>, commit: Commit) -> String {
+    // A UUID's text is hex digits and dashes: nothing to escape.
+    let tenant = tenant.map(|t| t.to_string()).unwrap_or_default();
+    let deferred = match commit {
+        Commit::Durable => "",
+        Commit::Deferred => "; SET LOCAL synchronous_commit = off",
+    };
+    format!("{begin}; SELECT set_config('projsync.tenant_id', '{tenant}', true){deferred}")
 }
 
 /// Set the tenant of the current transaction (`None`: no tenant, which

@@ -1,5 +1,6 @@
 //! Syncs, their steps, leases with fence tokens, and the progress snapshot.
 
+use crate::Commit;
 use crate::{Error, Result, Store};
 use chrono::{DateTime, Utc};
 use projsync_domain::plan::ChangeKind;
@@ -11,7 +12,7 @@ use projsync_domain::{
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
-use sqlx::{PgExecutor, Postgres, Row, Transaction};
+use sqlx::{Postgres, Row, Transaction};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -227,13 +228,38 @@ pub(crate) async fn check_fence(
 
 impl Store {
     /// A transaction that holds the sync's row lock with the fence checked:
-    /// how every write of a phase begins (invariant 3).
+    /// how every intermediate write of a run begins (invariant 3). Its
+    /// commit is deferred ([`Commit::Deferred`]): a run's last write, made
+    /// with [`Store::fenced_durable`], makes it durable.
     pub(crate) async fn fenced(&self, claim: &Claim) -> Result<Transaction<'static, Postgres>> {
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_committing(Commit::Deferred).await?;
         check_fence(&mut tx, claim.sync_id, claim.fence).await?;
         Ok(tx)
     }
+
+    /// [`Store::fenced`], for a run's last write: the commit waits for the
+    /// disk, and with it every deferred commit before it.
+    pub(crate) async fn fenced_durable(
+        &self,
+        claim: &Claim,
+    ) -> Result<Transaction<'static, Postgres>> {
+        let mut tx = self.begin_committing(Commit::Durable).await?;
+        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
+        Ok(tx)
+    }
+
+    /// One statement as a fenced write of its own (begin, check the fence,
+    /// run it, commit): the shape of a run's small writes.
+    async fn fenced_execute(&self, claim: &Claim, query: PgQuery<'_>) -> Result<()> {
+        let mut tx = self.fenced(claim).await?;
+        query.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
 }
+
+/// A statement with its arguments bound.
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
 fn interval(ttl: Duration) -> f64 {
     ttl.as_secs_f64()
@@ -476,26 +502,13 @@ impl Store {
     }
 
     pub async fn steps(&self, sync_id: SyncId) -> Result<Vec<StepRecord>> {
-        let rows = sqlx::query(
-            "SELECT phase, status, attempts, checkpoint, error_message, started_at, finished_at \
-             FROM sync_steps WHERE sync_id = $1 ORDER BY ordinal",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {STEP_COLUMNS} FROM sync_steps WHERE sync_id = $1 ORDER BY ordinal"
+        ))
         .bind(sync_id.0)
         .fetch_all(&mut *self.read().await?)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StepRecord {
-                    phase: parse(r.get::<&str, _>("phase"))?,
-                    status: parse(r.get::<&str, _>("status"))?,
-                    attempts: r.get("attempts"),
-                    checkpoint: r.get("checkpoint"),
-                    error_message: r.get("error_message"),
-                    started_at: r.get("started_at"),
-                    finished_at: r.get("finished_at"),
-                })
-            })
-            .collect()
+        rows.iter().map(step_from_row).collect()
     }
 
     /// Take the lease on a queued or running sync whose lease is free,
@@ -612,28 +625,20 @@ impl Store {
     /// Mark a phase running (one more attempt) and make it the sync's current phase.
     pub async fn start_step(&self, claim: &Claim, phase: SyncPhase) -> Result<StepRecord> {
         let mut tx = self.fenced(claim).await?;
-        sqlx::query(
-            "UPDATE sync_steps SET status = 'running', attempts = attempts + 1, \
+        let row = sqlx::query(&format!(
+            "WITH sync AS (UPDATE project_syncs SET current_phase = $2, updated_at = now() \
+                 WHERE id = $1) \
+             UPDATE sync_steps SET status = 'running', attempts = attempts + 1, \
                  started_at = coalesce(started_at, now()), error_message = NULL \
-             WHERE sync_id = $1 AND phase = $2",
-        )
+             WHERE sync_id = $1 AND phase = $2 RETURNING {STEP_COLUMNS}"
+        ))
         .bind(claim.sync_id.0)
         .bind(phase.as_str())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE project_syncs SET current_phase = $2, updated_at = now() WHERE id = $1",
-        )
-        .bind(claim.sync_id.0)
-        .bind(phase.as_str())
-        .execute(&mut *tx)
-        .await?;
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("step {phase} of sync {}", claim.sync_id)))?;
         tx.commit().await?;
-        let steps = self.steps(claim.sync_id).await?;
-        steps
-            .into_iter()
-            .find(|s| s.phase == phase)
-            .ok_or_else(|| Error::NotFound(format!("step {phase} of sync {}", claim.sync_id)))
+        step_from_row(&row)
     }
 
     /// Record a phase's end (`succeeded` or `skipped`) and its checkpoint.
@@ -644,10 +649,11 @@ impl Store {
         status: PhaseStatus,
         checkpoint: serde_json::Value,
     ) -> Result<()> {
-        let mut tx = self.fenced(claim).await?;
-        finish_step_on(&mut *tx, claim.sync_id, phase, status, checkpoint).await?;
-        tx.commit().await?;
-        Ok(())
+        self.fenced_execute(
+            claim,
+            finish_step_query(claim.sync_id, phase, status, checkpoint),
+        )
+        .await
     }
 
     /// Save a phase's checkpoint while it runs.
@@ -657,10 +663,11 @@ impl Store {
         phase: SyncPhase,
         checkpoint: serde_json::Value,
     ) -> Result<()> {
-        let mut tx = self.fenced(claim).await?;
-        save_checkpoint_on(&mut *tx, claim.sync_id, phase, checkpoint).await?;
-        tx.commit().await?;
-        Ok(())
+        self.fenced_execute(
+            claim,
+            save_checkpoint_query(claim.sync_id, phase, checkpoint),
+        )
+        .await
     }
 
     /// The sync failed in `phase`: record the error on the step and the
@@ -671,7 +678,7 @@ impl Store {
         phase: SyncPhase,
         error: &PhaseError,
     ) -> Result<()> {
-        let mut tx = self.fenced(claim).await?;
+        let mut tx = self.fenced_durable(claim).await?;
         sqlx::query(
             "UPDATE sync_steps SET status = 'failed', error_message = $3, finished_at = now() \
              WHERE sync_id = $1 AND phase = $2",
@@ -703,32 +710,33 @@ impl Store {
 
     /// Store the head commit resolved by prepare.
     pub async fn set_head_commit(&self, claim: &Claim, head: &str) -> Result<()> {
-        let mut tx = self.fenced(claim).await?;
-        sqlx::query("UPDATE project_syncs SET head_commit = $2, updated_at = now() WHERE id = $1")
+        self.fenced_execute(
+            claim,
+            sqlx::query(
+                "UPDATE project_syncs SET head_commit = $2, updated_at = now() WHERE id = $1",
+            )
             .bind(claim.sync_id.0)
-            .bind(head)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+            .bind(head),
+        )
+        .await
     }
 
     /// Save the running stats of a sync.
     pub async fn set_stats(&self, claim: &Claim, stats: &Stats) -> Result<()> {
-        let mut tx = self.fenced(claim).await?;
-        sqlx::query("UPDATE project_syncs SET stats = $2, updated_at = now() WHERE id = $1")
-            .bind(claim.sync_id.0)
-            .bind(Json(stats))
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        self.fenced_execute(
+            claim,
+            sqlx::query("UPDATE project_syncs SET stats = $2, updated_at = now() WHERE id = $1")
+                .bind(claim.sync_id.0)
+                .bind(Json(stats)),
+        )
+        .await
     }
 
     /// Keep `event` as the sync's latest snapshot, numbered with the next
     /// sequence number, and return it as numbered.
     pub async fn record_progress(&self, mut event: ProgressEvent) -> Result<ProgressEvent> {
-        let mut tx = self.begin().await?;
+        // A snapshot: deferred like the run's other intermediate writes.
+        let mut tx = self.begin_committing(Commit::Deferred).await?;
         let seq: i64 = sqlx::query_scalar(
             "UPDATE project_syncs SET progress_seq = progress_seq + 1, \
                  progress = jsonb_set($2::jsonb, '{seq}', to_jsonb(progress_seq + 1)) \
@@ -744,13 +752,14 @@ impl Store {
     }
 }
 
-pub(crate) async fn finish_step_on<'e>(
-    db: impl PgExecutor<'e>,
+/// A step's end (`succeeded` or `skipped`) with its checkpoint, to run in
+/// the transaction of the write it ends.
+pub(crate) fn finish_step_query<'q>(
     sync_id: SyncId,
     phase: SyncPhase,
     status: PhaseStatus,
     checkpoint: serde_json::Value,
-) -> Result<()> {
+) -> PgQuery<'q> {
     sqlx::query(
         "UPDATE sync_steps SET status = $3, checkpoint = $4, finished_at = now(), error_message = NULL \
          WHERE sync_id = $1 AND phase = $2",
@@ -759,24 +768,34 @@ pub(crate) async fn finish_step_on<'e>(
     .bind(phase.as_str())
     .bind(status.as_str())
     .bind(checkpoint)
-    .execute(db)
-    .await?;
-    Ok(())
 }
 
-pub(crate) async fn save_checkpoint_on<'e>(
-    db: impl PgExecutor<'e>,
+/// A step's checkpoint, to run in the transaction of the batch it follows.
+pub(crate) fn save_checkpoint_query<'q>(
     sync_id: SyncId,
     phase: SyncPhase,
     checkpoint: serde_json::Value,
-) -> Result<()> {
+) -> PgQuery<'q> {
     sqlx::query("UPDATE sync_steps SET checkpoint = $3 WHERE sync_id = $1 AND phase = $2")
         .bind(sync_id.0)
         .bind(phase.as_str())
         .bind(checkpoint)
-        .execute(db)
-        .await?;
-    Ok(())
+}
+
+/// The columns of a step, as [`step_from_row`] reads them.
+const STEP_COLUMNS: &str =
+    "phase, status, attempts, checkpoint, error_message, started_at, finished_at";
+
+fn step_from_row(r: &sqlx::postgres::PgRow) -> Result<StepRecord> {
+    Ok(StepRecord {
+        phase: parse(r.get::<&str, _>("phase"))?,
+        status: parse(r.get::<&str, _>("status"))?,
+        attempts: r.get("attempts"),
+        checkpoint: r.get("checkpoint"),
+        error_message: r.get("error_message"),
+        started_at: r.get("started_at"),
+        finished_at: r.get("finished_at"),
+    })
 }
 
 impl Store {
@@ -807,7 +826,7 @@ impl Store {
         delay: Duration,
         count_attempt: bool,
     ) -> Result<()> {
-        let mut tx = self.fenced(claim).await?;
+        let mut tx = self.fenced_durable(claim).await?;
         sqlx::query(
             "UPDATE sync_steps SET status = 'pending', error_message = $3, \
                  attempts = CASE WHEN $4 THEN attempts ELSE greatest(attempts - 1, 0) END \
@@ -838,7 +857,7 @@ impl Store {
     /// pending again (the attempt is not counted), the sync is queued and
     /// the lease released, so that another worker resumes at once.
     pub async fn requeue(&self, claim: &Claim) -> Result<()> {
-        let mut tx = self.fenced(claim).await?;
+        let mut tx = self.fenced_durable(claim).await?;
         sqlx::query(
             "UPDATE sync_steps SET status = 'pending', attempts = greatest(attempts - 1, 0) \
              WHERE sync_id = $1 AND status = 'running'",
@@ -895,7 +914,7 @@ impl Store {
     /// The worker honours a cancel request: discard the sync's pending
     /// versions and end it as cancelled. The active entries are untouched.
     pub async fn finish_cancelled(&self, claim: &Claim) -> Result<()> {
-        let mut tx = self.fenced(claim).await?;
+        let mut tx = self.fenced_durable(claim).await?;
         end_cancelled(&mut tx, claim.sync_id).await?;
         tx.commit().await?;
         Ok(())
