@@ -483,6 +483,7 @@ async fn bad_names_never_reach_github() {
         provider: "github",
         location,
         credentials_ref: Some(CREDENTIALS),
+        remote: None,
     };
     use projsync_domain::source::SourceFactory;
     let err = sources.open(&spec("acme/..")).await.err().unwrap();
