@@ -571,10 +571,7 @@ mod tests {
         // The compiled-in defaults agree with the source's own.
         let github = projsync_sources::GitHubConfig::default();
         let configured = s.github_config();
-        assert_eq!(
-            configured.compare_min_entries,
-            github.compare_min_entries
-        );
+        assert_eq!(configured.compare_min_entries, github.compare_min_entries);
         assert_eq!(
             configured.max_concurrent_requests,
             github.max_concurrent_requests

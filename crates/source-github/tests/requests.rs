@@ -374,9 +374,16 @@ async fn a_connected_repository_is_opened_without_a_lookup() {
     let ns = TestRedis::new();
     // Connecting looks the repository up once, and says what to keep:
     // GitHub's spelling of the name and the repository's id.
-    let connected = open(&fake, &ns, &RepoCache::default(), "ACME/Widgets", "tok", 10_000)
-        .await
-        .unwrap();
+    let connected = open(
+        &fake,
+        &ns,
+        &RepoCache::default(),
+        "ACME/Widgets",
+        "tok",
+        10_000,
+    )
+    .await
+    .unwrap();
     assert_eq!(fake.request_count("repo"), 1, "{:?}", fake.requests());
     let kept = connected.remote().expect("what to keep");
     assert_eq!(
@@ -419,7 +426,10 @@ async fn a_connected_repository_is_opened_without_a_lookup() {
     let source = open_known(&fake, &ns, &kept).await;
     let err = source.resolve_branch("main").await.unwrap_err();
     assert!(renamed(&err), "{err}");
-    assert!(err.message.contains("GitHub now calls it acme/gadgets"), "{err}");
+    assert!(
+        err.message.contains("GitHub now calls it acme/gadgets"),
+        "{err}"
+    );
     let err = source.read_tree(&head).await.unwrap_err();
     assert!(renamed(&err), "{err}");
 
