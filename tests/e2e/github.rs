@@ -429,6 +429,35 @@ async fn a_connected_project_syncs_without_a_repository_lookup() {
         (Some("acme/widgets".into()), Some(1))
     );
 
+    // A kept identity is trusted only when it names the project's
+    // repository; one that names another is not, and a lookup is made.
+    let sources = DefaultSources::new(
+        GitHubConfig {
+            api_url: gh.fake.base_url(),
+            request_timeout: Duration::from_secs(5),
+            ..Default::default()
+        },
+        None,
+    );
+    let elsewhere = projsync_domain::source::RemoteIdentity {
+        name: "acme/elsewhere".into(),
+        id: Some(9),
+    };
+    gh.fake.reset_counts();
+    let source = projsync_domain::source::SourceFactory::open(
+        &sources,
+        &projsync_domain::source::RepositorySpec {
+            provider: "github",
+            location: "acme/widgets",
+            credentials_ref: Some(CREDENTIALS),
+            remote: Some(&elsewhere),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(gh.fake.request_count("repo"), 1, "{:?}", gh.fake.requests());
+    assert_eq!(source.describe(), "github:acme/widgets");
+
     // Renamed on GitHub after it was connected: the sync fails and says
     // what the repository is called now.
     gh.fake.rename("acme", "gadgets");

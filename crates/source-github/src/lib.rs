@@ -577,8 +577,8 @@ impl GitHubSource {
         Ok(source)
     }
 
-    /// What the repository lookup gave (at open, or kept from an earlier
-    /// open in this process).
+    /// What the repository lookup gave (at open, kept from an earlier open
+    /// in this process, or kept with the project when it was connected).
     pub fn repository(&self) -> Option<&RepoInfo> {
         self.info.as_ref()
     }
