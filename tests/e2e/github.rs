@@ -371,6 +371,127 @@ async fn fatal_errors_say_what_to_do() {
     );
 }
 
+/// What the API's check of the repository learned, as the ledger keeps it.
+async fn kept_remote(gh: &Gh, project: &str) -> (Option<String>, Option<i64>) {
+    sqlx::query_as("SELECT remote_name, remote_id FROM repositories WHERE project_id = $1::uuid")
+        .bind(project)
+        .fetch_one(&gh.app.db.admin)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connected_project_syncs_without_a_repository_lookup() {
+    let gh = github_app(3).await;
+    // Connecting looks the repository up (the API's check), and the ledger
+    // keeps GitHub's spelling of its name and its id.
+    gh.fake.reset_counts();
+    let (status, project) = connect(&gh, "gh", "ACME/Widgets", CREDENTIALS).await;
+    assert_eq!(status, 201, "{project}");
+    assert_eq!(gh.fake.request_count("repo"), 1, "{:?}", gh.fake.requests());
+    let project = project["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        kept_remote(&gh, &project).await,
+        (Some("acme/widgets".into()), Some(1))
+    );
+
+    // Its syncs never ask for `GET /repos/{owner}/{name}`: a first import
+    // is the branch, the tree and the tarball (plus its download), a
+    // resync with no change one 304.
+    gh.fake.reset_counts();
+    let first = gh.app.sync(&project, None).await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    let counts = gh.fake.requests();
+    assert_eq!(counts.get("repo"), None, "{counts:?}");
+    assert_eq!(
+        gh.fake.total_requests() - gh.fake.request_count("codeload"),
+        3,
+        "{counts:?}"
+    );
+    gh.fake.reset_counts();
+    let same = gh.app.sync(&project, None).await;
+    assert_eq!(same["outcome"], "unchanged", "{same}");
+    assert_eq!(gh.fake.total_requests(), 1, "{:?}", gh.fake.requests());
+    assert_eq!(gh.fake.not_modified(), 1);
+
+    // A project connected before the lookup was kept: its first sync looks
+    // the repository up, and the ledger keeps the answer from then on.
+    sqlx::query("UPDATE repositories SET remote_name = NULL, remote_id = NULL")
+        .execute(&gh.app.db.admin)
+        .await
+        .unwrap();
+    gh.repo.write("src/lib.rs", "pub fn widget() -> u8 { 1 }\n");
+    gh.repo.commit("edit");
+    let sync = gh.app.sync(&project, None).await;
+    assert_eq!(sync["status"], "succeeded", "{sync}");
+    assert_eq!(
+        kept_remote(&gh, &project).await,
+        (Some("acme/widgets".into()), Some(1))
+    );
+
+    // A kept identity is trusted only when it names the project's
+    // repository; one that names another is not, and a lookup is made.
+    let sources = DefaultSources::new(
+        GitHubConfig {
+            api_url: gh.fake.base_url(),
+            request_timeout: Duration::from_secs(5),
+            ..Default::default()
+        },
+        None,
+    );
+    let elsewhere = projsync_domain::source::RemoteIdentity {
+        name: "acme/elsewhere".into(),
+        id: Some(9),
+    };
+    gh.fake.reset_counts();
+    let source = projsync_domain::source::SourceFactory::open(
+        &sources,
+        &projsync_domain::source::RepositorySpec {
+            provider: "github",
+            location: "acme/widgets",
+            credentials_ref: Some(CREDENTIALS),
+            remote: Some(&elsewhere),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(gh.fake.request_count("repo"), 1, "{:?}", gh.fake.requests());
+    assert_eq!(source.describe(), "github:acme/widgets");
+
+    // Renamed on GitHub after it was connected: the sync fails and says
+    // what the repository is called now.
+    gh.fake.rename("acme", "gadgets");
+    gh.repo.write("src/lib.rs", "pub fn widget() -> u8 { 2 }\n");
+    gh.repo.commit("after the rename");
+    let sync = gh.app.sync(&project, None).await;
+    assert_eq!(sync["status"], "failed", "{sync}");
+    assert_eq!(sync["error_class"], "fatal", "{sync}");
+    let msg = sync["error_message"].as_str().unwrap();
+    assert!(
+        msg.contains("repository acme/widgets was renamed or transferred")
+            && msg.contains("GitHub now calls it acme/gadgets"),
+        "{msg}"
+    );
+
+    // Deleted after it was connected (or the token lost access to it,
+    // which GitHub answers alike): the sync fails and says so, even though
+    // the branch's answer was kept.
+    let (status, gadgets) = connect(&gh, "gadgets", "acme/gadgets", CREDENTIALS).await;
+    assert_eq!(status, 201, "{gadgets}");
+    let gadgets = gadgets["id"].as_str().unwrap().to_string();
+    let sync = gh.app.sync(&gadgets, None).await;
+    assert_eq!(sync["status"], "succeeded", "{sync}");
+    gh.fake.delete_repository();
+    let sync = gh.app.sync(&gadgets, None).await;
+    assert_eq!(sync["status"], "failed", "{sync}");
+    assert_eq!(sync["error_class"], "fatal", "{sync}");
+    let msg = sync["error_message"].as_str().unwrap();
+    assert!(
+        msg.contains("repository acme/gadgets not found, or the token cannot read it"),
+        "{msg}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn github_app_installation_tokens_are_obtained_and_refreshed() {
     let gh = github_app(1000).await;
@@ -483,6 +604,7 @@ async fn bad_names_never_reach_github() {
         provider: "github",
         location,
         credentials_ref: Some(CREDENTIALS),
+        remote: None,
     };
     use projsync_domain::source::SourceFactory;
     let err = sources.open(&spec("acme/..")).await.err().unwrap();

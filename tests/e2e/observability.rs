@@ -324,15 +324,17 @@ async fn metrics_after_syncs_on_the_api_and_the_worker() {
         assert_eq!(get("projsync_queue_depth", &[]), 0.0, "{who}");
         assert_eq!(get("projsync_queue_oldest_age_seconds", &[]), 0.0, "{who}");
         assert_eq!(get("projsync_ledger_scrape_success", &[]), 1.0, "{who}");
-        // GitHub: the API opened the repository (project creation checks
-        // it), the worker read branch, tree and blobs.
-        assert!(
-            get(
-                "projsync_github_requests_total",
-                &[("endpoint", "repo"), ("status", "200")]
-            ) >= 1.0,
-            "{who}"
+        // GitHub: the API looked the repository up once (project creation
+        // checks it, and the ledger keeps what it learned); the worker
+        // opened it with that and sent no lookup: it read branch, tree and
+        // blobs only.
+        let repo_lookups = value(
+            &samples,
+            "projsync_github_requests_total",
+            &[("endpoint", "repo"), ("status", "200")],
         );
+        let expected = if who == "api" { 1.0 } else { 0.0 };
+        assert_eq!(repo_lookups.unwrap_or(0.0), expected, "{who}: {samples:#?}");
         let remaining = get(
             "projsync_github_rate_limit_remaining",
             &[("resource", "core")],
@@ -398,16 +400,26 @@ async fn metrics_after_syncs_on_the_api_and_the_worker() {
         );
         assert_eq!(get("projsync_leases_lost_total", &[]), 0.0);
         assert_eq!(get("projsync_reconciler_pushes_total", &[]), 0.0);
+        // The faults met the worker's first request, the branch's: a 502
+        // retried in the request, then a 429 that rescheduled prepare;
+        // then 304s (the API's check kept the branch's ETag).
         for status in ["502", "429"] {
             assert_eq!(
                 get(
                     "projsync_github_requests_total",
-                    &[("endpoint", "repo"), ("status", status)]
+                    &[("endpoint", "branch"), ("status", status)]
                 ),
                 1.0,
                 "{status}"
             );
         }
+        assert_eq!(
+            get(
+                "projsync_github_requests_total",
+                &[("endpoint", "branch"), ("status", "304")]
+            ),
+            2.0
+        );
         assert_eq!(
             get(
                 "projsync_retries_total",

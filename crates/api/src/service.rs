@@ -218,6 +218,7 @@ pub async fn create_project(state: &AppState, input: CreateProject) -> Result<Pr
             provider,
             location: &location,
             credentials_ref: reference.as_deref(),
+            remote: None,
         })
         .await
         .map_err(source_error)?;
@@ -242,6 +243,10 @@ pub async fn create_project(state: &AppState, input: CreateProject) -> Result<Pr
             ignore_patterns: input.ignore_patterns,
             max_file_bytes: input.max_file_bytes,
             embeddings_enabled: input.embeddings.and_then(|e| e.enabled),
+            // What the check learned (GitHub: the canonical owner/name and
+            // the id): syncs open the repository with it and look it up
+            // no more.
+            remote: source.remote(),
         })
         .await?;
     audit(
@@ -265,14 +270,7 @@ pub async fn open_source(
         .store
         .credential_reference(r.credential.as_deref())
         .await?;
-    Ok(state
-        .sources
-        .open(&RepositorySpec {
-            provider: &r.provider,
-            location: &r.location,
-            credentials_ref: reference.as_deref(),
-        })
-        .await?)
+    Ok(state.sources.open(&r.spec(reference.as_deref())).await?)
 }
 
 /// Record a state-changing call in the audit trail: who (the request's
@@ -315,11 +313,7 @@ pub async fn enqueue_sync(
             .await?;
         let source = state
             .sources
-            .open(&RepositorySpec {
-                provider: &r.provider,
-                location: &r.location,
-                credentials_ref: reference.as_deref(),
-            })
+            .open(&r.spec(reference.as_deref()))
             .await
             .map_err(source_error)?;
         let hint = format!("GET /api/v1/projects/{project_id}/branches lists them");

@@ -175,6 +175,8 @@ pub struct GitHub {
     pub api_url: String,
     pub max_concurrent_requests: usize,
     pub request_timeout_secs: u64,
+    /// Diff through the comparison API from this many tree entries (0: always).
+    pub compare_min_entries: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -528,6 +530,7 @@ impl Settings {
             api_url: self.github.api_url.trim_end_matches('/').to_string(),
             max_concurrent_requests: self.github.max_concurrent_requests,
             request_timeout: Duration::from_secs(self.github.request_timeout_secs),
+            compare_min_entries: self.github.compare_min_entries,
             ..Default::default()
         }
     }
@@ -565,6 +568,24 @@ mod tests {
         let s = load("");
         s.validate().unwrap();
         assert_eq!(s.sync.max_file_bytes, 1024 * 1024);
+        // The compiled-in defaults agree with the source's own.
+        let github = projsync_sources::GitHubConfig::default();
+        let configured = s.github_config();
+        assert_eq!(configured.compare_min_entries, github.compare_min_entries);
+        assert_eq!(
+            configured.max_concurrent_requests,
+            github.max_concurrent_requests
+        );
+        assert_eq!(configured.request_timeout, github.request_timeout);
+    }
+
+    #[test]
+    fn compare_min_entries_is_settable_and_zero_means_always() {
+        let s = load("[github]\ncompare_min_entries = 0\n");
+        s.validate().unwrap();
+        assert_eq!(s.github_config().compare_min_entries, 0);
+        let s = load("[github]\ncompare_min_entries = 250\n");
+        assert_eq!(s.github_config().compare_min_entries, 250);
     }
 
     #[test]

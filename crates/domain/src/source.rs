@@ -207,6 +207,13 @@ pub trait Source: Send + Sync {
     ) -> Result<Option<Vec<Blob>>, SourceError> {
         Ok(None)
     }
+
+    /// What the source learned about the repository when it was opened,
+    /// worth keeping with the project so that later opens need not ask
+    /// again (`RepositorySpec::remote`). `None` (the default): nothing.
+    fn remote(&self) -> Option<RemoteIdentity> {
+        None
+    }
 }
 
 /// The Git blob SHA-1 of `data` (`blob <len>\0<data>`), to match archive
@@ -219,6 +226,19 @@ pub fn git_blob_sha(data: &[u8]) -> String {
     h.digest().to_string()
 }
 
+/// What a provider said about a repository when its project was
+/// connected, kept in the ledger (`repositories.remote_name`, `remote_id`):
+/// a sync that is given it opens the repository without looking it up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteIdentity {
+    /// The provider's own spelling of the location (GitHub: `owner/name`
+    /// as GitHub writes it).
+    pub name: String,
+    /// The provider's id of the repository (GitHub's survives renames and
+    /// transfers).
+    pub id: Option<i64>,
+}
+
 /// Where a repository lives, as stored with its project.
 #[derive(Debug, Clone, Copy)]
 pub struct RepositorySpec<'a> {
@@ -228,6 +248,10 @@ pub struct RepositorySpec<'a> {
     pub location: &'a str,
     /// The name of the secret holding credentials, never the secret.
     pub credentials_ref: Option<&'a str>,
+    /// What the source said when the project was connected (`Source::remote`),
+    /// trusted as is; `None`: not known (a project connected before it was
+    /// kept, or a new one), and the source may look the repository up.
+    pub remote: Option<&'a RemoteIdentity>,
 }
 
 /// Opens the `Source` of a repository: the seam where GitHub plugs in, and

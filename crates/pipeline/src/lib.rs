@@ -680,7 +680,9 @@ impl JobHandler for Pipeline {
 
 /// Open a project's repository, with the credential the project names
 /// (registered by an operator for the project's tenant, read in `store`'s
-/// tenant).
+/// tenant), and with what the source said when the project was connected
+/// (then GitHub is not asked for the repository again). For a project
+/// connected before that was kept, what this open learned is kept now.
 pub async fn open_source(
     store: &Store,
     sources: &dyn SourceFactory,
@@ -694,13 +696,16 @@ pub async fn open_source(
             projsync_store::Error::Invalid(m) => PhaseError::fatal(m),
             other => PhaseError::from(other),
         })?;
-    Ok(sources
-        .open(&RepositorySpec {
-            provider: &r.provider,
-            location: &r.location,
-            credentials_ref: reference.as_deref(),
-        })
-        .await?)
+    let source = sources.open(&r.spec(reference.as_deref())).await?;
+    if r.remote.is_none() {
+        if let Some(remote) = source.remote() {
+            if let Err(e) = store.keep_repository_remote(r.id, &remote).await {
+                // Only a saving: the next sync looks the repository up again.
+                tracing::warn!(project_id = %project.id, "cannot keep the repository's identity: {e}");
+            }
+        }
+    }
+    Ok(source)
 }
 
 #[cfg(test)]

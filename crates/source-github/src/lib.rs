@@ -13,12 +13,15 @@
 //!   wait, and the pipeline reschedules the step for then. No worker sleeps
 //!   through a rate limit.
 //!
-//! Opening a source looks the repository up once per process, token and
-//! repository ([`RepoCache`], kept [`REPO_LOOKUP_TTL`]); later syncs reuse
-//! what it gave (the canonical `owner/name`, the id, the default branch)
-//! and send no lookup. A repository renamed or transferred since (301), a
-//! token revoked (401) or a repository gone (404) is still a clear error,
-//! from the first request that meets it. The branch head is asked for
+//! The repository is looked up (`GET /repos/{owner}/{name}`) when a project
+//! is connected; what that gave (the canonical `owner/name`, the id) is kept
+//! with the project ([`Source::remote`]), and syncs open the source with it
+//! ([`GitHubSource::open_known`]) and send no lookup. A project connected
+//! before that was kept is looked up once per process, token and repository
+//! ([`RepoCache`], kept [`REPO_LOOKUP_TTL`]). A repository renamed or
+//! transferred since (301), a token revoked (401) or a repository gone or
+//! unreadable (404) is still a clear error, from the first request that
+//! meets it. The branch head is asked for
 //! conditionally: its ETag and answer are kept in Redis per token (by the
 //! token's hash), so a branch that has not moved costs one `304 Not
 //! Modified`, which GitHub does not count against the rate limit.
@@ -35,7 +38,7 @@ use http::HeaderMap;
 use http_body_util::BodyExt;
 use octocrab::Octocrab;
 use projsync_domain::source::git_blob_sha;
-use projsync_domain::source::{TreeChange, TreeDiff};
+use projsync_domain::source::{RemoteIdentity, TreeChange, TreeDiff};
 use projsync_domain::{Blob, Branch, EntryKind, Source, SourceError, TreeEntry};
 use projsync_metrics::{GithubStatus, Metrics};
 use serde::Deserialize;
@@ -318,10 +321,15 @@ impl Budget {
     }
 }
 
-/// What the repository lookup gave, kept for the process's later syncs.
+/// What the repository lookup gave: kept with the project when it is
+/// connected, and for the process's later syncs of a project connected
+/// before that.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RepoInfo {
-    pub id: u64,
+    /// GitHub's id of the repository (unknown for a kept lookup that did
+    /// not record it).
+    #[serde(default)]
+    pub id: Option<u64>,
     /// The canonical `owner/name` (GitHub's spelling).
     pub full_name: String,
     #[serde(default)]
@@ -464,6 +472,29 @@ fn encode_ref(r: &str) -> String {
 }
 
 impl GitHubSource {
+    /// A source for `full_name` that has sent nothing yet.
+    fn new(
+        cfg: &GitHubConfig,
+        full_name: String,
+        credentials: Credentials,
+        budget: Option<Budget>,
+        tree_cache: TreeCache,
+        metrics: Metrics,
+    ) -> Result<Self, SourceError> {
+        Ok(Self {
+            client: build_client(cfg, credentials)?,
+            full_name,
+            info: None,
+            cfg: cfg.clone(),
+            budget,
+            limiter: Arc::new(Semaphore::new(cfg.max_concurrent_requests.max(1))),
+            counters: Arc::default(),
+            tree_cache,
+            metrics,
+            no_comparison: Default::default(),
+        })
+    }
+
     /// Connect to `owner/name`, checking that the repository can be read,
     /// unless `repos` holds a lookup of it with this token younger than
     /// [`REPO_LOOKUP_TTL`]: then no request is sent, and the canonical
@@ -487,19 +518,14 @@ impl GitHubSource {
             name.to_ascii_lowercase(),
             credentials.budget_identity()
         );
-        let client = build_client(cfg, credentials)?;
-        let mut source = Self {
-            client,
-            full_name: format!("{owner}/{name}"),
-            info: None,
-            cfg: cfg.clone(),
+        let mut source = Self::new(
+            cfg,
+            format!("{owner}/{name}"),
+            credentials,
             budget,
-            limiter: Arc::new(Semaphore::new(cfg.max_concurrent_requests.max(1))),
-            counters: Arc::default(),
             tree_cache,
             metrics,
-            no_comparison: Default::default(),
-        };
+        )?;
         let kept = repos
             .lock()
             .expect("repo cache lock")
@@ -525,8 +551,34 @@ impl GitHubSource {
         Ok(source)
     }
 
-    /// What the repository lookup gave (at open, or kept from an earlier
-    /// open in this process).
+    /// Connect to a repository whose lookup was made when its project was
+    /// connected (`known`, kept in the ledger): no request is sent. The
+    /// repository may have been renamed, deleted or made unreadable since;
+    /// the first request that meets it says so (a 301 names the new
+    /// `owner/name`, a 404 is looked up again to tell which).
+    pub fn open_known(
+        cfg: &GitHubConfig,
+        known: RepoInfo,
+        credentials: Credentials,
+        budget: Option<Budget>,
+        tree_cache: TreeCache,
+        metrics: Metrics,
+    ) -> Result<Self, SourceError> {
+        let (owner, name) = parse_location(&known.full_name)?;
+        let mut source = Self::new(
+            cfg,
+            format!("{owner}/{name}"),
+            credentials,
+            budget,
+            tree_cache,
+            metrics,
+        )?;
+        source.info = Some(known);
+        Ok(source)
+    }
+
+    /// What the repository lookup gave (at open, kept from an earlier open
+    /// in this process, or kept with the project when it was connected).
     pub fn repository(&self) -> Option<&RepoInfo> {
         self.info.as_ref()
     }
@@ -1311,6 +1363,13 @@ fn next_link(headers: &HeaderMap) -> Option<String> {
 impl Source for GitHubSource {
     fn describe(&self) -> String {
         format!("github:{}", self.full_name)
+    }
+
+    fn remote(&self) -> Option<RemoteIdentity> {
+        self.info.as_ref().map(|info| RemoteIdentity {
+            name: self.full_name.clone(),
+            id: info.id.and_then(|id| i64::try_from(id).ok()),
+        })
     }
 
     async fn list_branches(&self) -> Result<Vec<Branch>, SourceError> {

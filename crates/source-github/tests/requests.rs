@@ -1,12 +1,13 @@
 //! The GitHub source's requests against the fake GitHub of test-support:
 //! conditional branch reads (304, no budget), ETags kept per token, the
 //! comparison path of `Source::diff` against the tree path, its fallbacks,
-//! and the errors that replace the repository lookup.
+//! opening a connected repository without a lookup, and the errors that
+//! replace the repository lookup.
 
-use projsync_domain::source::{TreeChange, TreeDiff};
+use projsync_domain::source::{RemoteIdentity, TreeChange, TreeDiff};
 use projsync_domain::{Source, SourceError, SourceErrorKind, TreeEntry};
 use projsync_source_github::{
-    Budget, Credentials, GitHubConfig, GitHubSource, RepoCache, ETAG_TTL_SECS,
+    Budget, Credentials, GitHubConfig, GitHubSource, RepoCache, RepoInfo, ETAG_TTL_SECS,
 };
 use projsync_test_support::{FakeGitHub, GitRepo, TestRedis};
 use std::collections::BTreeMap;
@@ -42,6 +43,29 @@ async fn open(
         Default::default(),
     )
     .await
+}
+
+/// Open a repository whose lookup was kept when its project was connected.
+async fn open_known(fake: &FakeGitHub, ns: &TestRedis, known: &RemoteIdentity) -> GitHubSource {
+    let credentials = Credentials::Token("tok".into());
+    let budget = Budget::new(redis(ns).await, &ns.namespace, &credentials);
+    GitHubSource::open_known(
+        &GitHubConfig {
+            api_url: fake.base_url(),
+            request_timeout: Duration::from_secs(5),
+            ..Default::default()
+        },
+        RepoInfo {
+            id: known.id.map(|id| id as u64),
+            full_name: known.name.clone(),
+            default_branch: String::new(),
+        },
+        credentials,
+        Some(budget),
+        Default::default(),
+        Default::default(),
+    )
+    .unwrap()
 }
 
 async fn source(
@@ -341,4 +365,91 @@ async fn missing_moved_and_rejected_repositories_say_so() {
     let err = good.resolve_branch("main").await.unwrap_err();
     assert_eq!(err.kind, SourceErrorKind::Unauthorized, "{err}");
     assert!(err.message.contains("rejected the credentials"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connected_repository_is_opened_without_a_lookup() {
+    let repo = sample();
+    let fake = FakeGitHub::start("acme", "widgets", repo.path(), Some("tok")).await;
+    let ns = TestRedis::new();
+    // Connecting looks the repository up once, and says what to keep:
+    // GitHub's spelling of the name and the repository's id.
+    let connected = open(
+        &fake,
+        &ns,
+        &RepoCache::default(),
+        "ACME/Widgets",
+        "tok",
+        10_000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(fake.request_count("repo"), 1, "{:?}", fake.requests());
+    let kept = connected.remote().expect("what to keep");
+    assert_eq!(
+        kept,
+        RemoteIdentity {
+            name: "acme/widgets".into(),
+            id: Some(1),
+        }
+    );
+
+    // A sync opens it with what was kept: nothing is sent to open it, and
+    // a whole sync's reads send no `GET /repos/{owner}/{name}`.
+    fake.reset_counts();
+    let source = open_known(&fake, &ns, &kept).await;
+    assert_eq!(fake.total_requests(), 0, "{:?}", fake.requests());
+    assert_eq!(source.describe(), "github:acme/widgets");
+    assert_eq!(source.remote(), Some(kept.clone()));
+    let head = source.resolve_branch("main").await.unwrap();
+    assert_eq!(head, repo.head());
+    let tree = source.read_tree(&head).await.unwrap();
+    let wanted = tree.iter().map(|e| e.sha.clone()).collect();
+    source.read_archive(&head, &wanted).await.unwrap().unwrap();
+    assert_eq!(fake.request_count("repo"), 0, "{:?}", fake.requests());
+    // A missing branch is still told from a missing repository: the 404
+    // is explained by one lookup, which finds the repository.
+    fake.reset_counts();
+    let err = source.resolve_branch("nope").await.unwrap_err();
+    assert_eq!(err.kind, SourceErrorKind::NotFound, "{err}");
+    assert!(err.message.contains("branch `nope` not found"), "{err}");
+    assert_eq!(fake.request_count("repo"), 1, "{:?}", fake.requests());
+
+    // Renamed since it was connected: the first request says so and names
+    // the repository's new name, whatever it asked for.
+    fake.rename("acme", "gadgets");
+    let renamed = |e: &SourceError| {
+        e.kind == SourceErrorKind::NotFound
+            && e.message.contains("renamed or transferred")
+            && e.message.contains("acme/widgets")
+    };
+    let source = open_known(&fake, &ns, &kept).await;
+    let err = source.resolve_branch("main").await.unwrap_err();
+    assert!(renamed(&err), "{err}");
+    assert!(
+        err.message.contains("GitHub now calls it acme/gadgets"),
+        "{err}"
+    );
+    let err = source.read_tree(&head).await.unwrap_err();
+    assert!(renamed(&err), "{err}");
+
+    // Deleted since (or the token lost access to it, which GitHub answers
+    // alike): the branch's 404 is looked up, and it is the repository that
+    // is missing; the ETag kept for the branch does not hide it.
+    let fake = FakeGitHub::start("acme", "widgets", repo.path(), Some("tok")).await;
+    let source = open_known(&fake, &ns, &kept).await;
+    source.resolve_branch("main").await.unwrap();
+    fake.delete_repository();
+    let err = source.resolve_branch("main").await.unwrap_err();
+    assert_eq!(err.kind, SourceErrorKind::NotFound, "{err}");
+    assert!(
+        err.message
+            .contains("repository acme/widgets not found, or the token cannot read it"),
+        "{err}"
+    );
+    let err = source.read_tree(&head).await.unwrap_err();
+    assert!(
+        err.message.contains("repository acme/widgets not found"),
+        "{err}"
+    );
 }

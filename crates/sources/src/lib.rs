@@ -24,8 +24,9 @@ pub struct DefaultSources {
     /// prefix (none: each request only learns from its own answer).
     redis: Option<(redis::aio::ConnectionManager, String)>,
     tree_cache: projsync_source_github::TreeCache,
-    /// Repository lookups, kept so that only a process's first sync of a
-    /// repository (per token) asks for it.
+    /// Repository lookups of projects connected before the lookup was kept
+    /// in the ledger (`RepositorySpec::remote`), kept so that only a
+    /// process's first sync of such a repository (per token) asks for it.
     repo_cache: projsync_source_github::RepoCache,
     /// Where GitHub requests and rate-limit budgets are counted.
     metrics: projsync_metrics::Metrics,
@@ -184,6 +185,27 @@ impl SourceFactory for DefaultSources {
                     .redis
                     .clone()
                     .map(|(conn, ns)| projsync_source_github::Budget::new(conn, &ns, &credentials));
+                // What the connect-time lookup gave is trusted, as long as
+                // it names this location (GitHub's spelling may differ in
+                // case only): no lookup.
+                if let Some(remote) = repo
+                    .remote
+                    .filter(|r| r.name.eq_ignore_ascii_case(repo.location))
+                {
+                    let known = projsync_source_github::RepoInfo {
+                        id: remote.id.and_then(|id| u64::try_from(id).ok()),
+                        full_name: remote.name.clone(),
+                        default_branch: String::new(),
+                    };
+                    return Ok(Arc::new(projsync_source_github::GitHubSource::open_known(
+                        &self.github,
+                        known,
+                        credentials,
+                        budget,
+                        self.tree_cache.clone(),
+                        self.metrics.clone(),
+                    )?));
+                }
                 Ok(Arc::new(
                     projsync_source_github::GitHubSource::open(
                         &self.github,

@@ -2,6 +2,7 @@
 
 use crate::{Error, Result, Store};
 use chrono::{DateTime, Utc};
+use projsync_domain::source::{RemoteIdentity, RepositorySpec};
 use projsync_domain::{ProjectId, RepositoryId, SyncId};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -17,6 +18,24 @@ pub struct Repository {
     pub default_branch: String,
     pub credential: Option<String>,
     pub last_synced_commit: Option<String>,
+    /// What the provider said when the project was connected (migration
+    /// 0012); `None` for local repositories and for projects connected
+    /// before. Not part of the API's answers.
+    #[serde(skip)]
+    pub remote: Option<RemoteIdentity>,
+}
+
+impl Repository {
+    /// How to open it with the secret `credentials_ref` (the reference the
+    /// project's credential names).
+    pub fn spec<'a>(&'a self, credentials_ref: Option<&'a str>) -> RepositorySpec<'a> {
+        RepositorySpec {
+            provider: &self.provider,
+            location: &self.location,
+            credentials_ref,
+            remote: self.remote.as_ref(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -43,12 +62,14 @@ pub struct NewProject {
     pub ignore_patterns: Vec<String>,
     pub max_file_bytes: Option<i64>,
     pub embeddings_enabled: Option<bool>,
+    /// What the source said when it checked the repository (`Source::remote`).
+    pub remote: Option<RemoteIdentity>,
 }
 
 const SELECT_PROJECT: &str =
     "SELECT p.id, p.name, p.ignore_patterns, p.max_file_bytes, p.embeddings_enabled, p.last_sync_id, \
      p.created_at, r.id AS repo_id, r.provider, r.location, r.default_branch, r.credential, \
-     r.last_synced_commit FROM projects p JOIN repositories r ON r.project_id = p.id";
+     r.last_synced_commit, r.remote_name, r.remote_id FROM projects p JOIN repositories r ON r.project_id = p.id";
 
 fn project_from_row(row: &sqlx::postgres::PgRow) -> Project {
     Project {
@@ -66,6 +87,12 @@ fn project_from_row(row: &sqlx::postgres::PgRow) -> Project {
             default_branch: row.get("default_branch"),
             credential: row.get("credential"),
             last_synced_commit: row.get("last_synced_commit"),
+            remote: row
+                .get::<Option<String>, _>("remote_name")
+                .map(|name| RemoteIdentity {
+                    name,
+                    id: row.get("remote_id"),
+                }),
         },
     }
 }
@@ -98,8 +125,8 @@ impl Store {
             other => other?,
         };
         sqlx::query(
-            "INSERT INTO repositories (id, project_id, provider, location, default_branch, credential) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO repositories (id, project_id, provider, location, default_branch, credential, \
+             remote_name, remote_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(RepositoryId::new().0)
         .bind(id.0)
@@ -107,10 +134,34 @@ impl Store {
         .bind(&new.location)
         .bind(&new.default_branch)
         .bind(&new.credential)
+        .bind(new.remote.as_ref().map(|r| &r.name))
+        .bind(new.remote.as_ref().and_then(|r| r.id))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         self.project(id).await
+    }
+
+    /// Keep what the provider said about a repository connected before it
+    /// was kept (`remote` is still NULL), so that its next syncs need not
+    /// look it up. Returns whether a row changed.
+    pub async fn keep_repository_remote(
+        &self,
+        repository: RepositoryId,
+        remote: &RemoteIdentity,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE repositories SET remote_name = $2, remote_id = $3 \
+             WHERE id = $1 AND remote_name IS NULL",
+        )
+        .bind(repository.0)
+        .bind(&remote.name)
+        .bind(remote.id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
     }
 
     pub async fn project(&self, id: ProjectId) -> Result<Project> {

@@ -1,6 +1,8 @@
 //! The store against the real database: import batches through binary
-//! COPY (idempotent, fenced) and what scan reads of the stored state.
+//! COPY (idempotent, fenced), what scan reads of the stored state, and the
+//! repository identity a source is opened with.
 
+use projsync_domain::source::RemoteIdentity;
 use projsync_domain::{ProjectId, SkipReason, Stats};
 use projsync_store::{Claim, ClaimOutcome, NewEntry, NewProject, PlanRow, Store};
 use projsync_test_support::TestDb;
@@ -19,6 +21,7 @@ async fn claimed(db: &TestDb, owner: &str) -> (Store, ProjectId, Claim) {
             ignore_patterns: Vec::new(),
             max_file_bytes: None,
             embeddings_enabled: None,
+            remote: None,
         })
         .await
         .unwrap();
@@ -172,4 +175,67 @@ async fn scan_base_sums_up_the_stored_files() {
         .unwrap();
     assert_eq!(at.len(), 1);
     assert_eq!(at[0].1, Some(SkipReason::Binary));
+}
+
+#[tokio::test]
+async fn the_repository_identity_is_kept_and_filled_in_once() {
+    let db = TestDb::new().await;
+    let new = |name: &str, remote: Option<RemoteIdentity>| NewProject {
+        name: name.into(),
+        provider: "github".into(),
+        location: "ACME/Widgets".into(),
+        default_branch: "main".into(),
+        credential: None,
+        ignore_patterns: Vec::new(),
+        max_file_bytes: None,
+        embeddings_enabled: None,
+        remote,
+    };
+    let identity = |name: &str, id| RemoteIdentity {
+        name: name.into(),
+        id: Some(id),
+    };
+    // Connected with what the source said: kept, and handed to the source.
+    let connected = db
+        .store
+        .create_project(&new("connected", Some(identity("acme/widgets", 7))))
+        .await
+        .unwrap();
+    let read = db.store.project(connected.id).await.unwrap();
+    assert_eq!(read.repository.remote, Some(identity("acme/widgets", 7)));
+    let spec = read.repository.spec(Some("env:TOKEN"));
+    assert_eq!(
+        (spec.location, spec.credentials_ref, spec.remote),
+        (
+            "ACME/Widgets",
+            Some("env:TOKEN"),
+            Some(&identity("acme/widgets", 7))
+        )
+    );
+    // Not part of the API's answers.
+    let json = serde_json::to_value(&read).unwrap();
+    assert!(json["repository"].get("remote").is_none(), "{json}");
+    // A store that did not keep it refuses to overwrite it.
+    assert!(!db
+        .store
+        .keep_repository_remote(read.repository.id, &identity("acme/other", 8))
+        .await
+        .unwrap());
+
+    // Connected before it was kept: filled in once, never overwritten.
+    let older = db.store.create_project(&new("older", None)).await.unwrap();
+    assert_eq!(older.repository.remote, None);
+    assert_eq!(older.repository.spec(None).remote, None);
+    assert!(db
+        .store
+        .keep_repository_remote(older.repository.id, &identity("acme/widgets", 7))
+        .await
+        .unwrap());
+    assert!(!db
+        .store
+        .keep_repository_remote(older.repository.id, &identity("acme/other", 8))
+        .await
+        .unwrap());
+    let read = db.store.project(older.id).await.unwrap();
+    assert_eq!(read.repository.remote, Some(identity("acme/widgets", 7)));
 }

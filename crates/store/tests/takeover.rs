@@ -24,6 +24,7 @@ async fn queued_sync(db: &TestDb) -> SyncId {
             ignore_patterns: vec![],
             max_file_bytes: None,
             embeddings_enabled: None,
+            remote: None,
         })
         .await
         .unwrap();

@@ -67,6 +67,9 @@ impl Source for Counting {
     fn describe(&self) -> String {
         self.inner.describe()
     }
+    fn remote(&self) -> Option<projsync_domain::source::RemoteIdentity> {
+        self.inner.remote()
+    }
     async fn list_branches(&self) -> Result<Vec<Branch>, SourceError> {
         self.inner.list_branches().await
     }

@@ -28,10 +28,12 @@
 //! unchanged; any other answer the budget admitted spends one unit
 //! ([`FakeGitHub::budget_units`]).
 //!
-//! A repository renamed or transferred ([`FakeGitHub::set_previous_name`])
-//! answers its old name with `301 Moved Permanently` to
-//! `/repositories/{id}/…`, as GitHub does; `GET /repositories/1` (key
-//! `repo`) describes the repository under its current name.
+//! A repository renamed or transferred ([`FakeGitHub::rename`],
+//! [`FakeGitHub::set_previous_name`]) answers its old name with `301 Moved
+//! Permanently` to `/repositories/{id}/…`, as GitHub does; `GET
+//! /repositories/1` (key `repo`) describes the repository under its current
+//! name. A deleted repository ([`FakeGitHub::delete_repository`]) answers
+//! 404 everywhere, as does one the token lost access to.
 //!
 //! The codeload download stands for GitHub's signed `codeload.github.com`
 //! link: it needs no token, spends no rate-limit budget and is never faulted
@@ -117,6 +119,10 @@ struct Counters {
     compare_file_cap: usize,
     /// Every token is refused (401), as after a revocation.
     token_revoked: bool,
+    /// The repository's name after [`FakeGitHub::rename`].
+    renamed: Option<(String, String)>,
+    /// The repository is gone, or the token lost access to it: 404.
+    gone: bool,
 }
 
 impl FakeGitHub {
@@ -150,6 +156,8 @@ impl FakeGitHub {
                 previous_name: None,
                 compare_file_cap: 300,
                 token_revoked: false,
+                renamed: None,
+                gone: false,
             }),
             request_seq: AtomicU64::new(0),
         });
@@ -279,6 +287,24 @@ impl FakeGitHub {
         self.shared.lock().previous_name = Some((owner.to_string(), name.to_string()));
     }
 
+    /// Rename (or transfer) the repository to `owner/name` from now on, as
+    /// GitHub does: it is served under the new name, and its current name
+    /// becomes the previous one ([`FakeGitHub::set_previous_name`]), which
+    /// answers 301.
+    pub fn rename(&self, owner: &str, name: &str) {
+        let old = self.shared.current();
+        let mut state = self.shared.lock();
+        state.previous_name = Some(old);
+        state.renamed = Some((owner.to_string(), name.to_string()));
+    }
+
+    /// The repository is deleted, or the token can no longer see it (GitHub
+    /// cannot tell them apart): every request under `/repos/{o}/{r}` and
+    /// `/repositories/1` answers 404 Not Found from now on.
+    pub fn delete_repository(&self) {
+        self.shared.lock().gone = true;
+    }
+
     /// Set the primary budget (default 5000): `remaining = limit`,
     /// `reset = now + 3600 s`. Each request spends 1.
     pub fn set_rate_limit(&self, limit: u64) {
@@ -323,15 +349,31 @@ impl Shared {
         Some(response)
     }
 
+    /// The repository's `(owner, name)` now (after a [`FakeGitHub::rename`]).
+    fn current(&self) -> (String, String) {
+        self.lock()
+            .renamed
+            .clone()
+            .unwrap_or_else(|| (self.owner.clone(), self.name.clone()))
+    }
+
+    /// The 404 of a repository that is gone ([`FakeGitHub::delete_repository`]).
+    fn gone(&self, uri: &axum::http::Uri) -> Option<Response> {
+        if !self.lock().gone {
+            return None;
+        }
+        let path = uri.path().trim_start_matches('/');
+        (path.starts_with("repos/") || path.starts_with("repositories/")).then(not_found)
+    }
+
     fn is_repo(&self, owner: &str, repo: &str) -> bool {
-        owner.eq_ignore_ascii_case(&self.owner) && repo.eq_ignore_ascii_case(&self.name)
+        let (o, n) = self.current();
+        owner.eq_ignore_ascii_case(&o) && repo.eq_ignore_ascii_case(&n)
     }
 
     fn api(&self, rest: &str) -> String {
-        format!(
-            "{}/repos/{}/{}/{rest}",
-            self.base_url, self.owner, self.name
-        )
+        let (owner, name) = self.current();
+        format!("{}/repos/{owner}/{name}/{rest}", self.base_url)
     }
 
     /// Run git in the repository; `None` when it fails.
@@ -602,8 +644,8 @@ async fn gate(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Re
                 let if_none_match = header_text(req.headers(), header::IF_NONE_MATCH);
                 let auth = header_text(req.headers(), header::AUTHORIZATION);
                 let get = req.method() == axum::http::Method::GET;
-                let response = match shared.moved(req.uri()) {
-                    Some(moved) => moved,
+                let response = match shared.gone(req.uri()).or_else(|| shared.moved(req.uri())) {
+                    Some(answer) => answer,
                     None => next.run(req).await,
                 };
                 let strong = shared.lock().strong_etags;
@@ -752,7 +794,7 @@ async fn repo_by_id_handler(
     if id != "1" {
         return not_found();
     }
-    let (owner, name) = (s.owner.clone(), s.name.clone());
+    let (owner, name) = s.current();
     repo_handler(State(s), UrlPath((owner, name))).await
 }
 
@@ -764,18 +806,19 @@ async fn repo_handler(
         return not_found();
     }
     let default_branch = s.default_branch().await;
+    let (owner, name) = s.current();
     json_response(
         StatusCode::OK,
         &json!({
             "id": 1,
             "node_id": "R_fake1",
-            "name": s.name,
-            "full_name": format!("{}/{}", s.owner, s.name),
+            "name": name,
+            "full_name": format!("{owner}/{name}"),
             "private": false,
             "visibility": "public",
-            "owner": {"login": s.owner, "id": 1, "type": "User"},
-            "html_url": format!("https://github.com/{}/{}", s.owner, s.name),
-            "url": format!("{}/repos/{}/{}", s.base_url, s.owner, s.name),
+            "owner": {"login": owner, "id": 1, "type": "User"},
+            "html_url": format!("https://github.com/{owner}/{name}"),
+            "url": format!("{}/repos/{owner}/{name}", s.base_url),
             "default_branch": default_branch,
         }),
     )
@@ -869,6 +912,8 @@ async fn branch_handler(
         .git_text(&["log", "-1", "--format=%B", &commit])
         .await
         .unwrap_or_default();
+    let (current_owner, current_name) = s.current();
+    let html = format!("https://github.com/{current_owner}/{current_name}/tree/{branch}");
     json_response(
         StatusCode::OK,
         &json!({
@@ -883,7 +928,7 @@ async fn branch_handler(
             },
             "_links": {
                 "self": s.api(&format!("branches/{branch}")),
-                "html": format!("https://github.com/{}/{}/tree/{branch}", s.owner, s.name),
+                "html": html,
             },
             "protected": false,
         }),
@@ -1003,9 +1048,10 @@ async fn tarball_redirect(s: &Shared, reference: &str) -> Response {
     let Some(commit) = s.resolve(reference, "commit").await else {
         return not_found();
     };
+    let (owner, name) = s.current();
     let location = format!(
-        "{}/_codeload/{}/{}/legacy.tar.gz/{commit}",
-        s.base_url, s.owner, s.name
+        "{}/_codeload/{owner}/{name}/legacy.tar.gz/{commit}",
+        s.base_url
     );
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::FOUND;
@@ -1024,7 +1070,8 @@ async fn codeload_handler(
     let Some(commit) = s.peel(&sha, "commit").await else {
         return not_found();
     };
-    let root = format!("{}-{}-{}", s.owner, s.name, &commit[..7]);
+    let (owner, name) = s.current();
+    let root = format!("{owner}-{name}-{}", &commit[..7]);
     let prefix = format!("--prefix={root}/");
     let Some(body) = s
         .git(&["archive", "--format=tar.gz", &prefix, &commit])

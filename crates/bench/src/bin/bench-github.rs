@@ -236,6 +236,7 @@ async fn main() -> Result<()> {
                 provider: "github",
                 location: "acme/bench",
                 credentials_ref: Some(&reference),
+                remote: None,
             })
             .await
             .map_err(|e| anyhow::anyhow!("open: {e}"))?;
