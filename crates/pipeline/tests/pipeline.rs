@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{eventually, Harness, FILES, PATIENCE};
+use common::{eventually, Harness, Version, FILES, PATIENCE};
 use futures::StreamExt;
 use projsync_domain::{PhaseStatus, ScanMode, SyncJob, SyncPhase, SyncStatus};
 use projsync_pipeline::presence::{run_presence, worker_info, LIVE_WITHIN};
@@ -42,7 +42,9 @@ async fn a_first_sync_runs_every_phase_and_activates_the_tree() {
     assert_eq!((stats.files_seen, stats.imported, stats.skipped), (4, 4, 0));
     assert_eq!(h.active().await, h.expected());
     assert_eq!(h.count_versions("pending").await, 0);
-    assert_eq!(h.sources.take_reads().len(), 4, "each blob read once");
+    let mut reads = h.sources.take_reads();
+    reads.sort();
+    assert_eq!(reads, h.blobs(), "each blob read once");
     let project = h.store().project(h.project).await.unwrap();
     assert_eq!(project.last_sync_id, Some(sync.id));
 }
@@ -71,18 +73,23 @@ async fn a_resync_after_a_commit_reads_and_replaces_only_the_changed_file() {
     let changed_blob = h.repo.git(&["rev-parse", "HEAD:src/lib.rs"]);
     assert_eq!(h.sources.take_reads(), vec![changed_blob]);
     // One new version; the one it replaces is superseded by this sync.
-    let lib: Vec<_> = h
+    let lib: Vec<Version> = h
         .versions()
         .await
         .into_iter()
-        .filter(|v| v.0 == "src/lib.rs")
-        .map(|(_, status, by, superseded_by)| (status, by, superseded_by))
+        .filter(|v| v.path == "src/lib.rs")
         .collect();
+    let version = |status: &str, created_by, superseded_by| Version {
+        path: "src/lib.rs".into(),
+        status: status.into(),
+        created_by,
+        superseded_by,
+    };
     assert_eq!(
         lib,
         [
-            ("superseded".into(), first.id, Some(second.id)),
-            ("active".into(), second.id, None),
+            version("superseded", first.id, Some(second.id)),
+            version("active", second.id, None),
         ]
     );
     assert_eq!(h.versions().await.len(), 5, "no other version was written");
@@ -120,7 +127,7 @@ async fn a_resync_without_a_change_is_unchanged_and_reads_nothing() {
     );
     assert!(h.sources.take_reads().is_empty(), "no blob read");
     assert_eq!(*h.sources.trees_read.lock().unwrap(), trees_read);
-    assert!(h.versions().await.iter().all(|v| v.2 == first.id));
+    assert!(h.versions().await.iter().all(|v| v.created_by == first.id));
     assert_eq!(h.active().await, h.expected());
 }
 
@@ -318,9 +325,10 @@ async fn a_sync_leased_elsewhere_is_not_run(with_lock: bool) {
     let h = Harness::new(FILES).await;
     let id = h.create_sync().await;
     let other = SyncLocks::new(h.store().pool());
-    let _lock = match with_lock {
-        true => Some(other.try_lock(id).await.unwrap().expect("the lock is free")),
-        false => None,
+    let _lock = if with_lock {
+        Some(other.try_lock(id).await.unwrap().expect("the lock is free"))
+    } else {
+        None
     };
     let ClaimOutcome::Claimed { claim, .. } = h
         .store()

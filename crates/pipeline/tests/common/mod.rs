@@ -233,9 +233,20 @@ impl Harness {
             .collect()
     }
 
-    /// Every entry version of the project: (path, status, created by,
-    /// superseded by), by path and age.
-    pub async fn versions(&self) -> Vec<(String, String, SyncId, Option<SyncId>)> {
+    /// The blob SHAs of the head commit's files, sorted.
+    pub fn blobs(&self) -> Vec<String> {
+        let mut blobs: Vec<String> = self
+            .repo
+            .git(&["ls-tree", "-r", "--object-only", "HEAD"])
+            .lines()
+            .map(str::to_string)
+            .collect();
+        blobs.sort();
+        blobs
+    }
+
+    /// Every entry version of the project, by path and age.
+    pub async fn versions(&self) -> Vec<Version> {
         let rows: Vec<(String, String, uuid::Uuid, Option<uuid::Uuid>)> = sqlx::query_as(
             "SELECT path, status, created_by_sync_id, superseded_by_sync_id \
              FROM memory_entries WHERE project_id = $1 ORDER BY path, id",
@@ -245,7 +256,12 @@ impl Harness {
         .await
         .expect("read the entry versions");
         rows.into_iter()
-            .map(|(path, status, by, sup)| (path, status, SyncId(by), sup.map(SyncId)))
+            .map(|(path, status, created_by, superseded_by)| Version {
+                path,
+                status,
+                created_by: SyncId(created_by),
+                superseded_by: superseded_by.map(SyncId),
+            })
             .collect()
     }
 
@@ -254,9 +270,19 @@ impl Harness {
         self.versions()
             .await
             .iter()
-            .filter(|v| v.1 == status)
+            .filter(|v| v.status == status)
             .count()
     }
+}
+
+/// One row of `memory_entries`, as far as versioning goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    pub path: String,
+    /// `pending`, `active` or `superseded`.
+    pub status: String,
+    pub created_by: SyncId,
+    pub superseded_by: Option<SyncId>,
 }
 
 /// Poll `probe` until it returns something (bounded by [`PATIENCE`]).
