@@ -214,6 +214,10 @@ impl Pipeline {
         }
         let total = self.store.count_chunks(scope).await? as u64;
         ctx.stats.chunks = total;
+        if total >= crate::phases::STATS_AFTER_ROWS {
+            self.refresh_stats(projsync_store::GrownTable::MemoryChunks)
+                .await;
+        }
 
         // 2. A vector for every chunk, unless embeddings are off.
         let embedder = match &settings.embedder {

@@ -34,6 +34,7 @@ use projsync_store::{
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -144,6 +145,9 @@ pub(crate) struct RunCtx {
     pub archive: Option<std::collections::HashMap<String, Vec<u8>>>,
     /// Cancelled when the lease is lost: stop at the next batch boundary.
     pub lease_lost: CancellationToken,
+    /// Where the run's progress events go, in order, to be recorded and
+    /// published off the phases' path.
+    progress: Option<mpsc::UnboundedSender<ProgressEvent>>,
 }
 
 impl Pipeline {
@@ -301,9 +305,12 @@ impl Pipeline {
     }
 
     async fn drive(&self, claim: Claim, lease_lost: CancellationToken) -> Result<(), PhaseError> {
-        let sync = self.store.sync(claim.sync_id).await?;
-        let project = self.store.project(sync.project_id).await?;
-        let steps = self.store.steps(claim.sync_id).await?;
+        let (sync, project, steps) = tokio::try_join!(
+            self.store.sync(claim.sync_id),
+            self.store.project(claim.project_id),
+            self.store.steps(claim.sync_id),
+        )?;
+        let (progress, recorder) = self.progress_recorder();
         let mut ctx = RunCtx {
             claim,
             stats: sync.stats.clone(),
@@ -313,15 +320,64 @@ impl Pipeline {
             source: None,
             archive: None,
             lease_lost,
+            progress: Some(progress),
         };
+        let result = self.drive_phases(&mut ctx, &steps).await;
+        // Every event of the run is recorded and published before the run
+        // ends (and its lease and lock are released).
+        ctx.progress = None;
+        if let Err(e) = recorder.await {
+            tracing::warn!("the progress recorder stopped: {e}");
+        }
+        result
+    }
+
+    /// Record (as the sync's snapshot) and publish a run's progress events
+    /// in the order they come, off the phases' path: a phase does not wait
+    /// for the database and Redis to take its progress. Best effort: a
+    /// failure is logged, never fails the sync.
+    fn progress_recorder(
+        &self,
+    ) -> (
+        mpsc::UnboundedSender<ProgressEvent>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<ProgressEvent>();
+        let store = self.store.clone();
+        let publisher = self.publisher.clone();
+        let task = tokio::spawn(
+            async move {
+                while let Some(event) = rx.recv().await {
+                    match store.record_progress(event).await {
+                        Ok(event) => {
+                            failpoints::hit("progress.recorded").await;
+                            if let Err(e) = publisher.publish(&event).await {
+                                tracing::warn!("cannot publish progress: {e}");
+                            }
+                        }
+                        Err(e) => tracing::warn!("cannot record progress: {e}"),
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        (tx, task)
+    }
+
+    async fn drive_phases(
+        &self,
+        ctx: &mut RunCtx,
+        steps: &[projsync_store::StepRecord],
+    ) -> Result<(), PhaseError> {
+        let ctx = &mut *ctx;
         // Resume at the first phase that has not succeeded.
         let mut phase = steps
             .iter()
             .find(|s| !matches!(s.status, PhaseStatus::Succeeded | PhaseStatus::Skipped))
             .map(|s| s.phase);
         while let Some(current) = phase {
-            if let Some(stop) = self.boundary(&ctx).await? {
-                return self.stop(&mut ctx, current, stop).await;
+            if let Some(stop) = self.boundary(ctx).await? {
+                return self.stop(ctx, current, stop).await;
             }
             // One span per attempt of a phase, in the sync's trace.
             let span = tracing::info_span!(
@@ -331,7 +387,7 @@ impl Pipeline {
                 attempt = tracing::field::Empty,
                 otel.status_code = tracing::field::Empty,
             );
-            let next = self.phase(&mut ctx, current).instrument(span.clone()).await;
+            let next = self.phase(ctx, current).instrument(span.clone()).await;
             match next {
                 Ok(Next::Phase(next)) => phase = next,
                 Ok(Next::End) => return Ok(()),
@@ -557,8 +613,9 @@ impl Pipeline {
         Ok(s)
     }
 
-    /// Record the event as the sync's snapshot, then publish it. Progress is
-    /// best effort: a Redis hiccup must not fail a sync.
+    /// Hand the event to the run's progress recorder, which keeps it as the
+    /// sync's snapshot and then publishes it. Progress is best effort: a
+    /// Redis hiccup must not fail a sync.
     pub(crate) async fn emit(
         &self,
         ctx: &RunCtx,
@@ -582,14 +639,8 @@ impl Pipeline {
             message,
             at: chrono::Utc::now(),
         };
-        match self.store.record_progress(event).await {
-            Ok(event) => {
-                failpoints::hit("progress.recorded").await;
-                if let Err(e) = self.publisher.publish(&event).await {
-                    tracing::warn!("cannot publish progress: {e}");
-                }
-            }
-            Err(e) => tracing::warn!("cannot record progress: {e}"),
+        if let Some(progress) = &ctx.progress {
+            let _ = progress.send(event);
         }
     }
 }

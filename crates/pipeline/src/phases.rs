@@ -9,10 +9,15 @@ use projsync_domain::{
     content_hash, language, PhaseError, PhaseStatus, ScanMode, SkipReason, Source, Stats,
     SyncPhase, SyncStatus, TreeEntry,
 };
-use projsync_store::{NewEntry, PlanRow};
+use projsync_store::{GrownTable, NewEntry, PlanRow};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// A run that writes at least this many rows to a table refreshes its
+/// planner statistics (then again at 4×, 16×, … during an import): the
+/// batch queries' cached plans must not stay those of an empty table.
+pub(crate) const STATS_AFTER_ROWS: u64 = 1000;
 
 /// The import step's checkpoint: everything up to `after` (in path order)
 /// is written.
@@ -70,11 +75,14 @@ impl Pipeline {
         }
         self.filter(ctx)?;
         let source = self.source(ctx).await?;
-        let head = source.resolve_branch(&ctx.sync.branch).await?;
+        // The branch head and the last sync's, side by side.
+        let (head, last) = tokio::try_join!(
+            async { Ok::<_, PhaseError>(source.resolve_branch(&ctx.sync.branch).await?) },
+            async { Ok(self.store.last_synced(ctx.claim.project_id).await?) },
+        )?;
         failpoints::hit("prepare.resolved").await;
         self.store.set_head_commit(&ctx.claim, &head).await?;
         ctx.head = Some(head.clone());
-        let last = self.store.last_synced(ctx.claim.project_id).await?;
         if let Some((previous, _)) = last.as_ref().filter(|(_, h)| *h == head) {
             // Same tree as the last successful sync: report it as unchanged.
             let before = self.store.sync(*previous).await?.stats;
@@ -166,7 +174,16 @@ impl Pipeline {
         source: &Arc<dyn Source>,
     ) -> Result<Option<(Vec<PlanRow>, Stats)>, PhaseError> {
         let repo = ctx.project.repository.id;
-        let base = self.store.scan_base(repo).await?;
+        // The ledger's reads side by side.
+        let (base, last) = tokio::try_join!(
+            async { Ok::<_, PhaseError>(self.store.scan_base(repo).await?) },
+            async {
+                Ok(match self.store.last_synced(ctx.claim.project_id).await? {
+                    Some((id, head)) => Some((head, self.store.sync(id).await?.stats)),
+                    None => None,
+                })
+            },
+        )?;
         let Some(from) = base.last_synced_commit.clone() else {
             return Ok(None);
         };
@@ -176,7 +193,7 @@ impl Pipeline {
                 "the stored files were judged by another filter, or none is recorded",
             );
         }
-        let Some((last_id, last_head)) = self.store.last_synced(ctx.claim.project_id).await? else {
+        let Some((last_head, previous)) = last else {
             return full_scan(ctx, "no previous sync");
         };
         if last_head != from {
@@ -185,7 +202,6 @@ impl Pipeline {
                 "the last sync's head is not the repository's last synced commit",
             );
         }
-        let previous = self.store.sync(last_id).await?.stats;
         if previous.files_seen != base.files {
             return full_scan(
                 ctx,
@@ -243,6 +259,9 @@ impl Pipeline {
             .write_plan(&ctx.claim, &rows, &stats, filter)
             .await?;
         failpoints::hit("scan.plan_written").await;
+        if rows.len() as u64 >= STATS_AFTER_ROWS {
+            self.refresh_stats(GrownTable::SyncChanges).await;
+        }
         let to_import = rows.iter().filter(|r| r.needs_entry).count();
         ctx.stats = stats;
         self.emit(
@@ -397,6 +416,13 @@ impl Pipeline {
                 Err(e) => tracing::warn!("cannot use the archive, reading blobs one by one: {e}"),
             }
         }
+        // A first import has no content to reuse: it does not look for any.
+        let reuse = self
+            .store
+            .has_other_entries(ctx.claim.project_id, ctx.claim.sync_id)
+            .await?;
+        // When the planner's statistics of memory_entries are refreshed next.
+        let mut stats_at = STATS_AFTER_ROWS;
         // Batch N is written while batch N + 1 is read (plan rows, stored
         // content, blobs): reading the source overlaps with the database.
         // Each batch is still one fenced transaction with its checkpoint;
@@ -425,11 +451,15 @@ impl Pipeline {
                 .iter()
                 .flat_map(|b| b.entries.iter().map(|e| (e.blob_sha.as_str(), e)))
                 .collect();
-            let read = self.read_batch(ctx, &mut cp, batch_size, &carry);
+            let read = self.read_batch(ctx, &mut cp, batch_size, &carry, reuse);
             let (written, next) = tokio::join!(write, read);
             if written? {
                 failpoints::hit("import.batch_written").await;
                 let b = pending.as_ref().expect("a batch was written");
+                if b.done >= stats_at {
+                    self.refresh_stats(GrownTable::MemoryEntries).await;
+                    stats_at = b.done.saturating_mul(4);
+                }
                 self.emit(
                     ctx,
                     SyncPhase::Import,
@@ -466,6 +496,7 @@ impl Pipeline {
         cp: &mut ImportCheckpoint,
         batch_size: i64,
         carry: &HashMap<&str, &NewEntry>,
+        reuse: bool,
     ) -> Result<Option<ReadBatch>, PhaseError> {
         let mut batch = self
             .store
@@ -479,10 +510,13 @@ impl Pipeline {
         };
         let last_path = last.path.clone();
         let shas: Vec<String> = batch.iter().filter_map(|r| r.blob_sha.clone()).collect();
-        let mut known = self
-            .store
-            .known_content(ctx.claim.project_id, &shas)
-            .await?;
+        let mut known = if reuse {
+            self.store
+                .known_content(ctx.claim.project_id, &shas)
+                .await?
+        } else {
+            HashMap::new()
+        };
         for sha in &shas {
             if let Some(e) = carry.get(sha.as_str()) {
                 known
@@ -628,6 +662,14 @@ impl Pipeline {
         )
         .await;
         Ok(Transition::Complete)
+    }
+
+    /// Refresh the planner's statistics of a table this run grew by a lot
+    /// (best effort: a failure costs speed, not correctness).
+    pub(crate) async fn refresh_stats(&self, table: GrownTable) {
+        if let Err(e) = self.store.refresh_planner_stats(table).await {
+            tracing::warn!(?table, "cannot refresh the planner's statistics: {e}");
+        }
     }
 
     fn head(&self, ctx: &RunCtx) -> Result<String, PhaseError> {

@@ -654,6 +654,33 @@ impl Store {
         Ok(pruned.len() as u64)
     }
 
+    /// Refresh the planner's statistics of a table a sync has grown by a
+    /// lot (migrations/0013_planner_stats.sql): the plans cached for its
+    /// batch queries are then made for its real size.
+    pub async fn refresh_planner_stats(&self, table: GrownTable) -> Result<()> {
+        let mut tx = self.begin_committing(crate::Commit::Deferred).await?;
+        sqlx::query("SELECT projsync_analyze($1)")
+            .bind(table.name())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Whether the project has any entry version a sync other than
+    /// `sync_id` wrote: with none (a first import), no content can be
+    /// reused, and the import does not look for any.
+    pub async fn has_other_entries(&self, project_id: ProjectId, sync_id: SyncId) -> Result<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM memory_entries WHERE project_id = $1 \
+                 AND created_by_sync_id <> $2)",
+        )
+        .bind(project_id.0)
+        .bind(sync_id.0)
+        .fetch_one(&mut *self.read().await?)
+        .await?)
+    }
+
     /// The head commit of the project's last successful sync, if any.
     pub async fn last_synced(&self, project_id: ProjectId) -> Result<Option<(SyncId, String)>> {
         let row: Option<(uuid::Uuid, Option<String>)> = sqlx::query_as(
@@ -854,4 +881,25 @@ async fn insert_plan_chunk(
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// A table a sync grows, whose planner statistics it may refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrownTable {
+    /// The change plans (the scan writes one row per path).
+    SyncChanges,
+    /// Entry versions (the import writes them).
+    MemoryEntries,
+    /// Chunks (the embed phase writes them).
+    MemoryChunks,
+}
+
+impl GrownTable {
+    fn name(self) -> &'static str {
+        match self {
+            GrownTable::SyncChanges => "sync_changes",
+            GrownTable::MemoryEntries => "memory_entries",
+            GrownTable::MemoryChunks => "memory_chunks",
+        }
+    }
 }

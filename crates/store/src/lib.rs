@@ -21,7 +21,7 @@ pub use embeddings::{
     ChunkScope, ChunkToEmbed, EmbeddingCounts, NewChunk, SearchFilter, SearchHit, UnchunkedEntry,
     VectorExtension, PGVECTOR_MISSING,
 };
-pub use entries::{ActiveEntry, ImportRow, MemoryKey, NewEntry, ScanBase};
+pub use entries::{ActiveEntry, GrownTable, ImportRow, MemoryKey, NewEntry, ScanBase};
 pub use error::{Error, Result};
 pub use locks::{sync_lock_key, SyncLockGuard, SyncLocks};
 pub use ops::{ProjectFacts, QueueCounts, RunningSync, ThroughputBucket, WorkerInfo};

@@ -582,6 +582,7 @@ const APP_FUNCTIONS: &[&str] = &[
     "projsync_session(text)",
     "projsync_ensure_embedding_index(text, integer, text)",
     "projsync_sync_metrics()",
+    "projsync_analyze(text)",
 ];
 
 /// What `projsync migrate` did to the application role.

@@ -98,6 +98,7 @@ impl Harness {
                 ignore_patterns: Vec::new(),
                 max_file_bytes: None,
                 embeddings_enabled: None,
+                remote: None,
             })
             .await
             .expect("create the project")
