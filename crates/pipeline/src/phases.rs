@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// A run that writes at least this many rows to a table refreshes its
-/// planner statistics (then again at 4×, 16×, … during an import): the
-/// batch queries' cached plans must not stay those of an empty table.
+/// A phase that writes at least this many rows to a table refreshes its
+/// planner statistics when it is done: the next phases' cached plans must
+/// not stay those of an empty table.
 pub(crate) const STATS_AFTER_ROWS: u64 = 1000;
 
 /// The import step's checkpoint: everything up to `after` (in path order)
@@ -421,8 +421,6 @@ impl Pipeline {
             .store
             .has_other_entries(ctx.claim.project_id, ctx.claim.sync_id)
             .await?;
-        // When the planner's statistics of memory_entries are refreshed next.
-        let mut stats_at = STATS_AFTER_ROWS;
         // Batch N is written while batch N + 1 is read (plan rows, stored
         // content, blobs): reading the source overlaps with the database.
         // Each batch is still one fenced transaction with its checkpoint;
@@ -456,10 +454,6 @@ impl Pipeline {
             if written? {
                 failpoints::hit("import.batch_written").await;
                 let b = pending.as_ref().expect("a batch was written");
-                if b.done >= stats_at {
-                    self.refresh_stats(GrownTable::MemoryEntries).await;
-                    stats_at = b.done.saturating_mul(4);
-                }
                 self.emit(
                     ctx,
                     SyncPhase::Import,
@@ -475,6 +469,11 @@ impl Pipeline {
                 Some(b) => ready = Some(b),
                 None => break,
             }
+        }
+        // The embed and finalize phases' queries are planned for the
+        // entries this import wrote.
+        if cp.done >= STATS_AFTER_ROWS {
+            self.refresh_stats(GrownTable::MemoryEntries).await;
         }
         self.store.set_stats(&ctx.claim, &ctx.stats).await?;
         self.store

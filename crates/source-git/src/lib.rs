@@ -240,14 +240,6 @@ impl Source for GitSource {
                 return Err(SourceError::invalid(format!("`{sha}` is not a commit SHA")));
             }
         }
-        let from_commit = format!("{from}^{{commit}}");
-        let out = self.git(&["cat-file", "-e", &from_commit]).await?;
-        if !out.status.success() {
-            // The last synced commit is gone (a force-push and a gc): the
-            // caller walks the whole tree.
-            return Ok(None);
-        }
-        self.counters.trees.fetch_add(1, Ordering::Relaxed);
         let out = self
             .git(&[
                 "diff-tree",
@@ -262,12 +254,25 @@ impl Source for GitSource {
             ])
             .await?;
         if !out.status.success() {
+            // Asked only when the comparison failed (one process less in
+            // the usual case): the last synced commit is gone (a
+            // force-push and a gc), and the caller walks the whole tree.
+            let from_commit = format!("{from}^{{commit}}");
+            if !self
+                .git(&["cat-file", "-e", &from_commit])
+                .await?
+                .status
+                .success()
+            {
+                return Ok(None);
+            }
             return Err(SourceError::not_found(format!(
                 "cannot compare {from} with {to} in {}: {}",
                 self.path.display(),
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
+        self.counters.trees.fetch_add(1, Ordering::Relaxed);
         let mut changes = parse_diff_tree(&out.stdout)?;
         let wanted: Vec<String> = changes
             .iter()
