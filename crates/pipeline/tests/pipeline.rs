@@ -214,6 +214,9 @@ async fn a_retryable_failure_is_scheduled_and_the_retry_succeeds() {
     let sync = h.wait_for_end(id).await;
     assert_eq!(sync.status, SyncStatus::Succeeded, "{sync:#?}");
     assert_eq!(sync.attempts, 2, "two claims");
+    // The earlier attempt's error stays on its step, not on the sync.
+    assert_eq!(sync.error_class, None, "{sync:#?}");
+    assert_eq!(sync.error_message, None, "{sync:#?}");
     assert_eq!(
         &h.steps(id).await[..3],
         [

@@ -12,7 +12,7 @@ use projsync_domain::{
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgExecutor, Row};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Rows per INSERT … SELECT FROM UNNEST statement.
 const CHUNK: usize = 2000;
@@ -63,7 +63,8 @@ fn active_entry_from_row(r: &sqlx::postgres::PgRow) -> ActiveEntry {
 pub type MemoryKey = (String, String);
 
 /// What scan reads to decide whether it may diff from the last synced
-/// commit: the stored state, summed up without reading every row out.
+/// commit: the stored state, summed up without reading every row out (the
+/// counts are kept beside the repository, migrations/0014_file_counts.sql).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScanBase {
     pub last_synced_commit: Option<String>,
@@ -72,7 +73,7 @@ pub struct ScanBase {
     /// Rows of `repository_files`.
     pub files: u64,
     /// Of those, the skipped ones by reason.
-    pub skipped_by_reason: std::collections::BTreeMap<String, u64>,
+    pub skipped_by_reason: BTreeMap<String, u64>,
 }
 
 impl Store {
@@ -94,30 +95,28 @@ impl Store {
 
     /// The stored state scan starts from (see `ScanBase`).
     pub async fn scan_base(&self, repository_id: RepositoryId) -> Result<ScanBase> {
-        let mut tx = self.read().await?;
-        let (last_synced_commit, synced_filter): (Option<String>, Option<String>) = sqlx::query_as(
-            "SELECT last_synced_commit, synced_filter FROM repositories WHERE id = $1",
-        )
-        .bind(repository_id.0)
-        .fetch_optional(&mut *tx)
-        .await?
-        .unwrap_or_default();
-        let counts: Vec<(Option<String>, i64)> = sqlx::query_as(
-            "SELECT skip_reason, count(*) FROM repository_files WHERE repository_id = $1 \
-             GROUP BY skip_reason",
-        )
-        .bind(repository_id.0)
-        .fetch_all(&mut *tx)
-        .await?;
+        // The counts are kept by triggers on repository_files (migration
+        // 0014): one row read, whatever the repository's size.
+        let row: Option<(Option<String>, Option<String>, Json<BTreeMap<String, u64>>)> =
+            sqlx::query_as(
+                "SELECT last_synced_commit, synced_filter, file_counts FROM repositories \
+                 WHERE id = $1",
+            )
+            .bind(repository_id.0)
+            .fetch_optional(&mut *self.read().await?)
+            .await?;
+        let Some((last_synced_commit, synced_filter, Json(counts))) = row else {
+            return Ok(ScanBase::default());
+        };
         let mut base = ScanBase {
             last_synced_commit,
             synced_filter,
             ..ScanBase::default()
         };
         for (reason, n) in counts {
-            base.files += n as u64;
-            if let Some(reason) = reason {
-                base.skipped_by_reason.insert(reason, n as u64);
+            base.files += n;
+            if !reason.is_empty() {
+                base.skipped_by_reason.insert(reason, n);
             }
         }
         Ok(base)
@@ -490,7 +489,8 @@ impl Store {
         sqlx::query(
             "UPDATE project_syncs SET status = 'succeeded', outcome = 'embedded', stats = $2, \
                  finished_at = now(), updated_at = now(), current_phase = NULL, \
-                 lease_owner = NULL, lease_expires_at = NULL \
+                 lease_owner = NULL, lease_expires_at = NULL, error_class = NULL, \
+                 error_message = NULL \
              WHERE id = $1",
         )
         .bind(claim.sync_id.0)
@@ -780,7 +780,7 @@ async fn complete_on(
     sqlx::query(
         "UPDATE project_syncs SET status = 'succeeded', outcome = $2, stats = $3, previous_sync_id = $4, \
              head_commit = $5, finished_at = now(), updated_at = now(), current_phase = NULL, \
-             lease_owner = NULL, lease_expires_at = NULL \
+             lease_owner = NULL, lease_expires_at = NULL, error_class = NULL, error_message = NULL \
          WHERE id = $1",
     )
     .bind(claim.sync_id.0)

@@ -66,6 +66,25 @@ pub struct NewProject {
     pub remote: Option<RemoteIdentity>,
 }
 
+impl NewProject {
+    /// A project on a local repository at `location`, branch `main`, with
+    /// the deployment's defaults (no credential, ignore patterns, size
+    /// limit or embeddings setting of its own).
+    pub fn local(name: impl Into<String>, location: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            provider: "local".into(),
+            location: location.into(),
+            default_branch: "main".into(),
+            credential: None,
+            ignore_patterns: Vec::new(),
+            max_file_bytes: None,
+            embeddings_enabled: None,
+            remote: None,
+        }
+    }
+}
+
 const SELECT_PROJECT: &str =
     "SELECT p.id, p.name, p.ignore_patterns, p.max_file_bytes, p.embeddings_enabled, p.last_sync_id, \
      p.created_at, r.id AS repo_id, r.provider, r.location, r.default_branch, r.credential, \

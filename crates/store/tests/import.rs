@@ -12,17 +12,7 @@ use std::time::Duration;
 async fn claimed(db: &TestDb, owner: &str) -> (Store, ProjectId, Claim) {
     let store = db.store.clone();
     let project = store
-        .create_project(&NewProject {
-            name: "p".into(),
-            provider: "local".into(),
-            location: "/tmp/nowhere".into(),
-            default_branch: "main".into(),
-            credential: None,
-            ignore_patterns: Vec::new(),
-            max_file_bytes: None,
-            embeddings_enabled: None,
-            remote: None,
-        })
+        .create_project(&NewProject::local("p", "/tmp/nowhere"))
         .await
         .unwrap();
     let sync = store

@@ -4,7 +4,9 @@
 //! only cut off is still fenced out. Against the real database.
 
 use projsync_domain::{Stats, SyncId};
-use projsync_store::{sync_lock_key, Claim, ClaimOutcome, NewProject, Store, SyncLocks};
+use projsync_store::{
+    sync_lock_key, Claim, ClaimOutcome, NewProject, Store, SyncLockGuard, SyncLocks,
+};
 use projsync_test_support::TestDb;
 use std::time::Duration;
 
@@ -15,17 +17,10 @@ const TTL: Duration = Duration::from_secs(3600);
 async fn queued_sync(db: &TestDb) -> SyncId {
     let project = db
         .store
-        .create_project(&NewProject {
-            name: format!("p-{}", uuid::Uuid::new_v4().simple()),
-            provider: "local".into(),
-            location: "/nowhere".into(),
-            default_branch: "main".into(),
-            credential: None,
-            ignore_patterns: vec![],
-            max_file_bytes: None,
-            embeddings_enabled: None,
-            remote: None,
-        })
+        .create_project(&NewProject::local(
+            format!("p-{}", uuid::Uuid::new_v4().simple()),
+            "/nowhere",
+        ))
         .await
         .unwrap();
     db.store
@@ -53,6 +48,24 @@ async fn worker(db: &TestDb) -> (Store, SyncLocks) {
     let store = Store::from_pool(pool).scoped(projsync_store::DEFAULT_TENANT);
     let locks = SyncLocks::new(store.pool());
     (store, locks)
+}
+
+/// A queued sync, two workers, and worker A holding the sync's lock (the
+/// guard is returned: dropping it releases the lock).
+async fn two_workers_a_locked(
+    db: &TestDb,
+) -> (
+    SyncId,
+    (Store, SyncLocks),
+    (Store, SyncLocks),
+    SyncLockGuard,
+) {
+    let sync_id = queued_sync(db).await;
+    let a = worker(db).await;
+    let b = worker(db).await;
+    let lock_a = a.1.try_lock(sync_id).await.unwrap();
+    let lock_a = lock_a.expect("a free lock is taken");
+    (sync_id, a, b, lock_a)
 }
 
 /// Terminate the backends holding the sync's advisory lock: what
@@ -104,12 +117,8 @@ async fn the_lock_key_is_the_same_in_rust_and_sql() {
 #[tokio::test]
 async fn a_dead_workers_sync_is_taken_over_before_its_lease_expires() {
     let db = TestDb::new().await;
-    let sync_id = queued_sync(&db).await;
-    let (store_a, locks_a) = worker(&db).await;
-    let (store_b, locks_b) = worker(&db).await;
-
-    let lock_a = locks_a.try_lock(sync_id).await.unwrap();
-    assert!(lock_a.is_some(), "a free lock is taken");
+    let (sync_id, (store_a, _locks_a), (store_b, locks_b), lock_a) =
+        two_workers_a_locked(&db).await;
     let a = claimed(store_a.claim_locked(sync_id, "a", TTL, true).await.unwrap());
     assert!(
         store_a.due_for_takeover(10).await.unwrap().is_empty(),
@@ -159,11 +168,7 @@ async fn a_dead_workers_sync_is_taken_over_before_its_lease_expires() {
 #[tokio::test]
 async fn a_live_lock_keeps_the_lease() {
     let db = TestDb::new().await;
-    let sync_id = queued_sync(&db).await;
-    let (store_a, locks_a) = worker(&db).await;
-    let (store_b, locks_b) = worker(&db).await;
-    let lock_a = locks_a.try_lock(sync_id).await.unwrap();
-    assert!(lock_a.is_some());
+    let (sync_id, (store_a, locks_a), (store_b, locks_b), lock_a) = two_workers_a_locked(&db).await;
     let a = claimed(store_a.claim_locked(sync_id, "a", TTL, true).await.unwrap());
 
     // Another worker cannot take the lock, so it cannot take over.
@@ -231,11 +236,8 @@ async fn a_lost_lock_connection_is_reopened_with_its_locks() {
 #[tokio::test]
 async fn a_lease_taken_without_the_lock_is_not_taken_over_by_the_lock_holder() {
     let db = TestDb::new().await;
-    let sync_id = queued_sync(&db).await;
-    let (store_a, locks_a) = worker(&db).await;
-    let (store_b, locks_b) = worker(&db).await;
-    let lock_a = locks_a.try_lock(sync_id).await.unwrap();
-    assert!(lock_a.is_some());
+    let (sync_id, (store_a, _locks_a), (store_b, locks_b), lock_a) =
+        two_workers_a_locked(&db).await;
     assert!(locks_b.try_lock(sync_id).await.unwrap().is_none());
     let b = claimed(
         store_b

@@ -151,13 +151,35 @@ fn plpgsql(
     out: &mut Vec<Finding>,
     depth: usize,
 ) {
-    match pg_query::parse_plpgsql(text) {
+    let parsed = pg_query::parse_plpgsql(text).or_else(|e| {
+        // libpg_query cannot render a trigger function's tree (its JSON
+        // breaks on the trigger variables); the same body parses as a
+        // function of a plain type, with the same lines, which is all the
+        // walk needs.
+        as_plain_function(text)
+            .and_then(|plain| pg_query::parse_plpgsql(&plain).ok())
+            .ok_or(e)
+    });
+    match parsed {
         Ok(tree) => walk(&tree, None, label, body_line, ctx, out, depth),
         Err(e) => out.push(Finding::Warning(format!(
             "{label}: the PL/pgSQL body cannot be parsed ({}), so it was not checked",
             message(&e)
         ))),
     }
+}
+
+/// `text` (a `CREATE FUNCTION … RETURNS trigger` statement) as a function
+/// returning `integer`; `None` when it does not return `trigger`.
+fn as_plain_function(text: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    let at = lower.find("returns trigger")?;
+    let end = at + "returns trigger".len();
+    // A whole word: not `returns triggers_table` or the like.
+    if lower[end..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+        return None;
+    }
+    Some(format!("{}RETURNS integer{}", &text[..at], &text[end..]))
 }
 
 /// Walks the PL/pgSQL tree (JSON from libpg_query): every statement-level SQL
@@ -348,6 +370,23 @@ mod tests {
         assert_eq!(
             verdicts("DO $$ BEGIN DELETE FROM memory_entries WHERE id = 1; END $$"),
             vec![]
+        );
+    }
+
+    #[test]
+    fn a_trigger_functions_body_is_judged() {
+        let sql = "CREATE FUNCTION t() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN\n  \
+                   IF TG_OP = 'DELETE' THEN\n    DELETE FROM memory_chunks;\n  END IF;\n  \
+                   RETURN NULL;\nEND\n$$;";
+        assert_eq!(
+            verdicts(sql),
+            vec![V::refused(
+                "in function t, line 4: deletes every row of the protected table memory_chunks (no WHERE)"
+            )]
+        );
+        assert_eq!(
+            super::as_plain_function("CREATE FUNCTION t() RETURNS triggers_t AS $$ $$"),
+            None
         );
     }
 

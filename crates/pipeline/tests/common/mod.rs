@@ -89,17 +89,10 @@ impl Harness {
         repo.commit("initial");
         let project = db
             .store
-            .create_project(&NewProject {
-                name: "pipeline-test".into(),
-                provider: "local".into(),
-                location: repo.path().to_string_lossy().into_owned(),
-                default_branch: "main".into(),
-                credential: None,
-                ignore_patterns: Vec::new(),
-                max_file_bytes: None,
-                embeddings_enabled: None,
-                remote: None,
-            })
+            .create_project(&NewProject::local(
+                "pipeline-test",
+                repo.path().to_string_lossy().into_owned(),
+            ))
             .await
             .expect("create the project")
             .id;
