@@ -97,14 +97,14 @@ impl Store {
     pub async fn scan_base(&self, repository_id: RepositoryId) -> Result<ScanBase> {
         // The counts are kept by triggers on repository_files (migration
         // 0014): one row read, whatever the repository's size.
-        let row: Option<(Option<String>, Option<String>, Json<BTreeMap<String, u64>>)> =
-            sqlx::query_as(
-                "SELECT last_synced_commit, synced_filter, file_counts FROM repositories \
+        type Row = (Option<String>, Option<String>, Json<BTreeMap<String, u64>>);
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT last_synced_commit, synced_filter, file_counts FROM repositories \
                  WHERE id = $1",
-            )
-            .bind(repository_id.0)
-            .fetch_optional(&mut *self.read().await?)
-            .await?;
+        )
+        .bind(repository_id.0)
+        .fetch_optional(&mut *self.read().await?)
+        .await?;
         let Some((last_synced_commit, synced_filter, Json(counts))) = row else {
             return Ok(ScanBase::default());
         };
