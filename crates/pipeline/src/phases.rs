@@ -561,43 +561,20 @@ impl Pipeline {
         };
         fetched.extend(from_archive);
         failpoints::hit("import.fetched").await;
-        let mut entries = Vec::with_capacity(batch.len());
-        let mut skips = Vec::new();
-        for row in &batch {
-            let sha = row.blob_sha.clone().unwrap_or_default();
-            let entry = if let Some(k) = known.get(&sha) {
-                Ok(NewEntry {
-                    path: row.path.clone(),
-                    content: k.content.clone(),
-                    content_hash: k.content_hash.clone(),
-                    blob_sha: sha,
-                    language: row.language.clone(),
-                    size: k.size,
-                })
-            } else {
-                let data = fetched.get(&sha).ok_or_else(|| {
-                    PhaseError::retryable(format!("the source did not return blob {sha}"))
-                })?;
-                classify_content(data).map(|text| NewEntry {
-                    path: row.path.clone(),
-                    content_hash: content_hash(text),
-                    content: text.to_string(),
-                    blob_sha: sha.clone(),
-                    language: row.language.clone(),
-                    size: data.len() as i64,
-                })
-            };
-            match entry {
-                Ok(e) => entries.push(e),
-                Err(reason) => {
-                    ctx.stats.add_skip(reason);
-                    skips.push((row.path.clone(), reason));
-                }
-            }
+        // Hashing and judging a batch's contents is CPU work: off the
+        // runtime, so that the batch being written meanwhile keeps the
+        // database busy.
+        let rows = batch.len() as u64;
+        let (entries, skips) =
+            tokio::task::spawn_blocking(move || decide_batch(&batch, &known, &fetched))
+                .await
+                .map_err(|e| PhaseError::retryable(format!("reading the batch stopped: {e}")))??;
+        for (_, reason) in &skips {
+            ctx.stats.add_skip(*reason);
         }
         ctx.stats.imported += entries.len() as u64;
         cp.after = Some(last_path);
-        cp.done += batch.len() as u64;
+        cp.done += rows;
         cp.batches += 1;
         cp.stats = ctx.stats.clone();
         Ok(Some(ReadBatch {
@@ -676,6 +653,49 @@ impl Pipeline {
             PhaseError::fatal("the sync has no head commit; prepare did not complete")
         })
     }
+}
+
+/// The entry versions of an import batch (content reused from `known`,
+/// else judged from the `fetched` blob) and its paths skipped for their
+/// content.
+#[allow(clippy::type_complexity)]
+fn decide_batch(
+    batch: &[PlanRow],
+    known: &HashMap<String, projsync_store::ImportRow>,
+    fetched: &HashMap<String, Vec<u8>>,
+) -> Result<(Vec<NewEntry>, Vec<(String, SkipReason)>), PhaseError> {
+    let mut entries = Vec::with_capacity(batch.len());
+    let mut skips = Vec::new();
+    for row in batch {
+        let sha = row.blob_sha.clone().unwrap_or_default();
+        let entry = if let Some(k) = known.get(&sha) {
+            Ok(NewEntry {
+                path: row.path.clone(),
+                content: k.content.clone(),
+                content_hash: k.content_hash.clone(),
+                blob_sha: sha,
+                language: row.language.clone(),
+                size: k.size,
+            })
+        } else {
+            let data = fetched.get(&sha).ok_or_else(|| {
+                PhaseError::retryable(format!("the source did not return blob {sha}"))
+            })?;
+            classify_content(data).map(|text| NewEntry {
+                path: row.path.clone(),
+                content_hash: content_hash(text),
+                content: text.to_string(),
+                blob_sha: sha.clone(),
+                language: row.language.clone(),
+                size: data.len() as i64,
+            })
+        };
+        match entry {
+            Ok(e) => entries.push(e),
+            Err(reason) => skips.push((row.path.clone(), reason)),
+        }
+    }
+    Ok((entries, skips))
 }
 
 /// How many rows of an import batch to take: up to the first at which the
