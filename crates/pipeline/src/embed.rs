@@ -165,7 +165,7 @@ impl Pipeline {
         let (counter, opts) = settings.chunker();
         // Where the last batch ended (after a restart: the start; entries
         // chunked before are passed over once).
-        let mut after: Option<projsync_store::UnchunkedEntry> = None;
+        let mut after: Option<projsync_store::MemoryKey> = None;
         loop {
             if let Some(stop) = self.boundary(ctx).await? {
                 return Ok(Transition::Stop(stop));
@@ -181,12 +181,7 @@ impl Pipeline {
             let Some(last) = entries.last() else {
                 break;
             };
-            after = Some(projsync_store::UnchunkedEntry {
-                entry_id: last.entry_id,
-                kind: last.kind.clone(),
-                path: last.path.clone(),
-                content: String::new(),
-            });
+            after = Some(last.key.clone());
             let n = entries.len() as u64;
             let chunked = chunk_entries(
                 counter.clone(),

@@ -369,7 +369,6 @@ impl Pipeline {
         ctx: &mut RunCtx,
         steps: &[projsync_store::StepRecord],
     ) -> Result<(), PhaseError> {
-        let ctx = &mut *ctx;
         // Resume at the first phase that has not succeeded.
         let mut phase = steps
             .iter()

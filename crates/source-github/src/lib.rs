@@ -472,18 +472,20 @@ fn encode_ref(r: &str) -> String {
 }
 
 impl GitHubSource {
-    /// A source for `full_name` that has sent nothing yet.
+    /// A source for `location` (`owner/name`, checked) that has sent
+    /// nothing yet.
     fn new(
         cfg: &GitHubConfig,
-        full_name: String,
+        location: &str,
         credentials: Credentials,
         budget: Option<Budget>,
         tree_cache: TreeCache,
         metrics: Metrics,
     ) -> Result<Self, SourceError> {
+        let (owner, name) = parse_location(location)?;
         Ok(Self {
             client: build_client(cfg, credentials)?,
-            full_name,
+            full_name: format!("{owner}/{name}"),
             info: None,
             cfg: cfg.clone(),
             budget,
@@ -510,22 +512,13 @@ impl GitHubSource {
         repos: RepoCache,
         metrics: Metrics,
     ) -> Result<Self, SourceError> {
-        let (owner, name) = parse_location(location)?;
+        let identity = credentials.budget_identity();
+        let mut source = Self::new(cfg, location, credentials, budget, tree_cache, metrics)?;
         let key = format!(
-            "{}\n{}/{}\n{}",
+            "{}\n{}\n{identity}",
             cfg.api_url,
-            owner.to_ascii_lowercase(),
-            name.to_ascii_lowercase(),
-            credentials.budget_identity()
+            source.full_name.to_ascii_lowercase()
         );
-        let mut source = Self::new(
-            cfg,
-            format!("{owner}/{name}"),
-            credentials,
-            budget,
-            tree_cache,
-            metrics,
-        )?;
         let kept = repos
             .lock()
             .expect("repo cache lock")
@@ -564,10 +557,9 @@ impl GitHubSource {
         tree_cache: TreeCache,
         metrics: Metrics,
     ) -> Result<Self, SourceError> {
-        let (owner, name) = parse_location(&known.full_name)?;
         let mut source = Self::new(
             cfg,
-            format!("{owner}/{name}"),
+            &known.full_name,
             credentials,
             budget,
             tree_cache,

@@ -8,7 +8,7 @@
 //! semantic query names the model and the dimensions literally.
 
 use crate::syncs::save_checkpoint_query;
-use crate::{Claim, Error, Result, Store};
+use crate::{Claim, Error, MemoryKey, Result, Store};
 use projsync_domain::{ProjectId, SyncId, SyncPhase};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgExecutor, Row};
@@ -44,8 +44,7 @@ impl ChunkScope {
 pub struct UnchunkedEntry {
     pub entry_id: i64,
     /// Its key in the scope: the next batch starts after it.
-    pub kind: String,
-    pub path: String,
+    pub key: MemoryKey,
     pub content: String,
 }
 
@@ -229,7 +228,7 @@ impl Store {
     pub async fn unchunked_entries(
         &self,
         scope: ChunkScope,
-        after: Option<&UnchunkedEntry>,
+        after: Option<&MemoryKey>,
         limit: i64,
     ) -> Result<Vec<UnchunkedEntry>> {
         // In (kind, path) order after the last batch: a range of the
@@ -239,7 +238,7 @@ impl Store {
         // empty), not `$3 IS NULL OR …`: a generic plan could not use that
         // as an index bound.
         let (after_kind, after_path) =
-            after.map_or(("", ""), |a| (a.kind.as_str(), a.path.as_str()));
+            after.map_or(("", ""), |(kind, path)| (kind.as_str(), path.as_str()));
         let rows: Vec<(i64, String, String, String)> = sqlx::query_as(&format!(
             "SELECT m.id, m.kind, m.path, m.content FROM memory_entries m \
              WHERE {} AND m.chunk_count IS NULL AND (m.kind, m.path) > ($3, $4) \
@@ -256,8 +255,7 @@ impl Store {
             .into_iter()
             .map(|(entry_id, kind, path, content)| UnchunkedEntry {
                 entry_id,
-                kind,
-                path,
+                key: (kind, path),
                 content,
             })
             .collect())

@@ -213,8 +213,7 @@ impl Store {
             projsync_domain::tenancy::KEY_PREFIX,
             random_secret()
         );
-        let mut tx = self.pool.begin().await?;
-        crate::set_tenant(&mut tx, Some(tenant.id)).await?;
+        let mut tx = self.scoped(tenant.id).begin().await?;
         let row = sqlx::query(
             "INSERT INTO api_keys (id, tenant_id, role, name, secret_hash) \
              VALUES ($1, $2, $3, $4, $5) \
@@ -298,8 +297,7 @@ impl Store {
         actor: &Actor,
     ) -> Result<Credential> {
         projsync_domain::tenancy::check_credential_name(name).map_err(Error::Invalid)?;
-        let mut tx = self.pool.begin().await?;
-        crate::set_tenant(&mut tx, Some(tenant.id)).await?;
+        let mut tx = self.scoped(tenant.id).begin().await?;
         let row = sqlx::query(
             "INSERT INTO credentials (tenant_id, name, reference) VALUES ($1, $2, $3) \
              ON CONFLICT (tenant_id, name) DO UPDATE SET reference = excluded.reference \
@@ -335,8 +333,7 @@ impl Store {
         name: &str,
         actor: &Actor,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        crate::set_tenant(&mut tx, Some(tenant.id)).await?;
+        let mut tx = self.scoped(tenant.id).begin().await?;
         let deleted = sqlx::query("DELETE FROM credentials WHERE tenant_id = $1 AND name = $2")
             .bind(tenant.id.0)
             .bind(name)
@@ -439,8 +436,7 @@ impl Store {
         ttl: std::time::Duration,
     ) -> Result<(String, String, DateTime<Utc>)> {
         let (cookie, csrf) = (random_secret(), random_secret());
-        let mut tx = self.pool.begin().await?;
-        crate::set_tenant(&mut tx, Some(principal.tenant)).await?;
+        let mut tx = self.scoped(principal.tenant).begin().await?;
         let expires: DateTime<Utc> = sqlx::query_scalar(
             "INSERT INTO api_sessions (id_hash, key_id, csrf_hash, expires_at) \
              VALUES ($1, $2, $3, now() + make_interval(secs => $4)) RETURNING expires_at",
