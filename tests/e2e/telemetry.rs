@@ -13,7 +13,9 @@
 //!
 //! The in-process test installs its subscriber on its own runtime's
 //! threads only (`on_thread_start`), never globally: the other tests of
-//! this binary run beside it untouched.
+//! this binary run beside it untouched. Because of that, it also keeps a
+//! second dispatcher registered for the process's life ([`anchor`]): see
+//! there why.
 
 use crate::cli::projsync;
 use crate::helpers::{spawn_app, spawn_app_with};
@@ -39,6 +41,45 @@ fn traced_runtime(dispatch: &tracing::Dispatch) -> tokio::runtime::Runtime {
         })
         .build()
         .unwrap()
+}
+
+/// Keeps tracing-core's per-callsite interest cache at "ask each thread".
+///
+/// tracing-core caches, per callsite and for the whole process, whether any
+/// dispatcher wants it. While exactly one dispatcher is registered, a
+/// callsite's first use is judged by the default of the thread that reaches
+/// it. In this binary that may be another test's thread, with no subscriber:
+/// the callsite is then cached as "never" and stays disabled on this test's
+/// threads too, until some other dispatcher registers. That lost a sync's
+/// spans in CI. A second dispatcher, registered once and nobody's default,
+/// answers "sometimes" for every callsite, so the cache never says "never"
+/// and each thread's own default decides. It enables nothing (level off).
+fn anchor() {
+    use tracing::{level_filters::LevelFilter, span, subscriber::Interest, Metadata};
+
+    struct Anchor;
+    impl tracing::Subscriber for Anchor {
+        fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
+            Interest::sometimes()
+        }
+        fn max_level_hint(&self) -> Option<LevelFilter> {
+            Some(LevelFilter::OFF)
+        }
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            false
+        }
+        fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+            span::Id::from_u64(1)
+        }
+        fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+        fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+        fn event(&self, _: &tracing::Event<'_>) {}
+        fn enter(&self, _: &span::Id) {}
+        fn exit(&self, _: &span::Id) {}
+    }
+
+    static ANCHOR: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    ANCHOR.get_or_init(|| tracing::Dispatch::new(Anchor));
 }
 
 fn repo() -> GitRepo {
@@ -72,10 +113,15 @@ fn wait_for_sync_trace(collector: &FakeOtlp, sync_id: &str, flush: &dyn Fn()) ->
         }
         assert!(
             Instant::now() < deadline,
-            "the sync's spans did not arrive: {:#?}",
+            "the sync's spans did not arrive: {:#?}\nthe collector's answers: {:?}",
             spans
                 .iter()
                 .map(|s| (&s.name, &s.attributes))
+                .collect::<Vec<_>>(),
+            collector
+                .requests()
+                .iter()
+                .map(|r| (&r.path, r.status))
                 .collect::<Vec<_>>()
         );
         std::thread::sleep(Duration::from_millis(100));
@@ -141,6 +187,7 @@ struct Traced {
 }
 
 fn traced(collector: &FakeOtlp) -> Traced {
+    anchor();
     let mut settings = Settings::load(None).unwrap();
     settings.log.level = "info".into();
     settings.telemetry.otlp_endpoint = collector.url().into();
