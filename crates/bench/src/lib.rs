@@ -730,13 +730,17 @@ pub fn generated_content(index: usize, revision: u32) -> String {
     out
 }
 
-/// A Git repository with `files` generated files on `main`, committed.
+/// A Git repository with `files` generated files on `main`, committed and
+/// packed (`git repack -ad`), as a clone is: `git commit` leaves every
+/// object loose, and reading 100,000 loose objects (a file each) is not
+/// what a sync of a real repository reads.
 pub fn generate_repo(files: usize) -> GitRepo {
     let repo = GitRepo::new();
     for i in 0..files {
         repo.write(&generated_path(i), generated_content(i, 0));
     }
     repo.commit(&format!("{files} generated files"));
+    repo.git(&["repack", "-adq"]);
     repo
 }
 

@@ -86,6 +86,16 @@ impl TokenCounter for EmbedderCounter {
     }
 }
 
+/// Chunk batches written side by side (each its own transaction).
+const CHUNK_WRITERS: usize = 2;
+
+/// Entry versions read and cut into chunks, not yet written.
+struct ChunkedBatch {
+    /// How many entry versions (some may have no chunk).
+    entries: u64,
+    chunks: Vec<(i64, Vec<NewChunk>)>,
+}
+
 /// The embed step's checkpoint.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct EmbedCheckpoint {
@@ -166,46 +176,78 @@ impl Pipeline {
         // Where the last batch ended (after a restart: the start; entries
         // chunked before are passed over once).
         let mut after: Option<projsync_store::MemoryKey> = None;
+        // Two batches are written side by side, each its own fenced
+        // transaction (the database computes their search vectors, most of
+        // this half's cost, on two cores), while the next two are read and
+        // cut: the worker's CPU and the database's overlap. At most four
+        // batches are in memory; nothing is in flight at a boundary.
+        let mut ready: Vec<ChunkedBatch> = Vec::new();
+        let mut read_all = false;
         loop {
             if let Some(stop) = self.boundary(ctx).await? {
                 return Ok(Transition::Stop(stop));
             }
-            let entries = self
-                .store
-                .unchunked_entries(
-                    scope,
-                    after.as_ref(),
-                    settings.chunk_entries_batch.max(1) as i64,
-                )
-                .await?;
-            let Some(last) = entries.last() else {
-                break;
+            let claim = ctx.claim;
+            let store = &self.store;
+            let pending = std::mem::take(&mut ready);
+            let mut checkpoints = Vec::with_capacity(pending.len());
+            for batch in &pending {
+                cp.chunked_entries += batch.entries;
+                checkpoints.push(json(&cp));
+            }
+            let write = futures::future::try_join_all(pending.iter().zip(checkpoints).map(
+                |(batch, checkpoint)| {
+                    store.write_chunks(&claim, &batch.chunks, SyncPhase::Embed, checkpoint)
+                },
+            ));
+            let after = &mut after;
+            let read = async {
+                let mut next = Vec::new();
+                while !read_all && next.len() < CHUNK_WRITERS {
+                    let entries = store
+                        .unchunked_entries(
+                            scope,
+                            after.as_ref(),
+                            settings.chunk_entries_batch.max(1) as i64,
+                        )
+                        .await?;
+                    let Some(last) = entries.last() else {
+                        read_all = true;
+                        break;
+                    };
+                    *after = Some(last.key.clone());
+                    let n = entries.len() as u64;
+                    let chunks = chunk_entries(
+                        counter.clone(),
+                        opts,
+                        entries
+                            .into_iter()
+                            .map(|e| (e.entry_id, e.content))
+                            .collect(),
+                    )
+                    .await?;
+                    next.push(ChunkedBatch { entries: n, chunks });
+                }
+                Ok::<_, PhaseError>(next)
             };
-            after = Some(last.key.clone());
-            let n = entries.len() as u64;
-            let chunked = chunk_entries(
-                counter.clone(),
-                opts,
-                entries
-                    .into_iter()
-                    .map(|e| (e.entry_id, e.content))
-                    .collect(),
-            )
-            .await?;
-            cp.chunked_entries += n;
-            self.store
-                .write_chunks(&ctx.claim, &chunked, SyncPhase::Embed, json(&cp))
-                .await?;
-            crate::failpoints::hit("embed.chunks_written").await;
-            self.emit(
-                ctx,
-                SyncPhase::Embed,
-                PhaseStatus::Running,
-                0,
-                0,
-                format!("{} entries cut into chunks", cp.chunked_entries),
-            )
-            .await;
+            let (written, next) = tokio::join!(write, read);
+            written?;
+            if !pending.is_empty() {
+                crate::failpoints::hit("embed.chunks_written").await;
+                self.emit(
+                    ctx,
+                    SyncPhase::Embed,
+                    PhaseStatus::Running,
+                    0,
+                    0,
+                    format!("{} entries cut into chunks", cp.chunked_entries),
+                )
+                .await;
+            }
+            ready = next?;
+            if ready.is_empty() {
+                break;
+            }
         }
         let total = self.store.count_chunks(scope).await? as u64;
         ctx.stats.chunks = total;

@@ -81,7 +81,6 @@ impl Pipeline {
             async { Ok(self.store.last_synced(ctx.claim.project_id).await?) },
         )?;
         failpoints::hit("prepare.resolved").await;
-        self.store.set_head_commit(&ctx.claim, &head).await?;
         ctx.head = Some(head.clone());
         if let Some((previous, _)) = last.as_ref().filter(|(_, h)| *h == head) {
             // Same tree as the last successful sync: report it as unchanged.
@@ -114,10 +113,9 @@ impl Pipeline {
             return Ok(Transition::Complete);
         }
         self.store
-            .finish_step(
+            .finish_prepare(
                 &ctx.claim,
-                SyncPhase::Prepare,
-                PhaseStatus::Succeeded,
+                &head,
                 serde_json::json!({
                     "head_commit": head,
                     "previous_sync_id": last.map(|(id, _)| id),
@@ -302,13 +300,11 @@ impl Pipeline {
         let head = t.head_commit.ok_or_else(|| {
             PhaseError::fatal(format!("sync {target} has no head commit to restore"))
         })?;
-        self.store.set_head_commit(&ctx.claim, &head).await?;
         ctx.head = Some(head.clone());
         self.store
-            .finish_step(
+            .finish_prepare(
                 &ctx.claim,
-                SyncPhase::Prepare,
-                PhaseStatus::Succeeded,
+                &head,
                 serde_json::json!({ "head_commit": head, "restore_of": target }),
             )
             .await?;

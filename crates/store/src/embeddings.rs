@@ -263,7 +263,10 @@ impl Store {
 
     /// Write the chunks of some entry versions and mark them chunked, in one
     /// fenced transaction. Written twice (a redelivered batch), it changes
-    /// nothing.
+    /// nothing. Batches of other entries may be written side by side: the
+    /// fence takes the sync's row in share mode (a takeover still waits for
+    /// each), and the step's row, locked last for the checkpoint, orders
+    /// their ends.
     pub async fn write_chunks(
         &self,
         claim: &Claim,
@@ -271,7 +274,7 @@ impl Store {
         phase: SyncPhase,
         checkpoint: serde_json::Value,
     ) -> Result<()> {
-        let mut tx = self.fenced(claim).await?;
+        let mut tx = self.fenced_shared(claim).await?;
         let mut entry_ids = Vec::new();
         let mut ordinals = Vec::new();
         let (mut starts, mut ends, mut contents, mut hashes, mut tokens, mut texts) =

@@ -214,11 +214,32 @@ pub(crate) async fn check_fence(
     sync_id: SyncId,
     fence: i64,
 ) -> Result<()> {
-    let current: Option<(i64, String)> =
-        sqlx::query_as("SELECT fence, status FROM project_syncs WHERE id = $1 FOR UPDATE")
-            .bind(sync_id.0)
-            .fetch_optional(&mut **tx)
-            .await?;
+    check_fence_locking(tx, sync_id, fence, "FOR UPDATE").await
+}
+
+/// [`check_fence`] with the row share-locked: writes of one run that touch
+/// other rows only (chunk batches) can then hold it side by side, while a
+/// takeover, which updates the row, still waits for each of them to end.
+pub(crate) async fn check_fence_shared(
+    tx: &mut Transaction<'_, Postgres>,
+    sync_id: SyncId,
+    fence: i64,
+) -> Result<()> {
+    check_fence_locking(tx, sync_id, fence, "FOR SHARE").await
+}
+
+async fn check_fence_locking(
+    tx: &mut Transaction<'_, Postgres>,
+    sync_id: SyncId,
+    fence: i64,
+    lock: &'static str,
+) -> Result<()> {
+    let current: Option<(i64, String)> = sqlx::query_as(&format!(
+        "SELECT fence, status FROM project_syncs WHERE id = $1 {lock}"
+    ))
+    .bind(sync_id.0)
+    .fetch_optional(&mut **tx)
+    .await?;
     match current {
         Some((f, status)) if f == fence && status == "running" => Ok(()),
         Some(_) => Err(Error::LeaseLost(sync_id)),
@@ -234,6 +255,17 @@ impl Store {
     pub(crate) async fn fenced(&self, claim: &Claim) -> Result<Transaction<'static, Postgres>> {
         let mut tx = self.begin_committing(Commit::Deferred).await?;
         check_fence(&mut tx, claim.sync_id, claim.fence).await?;
+        Ok(tx)
+    }
+
+    /// [`Store::fenced`] with the sync's row share-locked
+    /// ([`check_fence_shared`]), for writes that may run side by side.
+    pub(crate) async fn fenced_shared(
+        &self,
+        claim: &Claim,
+    ) -> Result<Transaction<'static, Postgres>> {
+        let mut tx = self.begin_committing(Commit::Deferred).await?;
+        check_fence_shared(&mut tx, claim.sync_id, claim.fence).await?;
         Ok(tx)
     }
 
@@ -708,17 +740,30 @@ impl Store {
         Ok(())
     }
 
-    /// Store the head commit resolved by prepare.
-    pub async fn set_head_commit(&self, claim: &Claim, head: &str) -> Result<()> {
-        self.fenced_execute(
-            claim,
-            sqlx::query(
-                "UPDATE project_syncs SET head_commit = $2, updated_at = now() WHERE id = $1",
-            )
+    /// End prepare: store the head commit it resolved, and its step, in one
+    /// transaction.
+    pub async fn finish_prepare(
+        &self,
+        claim: &Claim,
+        head: &str,
+        checkpoint: serde_json::Value,
+    ) -> Result<()> {
+        let mut tx = self.fenced(claim).await?;
+        sqlx::query("UPDATE project_syncs SET head_commit = $2, updated_at = now() WHERE id = $1")
             .bind(claim.sync_id.0)
-            .bind(head),
+            .bind(head)
+            .execute(&mut *tx)
+            .await?;
+        finish_step_query(
+            claim.sync_id,
+            SyncPhase::Prepare,
+            PhaseStatus::Succeeded,
+            checkpoint,
         )
-        .await
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Save the running stats of a sync.

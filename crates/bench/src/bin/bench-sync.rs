@@ -104,7 +104,7 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
     }
 
     println!(
-        "bench-sync: {files} files in {} directories (1-3 KB of text each), import batch size {}, \
+        "bench-sync: {files} files in {} directories (1-3 KB of text each; one commit, packed as a clone is), import batch size {}, \
          worker concurrency {}, queue poll {} ms, embeddings off (entries are chunked, no vector is \
          computed); all figures below come from this one run.",
         files.div_ceil(FILES_PER_DIR),
@@ -113,7 +113,7 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
         bench.settings.redis.poll_interval_ms,
     );
     println!(
-        "(generating and committing the repository took {} s, not counted. wall = enqueue to \
+        "(generating, committing and packing the repository took {} s, not counted. wall = enqueue to \
          terminal status, polling the ledger every 10 ms; worker = from the claim (the sync's \
          started_at) to the same end; phase s = from the phase's start to the next one's, the \
          last to the end)",
@@ -134,6 +134,7 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
         "prepare s",
         "scan s",
         "import s",
+        "embed s",
         "finalize s",
     ]);
     let mut add = |name: String, r: &SyncRun, rate: bool| {
@@ -155,6 +156,7 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
             phase(SyncPhase::Prepare),
             phase(SyncPhase::Scan),
             phase(SyncPhase::Import),
+            phase(SyncPhase::Embed),
             phase(SyncPhase::Finalize),
         ]);
     };
