@@ -260,13 +260,13 @@ impl Pipeline {
         let embedder = match &settings.embedder {
             Some(e) if settings.enabled_for(ctx.project.embeddings_enabled) => e.clone(),
             _ => {
-                self.store.set_stats(&ctx.claim, &ctx.stats).await?;
                 self.store
-                    .finish_step(
+                    .finish_step_with_stats(
                         &ctx.claim,
                         SyncPhase::Embed,
                         PhaseStatus::Skipped,
                         json(&cp),
+                        &ctx.stats,
                     )
                     .await?;
                 self.emit(
@@ -364,13 +364,13 @@ impl Pipeline {
         }
         ctx.stats.embedded = cp.embedded;
         ctx.stats.embedding_cache_hits = cp.cache_hits;
-        self.store.set_stats(&ctx.claim, &ctx.stats).await?;
         self.store
-            .finish_step(
+            .finish_step_with_stats(
                 &ctx.claim,
                 SyncPhase::Embed,
                 PhaseStatus::Succeeded,
                 json(&cp),
+                &ctx.stats,
             )
             .await?;
         Ok(Transition::Continue)

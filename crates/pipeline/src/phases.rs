@@ -378,11 +378,15 @@ impl Pipeline {
                 ..Default::default()
             });
         ctx.stats = cp.stats.clone();
-        let total = cp.done
-            + self
-                .store
-                .count_to_import(ctx.claim.sync_id, cp.after.as_deref())
-                .await? as u64;
+        // What is left, and whether there is any content to reuse (a first
+        // import has none and does not look), side by side.
+        let (left, reuse) = tokio::try_join!(
+            self.store
+                .count_to_import(ctx.claim.sync_id, cp.after.as_deref()),
+            self.store
+                .has_other_entries(ctx.claim.project_id, ctx.claim.sync_id),
+        )?;
+        let total = cp.done + left as u64;
         let batch_size = self.opts.import_batch_size.max(1) as i64;
         // A large import downloads the archive once instead of every blob.
         if ctx.archive.is_none()
@@ -412,11 +416,6 @@ impl Pipeline {
                 Err(e) => tracing::warn!("cannot use the archive, reading blobs one by one: {e}"),
             }
         }
-        // A first import has no content to reuse: it does not look for any.
-        let reuse = self
-            .store
-            .has_other_entries(ctx.claim.project_id, ctx.claim.sync_id)
-            .await?;
         // Batch N is written while batch N + 1 is read (plan rows, stored
         // content, blobs): reading the source overlaps with the database.
         // Each batch is still one fenced transaction with its checkpoint;
@@ -471,13 +470,13 @@ impl Pipeline {
         if cp.done >= STATS_AFTER_ROWS {
             self.refresh_stats(GrownTable::MemoryEntries).await;
         }
-        self.store.set_stats(&ctx.claim, &ctx.stats).await?;
         self.store
-            .finish_step(
+            .finish_step_with_stats(
                 &ctx.claim,
                 SyncPhase::Import,
                 PhaseStatus::Succeeded,
                 serde_json::to_value(&cp).expect("checkpoint serializes"),
+                &ctx.stats,
             )
             .await?;
         Ok(Transition::Continue)

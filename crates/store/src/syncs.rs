@@ -688,6 +688,29 @@ impl Store {
         .await
     }
 
+    /// [`Store::finish_step`] with the sync's running stats saved in the
+    /// same transaction.
+    pub async fn finish_step_with_stats(
+        &self,
+        claim: &Claim,
+        phase: SyncPhase,
+        status: PhaseStatus,
+        checkpoint: serde_json::Value,
+        stats: &Stats,
+    ) -> Result<()> {
+        let mut tx = self.fenced(claim).await?;
+        sqlx::query("UPDATE project_syncs SET stats = $2, updated_at = now() WHERE id = $1")
+            .bind(claim.sync_id.0)
+            .bind(Json(stats))
+            .execute(&mut *tx)
+            .await?;
+        finish_step_query(claim.sync_id, phase, status, checkpoint)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Save a phase's checkpoint while it runs.
     pub async fn save_checkpoint(
         &self,

@@ -10,7 +10,7 @@ use projsync_domain::{ProjectId, SyncPhase};
 use projsync_store::copy::BinaryCopy;
 use serde_json::json;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Measure diff-aware sync on a generated repository: the first import, a
 /// resync with no change, after 1 changed file and after 100 changed files,
@@ -27,6 +27,10 @@ struct Args {
     /// Files changed by the larger change.
     #[arg(long, default_value_t = 100)]
     changed: usize,
+    /// No-change and 1-file resyncs run this many times more, alternately,
+    /// for the resync figure (their medians).
+    #[arg(long, default_value_t = 7)]
+    samples: usize,
     /// Also print every figure as one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -103,6 +107,28 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
         cases.push(Case { label, diff, naive });
     }
 
+    // The resync figure: tens of milliseconds each, so one run of each is
+    // mostly noise. Medians of `samples` more of each, alternately.
+    let mut no_change_samples = Vec::new();
+    let mut one_file_samples = Vec::new();
+    let one = spread(files, 1);
+    for i in 0..args.samples {
+        let run = bench.run_sync(project).await?;
+        ensure!(run.outcome() == "unchanged", "a no-change resync changed");
+        no_change_samples.push(run.wall);
+        change_files(&repo, &one, 1000 + i as u32);
+        let run = bench.run_sync(project).await?;
+        ensure!(
+            run.record.stats.imported == 1 && scan_mode(&run) == "diff",
+            "a 1-file resync wrote {} entries ({})",
+            run.record.stats.imported,
+            scan_mode(&run)
+        );
+        one_file_samples.push(run.wall);
+    }
+    let no_change_median = median(&no_change_samples).unwrap_or(cases[0].diff.wall);
+    let one_file_median = median(&one_file_samples).unwrap_or(cases[1].diff.wall);
+
     println!(
         "bench-sync: {files} files in {} directories (1-3 KB of text each; one commit, packed as a clone is), import batch size {}, \
          worker concurrency {}, queue poll {} ms, embeddings off (entries are chunked, no vector is \
@@ -114,7 +140,7 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
     );
     println!(
         "(generating, committing and packing the repository took {} s, not counted. wall = enqueue to \
-         terminal status, polling the ledger every 10 ms; worker = from the claim (the sync's \
+         terminal status, polling the ledger every 1 ms for 250 ms, then every 10 ms; worker = from the claim (the sync's \
          started_at) to the same end; phase s = from the phase's start to the next one's, the \
          last to the end)",
         secs(generated_in)
@@ -202,8 +228,16 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
     print!("{}", ratios.render());
     println!();
 
+    println!(
+        "resync samples (wall s, {} of each, alternately, after the runs above): no change {}; \
+         1 changed file {}",
+        no_change_samples.len(),
+        list(&no_change_samples),
+        list(&one_file_samples)
+    );
+    println!();
+
     // The issue's figures, side by side with their baselines.
-    let no_change = &cases[0].diff;
     let one_file = &cases[1].diff;
     let import_s = first
         .phase(SyncPhase::Import)
@@ -212,12 +246,12 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
     let import_rows_per_s = first.record.stats.imported as f64 / import_s.max(1e-9);
     let mut figures = Table::new(&["figure", "value", "baseline", "ratio"]);
     figures.row(vec![
-        "resync after 1 changed file, wall s (scan mode)".into(),
-        format!("{} ({})", secs(one_file.wall), scan_mode(one_file)),
-        format!("no-change resync {} s", secs(no_change.wall)),
+        "resync after 1 changed file, median wall s (scan mode)".into(),
+        format!("{} ({})", secs(one_file_median), scan_mode(one_file)),
+        format!("no-change resync {} s", secs(no_change_median)),
         format!(
             "{:.2}x",
-            one_file.wall.as_secs_f64() / no_change.wall.as_secs_f64()
+            one_file_median.as_secs_f64() / no_change_median.as_secs_f64()
         ),
     ]);
     figures.row(vec![
@@ -277,8 +311,10 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
             "copy_rows_per_s": copy.rows_per_s,
             "copy_like_rows_per_s": copy.like_rows_per_s,
             "copy_rows": copy.rows,
-            "resync_no_change_wall_s": no_change.wall.as_secs_f64(),
-            "resync_1_file_wall_s": one_file.wall.as_secs_f64(),
+            "resync_no_change_wall_s": no_change_median.as_secs_f64(),
+            "resync_1_file_wall_s": one_file_median.as_secs_f64(),
+            "resync_no_change_samples_s": no_change_samples.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
+            "resync_1_file_samples_s": one_file_samples.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
             "resync_1_file_scan_mode": scan_mode(one_file),
             "worker_max_rss_mb": worker_max_rss_mb,
             "resyncs": cases.iter().map(|c| json!({
@@ -291,6 +327,22 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
         println!("{out}");
     }
     Ok(())
+}
+
+/// The middle value (the upper one of an even count).
+fn median(samples: &[Duration]) -> Option<Duration> {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    sorted.get(sorted.len() / 2).copied()
+}
+
+fn list(samples: &[Duration]) -> String {
+    let mut out: Vec<String> = samples.iter().map(|d| secs(*d)).collect();
+    out.push(format!(
+        "(median {})",
+        median(samples).map_or_else(|| "-".into(), secs)
+    ));
+    out.join(" ")
 }
 
 fn scan_mode(r: &SyncRun) -> &'static str {
