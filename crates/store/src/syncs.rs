@@ -208,27 +208,11 @@ pub(crate) fn sync_from_row(row: &PgRow) -> Result<SyncRecord> {
 }
 
 /// Lock the sync row and check that `fence` still owns it. Every write of a
-/// phase calls this first, inside its transaction (invariant 3).
-pub(crate) async fn check_fence(
-    tx: &mut Transaction<'_, Postgres>,
-    sync_id: SyncId,
-    fence: i64,
-) -> Result<()> {
-    check_fence_locking(tx, sync_id, fence, "FOR UPDATE").await
-}
-
-/// [`check_fence`] with the row share-locked: writes of one run that touch
-/// other rows only (chunk batches) can then hold it side by side, while a
+/// phase calls this first, inside its transaction (invariant 3). `lock` is
+/// `FOR UPDATE`, or `FOR SHARE` for writes of one run that touch other rows
+/// only (chunk batches): they can then hold it side by side, while a
 /// takeover, which updates the row, still waits for each of them to end.
-pub(crate) async fn check_fence_shared(
-    tx: &mut Transaction<'_, Postgres>,
-    sync_id: SyncId,
-    fence: i64,
-) -> Result<()> {
-    check_fence_locking(tx, sync_id, fence, "FOR SHARE").await
-}
-
-async fn check_fence_locking(
+async fn check_fence(
     tx: &mut Transaction<'_, Postgres>,
     sync_id: SyncId,
     fence: i64,
@@ -253,20 +237,16 @@ impl Store {
     /// commit is deferred ([`Commit::Deferred`]): a run's last write, made
     /// with [`Store::fenced_durable`], makes it durable.
     pub(crate) async fn fenced(&self, claim: &Claim) -> Result<Transaction<'static, Postgres>> {
-        let mut tx = self.begin_committing(Commit::Deferred).await?;
-        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
-        Ok(tx)
+        self.fenced_as(claim, Commit::Deferred, "FOR UPDATE").await
     }
 
     /// [`Store::fenced`] with the sync's row share-locked
-    /// ([`check_fence_shared`]), for writes that may run side by side.
+    /// ([`check_fence`]), for writes that may run side by side.
     pub(crate) async fn fenced_shared(
         &self,
         claim: &Claim,
     ) -> Result<Transaction<'static, Postgres>> {
-        let mut tx = self.begin_committing(Commit::Deferred).await?;
-        check_fence_shared(&mut tx, claim.sync_id, claim.fence).await?;
-        Ok(tx)
+        self.fenced_as(claim, Commit::Deferred, "FOR SHARE").await
     }
 
     /// [`Store::fenced`], for a run's last write: the commit waits for the
@@ -275,8 +255,17 @@ impl Store {
         &self,
         claim: &Claim,
     ) -> Result<Transaction<'static, Postgres>> {
-        let mut tx = self.begin_committing(Commit::Durable).await?;
-        check_fence(&mut tx, claim.sync_id, claim.fence).await?;
+        self.fenced_as(claim, Commit::Durable, "FOR UPDATE").await
+    }
+
+    async fn fenced_as(
+        &self,
+        claim: &Claim,
+        commit: Commit,
+        lock: &'static str,
+    ) -> Result<Transaction<'static, Postgres>> {
+        let mut tx = self.begin_committing(commit).await?;
+        check_fence(&mut tx, claim.sync_id, claim.fence, lock).await?;
         Ok(tx)
     }
 
@@ -698,12 +687,28 @@ impl Store {
         checkpoint: serde_json::Value,
         stats: &Stats,
     ) -> Result<()> {
+        self.finish_step_along(
+            claim,
+            phase,
+            status,
+            checkpoint,
+            set_stats_query(claim.sync_id, stats),
+        )
+        .await
+    }
+
+    /// A step's end and one more write of the run, in one fenced
+    /// transaction.
+    async fn finish_step_along(
+        &self,
+        claim: &Claim,
+        phase: SyncPhase,
+        status: PhaseStatus,
+        checkpoint: serde_json::Value,
+        along: PgQuery<'_>,
+    ) -> Result<()> {
         let mut tx = self.fenced(claim).await?;
-        sqlx::query("UPDATE project_syncs SET stats = $2, updated_at = now() WHERE id = $1")
-            .bind(claim.sync_id.0)
-            .bind(Json(stats))
-            .execute(&mut *tx)
-            .await?;
+        along.execute(&mut *tx).await?;
         finish_step_query(claim.sync_id, phase, status, checkpoint)
             .execute(&mut *tx)
             .await?;
@@ -771,33 +776,24 @@ impl Store {
         head: &str,
         checkpoint: serde_json::Value,
     ) -> Result<()> {
-        let mut tx = self.fenced(claim).await?;
-        sqlx::query("UPDATE project_syncs SET head_commit = $2, updated_at = now() WHERE id = $1")
-            .bind(claim.sync_id.0)
-            .bind(head)
-            .execute(&mut *tx)
-            .await?;
-        finish_step_query(
-            claim.sync_id,
+        self.finish_step_along(
+            claim,
             SyncPhase::Prepare,
             PhaseStatus::Succeeded,
             checkpoint,
+            sqlx::query(
+                "UPDATE project_syncs SET head_commit = $2, updated_at = now() WHERE id = $1",
+            )
+            .bind(claim.sync_id.0)
+            .bind(head),
         )
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        .await
     }
 
     /// Save the running stats of a sync.
     pub async fn set_stats(&self, claim: &Claim, stats: &Stats) -> Result<()> {
-        self.fenced_execute(
-            claim,
-            sqlx::query("UPDATE project_syncs SET stats = $2, updated_at = now() WHERE id = $1")
-                .bind(claim.sync_id.0)
-                .bind(Json(stats)),
-        )
-        .await
+        self.fenced_execute(claim, set_stats_query(claim.sync_id, stats))
+            .await
     }
 
     /// Keep `event` as the sync's latest snapshot, numbered with the next
@@ -818,6 +814,13 @@ impl Store {
         event.seq = seq;
         Ok(event)
     }
+}
+
+/// The sync's running stats, to run in a fenced transaction.
+fn set_stats_query<'q>(sync_id: SyncId, stats: &Stats) -> PgQuery<'q> {
+    sqlx::query("UPDATE project_syncs SET stats = $2, updated_at = now() WHERE id = $1")
+        .bind(sync_id.0)
+        .bind(Json(stats.clone()))
 }
 
 /// A step's end (`succeeded` or `skipped`) with its checkpoint, to run in
