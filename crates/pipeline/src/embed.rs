@@ -180,7 +180,10 @@ impl Pipeline {
         // transaction (the database computes their search vectors, most of
         // this half's cost, on two cores), while the next two are read and
         // cut: the worker's CPU and the database's overlap. At most four
-        // batches are in memory; nothing is in flight at a boundary.
+        // batches are in memory; nothing is in flight at a boundary. The
+        // two may save their checkpoints in either order: its count of
+        // chunked entries is for progress only (a restart finds the
+        // entries left by their `chunk_count`).
         let mut ready: Vec<ChunkedBatch> = Vec::new();
         let mut read_all = false;
         loop {

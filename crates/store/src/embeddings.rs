@@ -265,8 +265,8 @@ impl Store {
     /// fenced transaction. Written twice (a redelivered batch), it changes
     /// nothing. Batches of other entries may be written side by side: the
     /// fence takes the sync's row in share mode (a takeover still waits for
-    /// each), and the step's row, locked last for the checkpoint, orders
-    /// their ends.
+    /// each), and the step's row, locked last for the checkpoint, is the
+    /// only row they share: they end in either order.
     pub async fn write_chunks(
         &self,
         claim: &Claim,
