@@ -140,10 +140,11 @@ impl Store {
     /// `q.fetch_all(&mut *self.read().await?)`. It is rolled back when
     /// dropped (which only ends it: it cannot write).
     pub(crate) async fn read(&self) -> Result<Transaction<'static, Postgres>> {
-        Ok(self
-            .pool
-            .begin_with(begin_sql("BEGIN READ ONLY", self.tenant, Commit::Durable))
-            .await?)
+        begin_whole(
+            &self.pool,
+            begin_sql("BEGIN READ ONLY", self.tenant, Commit::Durable),
+        )
+        .await
     }
 
     /// Begin a transaction of this store's tenant.
@@ -157,14 +158,33 @@ impl Store {
         &self,
         commit: Commit,
     ) -> Result<Transaction<'static, Postgres>> {
-        Ok(self
-            .pool
-            .begin_with(begin_sql("BEGIN", self.tenant, commit))
-            .await?)
+        begin_whole(&self.pool, begin_sql("BEGIN", self.tenant, commit)).await
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+}
+
+/// Begin a transaction on a connection of `pool` with `sql`, to the end
+/// even when the caller stops waiting (a request whose client went away, a
+/// `try_join!` whose other half failed). sqlx 0.8 counts a transaction only
+/// once its `BEGIN` has answered, so a begin dropped half-way returned its
+/// connection to the pool still inside the transaction, and the next user
+/// of that connection ran in it (seen: an API key's `last_used_at` update
+/// failing "in a read-only transaction"). Run on a task of its own, the
+/// begin always completes, and a transaction nobody receives is rolled back
+/// when dropped, like any other.
+pub(crate) async fn begin_whole(
+    pool: &PgPool,
+    sql: impl Into<std::borrow::Cow<'static, str>>,
+) -> Result<Transaction<'static, Postgres>> {
+    let (pool, sql) = (pool.clone(), sql.into());
+    match tokio::spawn(async move { pool.begin_with(sql).await }).await {
+        Ok(tx) => Ok(tx?),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // The runtime is shutting down.
+        Err(_) => Err(Error::Db(sqlx::Error::WorkerCrashed)),
     }
 }
 

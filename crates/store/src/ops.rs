@@ -91,7 +91,7 @@ impl Store {
     /// Register a starting worker, and prune the rows of workers not seen
     /// for `prune_after` (they died without deregistering).
     pub async fn register_worker(&self, worker: &WorkerInfo, prune_after: Duration) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::begin_whole(&self.pool, "BEGIN").await?;
         sqlx::query("DELETE FROM workers WHERE last_seen_at < now() - make_interval(secs => $1)")
             .bind(prune_after.as_secs_f64())
             .execute(&mut *tx)

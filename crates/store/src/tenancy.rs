@@ -144,7 +144,7 @@ impl Store {
     pub async fn create_tenant(&self, name: &str, actor: &Actor) -> Result<Tenant> {
         projsync_domain::tenancy::check_tenant_name(name).map_err(Error::Invalid)?;
         let id = TenantId::new();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::begin_whole(&self.pool, "BEGIN").await?;
         let row = sqlx::query(
             "INSERT INTO tenants (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING \
              RETURNING id, name, created_at",
@@ -242,7 +242,7 @@ impl Store {
 
     /// Revoke a key: it and every session it opened stop working at once.
     pub async fn revoke_key(&self, id: KeyId, actor: &Actor) -> Result<ApiKey> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::begin_whole(&self.pool, "BEGIN").await?;
         let tenant: Option<Uuid> =
             sqlx::query_scalar("SELECT tenant_id FROM api_keys WHERE id = $1")
                 .bind(id.0)
@@ -623,7 +623,7 @@ impl Store {
                 role.escape_debug()
             )));
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::begin_whole(&self.pool, "BEGIN").await?;
         let me: String = sqlx::query_scalar("SELECT current_user::text")
             .fetch_one(&mut *tx)
             .await?;
