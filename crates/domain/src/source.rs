@@ -1,6 +1,7 @@
 //! Where code comes from. A `Source` lists branches, resolves a branch head,
 //! reads a tree with blob SHAs and reads blobs. Implementations: a local Git
-//! repository (source-git) and, later, GitHub.
+//! repository (source-git) and a GitHub repository (source-github); the
+//! binary picks one per project through `projsync-sources`.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
