@@ -108,13 +108,14 @@ pub async fn spawn_app_full(
     sources: Option<Arc<dyn SourceFactory>>,
     tweak: impl FnOnce(&mut Settings),
 ) -> TestApp {
-    // PROJSYNC_TEST_LOG=debug (a tracing filter) shows the in-process logs.
-    if let Ok(filter) = std::env::var("PROJSYNC_TEST_LOG") {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .with_test_writer()
-            .try_init();
-    }
+    // The in-process app's warnings and errors (an internal error's detail,
+    // say) go to the test's captured output, shown when it fails;
+    // PROJSYNC_TEST_LOG (a tracing filter, e.g. `debug`) shows more.
+    let filter = std::env::var("PROJSYNC_TEST_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_test_writer()
+        .try_init();
     let db = TestDb::new().await;
     let redis = TestRedis::new();
     let mut settings = test_settings(&db, &redis);

@@ -638,13 +638,15 @@ impl GitHubSource {
         }
         match now {
             Some(now) => SourceError::not_found(format!(
-                "repository {} was renamed or transferred: GitHub now calls it {now}; change \
-                 the project's repository to {now}",
+                "repository {} was renamed or transferred: GitHub now calls it {now}; a \
+                 project's repository cannot be changed, so connect a new project to {now} \
+                 (POST /api/v1/projects); this one keeps its history",
                 self.full_name
             )),
             None => SourceError::not_found(format!(
-                "repository {} was renamed or transferred (GitHub redirects it); change the \
-                 project's repository to its new owner/name",
+                "repository {} was renamed or transferred (GitHub redirects it); a project's \
+                 repository cannot be changed, so connect a new project to its new owner/name \
+                 (POST /api/v1/projects); this one keeps its history",
                 self.full_name
             )),
         }
@@ -665,7 +667,8 @@ impl GitHubSource {
         if resp.status == 301 {
             return Err(SourceError::not_found(format!(
                 "repository {} was renamed or transferred (GitHub answered 301 when asked to \
-                 {what}); change the project's repository to its new owner/name",
+                 {what}); a project's repository cannot be changed, so connect a new project \
+                 to its new owner/name (POST /api/v1/projects); this one keeps its history",
                 self.full_name
             )));
         }
