@@ -207,23 +207,33 @@ pub(crate) fn sync_from_row(row: &PgRow) -> Result<SyncRecord> {
     })
 }
 
+/// How a fenced write locks the sync's row.
+#[derive(Debug, Clone, Copy)]
+enum FenceLock {
+    /// `FOR UPDATE`: the writes that update the row, or must not overlap.
+    Update,
+    /// `FOR SHARE`: writes of one run that touch other rows only (chunk
+    /// batches) hold it side by side, while a takeover, which updates the
+    /// row, still waits for each of them to end.
+    Share,
+}
+
 /// Lock the sync row and check that `fence` still owns it. Every write of a
-/// phase calls this first, inside its transaction (invariant 3). `lock` is
-/// `FOR UPDATE`, or `FOR SHARE` for writes of one run that touch other rows
-/// only (chunk batches): they can then hold it side by side, while a
-/// takeover, which updates the row, still waits for each of them to end.
+/// phase calls this first, inside its transaction (invariant 3).
 async fn check_fence(
     tx: &mut Transaction<'_, Postgres>,
     sync_id: SyncId,
     fence: i64,
-    lock: &'static str,
+    lock: FenceLock,
 ) -> Result<()> {
-    let current: Option<(i64, String)> = sqlx::query_as(&format!(
-        "SELECT fence, status FROM project_syncs WHERE id = $1 {lock}"
-    ))
-    .bind(sync_id.0)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let sql = match lock {
+        FenceLock::Update => "SELECT fence, status FROM project_syncs WHERE id = $1 FOR UPDATE",
+        FenceLock::Share => "SELECT fence, status FROM project_syncs WHERE id = $1 FOR SHARE",
+    };
+    let current: Option<(i64, String)> = sqlx::query_as(sql)
+        .bind(sync_id.0)
+        .fetch_optional(&mut **tx)
+        .await?;
     match current {
         Some((f, status)) if f == fence && status == "running" => Ok(()),
         Some(_) => Err(Error::LeaseLost(sync_id)),
@@ -237,16 +247,18 @@ impl Store {
     /// commit is deferred ([`Commit::Deferred`]): a run's last write, made
     /// with [`Store::fenced_durable`], makes it durable.
     pub(crate) async fn fenced(&self, claim: &Claim) -> Result<Transaction<'static, Postgres>> {
-        self.fenced_as(claim, Commit::Deferred, "FOR UPDATE").await
+        self.fenced_as(claim, Commit::Deferred, FenceLock::Update)
+            .await
     }
 
     /// [`Store::fenced`] with the sync's row share-locked
-    /// ([`check_fence`]), for writes that may run side by side.
+    /// ([`FenceLock::Share`]), for writes that may run side by side.
     pub(crate) async fn fenced_shared(
         &self,
         claim: &Claim,
     ) -> Result<Transaction<'static, Postgres>> {
-        self.fenced_as(claim, Commit::Deferred, "FOR SHARE").await
+        self.fenced_as(claim, Commit::Deferred, FenceLock::Share)
+            .await
     }
 
     /// [`Store::fenced`], for a run's last write: the commit waits for the
@@ -255,14 +267,15 @@ impl Store {
         &self,
         claim: &Claim,
     ) -> Result<Transaction<'static, Postgres>> {
-        self.fenced_as(claim, Commit::Durable, "FOR UPDATE").await
+        self.fenced_as(claim, Commit::Durable, FenceLock::Update)
+            .await
     }
 
     async fn fenced_as(
         &self,
         claim: &Claim,
         commit: Commit,
-        lock: &'static str,
+        lock: FenceLock,
     ) -> Result<Transaction<'static, Postgres>> {
         let mut tx = self.begin_committing(commit).await?;
         check_fence(&mut tx, claim.sync_id, claim.fence, lock).await?;
@@ -817,10 +830,10 @@ impl Store {
 }
 
 /// The sync's running stats, to run in a fenced transaction.
-fn set_stats_query<'q>(sync_id: SyncId, stats: &Stats) -> PgQuery<'q> {
+fn set_stats_query(sync_id: SyncId, stats: &Stats) -> PgQuery<'_> {
     sqlx::query("UPDATE project_syncs SET stats = $2, updated_at = now() WHERE id = $1")
         .bind(sync_id.0)
-        .bind(Json(stats.clone()))
+        .bind(Json(stats))
 }
 
 /// A step's end (`succeeded` or `skipped`) with its checkpoint, to run in
