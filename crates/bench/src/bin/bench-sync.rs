@@ -385,6 +385,33 @@ struct CopyBaseline {
     like_rows_per_s: f64,
 }
 
+/// The columns the COPY baseline writes.
+const COPY_COLUMNS: &str = "(project_id, path, kind, content, content_hash, blob_sha, language, \
+                            size_bytes, status, created_by_sync_id, tenant_id)";
+
+/// One binary COPY of `data` (`rows` rows) into `table`: how long it took.
+async fn timed_copy(
+    conn: &mut sqlx::PgConnection,
+    table: &str,
+    data: Vec<u8>,
+    rows: u64,
+) -> Result<Duration> {
+    let started = Instant::now();
+    let mut sink = conn
+        .copy_in_raw(&format!(
+            "COPY {table} {COPY_COLUMNS} FROM STDIN (FORMAT binary)"
+        ))
+        .await?;
+    sink.send(data).await?;
+    let copied = sink.finish().await?;
+    let elapsed = started.elapsed();
+    ensure!(
+        copied == rows,
+        "COPY into {table} wrote {copied} rows of {rows}"
+    );
+    Ok(elapsed)
+}
+
 /// The same rows the first import wrote, in one binary `COPY` into
 /// memory_entries itself (its indexes, defaults, checks and foreign keys;
 /// as the owner, so without row-level security, which refuses `COPY FROM`
@@ -426,8 +453,6 @@ async fn copy_baseline(bench: &Bench, project: ProjectId) -> Result<CopyBaseline
         }
         (copy.rows(), copy.finish())
     };
-    const COLUMNS: &str = "(project_id, path, kind, content, content_hash, blob_sha, language, \
-                           size_bytes, status, created_by_sync_id, tenant_id)";
     let (n, data) = encode(Some(copy_sync));
     let bytes = data.len();
     let mut tx = admin.begin().await?;
@@ -440,34 +465,15 @@ async fn copy_baseline(bench: &Bench, project: ProjectId) -> Result<CopyBaseline
     .bind(tenant)
     .execute(&mut *tx)
     .await?;
-    let started = Instant::now();
-    let mut sink = tx
-        .copy_in_raw(&format!(
-            "COPY memory_entries {COLUMNS} FROM STDIN (FORMAT binary)"
-        ))
-        .await?;
-    sink.send(data).await?;
-    let copied = sink.finish().await?;
-    let elapsed = started.elapsed();
+    let elapsed = timed_copy(&mut tx, "memory_entries", data, n).await?;
     tx.rollback().await?;
-    ensure!(copied == n, "COPY wrote {copied} rows of {n}");
 
     let (_, data) = encode(None);
     sqlx::query("CREATE TABLE bench_copy_baseline (LIKE memory_entries INCLUDING ALL)")
         .execute(admin)
         .await?;
-    let mut conn = admin.acquire().await?;
-    let started = Instant::now();
-    let mut sink = conn
-        .copy_in_raw(&format!(
-            "COPY bench_copy_baseline {COLUMNS} FROM STDIN (FORMAT binary)"
-        ))
-        .await?;
-    sink.send(data).await?;
-    let copied = sink.finish().await?;
-    let like_elapsed = started.elapsed();
-    ensure!(copied == n, "COPY wrote {copied} rows of {n}");
-    drop(conn);
+    let like_elapsed =
+        timed_copy(&mut *admin.acquire().await?, "bench_copy_baseline", data, n).await?;
     drop(rows);
     sqlx::query("DROP TABLE bench_copy_baseline")
         .execute(admin)
