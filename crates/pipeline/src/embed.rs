@@ -166,6 +166,10 @@ impl Pipeline {
         } else {
             ChunkScope::Sync(ctx.claim.sync_id)
         };
+        // A first attempt's scope has no chunk yet: a batch's chunks and
+        // the checkpoint that counts them are written together.
+        let fresh = checkpoint.is_none() && !backfill;
+        let mut written_chunks = 0u64;
         let mut cp: EmbedCheckpoint = checkpoint
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default();
@@ -187,8 +191,13 @@ impl Pipeline {
         let mut ready: Vec<ChunkedBatch> = Vec::new();
         let mut read_all = false;
         loop {
-            if let Some(stop) = self.boundary(ctx).await? {
-                return Ok(Transition::Stop(stop));
+            // Not before the first batches are read (the step's start has
+            // just checked), nor before the last are written (the next
+            // step's start checks).
+            if !ready.is_empty() && !read_all {
+                if let Some(stop) = self.boundary(ctx).await? {
+                    return Ok(Transition::Stop(stop));
+                }
             }
             let claim = ctx.claim;
             let store = &self.store;
@@ -196,6 +205,11 @@ impl Pipeline {
             let mut checkpoints = Vec::with_capacity(pending.len());
             for batch in &pending {
                 cp.chunked_entries += batch.entries;
+                written_chunks += batch
+                    .chunks
+                    .iter()
+                    .map(|(_, c)| c.len() as u64)
+                    .sum::<u64>();
                 checkpoints.push(json(&cp));
             }
             let write = futures::future::try_join_all(pending.iter().zip(checkpoints).map(
@@ -206,16 +220,15 @@ impl Pipeline {
             let after = &mut after;
             let read = async {
                 let mut next = Vec::new();
+                let limit = settings.chunk_entries_batch.max(1);
                 while !read_all && next.len() < CHUNK_WRITERS {
                     let entries = store
-                        .unchunked_entries(
-                            scope,
-                            after.as_ref(),
-                            settings.chunk_entries_batch.max(1) as i64,
-                        )
+                        .unchunked_entries(scope, after.as_ref(), limit as i64)
                         .await?;
+                    // A short batch is the last: no entry of the scope is
+                    // added while this phase runs.
+                    read_all = entries.len() < limit;
                     let Some(last) = entries.last() else {
-                        read_all = true;
                         break;
                     };
                     *after = Some(last.key.clone());
@@ -252,7 +265,11 @@ impl Pipeline {
                 break;
             }
         }
-        let total = self.store.count_chunks(scope).await? as u64;
+        let total = if fresh {
+            written_chunks
+        } else {
+            self.store.count_chunks(scope).await? as u64
+        };
         ctx.stats.chunks = total;
         if total >= crate::phases::STATS_AFTER_ROWS {
             self.refresh_stats(projsync_store::GrownTable::MemoryChunks)

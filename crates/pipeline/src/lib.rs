@@ -30,7 +30,7 @@ use projsync_domain::{
 use projsync_metrics::Metrics;
 use projsync_queue::{JobHandler, JobQueue, Publisher};
 use projsync_store::{
-    Claim, ClaimOutcome, Heartbeat, Project, Store, SyncLockGuard, SyncLocks, SyncRecord,
+    Claim, ClaimOutcome, Heartbeat, Project, StepStart, Store, SyncLockGuard, SyncLocks, SyncRecord,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -140,6 +140,10 @@ pub(crate) struct RunCtx {
     pub project: Project,
     pub stats: Stats,
     pub head: Option<String>,
+    /// The project's last successful sync as prepare read it, when prepare
+    /// ran in this run (only one sync of a project is active at a time,
+    /// so it still holds in the phases after).
+    pub last: Option<Option<projsync_store::LastSync>>,
     source: Option<Arc<dyn Source>>,
     /// Blob contents from the source's archive, by blob SHA (large imports).
     pub archive: Option<std::collections::HashMap<String, Vec<u8>>>,
@@ -315,6 +319,7 @@ impl Pipeline {
             claim,
             stats: sync.stats.clone(),
             head: sync.head_commit.clone(),
+            last: None,
             sync,
             project,
             source: None,
@@ -347,12 +352,21 @@ impl Pipeline {
         let publisher = self.publisher.clone();
         let task = tokio::spawn(
             async move {
-                while let Some(event) = rx.recv().await {
-                    match store.record_progress(event).await {
-                        Ok(event) => {
-                            failpoints::hit("progress.recorded").await;
-                            if let Err(e) = publisher.publish(&event).await {
-                                tracing::warn!("cannot publish progress: {e}");
+                while let Some(first) = rx.recv().await {
+                    // Events that came while the last ones were recorded
+                    // are recorded together (one write; the snapshot is
+                    // the newest), and each is still published.
+                    let mut events = vec![first];
+                    while let Ok(event) = rx.try_recv() {
+                        events.push(event);
+                    }
+                    match store.record_progress(events).await {
+                        Ok(events) => {
+                            for event in events {
+                                failpoints::hit("progress.recorded").await;
+                                if let Err(e) = publisher.publish(&event).await {
+                                    tracing::warn!("cannot publish progress: {e}");
+                                }
                             }
                         }
                         Err(e) => tracing::warn!("cannot record progress: {e}"),
@@ -375,7 +389,7 @@ impl Pipeline {
             .find(|s| !matches!(s.status, PhaseStatus::Succeeded | PhaseStatus::Skipped))
             .map(|s| s.phase);
         while let Some(current) = phase {
-            if let Some(stop) = self.boundary(ctx).await? {
+            if let Some(stop) = self.phase_boundary(ctx).await? {
                 return self.stop(ctx, current, stop).await;
             }
             // One span per attempt of a phase, in the sync's trace.
@@ -406,7 +420,15 @@ impl Pipeline {
     /// Run one attempt of `current`, from its step's start to its outcome
     /// in the ledger.
     async fn phase(&self, ctx: &mut RunCtx, current: SyncPhase) -> Result<Next, PhaseError> {
-        let step = self.store.start_step(&ctx.claim, current).await?;
+        let step = match self.store.start_step(&ctx.claim, current).await? {
+            StepStart::Started(step) => step,
+            StepStart::CancelRequested => {
+                return self
+                    .stop(ctx, current, Stop::Cancel)
+                    .await
+                    .map(|()| Next::End)
+            }
+        };
         tracing::Span::current().record("attempt", step.attempts);
         tracing::info!(phase = %current, attempt = step.attempts, "phase started");
         self.emit(
@@ -487,6 +509,20 @@ impl Pipeline {
         };
         self.metrics
             .sync_work(s.imported, chunks, s.embedded, s.embedding_cache_hits);
+    }
+
+    /// Between two phases: should the run stop before the next one? A
+    /// cancel is seen by the next step's start (its fence check reads
+    /// it), so this asks the database only when the worker is shutting
+    /// down (a cancel still comes first then).
+    async fn phase_boundary(&self, ctx: &RunCtx) -> Result<Option<Stop>, PhaseError> {
+        if ctx.lease_lost.is_cancelled() {
+            return Err(PhaseError::retryable(LEASE_LOST));
+        }
+        if self.shutdown.is_cancelled() {
+            return self.boundary(ctx).await;
+        }
+        Ok(None)
     }
 
     /// At a batch or phase boundary: should the run stop here?

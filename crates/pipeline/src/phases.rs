@@ -82,9 +82,10 @@ impl Pipeline {
         )?;
         failpoints::hit("prepare.resolved").await;
         ctx.head = Some(head.clone());
-        if let Some((previous, _)) = last.as_ref().filter(|(_, h)| *h == head) {
+        ctx.last = Some(last.clone());
+        if let Some(previous) = last.as_ref().filter(|l| l.head == head) {
             // Same tree as the last successful sync: report it as unchanged.
-            let before = self.store.sync(*previous).await?.stats;
+            let before = previous.stats.clone();
             ctx.stats = Stats {
                 files_seen: before.files_seen,
                 unchanged: before.files_seen,
@@ -118,7 +119,7 @@ impl Pipeline {
                 &head,
                 serde_json::json!({
                     "head_commit": head,
-                    "previous_sync_id": last.map(|(id, _)| id),
+                    "previous_sync_id": last.map(|l| l.id),
                 }),
             )
             .await?;
@@ -172,14 +173,16 @@ impl Pipeline {
         source: &Arc<dyn Source>,
     ) -> Result<Option<(Vec<PlanRow>, Stats)>, PhaseError> {
         let repo = ctx.project.repository.id;
-        // The ledger's reads side by side.
+        // The ledger's reads side by side; the last sync as prepare read
+        // it in this run.
         let (base, last) = tokio::try_join!(
             async { Ok::<_, PhaseError>(self.store.scan_base(repo).await?) },
             async {
-                Ok(match self.store.last_synced(ctx.claim.project_id).await? {
-                    Some((id, head)) => Some((head, self.store.sync(id).await?.stats)),
-                    None => None,
-                })
+                Ok(match &ctx.last {
+                    Some(last) => last.clone(),
+                    None => self.store.last_synced(ctx.claim.project_id).await?,
+                }
+                .map(|l| (l.head, l.stats)))
             },
         )?;
         let Some(from) = base.last_synced_commit.clone() else {
@@ -423,8 +426,13 @@ impl Pipeline {
         // in memory.
         let mut ready: Option<ReadBatch> = None;
         loop {
-            if let Some(stop) = self.boundary(ctx).await? {
-                return Ok(Transition::Stop(stop));
+            // Not before the first batch is read (the step's start has
+            // just checked), nor before the last is written (the next
+            // step's start checks).
+            if ready.as_ref().is_some_and(|b| b.done < total) {
+                if let Some(stop) = self.boundary(ctx).await? {
+                    return Ok(Transition::Stop(stop));
+                }
             }
             let claim = ctx.claim;
             let store = &self.store;

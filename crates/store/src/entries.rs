@@ -76,6 +76,14 @@ pub struct ScanBase {
     pub skipped_by_reason: BTreeMap<String, u64>,
 }
 
+/// A project's last successful sync, as a new sync starts from it.
+#[derive(Debug, Clone)]
+pub struct LastSync {
+    pub id: SyncId,
+    pub head: String,
+    pub stats: Stats,
+}
+
 impl Store {
     /// The files stored for a repository (the last successful sync's tree),
     /// with the reason each skipped one was skipped.
@@ -711,16 +719,22 @@ impl Store {
         .await?)
     }
 
-    /// The head commit of the project's last successful sync, if any.
-    pub async fn last_synced(&self, project_id: ProjectId) -> Result<Option<(SyncId, String)>> {
-        let row: Option<(uuid::Uuid, Option<String>)> = sqlx::query_as(
-            "SELECT s.id, s.head_commit FROM projects p JOIN project_syncs s ON s.id = p.last_sync_id \
-             WHERE p.id = $1",
+    /// The project's last successful sync (the one its history ends at), if any.
+    pub async fn last_synced(&self, project_id: ProjectId) -> Result<Option<LastSync>> {
+        let row: Option<(uuid::Uuid, Option<String>, Option<Json<Stats>>)> = sqlx::query_as(
+            "SELECT s.id, s.head_commit, s.stats FROM projects p \
+             JOIN project_syncs s ON s.id = p.last_sync_id WHERE p.id = $1",
         )
         .bind(project_id.0)
         .fetch_optional(&mut *self.read().await?)
         .await?;
-        Ok(row.and_then(|(id, head)| head.map(|h| (SyncId(id), h))))
+        Ok(row.and_then(|(id, head, stats)| {
+            head.map(|head| LastSync {
+                id: SyncId(id),
+                head,
+                stats: stats.map(|s| s.0).unwrap_or_default(),
+            })
+        }))
     }
 
     /// The project's active entries, sorted by path (the read path).

@@ -21,14 +21,14 @@ pub use embeddings::{
     ChunkScope, ChunkToEmbed, EmbeddingCounts, NewChunk, SearchFilter, SearchHit, UnchunkedEntry,
     VectorExtension, PGVECTOR_MISSING,
 };
-pub use entries::{ActiveEntry, GrownTable, ImportRow, MemoryKey, NewEntry, ScanBase};
+pub use entries::{ActiveEntry, GrownTable, ImportRow, LastSync, MemoryKey, NewEntry, ScanBase};
 pub use error::{Error, Result};
 pub use locks::{sync_lock_key, SyncLockGuard, SyncLocks};
 pub use ops::{ProjectFacts, QueueCounts, RunningSync, ThroughputBucket, WorkerInfo};
 pub use projects::{NewProject, Project, ProjectKey, Repository};
 pub use syncs::{
     CancelOutcome, Claim, ClaimOutcome, DuePush, EnqueueOutcome, Heartbeat, PlanRow, StepRecord,
-    SyncCount, SyncKey, SyncRecord,
+    StepStart, SyncCount, SyncKey, SyncRecord,
 };
 pub use tenancy::{
     random_secret, secret_hash, Actor, ApiKey, AppRole, AuditRecord, CreatedKey, Credential,

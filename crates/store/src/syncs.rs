@@ -72,6 +72,15 @@ pub struct StepRecord {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+/// What [`Store::start_step`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepStart {
+    /// The step is running, one attempt more.
+    Started(StepRecord),
+    /// A cancel was asked for: the step was not started.
+    CancelRequested,
+}
+
 /// The result of asking for a sync.
 #[derive(Debug, Clone)]
 pub struct EnqueueOutcome {
@@ -218,6 +227,14 @@ enum FenceLock {
     Share,
 }
 
+/// What the fence check saw of the sync's row, besides its owner.
+#[derive(Debug, Clone, Copy)]
+struct Fenced {
+    /// Someone asked to cancel the sync. Read under the row lock, so no
+    /// request can land between this answer and the transaction's end.
+    cancel_requested: bool,
+}
+
 /// Lock the sync row and check that `fence` still owns it. Every write of a
 /// phase calls this first, inside its transaction (invariant 3).
 async fn check_fence(
@@ -225,17 +242,25 @@ async fn check_fence(
     sync_id: SyncId,
     fence: i64,
     lock: FenceLock,
-) -> Result<()> {
+) -> Result<Fenced> {
     let sql = match lock {
-        FenceLock::Update => "SELECT fence, status FROM project_syncs WHERE id = $1 FOR UPDATE",
-        FenceLock::Share => "SELECT fence, status FROM project_syncs WHERE id = $1 FOR SHARE",
+        FenceLock::Update => {
+            "SELECT fence, status, cancel_requested_at IS NOT NULL FROM project_syncs \
+             WHERE id = $1 FOR UPDATE"
+        }
+        FenceLock::Share => {
+            "SELECT fence, status, cancel_requested_at IS NOT NULL FROM project_syncs \
+             WHERE id = $1 FOR SHARE"
+        }
     };
-    let current: Option<(i64, String)> = sqlx::query_as(sql)
+    let current: Option<(i64, String, bool)> = sqlx::query_as(sql)
         .bind(sync_id.0)
         .fetch_optional(&mut **tx)
         .await?;
     match current {
-        Some((f, status)) if f == fence && status == "running" => Ok(()),
+        Some((f, status, cancel_requested)) if f == fence && status == "running" => {
+            Ok(Fenced { cancel_requested })
+        }
         Some(_) => Err(Error::LeaseLost(sync_id)),
         None => Err(Error::NotFound(format!("sync {sync_id}"))),
     }
@@ -656,9 +681,16 @@ impl Store {
         Ok(())
     }
 
-    /// Mark a phase running (one more attempt) and make it the sync's current phase.
-    pub async fn start_step(&self, claim: &Claim, phase: SyncPhase) -> Result<StepRecord> {
-        let mut tx = self.fenced(claim).await?;
+    /// Mark a phase running (one more attempt) and make it the sync's
+    /// current phase, unless a cancel has been asked for: then nothing is
+    /// written. The phase boundary's cancel check is this transaction's
+    /// fence check, not a read of its own.
+    pub async fn start_step(&self, claim: &Claim, phase: SyncPhase) -> Result<StepStart> {
+        let mut tx = self.begin_committing(Commit::Deferred).await?;
+        let fenced = check_fence(&mut tx, claim.sync_id, claim.fence, FenceLock::Update).await?;
+        if fenced.cancel_requested {
+            return Ok(StepStart::CancelRequested);
+        }
         let row = sqlx::query(&format!(
             "WITH sync AS (UPDATE project_syncs SET current_phase = $2, updated_at = now() \
                  WHERE id = $1) \
@@ -672,7 +704,7 @@ impl Store {
         .await?
         .ok_or_else(|| Error::NotFound(format!("step {phase} of sync {}", claim.sync_id)))?;
         tx.commit().await?;
-        step_from_row(&row)
+        step_from_row(&row).map(StepStart::Started)
     }
 
     /// Record a phase's end (`succeeded` or `skipped`) and its checkpoint.
@@ -809,23 +841,34 @@ impl Store {
             .await
     }
 
-    /// Keep `event` as the sync's latest snapshot, numbered with the next
-    /// sequence number, and return it as numbered.
-    pub async fn record_progress(&self, mut event: ProgressEvent) -> Result<ProgressEvent> {
+    /// Keep the last of `events` (all of one sync, in order) as the sync's
+    /// latest snapshot, and number them with the next sequence numbers:
+    /// one write for a run of events that came together.
+    pub async fn record_progress(
+        &self,
+        mut events: Vec<ProgressEvent>,
+    ) -> Result<Vec<ProgressEvent>> {
+        let Some(last) = events.last() else {
+            return Ok(events);
+        };
+        let n = events.len() as i64;
         // A snapshot: deferred like the run's other intermediate writes.
         let mut tx = self.begin_committing(Commit::Deferred).await?;
         let seq: i64 = sqlx::query_scalar(
-            "UPDATE project_syncs SET progress_seq = progress_seq + 1, \
-                 progress = jsonb_set($2::jsonb, '{seq}', to_jsonb(progress_seq + 1)) \
+            "UPDATE project_syncs SET progress_seq = progress_seq + $3, \
+                 progress = jsonb_set($2::jsonb, '{seq}', to_jsonb(progress_seq + $3)) \
              WHERE id = $1 RETURNING progress_seq",
         )
-        .bind(event.sync_id.0)
-        .bind(Json(&event))
+        .bind(last.sync_id.0)
+        .bind(Json(last))
+        .bind(n)
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        event.seq = seq;
-        Ok(event)
+        for (event, seq) in events.iter_mut().zip(seq - n + 1..) {
+            event.seq = seq;
+        }
+        Ok(events)
     }
 }
 

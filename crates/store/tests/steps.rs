@@ -1,0 +1,50 @@
+//! A step's start against the real database: it is also the phase
+//! boundary's cancel check.
+
+use projsync_domain::{PhaseStatus, SyncPhase};
+use projsync_store::{ClaimOutcome, NewProject, StepStart};
+use projsync_test_support::TestDb;
+use std::time::Duration;
+
+#[tokio::test]
+async fn a_step_starts_unless_a_cancel_was_asked_for() {
+    let db = TestDb::new().await;
+    let store = db.store.clone();
+    let project = store
+        .create_project(&NewProject::local("p", "/tmp/nowhere"))
+        .await
+        .unwrap();
+    let sync = store
+        .create_sync(project.id, "main", None, None)
+        .await
+        .unwrap()
+        .sync;
+    let ClaimOutcome::Claimed { claim, .. } = store
+        .claim(sync.id, "w", Duration::from_secs(30))
+        .await
+        .unwrap()
+    else {
+        panic!("claim")
+    };
+
+    let StepStart::Started(step) = store.start_step(&claim, SyncPhase::Prepare).await.unwrap()
+    else {
+        panic!("the step should start")
+    };
+    assert_eq!((step.status, step.attempts), (PhaseStatus::Running, 1));
+
+    store.request_cancel(sync.id).await.unwrap();
+    assert_eq!(
+        store.start_step(&claim, SyncPhase::Scan).await.unwrap(),
+        StepStart::CancelRequested
+    );
+    // Nothing was written: the scan step is still pending, and the sync's
+    // current phase is still prepare.
+    let steps = store.steps(sync.id).await.unwrap();
+    let scan = steps.iter().find(|s| s.phase == SyncPhase::Scan).unwrap();
+    assert_eq!((scan.status, scan.attempts), (PhaseStatus::Pending, 0));
+    assert_eq!(
+        store.sync(sync.id).await.unwrap().current_phase,
+        Some(SyncPhase::Prepare)
+    );
+}
