@@ -23,8 +23,9 @@ pub(crate) struct Def<'t> {
     /// Where the doc comment starts, when there is one: the hash covers it.
     pub doc_start: Option<usize>,
     pub visibility: Visibility,
-    /// A declaration without a body (a C prototype): dropped when the same
-    /// file also defines it.
+    /// A declaration without a body (a C prototype, a C++ member declared
+    /// in its class): dropped when the same file also defines it, and the
+    /// definition takes its doc if it has none.
     pub declaration_only: bool,
 }
 
@@ -125,7 +126,19 @@ impl<'s> Collector<'s> {
             .filter(|r| !r.declaration_only)
             .map(|r| r.name_path.clone())
             .collect();
-        raw.retain(|r| !r.declaration_only || !defined.contains(&r.name_path));
+        let mut declared_docs: HashMap<String, String> = HashMap::new();
+        raw.retain_mut(|r| {
+            if !r.declaration_only || !defined.contains(&r.name_path) {
+                return true;
+            }
+            if let Some(doc) = r.doc.take() {
+                declared_docs.entry(r.name_path.clone()).or_insert(doc);
+            }
+            false
+        });
+        for r in raw.iter_mut().filter(|r| r.doc.is_none()) {
+            r.doc = declared_docs.remove(&r.name_path);
+        }
 
         let hashes = hashes(self.src, &raw);
         let names: HashSet<String> = raw.iter().map(|r| r.name_path.clone()).collect();

@@ -19,6 +19,8 @@ use crate::{SymbolKind, Visibility};
 #[derive(Clone, Copy, PartialEq)]
 enum Within {
     Namespace,
+    /// An anonymous namespace: like `static`, its names stay in the file.
+    Anonymous,
     Class(Visibility),
 }
 
@@ -171,8 +173,7 @@ fn declaration(
                     );
                     declarations(c, body, &child_scope, Within::Namespace);
                 }
-                // An anonymous namespace: its names are the file's own.
-                None => declarations(c, body, scope, Within::Namespace),
+                None => declarations(c, body, scope, Within::Anonymous),
             }
         }
         "template_declaration" => {
@@ -243,6 +244,7 @@ fn add(
     let (doc, doc_start) = comment_doc(c, outer);
     let visibility = match within {
         Within::Class(access) => access,
+        Within::Anonymous => Visibility::Private,
         Within::Namespace if is_static(c, node) => Visibility::Private,
         Within::Namespace => Visibility::Public,
     };
@@ -290,8 +292,7 @@ fn function(
     };
     let body = node.child_by_field_name("body");
     let sig_end = body.map_or(node.end_byte(), |b| b.start_byte());
-    // Member declarations are the class's API even without a body.
-    let declaration_only = prototype && within == Within::Namespace;
+    let declaration_only = prototype;
     add(
         c,
         outer,

@@ -126,6 +126,10 @@ fn variables(c: &mut Collector<'_>, outer: Node<'_>, decl: Node<'_>, scope: &str
         };
         let value = d.child_by_field_name("value");
         let function = value.filter(|v| is_function_value(*v));
+        if value.is_some_and(|v| is_load(c, v)) {
+            // `const x = require("x")` is an import (listed as one), not API.
+            continue;
+        }
         let kind = match function {
             Some(_) => SymbolKind::Function,
             None if is_const => SymbolKind::Const,
@@ -262,7 +266,12 @@ fn file_doc(c: &Collector<'_>, root: Node<'_>) -> Option<String> {
         None => true,
     };
     if is_file_doc(text) || detached {
-        doc(clean_block_comment(text))
+        let cleaned = clean_block_comment(text);
+        let untagged = ["@fileoverview", "@file"]
+            .iter()
+            .find_map(|tag| cleaned.strip_prefix(tag))
+            .map_or(cleaned.as_str(), str::trim_start);
+        doc(untagged.to_string())
     } else {
         None
     }
@@ -276,9 +285,7 @@ fn imports<'t>(c: &mut Collector<'_>, node: Node<'t>, cursor: &mut TreeCursor<'t
             }
         }
         "call_expression" => {
-            let callee = node.child_by_field_name("function");
-            let is_load = callee.is_some_and(|f| f.kind() == "import" || c.text(f) == "require");
-            if is_load {
+            if is_load(c, node) {
                 let first = node
                     .child_by_field_name("arguments")
                     .and_then(|a| a.named_child(0))
@@ -294,6 +301,14 @@ fn imports<'t>(c: &mut Collector<'_>, node: Node<'t>, cursor: &mut TreeCursor<'t
     for child in children {
         imports(c, child, cursor);
     }
+}
+
+/// `require(…)` or `import(…)`.
+fn is_load(c: &Collector<'_>, node: Node<'_>) -> bool {
+    node.kind() == "call_expression"
+        && node
+            .child_by_field_name("function")
+            .is_some_and(|f| f.kind() == "import" || c.text(f) == "require")
 }
 
 fn add(c: &mut Collector<'_>, node: Node<'_>, string: Node<'_>) {

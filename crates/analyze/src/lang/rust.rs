@@ -263,6 +263,8 @@ fn expand(c: &Collector<'_>, node: Node<'_>, prefix: &str, out: &mut Vec<String>
             }
         }
         "line_comment" | "block_comment" => {}
+        // `use a::{self, b}`: `self` is `a` itself.
+        "self" if !prefix.is_empty() => out.push(prefix.to_string()),
         _ => {
             let text: String = c.text(node).split_whitespace().collect();
             out.push(join(prefix, &text));
