@@ -49,6 +49,34 @@ pub(crate) struct Collector<'s> {
     raw: Vec<Raw>,
     imports: Vec<Import>,
     pub module_doc: Option<String>,
+    depth: usize,
+}
+
+/// Declarations nested deeper than this (modules in modules, classes in
+/// classes, error nodes in error nodes) are not walked: real code stays far
+/// below it, and a hostile file must not exhaust the stack.
+const MAX_DEPTH: usize = 64;
+
+/// Visit every named node of a tree, parents first; `visit` says whether to
+/// go into a node's children. Iterative: a deep tree (20,000 nested
+/// brackets parse fine) costs no stack.
+pub(crate) fn walk_tree<'t>(root: Node<'t>, mut visit: impl FnMut(Node<'t>) -> bool) {
+    let mut cursor = root.walk();
+    loop {
+        let node = cursor.node();
+        let descend = node.is_named() && visit(node);
+        if descend && cursor.goto_first_child() {
+            continue;
+        }
+        loop {
+            if cursor.goto_next_sibling() {
+                break;
+            }
+            if !cursor.goto_parent() {
+                return;
+            }
+        }
+    }
 }
 
 /// `scope::name`, or `name` at the top.
@@ -68,7 +96,22 @@ impl<'s> Collector<'s> {
             raw: Vec::new(),
             imports: Vec::new(),
             module_doc: None,
+            depth: 0,
         }
+    }
+
+    /// Enter a nested container; `false` (and nothing to leave) past
+    /// [`MAX_DEPTH`].
+    pub(crate) fn enter(&mut self) -> bool {
+        if self.depth >= MAX_DEPTH {
+            return false;
+        }
+        self.depth += 1;
+        true
+    }
+
+    pub(crate) fn leave(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
     }
 
     pub(crate) fn text(&self, node: Node<'_>) -> &'s str {

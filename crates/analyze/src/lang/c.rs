@@ -40,6 +40,9 @@ pub(super) fn extract(c: &mut Collector<'_>, root: Node<'_>) {
 }
 
 fn declarations(c: &mut Collector<'_>, container: Node<'_>, scope: &str, within: Within) {
+    if !c.enter() {
+        return;
+    }
     let mut cursor = container.walk();
     let children: Vec<Node<'_>> = container.named_children(&mut cursor).collect();
     let mut within = within;
@@ -55,11 +58,27 @@ fn declarations(c: &mut Collector<'_>, container: Node<'_>, scope: &str, within:
         }
         declaration(c, node, node, scope, within);
     }
+    c.leave();
 }
 
 /// `outer` carries the lines and the doc comment (a `template <…>` line is
 /// part of the declaration it introduces).
 fn declaration(
+    c: &mut Collector<'_>,
+    outer: Node<'_>,
+    node: Node<'_>,
+    scope: &str,
+    within: Within,
+) {
+    // Templates and linkage blocks nest without `declarations` between.
+    if !c.enter() {
+        return;
+    }
+    declaration_in(c, outer, node, scope, within);
+    c.leave();
+}
+
+fn declaration_in(
     c: &mut Collector<'_>,
     outer: Node<'_>,
     node: Node<'_>,

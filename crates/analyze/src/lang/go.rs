@@ -16,6 +16,9 @@ pub(super) fn extract(c: &mut Collector<'_>, root: Node<'_>) {
 }
 
 fn top(c: &mut Collector<'_>, children: &[Node<'_>]) {
+    if !c.enter() {
+        return;
+    }
     for &node in children {
         match node.kind() {
             "package_clause" => c.module_doc = comment_doc(c, node).0,
@@ -31,6 +34,7 @@ fn top(c: &mut Collector<'_>, children: &[Node<'_>]) {
             _ => {}
         }
     }
+    c.leave();
 }
 
 fn visibility(name: &str) -> Visibility {

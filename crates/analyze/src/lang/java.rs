@@ -44,6 +44,9 @@ fn source_root(path: &str, package: Option<&str>) -> String {
 }
 
 fn body(c: &mut Collector<'_>, container: Node<'_>, scope: &str, in_interface: bool) {
+    if !c.enter() {
+        return;
+    }
     let mut cursor = container.walk();
     let children: Vec<Node<'_>> = container.named_children(&mut cursor).collect();
     for node in children {
@@ -88,6 +91,7 @@ fn body(c: &mut Collector<'_>, container: Node<'_>, scope: &str, in_interface: b
             body(c, b, &child_scope, kind == SymbolKind::Interface);
         }
     }
+    c.leave();
 }
 
 fn modifiers(c: &Collector<'_>, node: Node<'_>) -> Vec<String> {

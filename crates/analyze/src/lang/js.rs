@@ -3,9 +3,9 @@
 //! interfaces, type aliases, enums, namespaces, top-level `const`s; JSDoc
 //! `/** */` comments; `import`, `export … from`, `require()` and `import()`.
 
-use tree_sitter::{Node, TreeCursor};
+use tree_sitter::Node;
 
-use crate::collect::{comments_above, Collector, Def};
+use crate::collect::{comments_above, walk_tree, Collector, Def};
 use crate::imports::js_candidates;
 use crate::text::{clean_block_comment, doc, end_line, start_line};
 use crate::{SymbolKind, Visibility};
@@ -13,11 +13,16 @@ use crate::{SymbolKind, Visibility};
 pub(super) fn extract(c: &mut Collector<'_>, root: Node<'_>) {
     c.module_doc = file_doc(c, root);
     statements(c, root, "");
-    let mut cursor = root.walk();
-    imports(c, root, &mut cursor);
+    walk_tree(root, |node| {
+        imports(c, node);
+        true
+    });
 }
 
 fn statements(c: &mut Collector<'_>, container: Node<'_>, scope: &str) {
+    if !c.enter() {
+        return;
+    }
     let mut cursor = container.walk();
     let children: Vec<Node<'_>> = container.named_children(&mut cursor).collect();
     for node in children {
@@ -46,6 +51,7 @@ fn statements(c: &mut Collector<'_>, container: Node<'_>, scope: &str) {
             _ => declaration(c, node, node, scope, false),
         }
     }
+    c.leave();
 }
 
 /// `outer` is the whole statement (`export …`, `declare …`), `decl` the
@@ -277,29 +283,23 @@ fn file_doc(c: &Collector<'_>, root: Node<'_>) -> Option<String> {
     }
 }
 
-fn imports<'t>(c: &mut Collector<'_>, node: Node<'t>, cursor: &mut TreeCursor<'t>) {
+fn imports(c: &mut Collector<'_>, node: Node<'_>) {
     match node.kind() {
         "import_statement" | "export_statement" => {
             if let Some(source) = node.child_by_field_name("source") {
                 add(c, node, source);
             }
         }
-        "call_expression" => {
-            if is_load(c, node) {
-                let first = node
-                    .child_by_field_name("arguments")
-                    .and_then(|a| a.named_child(0))
-                    .filter(|a| a.kind() == "string");
-                if let Some(spec) = first {
-                    add(c, node, spec);
-                }
+        "call_expression" if is_load(c, node) => {
+            let first = node
+                .child_by_field_name("arguments")
+                .and_then(|a| a.named_child(0))
+                .filter(|a| a.kind() == "string");
+            if let Some(spec) = first {
+                add(c, node, spec);
             }
         }
         _ => {}
-    }
-    let children: Vec<Node<'t>> = node.named_children(cursor).collect();
-    for child in children {
-        imports(c, child, cursor);
     }
 }
 

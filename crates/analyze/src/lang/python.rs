@@ -2,9 +2,9 @@
 //! (UPPER_CASE names) and `type` aliases; docstrings; `import` and
 //! `from … import` anywhere in the file.
 
-use tree_sitter::{Node, TreeCursor};
+use tree_sitter::Node;
 
-use crate::collect::{Collector, Def};
+use crate::collect::{walk_tree, Collector, Def};
 use crate::imports::python_candidates;
 use crate::text::{clean_docstring, doc};
 use crate::{SymbolKind, Visibility};
@@ -12,16 +12,19 @@ use crate::{SymbolKind, Visibility};
 pub(super) fn extract(c: &mut Collector<'_>, root: Node<'_>) {
     c.module_doc = docstring(c, root);
     block(c, root, "", false);
-    let mut cursor = root.walk();
-    imports(c, root, &mut cursor);
+    walk_tree(root, |node| imports(c, node));
 }
 
 fn block(c: &mut Collector<'_>, container: Node<'_>, scope: &str, in_class: bool) {
+    if !c.enter() {
+        return;
+    }
     let mut cursor = container.walk();
     let children: Vec<Node<'_>> = container.named_children(&mut cursor).collect();
     for node in children {
         statement(c, node, node, scope, in_class);
     }
+    c.leave();
 }
 
 /// `outer` is the statement as a whole (a decorated definition), `node` the
@@ -155,28 +158,25 @@ fn docstring(c: &Collector<'_>, body: Node<'_>) -> Option<String> {
     doc(clean_docstring(&content))
 }
 
-fn imports<'t>(c: &mut Collector<'_>, node: Node<'t>, cursor: &mut TreeCursor<'t>) {
+/// Imports anywhere (functions import lazily); whether to look inside.
+fn imports(c: &mut Collector<'_>, node: Node<'_>) -> bool {
     match node.kind() {
         "import_statement" => {
             let mut names = node.walk();
-            let modules: Vec<Node<'t>> = node.children_by_field_name("name", &mut names).collect();
+            let modules: Vec<Node<'_>> = node.children_by_field_name("name", &mut names).collect();
             for m in modules {
                 let dotted = m.child_by_field_name("name").unwrap_or(m);
                 let module = c.text(dotted).to_string();
                 let candidates = python_candidates(c.path, 0, &module);
                 c.import(module, node, candidates);
             }
-            return;
+            false
         }
         "import_from_statement" => {
             from_import(c, node);
-            return;
+            false
         }
-        _ => {}
-    }
-    let children: Vec<Node<'t>> = node.named_children(cursor).collect();
-    for child in children {
-        imports(c, child, cursor);
+        _ => true,
     }
 }
 

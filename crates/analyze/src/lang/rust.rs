@@ -3,7 +3,7 @@
 
 use tree_sitter::Node;
 
-use crate::collect::{comments_above, join, Collector, Def};
+use crate::collect::{comments_above, join, walk_tree, Collector, Def};
 use crate::imports::{rust_mod_candidates, rust_use_candidates};
 use crate::text::{clean_block_comment, clean_line_comments, doc};
 use crate::{SymbolKind, Visibility};
@@ -21,16 +21,19 @@ enum Within {
 pub(super) fn extract(c: &mut Collector<'_>, root: Node<'_>) {
     c.module_doc = inner_doc(c, root);
     items(c, root, "", Within::Module);
-    let mut cursor = root.walk();
-    uses(c, root, &mut cursor);
+    walk_tree(root, |node| uses(c, node));
 }
 
 fn items(c: &mut Collector<'_>, container: Node<'_>, scope: &str, within: Within) {
+    if !c.enter() {
+        return;
+    }
     let mut cursor = container.walk();
     let children: Vec<Node<'_>> = container.named_children(&mut cursor).collect();
     for node in children {
         item(c, node, scope, within);
     }
+    c.leave();
 }
 
 fn item(c: &mut Collector<'_>, node: Node<'_>, scope: &str, within: Within) {
@@ -211,36 +214,36 @@ fn doc_of<'t>(c: &Collector<'_>, comments: impl Iterator<Item = Node<'t>>) -> Op
 }
 
 /// `use` declarations anywhere (functions may have their own) and
-/// `extern crate`.
-fn uses<'t>(c: &mut Collector<'_>, node: Node<'t>, cursor: &mut tree_sitter::TreeCursor<'t>) {
+/// `extern crate`; whether to look inside `node`.
+fn uses(c: &mut Collector<'_>, node: Node<'_>) -> bool {
     match node.kind() {
         "use_declaration" => {
             if let Some(arg) = node.child_by_field_name("argument") {
                 let mut paths = Vec::new();
-                expand(c, arg, "", &mut paths);
+                expand(c, arg, "", &mut paths, 0);
                 for p in paths {
                     let candidates = rust_use_candidates(c.path, &p);
                     c.import(p, node, candidates);
                 }
             }
-            return;
+            false
         }
         "extern_crate_declaration" => {
             if let Some(name) = node.child_by_field_name("name") {
                 c.import(c.text(name).to_string(), node, Vec::new());
             }
-            return;
+            false
         }
-        _ => {}
-    }
-    let children: Vec<Node<'t>> = node.named_children(cursor).collect();
-    for child in children {
-        uses(c, child, cursor);
+        _ => true,
     }
 }
 
 /// The leaf paths of a use tree: `a::{b, c::d}` is `a::b` and `a::c::d`.
-fn expand(c: &Collector<'_>, node: Node<'_>, prefix: &str, out: &mut Vec<String>) {
+fn expand(c: &Collector<'_>, node: Node<'_>, prefix: &str, out: &mut Vec<String>, depth: usize) {
+    // Nobody nests use lists this deep but a file built to break parsers.
+    if depth > 32 {
+        return;
+    }
     match node.kind() {
         "scoped_use_list" => {
             let prefix = match node.child_by_field_name("path") {
@@ -248,18 +251,18 @@ fn expand(c: &Collector<'_>, node: Node<'_>, prefix: &str, out: &mut Vec<String>
                 None => prefix.to_string(),
             };
             if let Some(list) = node.child_by_field_name("list") {
-                expand(c, list, &prefix, out);
+                expand(c, list, &prefix, out, depth + 1);
             }
         }
         "use_list" => {
             let mut cursor = node.walk();
             for child in node.named_children(&mut cursor) {
-                expand(c, child, prefix, out);
+                expand(c, child, prefix, out, depth + 1);
             }
         }
         "use_as_clause" => {
             if let Some(path) = node.child_by_field_name("path") {
-                expand(c, path, prefix, out);
+                expand(c, path, prefix, out, depth + 1);
             }
         }
         "line_comment" | "block_comment" => {}
