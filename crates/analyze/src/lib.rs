@@ -38,7 +38,8 @@ pub use lang::Lang;
 pub struct Analysis {
     /// The language the file was parsed as, named as
     /// `projsync_domain::language::detect` names it ("rust", "python",
-    /// "javascript", "typescript" (TSX too), "go", "java", "c", "cpp").
+    /// "javascript", "typescript" (TSX too), "go", "java", "c", "cpp"); a
+    /// `.h` header written in C++ is "cpp".
     pub language: &'static str,
     /// In source order; qualified names are unique within one analysis.
     pub symbols: Vec<Symbol>,
@@ -258,7 +259,7 @@ pub const DOC_MAX_CHARS: usize = 8_000;
 pub fn analyze(path: &str, bytes: &[u8], limits: &Limits) -> Result<Analysis, Skip> {
     let lang = Lang::from_path(path).ok_or_else(|| Skip::UnsupportedLanguage(extension(path)))?;
     let src = screen::screen(path, bytes, limits)?;
-    let (lang, tree) = lang::parse(lang, src, limits.timeout)?;
+    let (lang, tree) = lang::parse(lang, path, src, limits.timeout)?;
     let mut collector = collect::Collector::new(path, src);
     lang::extract(lang, &mut collector, tree.root_node());
     let partial = tree.root_node().has_error();

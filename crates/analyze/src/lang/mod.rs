@@ -95,11 +95,19 @@ thread_local! {
     static PARSERS: RefCell<[Option<Parser>; COUNT]> = RefCell::new(Default::default());
 }
 
-/// Parse with the deadline; a C header that only parses as C++ is C++.
-pub(crate) fn parse(lang: Lang, src: &str, timeout: Duration) -> Result<(Lang, Tree), Skip> {
-    let tree = parse_with(lang, src, timeout)?;
-    if lang == Lang::C && tree.root_node().has_error() && src_is_header_like(src) {
-        let cpp = parse_with(Lang::Cpp, src, timeout)?;
+/// Parse within the timeout; a `.h` header that only parses as C++ is C++
+/// (both parses share the one deadline).
+pub(crate) fn parse(
+    lang: Lang,
+    path: &str,
+    src: &str,
+    timeout: Duration,
+) -> Result<(Lang, Tree), Skip> {
+    let deadline = Instant::now() + timeout;
+    let tree = parse_with(lang, src, deadline)?;
+    let header = path.to_ascii_lowercase().ends_with(".h");
+    if lang == Lang::C && header && tree.root_node().has_error() && looks_like_cpp(src) {
+        let cpp = parse_with(Lang::Cpp, src, deadline)?;
         if !cpp.root_node().has_error() {
             return Ok((Lang::Cpp, cpp));
         }
@@ -108,7 +116,7 @@ pub(crate) fn parse(lang: Lang, src: &str, timeout: Duration) -> Result<(Lang, T
 }
 
 /// Only worth a second parse when C++ syntax is likely.
-fn src_is_header_like(src: &str) -> bool {
+fn looks_like_cpp(src: &str) -> bool {
     [
         "class ",
         "namespace ",
@@ -121,7 +129,7 @@ fn src_is_header_like(src: &str) -> bool {
     .any(|m| src.contains(m))
 }
 
-fn parse_with(lang: Lang, src: &str, timeout: Duration) -> Result<Tree, Skip> {
+fn parse_with(lang: Lang, src: &str, deadline: Instant) -> Result<Tree, Skip> {
     PARSERS.with(|parsers| {
         let mut parsers = parsers.borrow_mut();
         let slot = &mut parsers[lang.index()];
@@ -136,7 +144,6 @@ fn parse_with(lang: Lang, src: &str, timeout: Duration) -> Result<Tree, Skip> {
                 slot.insert(p)
             }
         };
-        let deadline = Instant::now() + timeout;
         let mut over = |_: &tree_sitter::ParseState| {
             if Instant::now() >= deadline {
                 ControlFlow::Break(())
