@@ -50,6 +50,7 @@ pub(crate) struct Collector<'s> {
     imports: Vec<Import>,
     pub module_doc: Option<String>,
     depth: usize,
+    modules: HashSet<String>,
 }
 
 /// Declarations nested deeper than this (modules in modules, classes in
@@ -97,6 +98,7 @@ impl<'s> Collector<'s> {
             imports: Vec::new(),
             module_doc: None,
             depth: 0,
+            modules: HashSet::new(),
         }
     }
 
@@ -121,6 +123,9 @@ impl<'s> Collector<'s> {
     /// Record a definition; returns the scope for what it encloses.
     pub(crate) fn add(&mut self, def: Def<'_>) -> String {
         let name_path = join(def.scope, &def.name);
+        if def.kind == SymbolKind::Module {
+            self.modules.insert(name_path.clone());
+        }
         let start = def
             .doc_start
             .unwrap_or(def.node.start_byte())
@@ -141,11 +146,9 @@ impl<'s> Collector<'s> {
         name_path
     }
 
-    /// Whether a symbol of this kind has been recorded under `name_path`.
-    pub(crate) fn has(&self, name_path: &str, kind: SymbolKind) -> bool {
-        self.raw
-            .iter()
-            .any(|r| r.kind == kind && r.name_path == name_path)
+    /// Whether a module or namespace has been recorded under `name_path`.
+    pub(crate) fn is_module(&self, name_path: &str) -> bool {
+        self.modules.contains(name_path)
     }
 
     pub(crate) fn import(&mut self, raw: String, node: Node<'_>, candidates: Vec<String>) {
@@ -230,7 +233,9 @@ fn hashes(src: &str, raw: &[Raw]) -> Vec<String> {
             let (start, end) = r.span;
             let mut hasher = Sha256::new();
             let mut at = start;
-            for &j in &order {
+            // Only the symbols that start inside this one can be cut out.
+            let first = order.partition_point(|&j| raw[j].span.0 < start);
+            for &j in &order[first..] {
                 let (s, e) = raw[j].span;
                 if s < at || e > end || (s, e) == r.span {
                     continue;

@@ -306,7 +306,7 @@ fn function(
     };
     let kind = match (within, &qualifier) {
         (Within::Class(_), _) => SymbolKind::Method,
-        (_, Some(_)) if !c.has(&scope, SymbolKind::Module) => SymbolKind::Method,
+        (_, Some(_)) if !c.is_module(&scope) => SymbolKind::Method,
         _ => SymbolKind::Function,
     };
     let body = node.child_by_field_name("body");
