@@ -514,3 +514,62 @@ fn deep_nesting_costs_no_stack() {
         assert!(a.symbols.len() < 100, "{path}: {}", a.symbols.len());
     }
 }
+
+#[test]
+fn docs_are_the_comments_directly_above() {
+    // A trailing comment belongs to the line it ends; a blank line detaches.
+    let a = run(
+        "x.c",
+        "int a(void); // about a\nint b(void);\n\n// detached\n\nint c(void);\n/* c'est d */\nint d(void);\n",
+    );
+    let docs: Vec<(&str, Option<&str>)> = a
+        .symbols
+        .iter()
+        .map(|s| (s.name.as_str(), s.doc.as_deref()))
+        .collect();
+    assert_eq!(
+        docs,
+        vec![
+            ("a", None),
+            ("b", None),
+            ("c", None),
+            ("d", Some("c'est d"))
+        ]
+    );
+
+    // Go: a spec in a group takes the comment above it.
+    let a = run(
+        "g.go",
+        "package g\n\nconst (\n\t// A is first.\n\tA = 1\n\tB = 2\n)\n",
+    );
+    let docs: Vec<(&str, Option<&str>)> = a
+        .symbols
+        .iter()
+        .map(|s| (s.name.as_str(), s.doc.as_deref()))
+        .collect();
+    assert_eq!(docs, vec![("A", Some("A is first.")), ("B", None)]);
+
+    // Rust: a plain comment is no doc, attributes between doc and item are fine.
+    let a = run(
+        "r.rs",
+        "// not a doc\nfn a() {}\n/// Doc of b.\n#[inline]\n// aside\nfn b() {}\n",
+    );
+    let docs: Vec<(&str, Option<&str>)> = a
+        .symbols
+        .iter()
+        .map(|s| (s.name.as_str(), s.doc.as_deref()))
+        .collect();
+    assert_eq!(docs, vec![("a", None), ("b", Some("Doc of b."))]);
+
+    // JS: only `/** */` is JSDoc.
+    let a = run(
+        "j.js",
+        "// plain\nfunction a() {}\n/** Doc of b. */\nfunction b() {}\n",
+    );
+    let docs: Vec<(&str, Option<&str>)> = a
+        .symbols
+        .iter()
+        .map(|s| (s.name.as_str(), s.doc.as_deref()))
+        .collect();
+    assert_eq!(docs, vec![("a", None), ("b", Some("Doc of b."))]);
+}

@@ -178,3 +178,30 @@ pub(crate) fn extract(lang: Lang, c: &mut Collector<'_>, root: Node<'_>) {
         Lang::C | Lang::Cpp => c::extract(c, root),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_pick_grammars_and_names() {
+        let cases = [
+            ("src/lib.rs", Some(("rust", Lang::Rust))),
+            ("a/b.pyi", Some(("python", Lang::Python))),
+            ("web/x.MJS", Some(("javascript", Lang::JavaScript))),
+            ("web/x.jsx", Some(("javascript", Lang::JavaScript))),
+            ("web/x.cts", Some(("typescript", Lang::TypeScript))),
+            ("web/x.tsx", Some(("typescript", Lang::Tsx))),
+            ("cmd/main.go", Some(("go", Lang::Go))),
+            ("A.java", Some(("java", Lang::Java))),
+            ("x.h", Some(("c", Lang::C))),
+            ("x.hpp", Some(("cpp", Lang::Cpp))),
+            ("Makefile", None),
+            ("notes.md", None),
+        ];
+        for (path, want) in cases {
+            let got = Lang::from_path(path).map(|l| (l.name(), l));
+            assert_eq!(got, want, "{path}");
+        }
+    }
+}
