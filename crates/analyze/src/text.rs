@@ -63,6 +63,16 @@ pub(crate) fn signature(src: &str, start: usize, end: usize) -> String {
     collapse(text, crate::SIGNATURE_MAX_CHARS)
 }
 
+/// Where a constant's signature ends: after its value when that fits on
+/// one line (`const MAX: usize = 64`), before it when the value is a table
+/// over many lines.
+pub(crate) fn value_cut(src: &str, end: usize, value: Option<Node<'_>>) -> usize {
+    match value {
+        Some(v) if src[v.byte_range()].contains('\n') => v.start_byte(),
+        _ => end,
+    }
+}
+
 /// The text of a `/* … */`, `/** … */` or `/*! … */` comment without the
 /// markers and the `*` that starts each inner line.
 pub(crate) fn clean_block_comment(text: &str) -> String {

@@ -573,3 +573,19 @@ fn docs_are_the_comments_directly_above() {
         .collect();
     assert_eq!(docs, vec![("a", None), ("b", Some("Doc of b."))]);
 }
+
+#[test]
+fn a_constant_signature_keeps_a_short_value_and_drops_a_table() {
+    let a = run(
+        "src/k.rs",
+        "pub const MAX: usize = 64;\npub const ALL: &[&str] = &[\n    \"a\",\n    \"b\",\n];\n",
+    );
+    let sigs: Vec<&str> = a.symbols.iter().map(|s| s.signature.as_str()).collect();
+    assert_eq!(
+        sigs,
+        vec!["pub const MAX: usize = 64", "pub const ALL: &[&str]"]
+    );
+    let a = run("k.py", "LIMIT = 10\nNAMES = [\n    'a',\n]\n");
+    let sigs: Vec<&str> = a.symbols.iter().map(|s| s.signature.as_str()).collect();
+    assert_eq!(sigs, vec!["LIMIT = 10", "NAMES"]);
+}

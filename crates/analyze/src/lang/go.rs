@@ -6,7 +6,7 @@
 use tree_sitter::Node;
 
 use crate::collect::{comments_above, Collector, Def};
-use crate::text::{clean_block_comment, clean_line_comments, doc};
+use crate::text::{clean_block_comment, clean_line_comments, doc, value_cut};
 use crate::{SymbolKind, Visibility};
 
 pub(super) fn extract(c: &mut Collector<'_>, root: Node<'_>) {
@@ -113,7 +113,7 @@ fn specs(c: &mut Collector<'_>, decl: Node<'_>, default: SymbolKind) {
             Some(t) if matches!(t.kind(), "struct_type" | "interface_type") => {
                 t.start_byte() + c.text(t).find('{').unwrap_or(t.end_byte() - t.start_byte())
             }
-            _ => node.end_byte(),
+            _ => value_cut(c.src, node.end_byte(), spec.child_by_field_name("value")),
         };
         let mut names = spec.walk();
         let names: Vec<Node<'_>> = spec

@@ -7,7 +7,7 @@ use tree_sitter::Node;
 
 use crate::collect::{comments_above, Collector, Def};
 use crate::imports::{dir_of, under};
-use crate::text::{clean_block_comment, doc};
+use crate::text::{clean_block_comment, doc, value_cut};
 use crate::{SymbolKind, Visibility};
 
 pub(super) fn extract(c: &mut Collector<'_>, root: Node<'_>) {
@@ -142,7 +142,10 @@ fn constants(c: &mut Collector<'_>, node: Node<'_>, scope: &str, in_interface: b
             name: c.text(name).to_string(),
             kind: SymbolKind::Const,
             node,
-            sig: (node.start_byte(), node.end_byte()),
+            sig: (
+                node.start_byte(),
+                value_cut(c.src, node.end_byte(), d.child_by_field_name("value")),
+            ),
             doc: doc.clone(),
             doc_start,
             visibility: visibility(c, node, in_interface),

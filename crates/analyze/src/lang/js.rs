@@ -7,7 +7,7 @@ use tree_sitter::Node;
 
 use crate::collect::{comments_above, walk_tree, Collector, Def};
 use crate::imports::js_candidates;
-use crate::text::{clean_block_comment, doc, end_line, start_line};
+use crate::text::{clean_block_comment, doc, end_line, start_line, value_cut};
 use crate::{SymbolKind, Visibility};
 
 pub(super) fn extract(c: &mut Collector<'_>, root: Node<'_>) {
@@ -148,7 +148,7 @@ fn variables(c: &mut Collector<'_>, outer: Node<'_>, decl: Node<'_>, scope: &str
             Some(f) => f
                 .child_by_field_name("body")
                 .map_or(f.end_byte(), |b| b.start_byte()),
-            None => node.end_byte(),
+            None => value_cut(c.src, node.end_byte(), value),
         };
         let (doc, doc_start) = if single {
             jsdoc(c, outer)

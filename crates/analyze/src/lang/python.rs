@@ -6,7 +6,7 @@ use tree_sitter::Node;
 
 use crate::collect::{walk_tree, Collector, Def};
 use crate::imports::python_candidates;
-use crate::text::{clean_docstring, doc};
+use crate::text::{clean_docstring, doc, value_cut};
 use crate::{SymbolKind, Visibility};
 
 pub(super) fn extract(c: &mut Collector<'_>, root: Node<'_>) {
@@ -80,7 +80,14 @@ fn statement(c: &mut Collector<'_>, outer: Node<'_>, node: Node<'_>, scope: &str
                     scope,
                     kind: SymbolKind::Const,
                     node,
-                    sig: (node.start_byte(), node.end_byte()),
+                    sig: (
+                        node.start_byte(),
+                        value_cut(
+                            c.src,
+                            node.end_byte(),
+                            assignment.child_by_field_name("right"),
+                        ),
+                    ),
                     doc: None,
                     doc_start: None,
                     visibility: visibility(&name),

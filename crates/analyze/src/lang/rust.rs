@@ -5,7 +5,7 @@ use tree_sitter::Node;
 
 use crate::collect::{comments_above, join, walk_tree, Collector, Def};
 use crate::imports::{rust_mod_candidates, rust_use_candidates};
-use crate::text::{clean_block_comment, clean_line_comments, doc};
+use crate::text::{clean_block_comment, clean_line_comments, doc, value_cut};
 use crate::{SymbolKind, Visibility};
 
 /// What the items being walked sit in.
@@ -105,6 +105,7 @@ fn item(c: &mut Collector<'_>, node: Node<'_>, scope: &str, within: Within) {
         SymbolKind::Type if body.is_some_and(|b| b.kind() == "ordered_field_declaration_list") => {
             node.end_byte()
         }
+        SymbolKind::Const => value_cut(c.src, node.end_byte(), node.child_by_field_name("value")),
         _ => body.map_or(node.end_byte(), |b| b.start_byte()),
     };
     let child_scope = c.add(Def {
