@@ -218,12 +218,19 @@ fn a_c_header_in_cpp_is_parsed_as_cpp() {
     // A plain C header stays C, include guard and all.
     let a = run(
         "include/list.h",
-        "#ifndef LIST_H\n#define LIST_H\n/* Push. */\nint push(int v);\n#endif\n",
+        "#ifndef LIST_H\n#define LIST_H 1\n#define LIST_MAX 8\n/* Push. */\nint push(int v);\n#endif\n",
     );
     assert_eq!(a.language, "c");
-    assert_eq!(a.symbols.len(), 1);
-    assert_eq!(a.symbols[0].qualified_name, "include/list.h#push");
-    assert_eq!(a.symbols[0].doc.as_deref(), Some("Push."));
+    let names: Vec<&str> = a
+        .symbols
+        .iter()
+        .map(|s| s.qualified_name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["include/list.h#LIST_MAX", "include/list.h#push"]
+    );
+    assert_eq!(a.symbols[1].doc.as_deref(), Some("Push."));
 }
 
 fn hashes(a: &Analysis) -> Vec<(String, String)> {

@@ -205,7 +205,8 @@ fn declaration_in(
             }
         }
         "preproc_def" if scope.is_empty() => {
-            // `#define GUARD_H` has no value: include guards are no API.
+            // Include guards are no API: `#define GUARD_H` has no value,
+            // and `#define _STDIO_H 1` says what it is by its name.
             let (Some(name), Some(_)) = (
                 node.child_by_field_name("name"),
                 node.child_by_field_name("value"),
@@ -213,6 +214,9 @@ fn declaration_in(
                 return;
             };
             let name = c.text(name).to_string();
+            if is_guard(&name) {
+                return;
+            }
             add(
                 c,
                 outer,
@@ -394,6 +398,22 @@ fn split_qualified(c: &Collector<'_>, node: Node<'_>) -> (Option<String>, String
         .collect::<Vec<_>>()
         .join(" ");
     ((!scope.is_empty()).then(|| scope.join("::")), name)
+}
+
+fn is_guard(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    [
+        "_H",
+        "_H_",
+        "_H__",
+        "_HPP",
+        "_HPP_",
+        "_HH",
+        "_INCLUDED",
+        "_INCLUDED_",
+    ]
+    .iter()
+    .any(|s| upper.ends_with(s))
 }
 
 fn last_segment(text: &str) -> String {
