@@ -24,8 +24,9 @@ pub(crate) struct Def<'t> {
     pub doc_start: Option<usize>,
     pub visibility: Visibility,
     /// A declaration without a body (a C prototype, a C++ member declared
-    /// in its class): dropped when the same file also defines it, and the
-    /// definition takes its doc if it has none.
+    /// in its class, a TypeScript overload signature): dropped when the
+    /// same file also defines it, and the definition takes its doc if it
+    /// has none.
     pub declaration_only: bool,
 }
 

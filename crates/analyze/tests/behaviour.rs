@@ -596,3 +596,24 @@ fn a_constant_signature_keeps_a_short_value_and_drops_a_table() {
     let sigs: Vec<&str> = a.symbols.iter().map(|s| s.signature.as_str()).collect();
     assert_eq!(sigs, vec!["LIMIT = 10", "NAMES"]);
 }
+
+#[test]
+fn typescript_overloads_are_one_symbol() {
+    let src = "export function f(a: string): string;\nexport function f(a: number): number;\nexport function f(a: any): any {\n  return a;\n}\nclass C {\n  m(a: string): void;\n  m(a: any): void {}\n}\ninterface I {\n  m(): void;\n}\n";
+    let a = run("o.ts", src);
+    let rows: Vec<(&str, u32)> = a
+        .symbols
+        .iter()
+        .map(|s| (s.qualified_name.as_str(), s.start_line))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("o.ts#f", 3),
+            ("o.ts#C", 6),
+            ("o.ts#C::m", 8),
+            ("o.ts#I", 10),
+            ("o.ts#I::m", 11)
+        ]
+    );
+}

@@ -103,7 +103,8 @@ fn declaration(
         } else {
             Visibility::Private
         },
-        declaration_only: false,
+        // TypeScript overloads: signatures, then the one implementation.
+        declaration_only: decl.kind() == "function_signature",
     });
     match (kind, body) {
         (SymbolKind::Class | SymbolKind::Interface, Some(body)) => members(c, body, &child_scope),
@@ -225,7 +226,7 @@ fn members(c: &mut Collector<'_>, body: Node<'_>, scope: &str) {
             } else {
                 Visibility::Public
             },
-            declaration_only: false,
+            declaration_only: node.kind() == "method_signature",
         });
     }
 }
