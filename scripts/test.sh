@@ -47,6 +47,13 @@ if cargo tree -p projsync-migrate-lint -e normal --prefix none --locked \
     exit 1
 fi
 
+echo "test: layering (code analysis is pure: no projsync crate, no I/O)"
+if cargo tree -p projsync-analyze -e normal --prefix none --locked \
+    | grep -E '^(projsync-[a-z-]+|tokio|sqlx|redis|axum|reqwest) ' | grep -v '^projsync-analyze ' ; then
+    echo "test: projsync-analyze must not depend on the crates above (see ARCHITECTURE.md)" >&2
+    exit 1
+fi
+
 echo "test: layering (only the binary exports telemetry; the library crates use the trace-context helpers)"
 for crate in projsync-api projsync-pipeline projsync-queue projsync-store; do
     if cargo tree -p "$crate" -e normal --prefix none --locked \
