@@ -7,11 +7,11 @@
 //! written twice is kept once. A backfill runs the same phase over the
 //! project's active versions instead of a sync's pending ones.
 
-use crate::{Pipeline, RunCtx, Transition};
+use crate::{Pipeline, RunCtx, Stop, Transition};
 use projsync_domain::{PhaseError, PhaseStatus, SyncPhase};
 use projsync_embed::chunk::{chunk_text, ChunkOptions, EstimateCounter};
 use projsync_embed::{EmbedError, Embedder, TokenCounter};
-use projsync_store::{ChunkScope, NewChunk};
+use projsync_store::{BatchWrite, ChunkScope, NewChunk};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -192,10 +192,9 @@ impl Pipeline {
         let mut read_all = false;
         loop {
             // Not before the first batches are read (the step's start has
-            // just checked), nor before the last are written (the next
-            // step's start checks).
-            if !ready.is_empty() && !read_all {
-                if let Some(stop) = self.boundary(ctx).await? {
+            // just checked); a batch's write checks for a cancel itself.
+            if !ready.is_empty() {
+                if let Some(stop) = self.write_boundary(ctx).await? {
                     return Ok(Transition::Stop(stop));
                 }
             }
@@ -247,7 +246,9 @@ impl Pipeline {
                 Ok::<_, PhaseError>(next)
             };
             let (written, next) = tokio::join!(write, read);
-            written?;
+            if written?.contains(&BatchWrite::CancelRequested) {
+                return Ok(Transition::Stop(Stop::Cancel));
+            }
             if !pending.is_empty() {
                 crate::failpoints::hit("embed.chunks_written").await;
                 self.emit(

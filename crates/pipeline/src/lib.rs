@@ -389,7 +389,7 @@ impl Pipeline {
             .find(|s| !matches!(s.status, PhaseStatus::Succeeded | PhaseStatus::Skipped))
             .map(|s| s.phase);
         while let Some(current) = phase {
-            if let Some(stop) = self.phase_boundary(ctx).await? {
+            if let Some(stop) = self.write_boundary(ctx).await? {
                 return self.stop(ctx, current, stop).await;
             }
             // One span per attempt of a phase, in the sync's trace.
@@ -511,11 +511,12 @@ impl Pipeline {
             .sync_work(s.imported, chunks, s.embedded, s.embedding_cache_hits);
     }
 
-    /// Between two phases: should the run stop before the next one? A
-    /// cancel is seen by the next step's start (its fence check reads
-    /// it), so this asks the database only when the worker is shutting
+    /// At a boundary followed by a write that checks for a cancel itself
+    /// (a step's start, an import or chunk batch: their fence check reads
+    /// it under the row lock, and they write nothing then): should the run
+    /// stop here? This asks the database only when the worker is shutting
     /// down (a cancel still comes first then).
-    async fn phase_boundary(&self, ctx: &RunCtx) -> Result<Option<Stop>, PhaseError> {
+    pub(crate) async fn write_boundary(&self, ctx: &RunCtx) -> Result<Option<Stop>, PhaseError> {
         if ctx.lease_lost.is_cancelled() {
             return Err(PhaseError::retryable(LEASE_LOST));
         }

@@ -1,7 +1,7 @@
 //! The four phases. Each is idempotent: run again after a crash or a second
 //! delivery, it continues from its checkpoint and reaches the same end state.
 
-use crate::{failpoints, Pipeline, RunCtx, Transition};
+use crate::{failpoints, Pipeline, RunCtx, Stop, Transition};
 use projsync_domain::filter::{classify_content, Filter};
 use projsync_domain::plan::StoredFile;
 use projsync_domain::plan::{diff, ChangeKind, PlannedChange};
@@ -9,7 +9,7 @@ use projsync_domain::{
     content_hash, language, PhaseError, PhaseStatus, ScanMode, SkipReason, Source, Stats,
     SyncPhase, SyncStatus, TreeEntry,
 };
-use projsync_store::{GrownTable, NewEntry, PlanRow};
+use projsync_store::{BatchWrite, GrownTable, NewEntry, PlanRow};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -427,10 +427,9 @@ impl Pipeline {
         let mut ready: Option<ReadBatch> = None;
         loop {
             // Not before the first batch is read (the step's start has
-            // just checked), nor before the last is written (the next
-            // step's start checks).
-            if ready.as_ref().is_some_and(|b| b.done < total) {
-                if let Some(stop) = self.boundary(ctx).await? {
+            // just checked); a batch's write checks for a cancel itself.
+            if ready.is_some() {
+                if let Some(stop) = self.write_boundary(ctx).await? {
                     return Ok(Transition::Stop(stop));
                 }
             }
@@ -442,8 +441,8 @@ impl Pipeline {
                     Some(b) => store
                         .write_import_batch(&claim, &b.entries, &b.skips, b.checkpoint.clone())
                         .await
-                        .map(|()| true),
-                    None => Ok(false),
+                        .map(Some),
+                    None => Ok(None),
                 }
             };
             // Content of the batch being written, not yet visible to
@@ -454,9 +453,11 @@ impl Pipeline {
                 .collect();
             let read = self.read_batch(ctx, &mut cp, batch_size, &carry, reuse);
             let (written, next) = tokio::join!(write, read);
-            if written? {
+            if written? == Some(BatchWrite::CancelRequested) {
+                return Ok(Transition::Stop(Stop::Cancel));
+            }
+            if let Some(b) = &pending {
                 failpoints::hit("import.batch_written").await;
-                let b = pending.as_ref().expect("a batch was written");
                 self.emit(
                     ctx,
                     SyncPhase::Import,

@@ -7,8 +7,8 @@
 //! [`Store::ensure_embedding_index`] for the configured model, so the
 //! semantic query names the model and the dimensions literally.
 
-use crate::syncs::save_checkpoint_query;
-use crate::{Claim, Error, MemoryKey, Result, Store};
+use crate::syncs::{save_checkpoint_query, FenceLock};
+use crate::{BatchWrite, Claim, Error, MemoryKey, Result, Store};
 use projsync_domain::{ProjectId, SyncId, SyncPhase};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgExecutor, Row};
@@ -266,15 +266,21 @@ impl Store {
     /// nothing. Batches of other entries may be written side by side: the
     /// fence takes the sync's row in share mode (a takeover still waits for
     /// each), and the step's row, locked last for the checkpoint, is the
-    /// only row they share: they end in either order.
+    /// only row they share: they end in either order. Nothing is written
+    /// once a cancel has been asked for.
     pub async fn write_chunks(
         &self,
         claim: &Claim,
         entries: &[(i64, Vec<NewChunk>)],
         phase: SyncPhase,
         checkpoint: serde_json::Value,
-    ) -> Result<()> {
-        let mut tx = self.fenced_shared(claim).await?;
+    ) -> Result<BatchWrite> {
+        let Some(mut tx) = self
+            .fenced_unless_cancelled(claim, FenceLock::Share)
+            .await?
+        else {
+            return Ok(BatchWrite::CancelRequested);
+        };
         let mut entry_ids = Vec::new();
         let mut ordinals = Vec::new();
         let (mut starts, mut ends, mut contents, mut hashes, mut tokens, mut texts) =
@@ -327,7 +333,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(BatchWrite::Written)
     }
 
     /// How many chunks the entry versions of `scope` have.

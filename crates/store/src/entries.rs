@@ -2,9 +2,9 @@
 
 use crate::copy::BinaryCopy;
 use crate::embeddings::unembedded;
-use crate::syncs::{finish_step_query, save_checkpoint_query};
+use crate::syncs::{finish_step_query, save_checkpoint_query, FenceLock};
 use crate::ChunkScope;
-use crate::{Claim, Error, PlanRow, Result, Store};
+use crate::{BatchWrite, Claim, Error, PlanRow, Result, Store};
 use projsync_domain::plan::{ChangeKind, StoredFile};
 use projsync_domain::{
     EntryKind, PhaseStatus, ProjectId, RepositoryId, ScanMode, SkipReason, Stats, SyncId, SyncPhase,
@@ -297,14 +297,15 @@ impl Store {
 
     /// Write one import batch: the new `pending` versions, the skips found
     /// in the content, and the checkpoint, in one fenced transaction. A batch
-    /// written twice (redelivery) changes nothing.
+    /// written twice (redelivery) changes nothing. Nothing is written once
+    /// a cancel has been asked for.
     pub async fn write_import_batch(
         &self,
         claim: &Claim,
         entries: &[NewEntry],
         skips: &[(String, SkipReason)],
         checkpoint: serde_json::Value,
-    ) -> Result<()> {
+    ) -> Result<BatchWrite> {
         // A batch's rows commit with the checkpoint that moves past them,
         // and only the lease holder writes: a batch normally finds none of
         // its rows there, and a plain INSERT skips ON CONFLICT's
@@ -330,8 +331,13 @@ impl Store {
         skips: &[(String, SkipReason)],
         checkpoint: serde_json::Value,
         skip_existing: bool,
-    ) -> Result<()> {
-        let mut tx = self.fenced(claim).await?;
+    ) -> Result<BatchWrite> {
+        let Some(mut tx) = self
+            .fenced_unless_cancelled(claim, FenceLock::Update)
+            .await?
+        else {
+            return Ok(BatchWrite::CancelRequested);
+        };
         if !entries.is_empty() {
             // Binary COPY into a staging table of the session (emptied at
             // the end of each transaction), then one INSERT … SELECT: COPY
@@ -396,7 +402,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(BatchWrite::Written)
     }
 
     /// Make the sync's state the one readers see, in one transaction

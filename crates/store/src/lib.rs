@@ -27,8 +27,8 @@ pub use locks::{sync_lock_key, SyncLockGuard, SyncLocks};
 pub use ops::{ProjectFacts, QueueCounts, RunningSync, ThroughputBucket, WorkerInfo};
 pub use projects::{NewProject, Project, ProjectKey, Repository};
 pub use syncs::{
-    CancelOutcome, Claim, ClaimOutcome, DuePush, EnqueueOutcome, Heartbeat, PlanRow, StepRecord,
-    StepStart, SyncCount, SyncKey, SyncRecord,
+    BatchWrite, CancelOutcome, Claim, ClaimOutcome, DuePush, EnqueueOutcome, Heartbeat, PlanRow,
+    StepRecord, StepStart, SyncCount, SyncKey, SyncRecord,
 };
 pub use tenancy::{
     random_secret, secret_hash, Actor, ApiKey, AppRole, AuditRecord, CreatedKey, Credential,

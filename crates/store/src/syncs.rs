@@ -81,6 +81,15 @@ pub enum StepStart {
     CancelRequested,
 }
 
+/// What a batch write of a run did: a batch is not written once a cancel
+/// has been asked for (its fence check reads it, under the row lock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum BatchWrite {
+    Written,
+    CancelRequested,
+}
+
 /// The result of asking for a sync.
 #[derive(Debug, Clone)]
 pub struct EnqueueOutcome {
@@ -218,7 +227,7 @@ pub(crate) fn sync_from_row(row: &PgRow) -> Result<SyncRecord> {
 
 /// How a fenced write locks the sync's row.
 #[derive(Debug, Clone, Copy)]
-enum FenceLock {
+pub(crate) enum FenceLock {
     /// `FOR UPDATE`: the writes that update the row, or must not overlap.
     Update,
     /// `FOR SHARE`: writes of one run that touch other rows only (chunk
@@ -276,16 +285,6 @@ impl Store {
             .await
     }
 
-    /// [`Store::fenced`] with the sync's row share-locked
-    /// ([`FenceLock::Share`]), for writes that may run side by side.
-    pub(crate) async fn fenced_shared(
-        &self,
-        claim: &Claim,
-    ) -> Result<Transaction<'static, Postgres>> {
-        self.fenced_as(claim, Commit::Deferred, FenceLock::Share)
-            .await
-    }
-
     /// [`Store::fenced`], for a run's last write: the commit waits for the
     /// disk, and with it every deferred commit before it.
     pub(crate) async fn fenced_durable(
@@ -305,6 +304,20 @@ impl Store {
         let mut tx = self.begin_committing(commit).await?;
         check_fence(&mut tx, claim.sync_id, claim.fence, lock).await?;
         Ok(tx)
+    }
+
+    /// [`Store::fenced`] (with the row locked as `lock` says), or `None` when a
+    /// cancel has been asked for: the fence check is then also the
+    /// boundary's cancel check, without a read of its own, and the write
+    /// does not happen.
+    pub(crate) async fn fenced_unless_cancelled(
+        &self,
+        claim: &Claim,
+        lock: FenceLock,
+    ) -> Result<Option<Transaction<'static, Postgres>>> {
+        let mut tx = self.begin_committing(Commit::Deferred).await?;
+        let fenced = check_fence(&mut tx, claim.sync_id, claim.fence, lock).await?;
+        Ok((!fenced.cancel_requested).then_some(tx))
     }
 
     /// One statement as a fenced write of its own (begin, check the fence,
@@ -686,11 +699,12 @@ impl Store {
     /// written. The phase boundary's cancel check is this transaction's
     /// fence check, not a read of its own.
     pub async fn start_step(&self, claim: &Claim, phase: SyncPhase) -> Result<StepStart> {
-        let mut tx = self.begin_committing(Commit::Deferred).await?;
-        let fenced = check_fence(&mut tx, claim.sync_id, claim.fence, FenceLock::Update).await?;
-        if fenced.cancel_requested {
+        let Some(mut tx) = self
+            .fenced_unless_cancelled(claim, FenceLock::Update)
+            .await?
+        else {
             return Ok(StepStart::CancelRequested);
-        }
+        };
         let row = sqlx::query(&format!(
             "WITH sync AS (UPDATE project_syncs SET current_phase = $2, updated_at = now() \
                  WHERE id = $1) \

@@ -4,7 +4,7 @@
 
 use projsync_domain::source::RemoteIdentity;
 use projsync_domain::{ProjectId, SkipReason, Stats};
-use projsync_store::{Claim, ClaimOutcome, NewEntry, NewProject, PlanRow, Store};
+use projsync_store::{BatchWrite, Claim, ClaimOutcome, NewEntry, NewProject, PlanRow, Store};
 use projsync_test_support::TestDb;
 use serde_json::json;
 use std::time::Duration;
@@ -53,10 +53,13 @@ async fn an_import_batch_goes_through_copy_once_and_only_with_the_fence() {
     let skips = vec![("bin.dat".to_string(), SkipReason::Binary)];
     // Written twice (a redelivered batch): the second changes nothing.
     for _ in 0..2 {
-        store
-            .write_import_batch(&claim, &batch, &skips, json!({ "after": "empty" }))
-            .await
-            .unwrap();
+        assert_eq!(
+            store
+                .write_import_batch(&claim, &batch, &skips, json!({ "after": "empty" }))
+                .await
+                .unwrap(),
+            BatchWrite::Written
+        );
     }
     let rows: Vec<(String, String, Option<String>, i64, String)> = sqlx::query_as(
         "SELECT path, content, language, size_bytes, status FROM memory_entries ORDER BY path",
@@ -98,10 +101,34 @@ async fn an_import_batch_goes_through_copy_once_and_only_with_the_fence() {
         .unwrap_err();
     assert!(matches!(err, projsync_store::Error::LeaseLost(_)), "{err}");
     // The new owner's batch lands; the staging table was left empty.
-    store
-        .write_import_batch(&taken, &[entry("b.rs", "b", None)], &[], json!({}))
+    assert_eq!(
+        store
+            .write_import_batch(&taken, &[entry("b.rs", "b", None)], &[], json!({}))
+            .await
+            .unwrap(),
+        BatchWrite::Written
+    );
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM memory_entries")
+        .fetch_one(&db.admin)
         .await
         .unwrap();
+    assert_eq!(n, 4);
+
+    // Once a cancel is asked for, a batch is not written (its fence check
+    // is the boundary's cancel check).
+    store.request_cancel(claim.sync_id).await.unwrap();
+    assert_eq!(
+        store
+            .write_import_batch(
+                &taken,
+                &[entry("c.rs", "c", None)],
+                &[],
+                json!({ "after": "c" })
+            )
+            .await
+            .unwrap(),
+        BatchWrite::CancelRequested
+    );
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM memory_entries")
         .fetch_one(&db.admin)
         .await
