@@ -30,11 +30,15 @@ pub struct ReadCounters {
 #[derive(Debug, Clone)]
 pub struct GitSource {
     path: PathBuf,
+    /// Whether `path` is the top of its repository, learned when opened.
+    top: bool,
     counters: Arc<ReadCounters>,
 }
 
 impl GitSource {
     /// Open the repository at `path` (a work tree or a bare repository).
+    /// One `git rev-parse` says both that it is a repository and where
+    /// `path` lies in it.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, SourceError> {
         let path = path.as_ref();
         if !path.is_dir() {
@@ -46,17 +50,29 @@ impl GitSource {
         let path = path
             .canonicalize()
             .map_err(|e| SourceError::invalid(format!("cannot read {}: {e}", path.display())))?;
-        let source = Self {
+        let mut source = Self {
             path,
+            top: false,
             counters: Arc::default(),
         };
-        let out = source.git(&["rev-parse", "--git-dir"]).await?;
+        // `--show-cdup` (not `--show-toplevel`, which fails outside a work
+        // tree) prints nothing in a bare repository or a git directory.
+        let out = source
+            .git(&[
+                "rev-parse",
+                "--is-bare-repository",
+                "--is-inside-git-dir",
+                "--absolute-git-dir",
+                "--show-cdup",
+            ])
+            .await?;
         if !out.status.success() {
             return Err(SourceError::invalid(format!(
                 "{} is not a Git repository; run `git init` there or give another path",
                 source.path.display()
             )));
         }
+        source.top = source.is_top(&out.stdout);
         Ok(source)
     }
 
@@ -69,31 +85,28 @@ impl GitSource {
     /// tree (Git would walk up to the enclosing repository) and not the
     /// `.git` folder inside one.
     pub async fn is_repository_top(&self) -> Result<bool, SourceError> {
-        let out = self
-            .git(&["rev-parse", "--is-bare-repository", "--is-inside-git-dir"])
-            .await?;
-        if !out.status.success() {
-            return Ok(false);
+        Ok(self.top)
+    }
+
+    /// Read `rev-parse --is-bare-repository --is-inside-git-dir
+    /// --absolute-git-dir --show-cdup`.
+    fn is_top(&self, out: &[u8]) -> bool {
+        // Bytes, not text: a path need not be UTF-8.
+        let mut lines = out.split(|b| *b == b'\n');
+        let bare = lines.next() == Some(b"true");
+        let in_git_dir = lines.next() == Some(b"true");
+        let git_dir = lines
+            .next()
+            .map(|d| PathBuf::from(std::ffi::OsString::from_vec(d.to_vec())));
+        let cdup = lines.next().unwrap_or_default();
+        match (bare, in_git_dir) {
+            // A bare repository's own directory, not one of its folders.
+            (true, _) => {
+                git_dir.and_then(|d| d.canonicalize().ok()).as_deref() == Some(self.path.as_path())
+            }
+            (false, true) => false,
+            (false, false) => cdup.is_empty(),
         }
-        let flags = String::from_utf8_lossy(&out.stdout);
-        let mut flags = flags.split_whitespace();
-        let bare = flags.next() == Some("true");
-        let in_git_dir = flags.next() == Some("true");
-        let which = match (bare, in_git_dir) {
-            (true, _) => "--absolute-git-dir",
-            (false, true) => return Ok(false),
-            (false, false) => "--show-toplevel",
-        };
-        let out = self.git(&["rev-parse", which]).await?;
-        if !out.status.success() {
-            return Ok(false);
-        }
-        let mut top = out.stdout;
-        while top.last() == Some(&b'\n') {
-            top.pop();
-        }
-        let top = PathBuf::from(std::ffi::OsString::from_vec(top));
-        Ok(top.canonicalize().ok().as_deref() == Some(self.path.as_path()))
     }
 
     pub fn counters(&self) -> Arc<ReadCounters> {
@@ -523,6 +536,7 @@ fn escape_non_utf8(raw: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::ffi::OsStrExt;
 
     #[test]
     fn paths_that_are_not_utf8_stay_apart() {
@@ -616,6 +630,42 @@ mod tests {
         );
         let missing = "0123456789abcdef0123456789abcdef01234567";
         assert_eq!(source.diff(missing, &second).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn knows_whether_it_was_opened_at_the_top_of_its_repository() {
+        let repo = projsync_test_support::GitRepo::new();
+        repo.write("src/a.txt", "a\n");
+        repo.commit("first");
+        // `None`: not a repository at all (git never looks above the path
+        // it was given).
+        let top = |p: PathBuf| async move {
+            match GitSource::open(&p).await {
+                Ok(source) => Some(source.is_repository_top().await.unwrap()),
+                Err(_) => None,
+            }
+        };
+        assert_eq!(top(repo.path().to_path_buf()).await, Some(true));
+        assert_eq!(top(repo.path().join(".git")).await, Some(false));
+        assert_eq!(top(repo.path().join(".git/refs")).await, None);
+        assert_eq!(top(repo.path().join("src")).await, None);
+
+        // A bare repository, under a name that is not UTF-8.
+        // Beside the work tree's folder (unique as it is), removed at the end.
+        let mut name = repo.path().file_name().unwrap().to_os_string();
+        name.push(std::ffi::OsStr::from_bytes(b"-bare-\xff.git"));
+        let bare = repo.path().with_file_name(name);
+        let status = std::process::Command::new("git")
+            .args(["init", "-q", "--bare"])
+            .arg(&bare)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let bare_top = top(bare.clone()).await;
+        let bare_refs_top = top(bare.join("refs")).await;
+        std::fs::remove_dir_all(&bare).unwrap();
+        assert_eq!(bare_top, Some(true));
+        assert_ne!(bare_refs_top, Some(true));
     }
 
     #[tokio::test]
