@@ -33,6 +33,35 @@ pub struct GitSource {
     /// Whether `path` is the top of its repository, learned when opened.
     top: bool,
     counters: Arc<ReadCounters>,
+    /// The source's one `git cat-file --batch-command`, started at its
+    /// first use and shared by its clones; it ends with the last of them
+    /// (a source lives for one run of a sync).
+    cat_file: Arc<tokio::sync::Mutex<Option<CatFile>>>,
+}
+
+/// A running `git cat-file --batch-command --buffer`: a branch's head, the
+/// sizes of new blobs and their contents all come from one process per
+/// run instead of one process per question.
+#[derive(Debug)]
+struct CatFile {
+    // Killed when dropped (`kill_on_drop`).
+    _child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    stdout: BufReader<tokio::process::ChildStdout>,
+}
+
+/// What `cat-file` answered to one command.
+#[derive(Debug)]
+enum Answer {
+    Object {
+        kind: String,
+        sha: String,
+        size: usize,
+        /// For `contents`.
+        data: Option<Vec<u8>>,
+    },
+    /// `missing` or `ambiguous`: the name is not one object here.
+    NotFound,
 }
 
 impl GitSource {
@@ -54,6 +83,7 @@ impl GitSource {
             path,
             top: false,
             counters: Arc::default(),
+            cat_file: Arc::default(),
         };
         // `--show-cdup` (not `--show-toplevel`, which fails outside a work
         // tree) prints nothing in a bare repository or a git directory.
@@ -198,11 +228,10 @@ impl Source for GitSource {
         // `main@{0}` a reflog lookup.
         projsync_domain::names::check_branch_name(branch).map_err(SourceError::invalid)?;
         let refname = format!("refs/heads/{branch}^{{commit}}");
-        let out = self
-            .git(&["rev-parse", "--verify", "--quiet", &refname])
-            .await?;
-        if out.status.success() {
-            return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
+        if let Some(Answer::Object { sha, .. }) =
+            self.ask(&[format!("info {refname}")]).await?.pop()
+        {
+            return Ok(sha);
         }
         if !self.has_commits().await? {
             return Err(SourceError::not_found(format!(
@@ -311,28 +340,16 @@ impl Source for GitSource {
         if let Some(bad) = shas.iter().find(|s| !valid_sha(s)) {
             return Err(SourceError::invalid(format!("`{bad}` is not a blob SHA")));
         }
-        let (mut child, writer) = self.cat_file("--batch", shas)?;
-        let mut reader = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let commands: Vec<String> = shas.iter().map(|s| format!("contents {s}")).collect();
         let mut blobs = Vec::with_capacity(shas.len());
-        let mut header = String::new();
-        for sha in shas {
-            header.clear();
-            let n = reader
-                .read_line(&mut header)
-                .await
-                .map_err(|e| SourceError::unavailable(format!("git cat-file: {e}")))?;
-            let fields: Vec<&str> = header.split_whitespace().collect();
-            match fields.as_slice() {
-                [_, "blob", size] => {
-                    let size: usize = size.parse().map_err(|_| {
-                        SourceError::unavailable(format!("git cat-file: bad header `{header}`"))
-                    })?;
-                    let mut data = vec![0; size + 1];
-                    reader
-                        .read_exact(&mut data)
-                        .await
-                        .map_err(|e| SourceError::unavailable(format!("git cat-file: {e}")))?;
-                    data.truncate(size);
+        for (sha, answer) in shas.iter().zip(self.ask(&commands).await?) {
+            match answer {
+                Answer::Object {
+                    kind,
+                    size,
+                    data: Some(data),
+                    ..
+                } if kind == "blob" => {
                     self.counters.blobs.fetch_add(1, Ordering::Relaxed);
                     self.counters
                         .blob_bytes
@@ -342,34 +359,26 @@ impl Source for GitSource {
                         data,
                     });
                 }
-                _ if n == 0 => {
-                    return Err(SourceError::unavailable(
-                        "git cat-file ended before answering every request",
-                    ))
-                }
-                [_, "missing"] => {
+                Answer::NotFound => {
                     return Err(SourceError::not_found(format!(
                         "blob {sha} not found in {}",
                         self.path.display()
                     )))
                 }
-                _ => {
+                Answer::Object { kind, .. } => {
                     return Err(SourceError::invalid(format!(
-                        "object {sha} in {} is not a blob ({})",
+                        "object {sha} in {} is not a blob (a {kind})",
                         self.path.display(),
-                        header.trim()
                     )))
                 }
             }
         }
-        let _ = writer.await;
-        let _ = child.wait().await;
         Ok(blobs)
     }
 }
 
 impl GitSource {
-    /// The sizes of these blobs, through one `cat-file --batch-check`.
+    /// The sizes of these blobs (those found).
     async fn blob_sizes(
         &self,
         shas: &[String],
@@ -378,61 +387,115 @@ impl GitSource {
         if shas.is_empty() {
             return Ok(sizes);
         }
-        let (mut child, writer) =
-            self.cat_file("--batch-check=%(objectname) %(objectsize)", shas)?;
-        let mut out = Vec::new();
-        child
-            .stdout
-            .take()
-            .expect("piped stdout")
-            .read_to_end(&mut out)
-            .await
-            .map_err(|e| SourceError::unavailable(format!("git cat-file: {e}")))?;
-        let _ = writer.await;
-        let _ = child.wait().await;
-        for line in String::from_utf8_lossy(&out).lines() {
-            if let Some((sha, size)) = line.split_once(' ') {
-                if let Ok(size) = size.parse() {
-                    sizes.insert(sha.to_string(), size);
-                }
+        let commands: Vec<String> = shas.iter().map(|s| format!("info {s}")).collect();
+        for answer in self.ask(&commands).await? {
+            if let Answer::Object { sha, size, .. } = answer {
+                sizes.insert(sha, size as u64);
             }
         }
         Ok(sizes)
     }
 
-    /// `git cat-file <mode>` fed `shas` (one a line) on its stdin by a task
-    /// of its own: writing while the caller reads, since a large request
-    /// would otherwise fill both pipes.
-    #[allow(clippy::type_complexity)]
-    fn cat_file(
-        &self,
-        mode: &str,
-        shas: &[String],
-    ) -> Result<
-        (
-            tokio::process::Child,
-            tokio::task::JoinHandle<std::io::Result<()>>,
-        ),
-        SourceError,
-    > {
+    /// Send `commands` (`info <name>` or `contents <name>`, one a line) to
+    /// the source's `cat-file`, started if need be, and read its answers,
+    /// one per command, in order. The commands are written while the
+    /// answers are read (a large request would otherwise fill both pipes).
+    /// After any failure the process is dropped (killed) and the next
+    /// question starts another: its state is unknown.
+    async fn ask(&self, commands: &[String]) -> Result<Vec<Answer>, SourceError> {
+        let mut slot = self.cat_file.lock().await;
+        let cat_file = match &mut *slot {
+            Some(cat_file) => cat_file,
+            empty => empty.insert(self.start_cat_file()?),
+        };
+        let mut input = Vec::with_capacity(commands.len() * 50 + 6);
+        for c in commands {
+            input.extend_from_slice(c.as_bytes());
+            input.push(b'\n');
+        }
+        input.extend_from_slice(b"flush\n");
+        let CatFile { stdin, stdout, .. } = cat_file;
+        let write = async {
+            stdin.write_all(&input).await?;
+            stdin.flush().await
+        };
+        let (written, answers) = tokio::join!(write, read_answers(stdout, commands));
+        let result = match (written, answers) {
+            (Ok(()), Ok(answers)) => Ok(answers),
+            (_, Err(e)) => Err(e),
+            (Err(e), _) => Err(SourceError::unavailable(format!("git cat-file: {e}"))),
+        };
+        if result.is_err() {
+            *slot = None;
+        }
+        result
+    }
+
+    fn start_cat_file(&self) -> Result<CatFile, SourceError> {
         let mut child = self
-            .command(&["cat-file", mode])
+            .command(&["cat-file", "--batch-command", "--buffer"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .map_err(|e| SourceError::unavailable(format!("cannot run git cat-file: {e}")))?;
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        let input: Vec<u8> = shas
-            .iter()
-            .flat_map(|s| format!("{s}\n").into_bytes())
-            .collect();
-        let writer = tokio::spawn(async move {
-            stdin.write_all(&input).await?;
-            stdin.shutdown().await
-        });
-        Ok((child, writer))
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        Ok(CatFile {
+            _child: child,
+            stdin,
+            stdout,
+        })
     }
+}
+
+/// Read one answer per command: `<sha> <type> <size>` (then, for
+/// `contents`, the object and a newline), or `<name> missing` /
+/// `<name> ambiguous`.
+async fn read_answers(
+    stdout: &mut BufReader<tokio::process::ChildStdout>,
+    commands: &[String],
+) -> Result<Vec<Answer>, SourceError> {
+    let io = |e: std::io::Error| SourceError::unavailable(format!("git cat-file: {e}"));
+    let mut answers = Vec::with_capacity(commands.len());
+    let mut header = String::new();
+    for command in commands {
+        header.clear();
+        if stdout.read_line(&mut header).await.map_err(io)? == 0 {
+            return Err(SourceError::unavailable(
+                "git cat-file ended before answering every request",
+            ));
+        }
+        let line = header.trim_end_matches('\n');
+        if line.ends_with(" missing") || line.ends_with(" ambiguous") {
+            answers.push(Answer::NotFound);
+            continue;
+        }
+        let fields: Vec<&str> = line.split(' ').collect();
+        let [sha, kind, size] = fields.as_slice() else {
+            return Err(SourceError::unavailable(format!(
+                "git cat-file: unexpected answer `{line}`"
+            )));
+        };
+        let size: usize = size
+            .parse()
+            .map_err(|_| SourceError::unavailable(format!("git cat-file: bad size in `{line}`")))?;
+        let data = if command.starts_with("contents ") {
+            let mut data = vec![0; size + 1];
+            stdout.read_exact(&mut data).await.map_err(io)?;
+            data.truncate(size);
+            Some(data)
+        } else {
+            None
+        };
+        answers.push(Answer::Object {
+            kind: kind.to_string(),
+            sha: sha.to_string(),
+            size,
+            data,
+        });
+    }
+    Ok(answers)
 }
 
 /// Parse `git diff-tree -r -z --raw` output:
@@ -666,6 +729,57 @@ mod tests {
         std::fs::remove_dir_all(&bare).unwrap();
         assert_eq!(bare_top, Some(true));
         assert_ne!(bare_refs_top, Some(true));
+    }
+
+    /// One `cat-file` per source answers heads, sizes and contents, in
+    /// any order and size; a failed question leaves it usable.
+    #[tokio::test]
+    async fn one_cat_file_answers_every_question_of_a_run() {
+        let repo = projsync_test_support::GitRepo::new();
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        repo.write("big.bin", &big);
+        repo.write("small.txt", "small\n");
+        repo.write("empty", "");
+        let head = repo.commit("first");
+        let sha = |path: &str| {
+            repo.git(&["rev-parse", &format!("HEAD:{path}")])
+                .trim()
+                .to_string()
+        };
+        let shas = vec![
+            sha("small.txt"),
+            sha("big.bin"),
+            sha("empty"),
+            sha("small.txt"),
+        ];
+        let source = GitSource::open(repo.path()).await.unwrap();
+
+        assert_eq!(source.resolve_branch("main").await.unwrap(), head);
+        let blobs = source.read_blobs(&shas).await.unwrap();
+        let data: Vec<&[u8]> = blobs.iter().map(|b| b.data.as_slice()).collect();
+        assert_eq!(data, [&b"small\n"[..], &big[..], b"", b"small\n"]);
+        let sizes = source.blob_sizes(&shas).await.unwrap();
+        assert_eq!(sizes[&shas[1]], big.len() as u64);
+
+        // A missing blob and a tree are errors that say so...
+        let missing = "0123456789012345678901234567890123456789".to_string();
+        let err = source.read_blobs(&[missing]).await.unwrap_err();
+        assert_eq!(
+            err.kind,
+            projsync_domain::SourceErrorKind::NotFound,
+            "{err}"
+        );
+        let tree = repo.git(&["rev-parse", "HEAD^{tree}"]).trim().to_string();
+        let err = source.read_blobs(&[tree]).await.unwrap_err();
+        assert!(err.message.contains("not a blob"), "{err}");
+        // ...and the same source still answers, from the same process.
+        assert_eq!(
+            source.read_blobs(&shas[..1]).await.unwrap()[0].data,
+            b"small\n"
+        );
+        assert!(source.cat_file.lock().await.is_some());
+        assert!(source.resolve_branch("nope").await.is_err());
+        assert_eq!(source.resolve_branch("main").await.unwrap(), head);
     }
 
     #[tokio::test]
