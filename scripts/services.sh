@@ -119,6 +119,12 @@ wait_for() {
 if ! have git; then
     apt_install git
 fi
+# Local repositories are read through `git cat-file --batch-command` (2.36).
+git_version=$(git --version | awk '{print $3}')
+if [ "$(printf '%s\n2.36\n' "$git_version" | sort -V | head -n1)" != "2.36" ]; then
+    echo "services: git $git_version is too old: projsync needs git 2.36 or newer" >&2
+    exit 1
+fi
 
 # --------------------------------------------------------------- C, libclang
 # A few crates build C (libpg_query for the migration guard, ONNX bindings):
