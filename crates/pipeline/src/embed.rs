@@ -281,15 +281,18 @@ impl Pipeline {
         let embedder = match &settings.embedder {
             Some(e) if settings.enabled_for(ctx.project.embeddings_enabled) => e.clone(),
             _ => {
-                self.store
+                let next = self
+                    .store
                     .finish_step_with_stats(
                         &ctx.claim,
                         SyncPhase::Embed,
                         PhaseStatus::Skipped,
                         json(&cp),
                         &ctx.stats,
+                        SyncPhase::Embed.next(),
                     )
                     .await?;
+                ctx.started_next(SyncPhase::Embed, next);
                 self.emit(
                     ctx,
                     SyncPhase::Embed,
@@ -385,15 +388,18 @@ impl Pipeline {
         }
         ctx.stats.embedded = cp.embedded;
         ctx.stats.embedding_cache_hits = cp.cache_hits;
-        self.store
+        let next = self
+            .store
             .finish_step_with_stats(
                 &ctx.claim,
                 SyncPhase::Embed,
                 PhaseStatus::Succeeded,
                 json(&cp),
                 &ctx.stats,
+                SyncPhase::Embed.next(),
             )
             .await?;
+        ctx.started_next(SyncPhase::Embed, next);
         Ok(Transition::Continue)
     }
 

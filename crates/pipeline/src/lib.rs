@@ -144,6 +144,10 @@ pub(crate) struct RunCtx {
     /// ran in this run (only one sync of a project is active at a time,
     /// so it still holds in the phases after).
     pub last: Option<Option<projsync_store::LastSync>>,
+    /// The next step, started (or found cancelled) by the transaction
+    /// that ended the last one: the engine runs it without a start of its
+    /// own.
+    next_step: Option<(SyncPhase, StepStart)>,
     source: Option<Arc<dyn Source>>,
     /// Blob contents from the source's archive, by blob SHA (large imports).
     pub archive: Option<std::collections::HashMap<String, Vec<u8>>>,
@@ -152,6 +156,13 @@ pub(crate) struct RunCtx {
     /// Where the run's progress events go, in order, to be recorded and
     /// published off the phases' path.
     progress: Option<mpsc::UnboundedSender<ProgressEvent>>,
+}
+
+impl RunCtx {
+    /// Keep what the end of `phase` did about the step after it.
+    pub(crate) fn started_next(&mut self, phase: SyncPhase, next: Option<StepStart>) {
+        self.next_step = phase.next().zip(next);
+    }
 }
 
 impl Pipeline {
@@ -320,6 +331,7 @@ impl Pipeline {
             stats: sync.stats.clone(),
             head: sync.head_commit.clone(),
             last: None,
+            next_step: None,
             sync,
             project,
             source: None,
@@ -420,7 +432,11 @@ impl Pipeline {
     /// Run one attempt of `current`, from its step's start to its outcome
     /// in the ledger.
     async fn phase(&self, ctx: &mut RunCtx, current: SyncPhase) -> Result<Next, PhaseError> {
-        let step = match self.store.start_step(&ctx.claim, current).await? {
+        let start = match ctx.next_step.take() {
+            Some((phase, start)) if phase == current => start,
+            _ => self.store.start_step(&ctx.claim, current).await?,
+        };
+        let step = match start {
             StepStart::Started(step) => step,
             StepStart::CancelRequested => {
                 return self

@@ -113,7 +113,8 @@ impl Pipeline {
             .await;
             return Ok(Transition::Complete);
         }
-        self.store
+        let next = self
+            .store
             .finish_prepare(
                 &ctx.claim,
                 &head,
@@ -121,8 +122,10 @@ impl Pipeline {
                     "head_commit": head,
                     "previous_sync_id": last.map(|l| l.id),
                 }),
+                SyncPhase::Prepare.next(),
             )
             .await?;
+        ctx.started_next(SyncPhase::Prepare, next);
         Ok(Transition::Continue)
     }
 
@@ -256,9 +259,11 @@ impl Pipeline {
         stats: Stats,
         filter: Option<&str>,
     ) -> Result<Transition, PhaseError> {
-        self.store
-            .write_plan(&ctx.claim, &rows, &stats, filter)
+        let next = self
+            .store
+            .write_plan(&ctx.claim, &rows, &stats, filter, SyncPhase::Scan.next())
             .await?;
+        ctx.started_next(SyncPhase::Scan, next);
         failpoints::hit("scan.plan_written").await;
         if rows.len() as u64 >= STATS_AFTER_ROWS {
             self.refresh_stats(GrownTable::SyncChanges).await;
@@ -304,13 +309,16 @@ impl Pipeline {
             PhaseError::fatal(format!("sync {target} has no head commit to restore"))
         })?;
         ctx.head = Some(head.clone());
-        self.store
+        let next = self
+            .store
             .finish_prepare(
                 &ctx.claim,
                 &head,
                 serde_json::json!({ "head_commit": head, "restore_of": target }),
+                SyncPhase::Prepare.next(),
             )
             .await?;
+        ctx.started_next(SyncPhase::Prepare, next);
         Ok(Transition::Continue)
     }
 
@@ -479,15 +487,18 @@ impl Pipeline {
         if cp.done >= STATS_AFTER_ROWS {
             self.refresh_stats(GrownTable::MemoryEntries).await;
         }
-        self.store
+        let next = self
+            .store
             .finish_step_with_stats(
                 &ctx.claim,
                 SyncPhase::Import,
                 PhaseStatus::Succeeded,
                 serde_json::to_value(&cp).expect("checkpoint serializes"),
                 &ctx.stats,
+                SyncPhase::Import.next(),
             )
             .await?;
+        ctx.started_next(SyncPhase::Import, next);
         Ok(Transition::Continue)
     }
 

@@ -2,9 +2,9 @@
 
 use crate::copy::BinaryCopy;
 use crate::embeddings::unembedded;
-use crate::syncs::{finish_step_query, save_checkpoint_query, FenceLock};
+use crate::syncs::{finish_step_query, save_checkpoint_query, then_start, FenceLock};
 use crate::ChunkScope;
-use crate::{BatchWrite, Claim, Error, PlanRow, Result, Store};
+use crate::{BatchWrite, Claim, Error, PlanRow, Result, StepStart, Store};
 use projsync_domain::plan::{ChangeKind, StoredFile};
 use projsync_domain::{
     EntryKind, PhaseStatus, ProjectId, RepositoryId, ScanMode, SkipReason, Stats, SyncId, SyncPhase,
@@ -151,7 +151,8 @@ impl Store {
     }
 
     /// Replace the sync's change plan and finish the scan step, in one
-    /// transaction (a re-run scan writes the same plan again). `filter` is
+    /// transaction (a re-run scan writes the same plan again), which also
+    /// starts the step after it (`then`). `filter` is
     /// the fingerprint of the filter whose verdicts the plan holds; finalize
     /// stores it with the repository's files (`None`: none to trust, as
     /// after a restore).
@@ -161,8 +162,9 @@ impl Store {
         plan: &[PlanRow],
         stats: &Stats,
         filter: Option<&str>,
-    ) -> Result<()> {
-        let mut tx = self.fenced(claim).await?;
+        then: Option<SyncPhase>,
+    ) -> Result<Option<StepStart>> {
+        let (mut tx, fenced) = self.fenced_checked(claim, FenceLock::Update).await?;
         sqlx::query("DELETE FROM sync_changes WHERE sync_id = $1")
             .bind(claim.sync_id.0)
             .execute(&mut *tx)
@@ -189,8 +191,9 @@ impl Store {
         )
         .execute(&mut *tx)
         .await?;
+        let next = then_start(&mut tx, claim, fenced, then).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(next)
     }
 
     /// The whole plan of a sync, sorted by path.

@@ -1,7 +1,7 @@
 //! A step's start against the real database: it is also the phase
-//! boundary's cancel check.
+//! boundary's cancel check, and the end of the step before can make it.
 
-use projsync_domain::{PhaseStatus, SyncPhase};
+use projsync_domain::{PhaseStatus, Stats, SyncPhase};
 use projsync_store::{ClaimOutcome, NewProject, StepStart};
 use projsync_test_support::TestDb;
 use std::time::Duration;
@@ -47,4 +47,68 @@ async fn a_step_starts_unless_a_cancel_was_asked_for() {
         store.sync(sync.id).await.unwrap().current_phase,
         Some(SyncPhase::Prepare)
     );
+}
+
+#[tokio::test]
+async fn a_step_end_starts_the_next_step_unless_a_cancel_was_asked_for() {
+    let db = TestDb::new().await;
+    let store = db.store.clone();
+    let project = store
+        .create_project(&NewProject::local("p", "/tmp/nowhere"))
+        .await
+        .unwrap();
+    let sync = store
+        .create_sync(project.id, "main", None, None)
+        .await
+        .unwrap()
+        .sync;
+    let ClaimOutcome::Claimed { claim, .. } = store
+        .claim(sync.id, "w", Duration::from_secs(30))
+        .await
+        .unwrap()
+    else {
+        panic!("claim")
+    };
+    let head = "0123456789012345678901234567890123456789";
+    let _ = store.start_step(&claim, SyncPhase::Prepare).await.unwrap();
+
+    // Prepare's end starts scan, in the same transaction.
+    let next = store
+        .finish_prepare(&claim, head, serde_json::json!({}), Some(SyncPhase::Scan))
+        .await
+        .unwrap();
+    let Some(StepStart::Started(scan)) = next else {
+        panic!("scan should be started: {next:?}")
+    };
+    assert_eq!(
+        (scan.phase, scan.status, scan.attempts),
+        (SyncPhase::Scan, PhaseStatus::Running, 1)
+    );
+    assert_eq!(
+        store.sync(sync.id).await.unwrap().current_phase,
+        Some(SyncPhase::Scan)
+    );
+
+    // After a cancel, scan's end is still recorded, but import is not
+    // started.
+    store.request_cancel(sync.id).await.unwrap();
+    let next = store
+        .write_plan(
+            &claim,
+            &[],
+            &Stats::default(),
+            None,
+            Some(SyncPhase::Import),
+        )
+        .await
+        .unwrap();
+    assert_eq!(next, Some(StepStart::CancelRequested));
+    let steps = store.steps(sync.id).await.unwrap();
+    let status = |p: SyncPhase| {
+        let s = steps.iter().find(|s| s.phase == p).unwrap();
+        (s.status, s.attempts)
+    };
+    assert_eq!(status(SyncPhase::Prepare), (PhaseStatus::Succeeded, 1));
+    assert_eq!(status(SyncPhase::Scan), (PhaseStatus::Succeeded, 1));
+    assert_eq!(status(SyncPhase::Import), (PhaseStatus::Pending, 0));
 }
