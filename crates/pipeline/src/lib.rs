@@ -218,7 +218,13 @@ impl Pipeline {
     /// and every transaction of the run is then that tenant's (row-level
     /// security shows it nothing else).
     pub async fn run(&self, sync_id: SyncId) {
-        let tenant = match self.store.sync_tenant(sync_id).await {
+        // The sync's tenant, and its advisory lock (see `run_as_tenant`),
+        // side by side: the lock's key is the sync's id alone.
+        let (tenant, lock) = tokio::join!(
+            self.store.sync_tenant(sync_id),
+            self.locks.try_lock(sync_id)
+        );
+        let tenant = match tenant {
             Ok(Some(t)) => t,
             Ok(None) => {
                 tracing::warn!(%sync_id, "the job names an unknown sync; dropping it");
@@ -233,18 +239,21 @@ impl Pipeline {
             store: self.store.scoped(tenant),
             ..self.clone()
         };
-        scoped.run_as_tenant(sync_id).await
+        scoped.run_as_tenant(sync_id, lock).await
     }
 
-    async fn run_as_tenant(&self, sync_id: SyncId) {
-        // The sync's advisory lock first: held by nobody, it lets this
-        // worker take over a lease whose worker is gone (its connection
-        // died) without waiting for the lease to expire. Not to be had
-        // (held by a live worker, or by this process for a run in
-        // flight), the claim goes by the lease alone; nor when the lock
-        // connection cannot be opened (then the claim will likely fail
-        // too).
-        let lock = match self.locks.try_lock(sync_id).await {
+    async fn run_as_tenant(
+        &self,
+        sync_id: SyncId,
+        lock: Result<Option<SyncLockGuard>, projsync_store::Error>,
+    ) {
+        // The sync's advisory lock: held by nobody, it lets this worker
+        // take over a lease whose worker is gone (its connection died)
+        // without waiting for the lease to expire. Not to be had (held by
+        // a live worker, or by this process for a run in flight), the
+        // claim goes by the lease alone; nor when the lock connection
+        // cannot be opened (then the claim will likely fail too).
+        let lock = match lock {
             Ok(lock) => lock,
             Err(e) => {
                 tracing::warn!(%sync_id, "cannot take the sync's advisory lock: {e}");

@@ -480,11 +480,14 @@ impl Store {
             }
             let id = SyncId::new();
             let mut tx = self.begin().await?;
-            let inserted = sqlx::query(
+            // The new row comes back from the INSERT (no read after the
+            // commit), and the steps go in with one statement.
+            let inserted = sqlx::query(&format!(
                 "INSERT INTO project_syncs (id, project_id, branch, status, idempotency_key, kind, \
                      restore_of_sync_id, last_pushed_at, options, trace_context) \
-                 VALUES ($1, $2, $3, 'queued', $4, $5, $6, now(), $7, $8)",
-            )
+                 VALUES ($1, $2, $3, 'queued', $4, $5, $6, now(), $7, $8) \
+                 RETURNING {SYNC_COLUMNS}"
+            ))
             .bind(id.0)
             .bind(project_id.0)
             .bind(branch)
@@ -493,11 +496,11 @@ impl Store {
             .bind(restore_of.map(|s| s.0))
             .bind(backfill.clone().unwrap_or_else(|| serde_json::json!({})))
             .bind(trace_context)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await
             .map_err(Error::from);
-            match inserted {
-                Ok(_) => {}
+            let row = match inserted {
+                Ok(row) => row,
                 Err(e) if e.is_unique_violation() => {
                     drop(tx);
                     if let Some(sync) = self.active_sync(project_id).await? {
@@ -509,29 +512,38 @@ impl Store {
                     continue;
                 }
                 Err(e) => return Err(e),
-            }
-            for (i, phase) in SyncPhase::ALL.iter().enumerate() {
-                // A backfill reads no source: it has only embed and finalize.
-                let status = if kind == "backfill"
-                    && !matches!(phase, SyncPhase::Embed | SyncPhase::Finalize)
-                {
-                    "skipped"
-                } else {
-                    "pending"
-                };
-                sqlx::query(
-                    "INSERT INTO sync_steps (sync_id, phase, ordinal, status) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(id.0)
-                .bind(phase.as_str())
-                .bind(i as i32)
-                .bind(status)
-                .execute(&mut *tx)
-                .await?;
-            }
+            };
+            // A backfill reads no source: it has only embed and finalize.
+            let statuses: Vec<&str> = SyncPhase::ALL
+                .iter()
+                .map(|phase| {
+                    if kind == "backfill"
+                        && !matches!(phase, SyncPhase::Embed | SyncPhase::Finalize)
+                    {
+                        "skipped"
+                    } else {
+                        "pending"
+                    }
+                })
+                .collect();
+            sqlx::query(
+                "INSERT INTO sync_steps (sync_id, phase, ordinal, status) \
+                 SELECT $1, t.phase, t.ordinal - 1, t.status \
+                 FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS t(phase, status, ordinal)",
+            )
+            .bind(id.0)
+            .bind(
+                SyncPhase::ALL
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(&statuses)
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             return Ok(EnqueueOutcome {
-                sync: self.sync(id).await?,
+                sync: sync_from_row(&row)?,
                 created: true,
             });
         }
@@ -655,7 +667,10 @@ impl Store {
         ttl: Duration,
         holds_lock: bool,
     ) -> Result<ClaimOutcome> {
-        let mut tx = self.begin().await?;
+        // Deferred like the run's other intermediate writes: a claim lost
+        // with a crash of the server leaves the old fence in the ledger,
+        // and the claimer's first fenced write fails (the lease is lost).
+        let mut tx = self.begin_committing(Commit::Deferred).await?;
         let row: Option<(Uuid, i64, Option<String>)> = sqlx::query_as(
             "UPDATE project_syncs SET status = 'running', lease_owner = $2, \
                  lease_expires_at = now() + make_interval(secs => $3), fence = fence + 1, \
