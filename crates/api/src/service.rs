@@ -300,12 +300,13 @@ pub async fn enqueue_sync(
     if let Some(b) = named {
         check_branch("branch", b)?;
     }
-    let project = state.store.project(project_id).await?;
     // A branch named in the request must exist in the repository. The
     // default branch was checked when the project was created; if it is
     // gone since, prepare fails the sync with the branches there are (and
-    // a periodic sync costs the source nothing more than before).
+    // a periodic sync costs the source nothing more than before): the
+    // usual enqueue reads nothing before it records the sync.
     if let Some(b) = named {
+        let project = state.store.project(project_id).await?;
         let r = &project.repository;
         let reference = state
             .store
@@ -319,14 +320,11 @@ pub async fn enqueue_sync(
         let hint = format!("GET /api/v1/projects/{project_id}/branches lists them");
         require_branch(&*source, "branch", b, false, &hint).await?;
     }
-    let branch = named
-        .unwrap_or(&project.repository.default_branch)
-        .to_string();
     let outcome = state
         .store
         .create_sync(
             project_id,
-            &branch,
+            named,
             idempotency_key,
             projsync_telemetry::current_traceparent().as_deref(),
         )
@@ -338,7 +336,7 @@ pub async fn enqueue_sync(
             state,
             "sync.enqueue",
             format!("sync:{}", outcome.sync.id),
-            serde_json::json!({ "project_id": project_id, "branch": branch }),
+            serde_json::json!({ "project_id": project_id, "branch": outcome.sync.branch }),
         )
         .await;
     }

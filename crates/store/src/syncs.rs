@@ -392,12 +392,15 @@ impl Store {
     /// the project already has a queued or running sync, or a sync with the
     /// same idempotency key, that one is returned instead.
     ///
+    /// `branch`: `None` for the repository's default branch. A project
+    /// that is not this tenant's is [`Error::NotFound`], as an unknown one.
+    ///
     /// `trace_context` is the W3C `traceparent` of the request that asks for
     /// it, kept with a new sync so that its runs join that trace.
     pub async fn create_sync(
         &self,
         project_id: ProjectId,
-        branch: &str,
+        branch: Option<&str>,
         idempotency_key: Option<&str>,
         trace_context: Option<&str>,
     ) -> Result<EnqueueOutcome> {
@@ -425,7 +428,7 @@ impl Store {
     ) -> Result<EnqueueOutcome> {
         self.create_sync_of_kind(
             project_id,
-            branch,
+            Some(branch),
             idempotency_key,
             None,
             Some(options),
@@ -445,7 +448,7 @@ impl Store {
     ) -> Result<EnqueueOutcome> {
         self.create_sync_of_kind(
             project_id,
-            &target.branch,
+            Some(&target.branch),
             idempotency_key,
             Some(target.id),
             None,
@@ -454,10 +457,11 @@ impl Store {
         .await
     }
 
+    /// `branch`: `None` for the repository's default branch.
     async fn create_sync_of_kind(
         &self,
         project_id: ProjectId,
-        branch: &str,
+        branch: Option<&str>,
         idempotency_key: Option<&str>,
         restore_of: Option<SyncId>,
         backfill: Option<serde_json::Value>,
@@ -482,10 +486,15 @@ impl Store {
             let mut tx = self.begin().await?;
             // The new row comes back from the INSERT (no read after the
             // commit), and the steps go in with one statement.
+            // The project is read through the tenant's row-level security
+            // (a foreign key check would not be): a project that is not
+            // the tenant's inserts nothing.
             let inserted = sqlx::query(&format!(
                 "INSERT INTO project_syncs (id, project_id, branch, status, idempotency_key, kind, \
                      restore_of_sync_id, last_pushed_at, options, trace_context) \
-                 VALUES ($1, $2, $3, 'queued', $4, $5, $6, now(), $7, $8) \
+                 SELECT $1, p.id, coalesce($3, r.default_branch), 'queued', $4, $5, $6, now(), \
+                     $7, $8 \
+                 FROM projects p JOIN repositories r ON r.project_id = p.id WHERE p.id = $2 \
                  RETURNING {SYNC_COLUMNS}"
             ))
             .bind(id.0)
@@ -496,11 +505,12 @@ impl Store {
             .bind(restore_of.map(|s| s.0))
             .bind(backfill.clone().unwrap_or_else(|| serde_json::json!({})))
             .bind(trace_context)
-            .fetch_one(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(Error::from);
             let row = match inserted {
-                Ok(row) => row,
+                Ok(Some(row)) => row,
+                Ok(None) => return Err(Error::NotFound(format!("project {project_id}"))),
                 Err(e) if e.is_unique_violation() => {
                     drop(tx);
                     if let Some(sync) = self.active_sync(project_id).await? {

@@ -16,7 +16,7 @@ async fn claimed(db: &TestDb, owner: &str) -> (Store, ProjectId, Claim) {
         .await
         .unwrap();
     let sync = store
-        .create_sync(project.id, "main", None, None)
+        .create_sync(project.id, Some("main"), None, None)
         .await
         .unwrap()
         .sync;

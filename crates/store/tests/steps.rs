@@ -15,7 +15,7 @@ async fn a_step_starts_unless_a_cancel_was_asked_for() {
         .await
         .unwrap();
     let sync = store
-        .create_sync(project.id, "main", None, None)
+        .create_sync(project.id, Some("main"), None, None)
         .await
         .unwrap()
         .sync;
@@ -58,7 +58,7 @@ async fn a_step_end_starts_the_next_step_unless_a_cancel_was_asked_for() {
         .await
         .unwrap();
     let sync = store
-        .create_sync(project.id, "main", None, None)
+        .create_sync(project.id, Some("main"), None, None)
         .await
         .unwrap()
         .sync;

@@ -24,7 +24,7 @@ async fn queued_sync(db: &TestDb) -> SyncId {
         .await
         .unwrap();
     db.store
-        .create_sync(project.id, "main", None, None)
+        .create_sync(project.id, Some("main"), None, None)
         .await
         .unwrap()
         .sync
