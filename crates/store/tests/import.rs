@@ -3,32 +3,14 @@
 //! repository identity a source is opened with.
 
 use projsync_domain::source::RemoteIdentity;
-use projsync_domain::{ProjectId, SkipReason, Stats};
-use projsync_store::{BatchWrite, Claim, ClaimOutcome, NewEntry, NewProject, PlanRow, Store};
+use projsync_domain::{SkipReason, Stats};
+use projsync_store::{BatchWrite, ClaimOutcome, NewEntry, NewProject, PlanRow};
 use projsync_test_support::TestDb;
 use serde_json::json;
-use std::time::Duration;
 
-async fn claimed(db: &TestDb, owner: &str) -> (Store, ProjectId, Claim) {
-    let store = db.store.clone();
-    let project = store
-        .create_project(&NewProject::local("p", "/tmp/nowhere"))
-        .await
-        .unwrap();
-    let sync = store
-        .create_sync(project.id, Some("main"), None, None)
-        .await
-        .unwrap()
-        .sync;
-    let ClaimOutcome::Claimed { claim, .. } = store
-        .claim(sync.id, owner, Duration::from_secs(30))
-        .await
-        .unwrap()
-    else {
-        panic!("claim")
-    };
-    (store, project.id, claim)
-}
+mod common;
+use common::claimed;
+use std::time::Duration;
 
 fn entry(path: &str, content: &str, language: Option<&str>) -> NewEntry {
     NewEntry {

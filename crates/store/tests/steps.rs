@@ -2,30 +2,17 @@
 //! boundary's cancel check, and the end of the step before can make it.
 
 use projsync_domain::{PhaseStatus, Stats, SyncPhase};
-use projsync_store::{ClaimOutcome, NewProject, StepStart};
+use projsync_store::StepStart;
 use projsync_test_support::TestDb;
-use std::time::Duration;
+
+mod common;
+use common::claimed;
 
 #[tokio::test]
 async fn a_step_starts_unless_a_cancel_was_asked_for() {
     let db = TestDb::new().await;
-    let store = db.store.clone();
-    let project = store
-        .create_project(&NewProject::local("p", "/tmp/nowhere"))
-        .await
-        .unwrap();
-    let sync = store
-        .create_sync(project.id, Some("main"), None, None)
-        .await
-        .unwrap()
-        .sync;
-    let ClaimOutcome::Claimed { claim, .. } = store
-        .claim(sync.id, "w", Duration::from_secs(30))
-        .await
-        .unwrap()
-    else {
-        panic!("claim")
-    };
+    let (store, _, claim) = claimed(&db, "w").await;
+    let sync = store.sync(claim.sync_id).await.unwrap();
 
     let StepStart::Started(step) = store.start_step(&claim, SyncPhase::Prepare).await.unwrap()
     else {
@@ -52,23 +39,8 @@ async fn a_step_starts_unless_a_cancel_was_asked_for() {
 #[tokio::test]
 async fn a_step_end_starts_the_next_step_unless_a_cancel_was_asked_for() {
     let db = TestDb::new().await;
-    let store = db.store.clone();
-    let project = store
-        .create_project(&NewProject::local("p", "/tmp/nowhere"))
-        .await
-        .unwrap();
-    let sync = store
-        .create_sync(project.id, Some("main"), None, None)
-        .await
-        .unwrap()
-        .sync;
-    let ClaimOutcome::Claimed { claim, .. } = store
-        .claim(sync.id, "w", Duration::from_secs(30))
-        .await
-        .unwrap()
-    else {
-        panic!("claim")
-    };
+    let (store, _, claim) = claimed(&db, "w").await;
+    let sync = store.sync(claim.sync_id).await.unwrap();
     let head = "0123456789012345678901234567890123456789";
     let _ = store.start_step(&claim, SyncPhase::Prepare).await.unwrap();
 
