@@ -191,12 +191,9 @@ impl Pipeline {
         let mut ready: Vec<ChunkedBatch> = Vec::new();
         let mut read_all = false;
         loop {
-            // Not before the first batches are read (the step's start has
-            // just checked); a batch's write checks for a cancel itself.
-            if !ready.is_empty() {
-                if let Some(stop) = self.write_boundary(ctx).await? {
-                    return Ok(Transition::Stop(stop));
-                }
+            // A batch's write checks for a cancel itself.
+            if let Some(stop) = self.write_boundary(ctx).await? {
+                return Ok(Transition::Stop(stop));
             }
             let claim = ctx.claim;
             let store = &self.store;
@@ -281,7 +278,7 @@ impl Pipeline {
         let embedder = match &settings.embedder {
             Some(e) if settings.enabled_for(ctx.project.embeddings_enabled) => e.clone(),
             _ => {
-                let next = self
+                ctx.next_step = self
                     .store
                     .finish_step_with_stats(
                         &ctx.claim,
@@ -289,10 +286,8 @@ impl Pipeline {
                         PhaseStatus::Skipped,
                         json(&cp),
                         &ctx.stats,
-                        SyncPhase::Embed.next(),
                     )
                     .await?;
-                ctx.started_next(SyncPhase::Embed, next);
                 self.emit(
                     ctx,
                     SyncPhase::Embed,
@@ -388,7 +383,7 @@ impl Pipeline {
         }
         ctx.stats.embedded = cp.embedded;
         ctx.stats.embedding_cache_hits = cp.cache_hits;
-        let next = self
+        ctx.next_step = self
             .store
             .finish_step_with_stats(
                 &ctx.claim,
@@ -396,10 +391,8 @@ impl Pipeline {
                 PhaseStatus::Succeeded,
                 json(&cp),
                 &ctx.stats,
-                SyncPhase::Embed.next(),
             )
             .await?;
-        ctx.started_next(SyncPhase::Embed, next);
         Ok(Transition::Continue)
     }
 

@@ -147,7 +147,7 @@ pub(crate) struct RunCtx {
     /// The next step, started (or found cancelled) by the transaction
     /// that ended the last one: the engine runs it without a start of its
     /// own.
-    next_step: Option<(SyncPhase, StepStart)>,
+    pub next_step: Option<StepStart>,
     source: Option<Arc<dyn Source>>,
     /// Blob contents from the source's archive, by blob SHA (large imports).
     pub archive: Option<std::collections::HashMap<String, Vec<u8>>>,
@@ -156,13 +156,6 @@ pub(crate) struct RunCtx {
     /// Where the run's progress events go, in order, to be recorded and
     /// published off the phases' path.
     progress: Option<mpsc::UnboundedSender<ProgressEvent>>,
-}
-
-impl RunCtx {
-    /// Keep what the end of `phase` did about the step after it.
-    pub(crate) fn started_next(&mut self, phase: SyncPhase, next: Option<StepStart>) {
-        self.next_step = phase.next().zip(next);
-    }
 }
 
 impl Pipeline {
@@ -441,8 +434,11 @@ impl Pipeline {
     /// Run one attempt of `current`, from its step's start to its outcome
     /// in the ledger.
     async fn phase(&self, ctx: &mut RunCtx, current: SyncPhase) -> Result<Next, PhaseError> {
+        // The engine runs the phases in order: what the last step's end
+        // did is about this one.
         let start = match ctx.next_step.take() {
-            Some((phase, start)) if phase == current => start,
+            Some(StepStart::Started(step)) if step.phase == current => StepStart::Started(step),
+            Some(StepStart::CancelRequested) => StepStart::CancelRequested,
             _ => self.store.start_step(&ctx.claim, current).await?,
         };
         let step = match start {

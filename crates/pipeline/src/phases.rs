@@ -113,7 +113,7 @@ impl Pipeline {
             .await;
             return Ok(Transition::Complete);
         }
-        let next = self
+        ctx.next_step = self
             .store
             .finish_prepare(
                 &ctx.claim,
@@ -122,10 +122,8 @@ impl Pipeline {
                     "head_commit": head,
                     "previous_sync_id": last.map(|l| l.id),
                 }),
-                SyncPhase::Prepare.next(),
             )
             .await?;
-        ctx.started_next(SyncPhase::Prepare, next);
         Ok(Transition::Continue)
     }
 
@@ -259,11 +257,10 @@ impl Pipeline {
         stats: Stats,
         filter: Option<&str>,
     ) -> Result<Transition, PhaseError> {
-        let next = self
+        ctx.next_step = self
             .store
-            .write_plan(&ctx.claim, &rows, &stats, filter, SyncPhase::Scan.next())
+            .write_plan(&ctx.claim, &rows, &stats, filter)
             .await?;
-        ctx.started_next(SyncPhase::Scan, next);
         failpoints::hit("scan.plan_written").await;
         if rows.len() as u64 >= STATS_AFTER_ROWS {
             self.refresh_stats(GrownTable::SyncChanges).await;
@@ -309,16 +306,14 @@ impl Pipeline {
             PhaseError::fatal(format!("sync {target} has no head commit to restore"))
         })?;
         ctx.head = Some(head.clone());
-        let next = self
+        ctx.next_step = self
             .store
             .finish_prepare(
                 &ctx.claim,
                 &head,
                 serde_json::json!({ "head_commit": head, "restore_of": target }),
-                SyncPhase::Prepare.next(),
             )
             .await?;
-        ctx.started_next(SyncPhase::Prepare, next);
         Ok(Transition::Continue)
     }
 
@@ -434,12 +429,9 @@ impl Pipeline {
         // in memory.
         let mut ready: Option<ReadBatch> = None;
         loop {
-            // Not before the first batch is read (the step's start has
-            // just checked); a batch's write checks for a cancel itself.
-            if ready.is_some() {
-                if let Some(stop) = self.write_boundary(ctx).await? {
-                    return Ok(Transition::Stop(stop));
-                }
+            // A batch's write checks for a cancel itself.
+            if let Some(stop) = self.write_boundary(ctx).await? {
+                return Ok(Transition::Stop(stop));
             }
             let claim = ctx.claim;
             let store = &self.store;
@@ -487,7 +479,7 @@ impl Pipeline {
         if cp.done >= STATS_AFTER_ROWS {
             self.refresh_stats(GrownTable::MemoryEntries).await;
         }
-        let next = self
+        ctx.next_step = self
             .store
             .finish_step_with_stats(
                 &ctx.claim,
@@ -495,10 +487,8 @@ impl Pipeline {
                 PhaseStatus::Succeeded,
                 serde_json::to_value(&cp).expect("checkpoint serializes"),
                 &ctx.stats,
-                SyncPhase::Import.next(),
             )
             .await?;
-        ctx.started_next(SyncPhase::Import, next);
         Ok(Transition::Continue)
     }
 

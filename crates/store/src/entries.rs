@@ -2,9 +2,11 @@
 
 use crate::copy::BinaryCopy;
 use crate::embeddings::unembedded;
-use crate::syncs::{finish_step_query, save_checkpoint_query, then_start, FenceLock};
+use crate::syncs::{
+    finish_step_query, save_checkpoint_query, set_stats_query, start_next, FenceLock,
+};
 use crate::ChunkScope;
-use crate::{BatchWrite, Claim, Error, PlanRow, Result, StepStart, Store};
+use crate::{BatchWrite, Claim, Commit, Error, PlanRow, Result, StepStart, Store};
 use projsync_domain::plan::{ChangeKind, StoredFile};
 use projsync_domain::{
     EntryKind, PhaseStatus, ProjectId, RepositoryId, ScanMode, SkipReason, Stats, SyncId, SyncPhase,
@@ -152,7 +154,7 @@ impl Store {
 
     /// Replace the sync's change plan and finish the scan step, in one
     /// transaction (a re-run scan writes the same plan again), which also
-    /// starts the step after it (`then`). `filter` is
+    /// starts import's. `filter` is
     /// the fingerprint of the filter whose verdicts the plan holds; finalize
     /// stores it with the repository's files (`None`: none to trust, as
     /// after a restore).
@@ -162,9 +164,10 @@ impl Store {
         plan: &[PlanRow],
         stats: &Stats,
         filter: Option<&str>,
-        then: Option<SyncPhase>,
     ) -> Result<Option<StepStart>> {
-        let (mut tx, fenced) = self.fenced_checked(claim, FenceLock::Update).await?;
+        let (mut tx, fenced) = self
+            .fenced_as(claim, Commit::Deferred, FenceLock::Update)
+            .await?;
         sqlx::query("DELETE FROM sync_changes WHERE sync_id = $1")
             .bind(claim.sync_id.0)
             .execute(&mut *tx)
@@ -172,9 +175,7 @@ impl Store {
         for chunk in plan.chunks(CHUNK) {
             insert_plan_chunk(&mut *tx, claim.sync_id, chunk).await?;
         }
-        sqlx::query("UPDATE project_syncs SET stats = $2, updated_at = now() WHERE id = $1")
-            .bind(claim.sync_id.0)
-            .bind(Json(stats))
+        set_stats_query(claim.sync_id, stats)
             .execute(&mut *tx)
             .await?;
         let checkpoint = serde_json::json!({
@@ -191,7 +192,7 @@ impl Store {
         )
         .execute(&mut *tx)
         .await?;
-        let next = then_start(&mut tx, claim, fenced, then).await?;
+        let next = start_next(&mut tx, claim, fenced, SyncPhase::Scan).await?;
         tx.commit().await?;
         Ok(next)
     }

@@ -296,16 +296,17 @@ async fn start_in(
     row.as_ref().map(step_from_row).transpose()
 }
 
-/// At a step's end, in its transaction: start the step after it (`then`)
-/// too, unless a cancel was asked for. One transaction less per phase; the
-/// engine runs the started step next (`None`: it starts it itself).
-pub(crate) async fn then_start(
+/// At the end of `phase`'s step, in its transaction: start the step after
+/// it too, unless a cancel was asked for. One transaction less per phase;
+/// the engine runs the started step next (`None`: the last phase, or no
+/// such step; the engine starts what comes itself).
+pub(crate) async fn start_next(
     tx: &mut Transaction<'_, Postgres>,
     claim: &Claim,
     fenced: Fenced,
-    then: Option<SyncPhase>,
+    phase: SyncPhase,
 ) -> Result<Option<StepStart>> {
-    let Some(next) = then else {
+    let Some(next) = phase.next() else {
         return Ok(None);
     };
     if fenced.cancel_requested {
@@ -320,8 +321,10 @@ impl Store {
     /// commit is deferred ([`Commit::Deferred`]): a run's last write, made
     /// with [`Store::fenced_durable`], makes it durable.
     pub(crate) async fn fenced(&self, claim: &Claim) -> Result<Transaction<'static, Postgres>> {
-        self.fenced_as(claim, Commit::Deferred, FenceLock::Update)
-            .await
+        Ok(self
+            .fenced_as(claim, Commit::Deferred, FenceLock::Update)
+            .await?
+            .0)
     }
 
     /// [`Store::fenced`], for a run's last write: the commit waits for the
@@ -330,19 +333,23 @@ impl Store {
         &self,
         claim: &Claim,
     ) -> Result<Transaction<'static, Postgres>> {
-        self.fenced_as(claim, Commit::Durable, FenceLock::Update)
-            .await
+        Ok(self
+            .fenced_as(claim, Commit::Durable, FenceLock::Update)
+            .await?
+            .0)
     }
 
-    async fn fenced_as(
+    /// A fenced transaction committed as `commit`, its row locked as
+    /// `lock` says, with what the fence check saw.
+    pub(crate) async fn fenced_as(
         &self,
         claim: &Claim,
         commit: Commit,
         lock: FenceLock,
-    ) -> Result<Transaction<'static, Postgres>> {
+    ) -> Result<(Transaction<'static, Postgres>, Fenced)> {
         let mut tx = self.begin_committing(commit).await?;
-        check_fence(&mut tx, claim.sync_id, claim.fence, lock).await?;
-        Ok(tx)
+        let fenced = check_fence(&mut tx, claim.sync_id, claim.fence, lock).await?;
+        Ok((tx, fenced))
     }
 
     /// [`Store::fenced`] (with the row locked as `lock` says), or `None` when a
@@ -354,20 +361,8 @@ impl Store {
         claim: &Claim,
         lock: FenceLock,
     ) -> Result<Option<Transaction<'static, Postgres>>> {
-        let (tx, fenced) = self.fenced_checked(claim, lock).await?;
+        let (tx, fenced) = self.fenced_as(claim, Commit::Deferred, lock).await?;
         Ok((!fenced.cancel_requested).then_some(tx))
-    }
-
-    /// [`Store::fenced`] (the row locked as `lock` says), with what the
-    /// fence check saw.
-    pub(crate) async fn fenced_checked(
-        &self,
-        claim: &Claim,
-        lock: FenceLock,
-    ) -> Result<(Transaction<'static, Postgres>, Fenced)> {
-        let mut tx = self.begin_committing(Commit::Deferred).await?;
-        let fenced = check_fence(&mut tx, claim.sync_id, claim.fence, lock).await?;
-        Ok((tx, fenced))
     }
 
     /// One statement as a fenced write of its own (begin, check the fence,
@@ -787,23 +782,9 @@ impl Store {
         Ok(StepStart::Started(step))
     }
 
-    /// Record a phase's end (`succeeded` or `skipped`) and its checkpoint.
-    pub async fn finish_step(
-        &self,
-        claim: &Claim,
-        phase: SyncPhase,
-        status: PhaseStatus,
-        checkpoint: serde_json::Value,
-    ) -> Result<()> {
-        self.fenced_execute(
-            claim,
-            finish_step_query(claim.sync_id, phase, status, checkpoint),
-        )
-        .await
-    }
-
-    /// [`Store::finish_step`] with the sync's running stats saved in the
-    /// same transaction.
+    /// Record a phase's end (`succeeded` or `skipped`), its checkpoint and
+    /// the sync's running stats, and start the next step (see
+    /// [`start_next`]), in one transaction.
     pub async fn finish_step_with_stats(
         &self,
         claim: &Claim,
@@ -811,7 +792,6 @@ impl Store {
         status: PhaseStatus,
         checkpoint: serde_json::Value,
         stats: &Stats,
-        then: Option<SyncPhase>,
     ) -> Result<Option<StepStart>> {
         self.finish_step_along(
             claim,
@@ -819,14 +799,13 @@ impl Store {
             status,
             checkpoint,
             set_stats_query(claim.sync_id, stats),
-            then,
         )
         .await
     }
 
     /// A step's end and one more write of the run, in one fenced
-    /// transaction, which also starts the step after it (`then`, see
-    /// [`then_start`]).
+    /// transaction, which also starts the step after it (see
+    /// [`start_next`]).
     async fn finish_step_along(
         &self,
         claim: &Claim,
@@ -834,14 +813,15 @@ impl Store {
         status: PhaseStatus,
         checkpoint: serde_json::Value,
         along: PgQuery<'_>,
-        then: Option<SyncPhase>,
     ) -> Result<Option<StepStart>> {
-        let (mut tx, fenced) = self.fenced_checked(claim, FenceLock::Update).await?;
+        let (mut tx, fenced) = self
+            .fenced_as(claim, Commit::Deferred, FenceLock::Update)
+            .await?;
         along.execute(&mut *tx).await?;
         finish_step_query(claim.sync_id, phase, status, checkpoint)
             .execute(&mut *tx)
             .await?;
-        let next = then_start(&mut tx, claim, fenced, then).await?;
+        let next = start_next(&mut tx, claim, fenced, phase).await?;
         tx.commit().await?;
         Ok(next)
     }
@@ -899,13 +879,12 @@ impl Store {
     }
 
     /// End prepare: store the head commit it resolved, and its step, in one
-    /// transaction.
+    /// transaction, which also starts scan's.
     pub async fn finish_prepare(
         &self,
         claim: &Claim,
         head: &str,
         checkpoint: serde_json::Value,
-        then: Option<SyncPhase>,
     ) -> Result<Option<StepStart>> {
         self.finish_step_along(
             claim,
@@ -917,7 +896,6 @@ impl Store {
             )
             .bind(claim.sync_id.0)
             .bind(head),
-            then,
         )
         .await
     }
@@ -960,7 +938,7 @@ impl Store {
 }
 
 /// The sync's running stats, to run in a fenced transaction.
-fn set_stats_query(sync_id: SyncId, stats: &Stats) -> PgQuery<'_> {
+pub(crate) fn set_stats_query(sync_id: SyncId, stats: &Stats) -> PgQuery<'_> {
     sqlx::query("UPDATE project_syncs SET stats = $2, updated_at = now() WHERE id = $1")
         .bind(sync_id.0)
         .bind(Json(stats))

@@ -146,7 +146,7 @@ async fn scan_base_sums_up_the_stored_files() {
         row("d", Some(SkipReason::Binary)),
     ];
     store
-        .write_plan(&claim, &plan, &Stats::default(), Some("f1"), None)
+        .write_plan(&claim, &plan, &Stats::default(), Some("f1"))
         .await
         .unwrap();
     store

@@ -46,7 +46,7 @@ async fn a_step_end_starts_the_next_step_unless_a_cancel_was_asked_for() {
 
     // Prepare's end starts scan, in the same transaction.
     let next = store
-        .finish_prepare(&claim, head, serde_json::json!({}), Some(SyncPhase::Scan))
+        .finish_prepare(&claim, head, serde_json::json!({}))
         .await
         .unwrap();
     let Some(StepStart::Started(scan)) = next else {
@@ -65,13 +65,7 @@ async fn a_step_end_starts_the_next_step_unless_a_cancel_was_asked_for() {
     // started.
     store.request_cancel(sync.id).await.unwrap();
     let next = store
-        .write_plan(
-            &claim,
-            &[],
-            &Stats::default(),
-            None,
-            Some(SyncPhase::Import),
-        )
+        .write_plan(&claim, &[], &Stats::default(), None)
         .await
         .unwrap();
     assert_eq!(next, Some(StepStart::CancelRequested));
