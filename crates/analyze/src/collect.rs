@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use sha2::{Digest, Sha256};
 use tree_sitter::Node;
 
-use crate::text::{end_line, start_line};
+use crate::text::{clean_block_comment, clean_line_comments, doc, end_line, start_line};
 use crate::{Import, Symbol, SymbolKind, Visibility};
 
 /// One definition as a walk finds it.
@@ -299,4 +299,30 @@ pub(crate) fn comments_above<'t>(
     }
     found.reverse();
     found
+}
+
+/// The `//` or `/* */` comments directly above `node` as its doc (line
+/// comments lose the first of `line_prefixes` they start with), and where
+/// they start: the doc comments of C, C++ and Go.
+pub(crate) fn slash_comment_doc(
+    c: &Collector<'_>,
+    node: Node<'_>,
+    line_prefixes: &[&str],
+) -> (Option<String>, Option<usize>) {
+    let comments = comments_above(node, |n| n.kind() == "comment", |_| false, true);
+    let Some(first) = comments.first() else {
+        return (None, None);
+    };
+    let text: Vec<String> = comments
+        .iter()
+        .map(|n| {
+            let t = c.text(*n);
+            if t.starts_with("/*") {
+                clean_block_comment(t)
+            } else {
+                clean_line_comments([t], line_prefixes)
+            }
+        })
+        .collect();
+    (doc(text.join("\n")), Some(first.start_byte()))
 }

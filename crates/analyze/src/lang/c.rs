@@ -9,9 +9,8 @@
 
 use tree_sitter::Node;
 
-use crate::collect::{comments_above, join, Collector, Def};
+use crate::collect::{join, slash_comment_doc, Collector, Def};
 use crate::imports::include_candidates;
-use crate::text::{clean_block_comment, clean_line_comments, doc};
 use crate::{SymbolKind, Visibility};
 
 /// Where declarations are being walked: a file or namespace, or a class
@@ -430,22 +429,7 @@ fn is_static(c: &Collector<'_>, node: Node<'_>) -> bool {
 
 /// The comments directly above: a run of `//` lines or a `/* */` block.
 fn comment_doc(c: &Collector<'_>, node: Node<'_>) -> (Option<String>, Option<usize>) {
-    let comments = comments_above(node, |n| n.kind() == "comment", |_| false, true);
-    let Some(first) = comments.first() else {
-        return (None, None);
-    };
-    let text: Vec<String> = comments
-        .iter()
-        .map(|n| {
-            let t = c.text(*n);
-            if t.starts_with("/*") {
-                clean_block_comment(t)
-            } else {
-                clean_line_comments([t], &["///", "//!", "//"])
-            }
-        })
-        .collect();
-    (doc(text.join("\n")), Some(first.start_byte()))
+    slash_comment_doc(c, node, &["///", "//!", "//"])
 }
 
 fn include(c: &mut Collector<'_>, node: Node<'_>) {

@@ -5,8 +5,8 @@
 
 use tree_sitter::Node;
 
-use crate::collect::{comments_above, Collector, Def};
-use crate::text::{clean_block_comment, clean_line_comments, doc, value_cut};
+use crate::collect::{slash_comment_doc, Collector, Def};
+use crate::text::value_cut;
 use crate::{SymbolKind, Visibility};
 
 pub(super) fn extract(c: &mut Collector<'_>, root: Node<'_>) {
@@ -168,22 +168,7 @@ fn interface_methods(c: &mut Collector<'_>, ty: Node<'_>, scope: &str) {
 
 /// The comment lines directly above, as Go's doc comments are.
 fn comment_doc(c: &Collector<'_>, node: Node<'_>) -> (Option<String>, Option<usize>) {
-    let comments = comments_above(node, |n| n.kind() == "comment", |_| false, true);
-    let Some(first) = comments.first() else {
-        return (None, None);
-    };
-    let text: Vec<String> = comments
-        .iter()
-        .map(|n| {
-            let t = c.text(*n);
-            if t.starts_with("/*") {
-                clean_block_comment(t)
-            } else {
-                clean_line_comments([t], &["//"])
-            }
-        })
-        .collect();
-    (doc(text.join("\n")), Some(first.start_byte()))
+    slash_comment_doc(c, node, &["//"])
 }
 
 fn imports(c: &mut Collector<'_>, decl: Node<'_>) {
