@@ -218,7 +218,7 @@ pub(crate) async fn assert_no_duplicates(app: &TestApp, sync: &Value) {
     .unwrap();
     assert_eq!(dups, 0);
     let written: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM memory_entries WHERE created_by_sync_id = $1::uuid",
+        "SELECT count(*) FROM memory_entries WHERE created_by_sync_id = $1::uuid AND kind = 'file'",
     )
     .bind(sync["id"].as_str().unwrap())
     .fetch_one(pool)
@@ -372,6 +372,88 @@ async fn sigkill_during_import_and_finalize() {
         "progress.recorded@6",
     ])
     .await;
+}
+
+/// Python modules, every third of which changes between versions.
+fn write_code(repo: &GitRepo, files: usize, version: &str) {
+    for i in 0..files {
+        let v = if i % 3 == 0 { version } else { "stable" };
+        repo.write(
+            &format!("pkg/m{i:02}.py"),
+            format!("def f{i}():\n    return \"{v}\"\n\n\ndef g{i}():\n    return {i}\n"),
+        );
+    }
+}
+
+/// The active symbols of a project: qualified name → content hash.
+async fn active_symbols(app: &TestApp, project: &str) -> BTreeMap<String, String> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT path, content_hash FROM memory_entries WHERE project_id = $1::uuid \
+         AND kind = 'symbol' AND status = 'active'",
+    )
+    .bind(project)
+    .fetch_all(&app.db.admin)
+    .await
+    .unwrap();
+    rows.into_iter().collect()
+}
+
+/// What the analyser reads in a tree's files: qualified name → content hash.
+fn symbols_of(files: BTreeMap<String, Vec<u8>>) -> BTreeMap<String, String> {
+    files
+        .iter()
+        .filter_map(|(path, bytes)| {
+            projsync_analyze::analyze(path, bytes, &projsync_analyze::Limits::default()).ok()
+        })
+        .flat_map(|a| a.symbols)
+        .map(|s| (s.qualified_name, s.content_hash))
+        .collect()
+}
+
+/// A worker killed in the analyze phase: another one resumes from the last
+/// written batch, and the active symbols are exactly those of the head's
+/// files, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_analyze_resumes_and_leaves_exactly_the_heads_symbols() {
+    let env = [("PROJSYNC__ANALYSIS__BATCH_FILES", "4".to_string())];
+    let app = spawn_app_full(None, fast).await;
+    let repo = GitRepo::new();
+    write_code(&repo, 30, "v0");
+    repo.commit("v0");
+    let project = app
+        .create_project("chaos-analyze", repo.path(), "main")
+        .await;
+    {
+        let _w = WorkerProc::spawn_with(&app, None, &env);
+        let first = app.enqueue(&project, None).await;
+        let first = wait_done(&app, &first, Duration::from_secs(30)).await;
+        assert_eq!(first["status"], "succeeded", "{first}");
+        assert_eq!(first["stats"]["analyzed_files"], 30, "{first}");
+    }
+    for (i, point) in ["analyze.started", "analyze.batch_written@2", "analyze.done"]
+        .into_iter()
+        .enumerate()
+    {
+        write_code(&repo, 30, &format!("v{}", i + 1));
+        let head = repo.commit(point);
+        let sync_id = app.enqueue(&project, None).await;
+        let (rescuer, _) = kill_at_then_rescue(&app, point, &env).await;
+        let sync = wait_done(&app, &sync_id, Duration::from_secs(30)).await;
+        assert_eq!(
+            sync["status"],
+            "succeeded",
+            "after a kill at {point}: {sync}\n{}",
+            rescuer.log()
+        );
+        assert_eq!(
+            active_symbols(&app, &project).await,
+            symbols_of(repo.files_at(&head)),
+            "symbols after a kill at {point}"
+        );
+        // Ten files changed, one function each.
+        assert_eq!(sync["stats"]["symbols_changed"], 10, "{point}: {sync}");
+        assert_no_duplicates(&app, &sync).await;
+    }
 }
 
 /// A worker killed in the embed phase: another one resumes from the last

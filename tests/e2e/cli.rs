@@ -70,10 +70,11 @@ async fn demo_syncs_a_repository_end_to_end() {
     }
     // One line per event when not on a terminal, import batches included.
     assert!(stdout.contains("[  import] running"), "{stdout}");
-    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM active_memory_entries")
-        .fetch_one(&db.admin)
-        .await
-        .unwrap();
+    let entries: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM active_memory_entries WHERE kind = 'file'")
+            .fetch_one(&db.admin)
+            .await
+            .unwrap();
     assert_eq!(entries, 2);
     let missing: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM memory_chunks c JOIN memory_entries m ON m.id = c.entry_id \
@@ -318,7 +319,7 @@ async fn search_and_embeddings_commands_through_the_binary() {
     .write("src/colors.rs", "pub fn pick_theme_color() {}\n");
     repo.commit("app");
     let (code, _, stderr) = run(projsync(&db, &redis)
-        .args(["project", "add", "--name", "cli-search"])
+        .args(["project", "add", "--name", "cli-search", "--no-analysis"])
         .arg("--path")
         .arg(repo.path()));
     assert_eq!(code, 0, "{stderr}");

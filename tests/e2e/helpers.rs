@@ -176,12 +176,24 @@ impl TestApp {
 
     /// Connect a local repository; returns the project id.
     pub async fn create_project(&self, name: &str, path: &std::path::Path, branch: &str) -> String {
-        let (status, body) = self
-            .post(
-                "/projects",
-                json!({ "name": name, "repository": { "provider": "local", "path": path, "branch": branch } }),
-            )
-            .await;
+        self.create_project_with(name, path, branch, json!({}))
+            .await
+    }
+
+    /// [`TestApp::create_project`] with more fields of the request
+    /// (`{"analysis": {"enabled": false}}`).
+    pub async fn create_project_with(
+        &self,
+        name: &str,
+        path: &std::path::Path,
+        branch: &str,
+        more: Value,
+    ) -> String {
+        let mut request = json!({ "name": name, "repository": { "provider": "local", "path": path, "branch": branch } });
+        if let (Some(request), Some(more)) = (request.as_object_mut(), more.as_object()) {
+            request.extend(more.clone());
+        }
+        let (status, body) = self.post("/projects", request).await;
         assert_eq!(status, 201, "{body}");
         body["id"].as_str().unwrap().to_string()
     }

@@ -77,7 +77,8 @@ async fn first_sync_imports_the_head_tree_byte_for_byte() {
 
     // The ledger agrees with the API, and every entry records its blob.
     let rows: Vec<(String, String, Option<String>, String)> = sqlx::query_as(
-        "SELECT path, status, blob_sha, content_hash FROM memory_entries ORDER BY path",
+        "SELECT path, status, blob_sha, content_hash FROM memory_entries WHERE kind = 'file' \
+         ORDER BY path",
     )
     .fetch_all(&app.db.admin)
     .await
@@ -140,7 +141,8 @@ async fn resync_applies_only_the_changes_and_keeps_history() {
         expected_entries(repo.files_at("HEAD"), FIXTURE_SKIPPED)
     );
     let superseded: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM memory_entries WHERE status = 'superseded' AND superseded_by_sync_id = $1::uuid",
+        "SELECT count(*) FROM memory_entries WHERE kind = 'file' AND status = 'superseded' \
+         AND superseded_by_sync_id = $1::uuid",
     )
     .bind(second["id"].as_str().unwrap())
     .fetch_one(&app.db.admin)

@@ -187,13 +187,13 @@ impl<'s> Collector<'s> {
             r.doc = declared_docs.remove(&r.name_path);
         }
 
-        let hashes = hashes(self.src, &raw);
+        let texts = texts(self.src, &raw);
         let names: HashSet<String> = raw.iter().map(|r| r.name_path.clone()).collect();
         let mut seen: HashMap<String, u32> = HashMap::new();
         let symbols = raw
             .into_iter()
-            .zip(hashes)
-            .map(|(r, content_hash)| {
+            .zip(texts)
+            .map(|(r, (text, content_hash))| {
                 let n = seen.entry(r.name_path.clone()).or_insert(0);
                 *n += 1;
                 let name_path = if *n == 1 {
@@ -215,6 +215,7 @@ impl<'s> Collector<'s> {
                         .map(|p| format!("{}#{p}", self.path)),
                     visibility: r.visibility,
                     content_hash,
+                    text,
                 }
             })
             .collect();
@@ -224,15 +225,17 @@ impl<'s> Collector<'s> {
     }
 }
 
-/// Each symbol's hash covers its text less the text of the symbols nested
-/// in it, so that an edit inside a method changes the method's hash alone.
-fn hashes(src: &str, raw: &[Raw]) -> Vec<String> {
+/// Each symbol's text is its source less the symbols nested in it, each
+/// of which leaves its signature and ` …` in its place; the hash is of that
+/// text. An edit inside a method changes the method's hash alone, and a
+/// class's entry reads as an outline of its members.
+fn texts(src: &str, raw: &[Raw]) -> Vec<(String, String)> {
     let mut order: Vec<usize> = (0..raw.len()).collect();
     order.sort_by_key(|&i| (raw[i].span.0, std::cmp::Reverse(raw[i].span.1)));
     raw.iter()
         .map(|r| {
             let (start, end) = r.span;
-            let mut hasher = Sha256::new();
+            let mut text = String::with_capacity(end - start);
             let mut at = start;
             // Only the symbols that start inside this one can be cut out.
             let first = order.partition_point(|&j| raw[j].span.0 < start);
@@ -244,11 +247,14 @@ fn hashes(src: &str, raw: &[Raw]) -> Vec<String> {
                 if s >= end {
                     break;
                 }
-                hasher.update(&src.as_bytes()[at..s]);
+                text.push_str(&src[at..s]);
+                text.push_str(&raw[j].signature);
+                text.push_str(" …");
                 at = e;
             }
-            hasher.update(&src.as_bytes()[at..end]);
-            hex(&hasher.finalize())
+            text.push_str(&src[at..end]);
+            let hash = hex(&Sha256::digest(text.as_bytes()));
+            (text, hash)
         })
         .collect()
 }

@@ -78,10 +78,13 @@ pub struct Symbol {
     /// this file (a Rust `impl` of a type defined elsewhere has none).
     pub parent: Option<String>,
     pub visibility: Visibility,
-    /// SHA-256 (hex) of the symbol's source text, doc comment included and
-    /// the nested symbols left out: an edit inside one method changes that
-    /// method's hash and not its class's.
+    /// SHA-256 (hex) of [`Symbol::text`]: an edit inside one method
+    /// changes that method's hash and not its class's.
     pub content_hash: String,
+    /// The symbol's source, doc comment included, with each nested symbol
+    /// cut down to its signature and ` …`: what a reader (or a search)
+    /// needs of this symbol alone.
+    pub text: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -17,12 +17,17 @@ pub struct CreateProject {
     pub max_file_bytes: Option<i64>,
     /// `{"enabled": false}` turns embeddings off for this project.
     #[serde(default)]
-    pub embeddings: Option<ProjectEmbeddings>,
+    pub embeddings: Option<Switch>,
+    /// `{"enabled": false}` turns code analysis off for this project.
+    #[serde(default)]
+    pub analysis: Option<Switch>,
 }
 
+/// A project's own setting for a capability the deployment turns on or
+/// off (`enabled` absent or null: the deployment's setting).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProjectEmbeddings {
+pub struct Switch {
     pub enabled: Option<bool>,
 }
 
@@ -243,6 +248,7 @@ pub async fn create_project(state: &AppState, input: CreateProject) -> Result<Pr
             ignore_patterns: input.ignore_patterns,
             max_file_bytes: input.max_file_bytes,
             embeddings_enabled: input.embeddings.and_then(|e| e.enabled),
+            analysis_enabled: input.analysis.and_then(|a| a.enabled),
             // What the check learned (GitHub: the canonical owner/name and
             // the id): syncs open the repository with it and look it up
             // no more.

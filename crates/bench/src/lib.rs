@@ -177,6 +177,7 @@ impl Bench {
                 ignore_patterns: Vec::new(),
                 max_file_bytes: None,
                 embeddings: None,
+                analysis: None,
             },
         )
         .await

@@ -8,7 +8,8 @@ use projsync_embed::openai::{ApiKeyHeader, OpenAiEmbedder, OpenAiOptions};
 use projsync_embed::Embedder;
 use projsync_metrics::{Metrics, Process};
 use projsync_pipeline::{
-    run_reconciler, EmbedSettings, Pipeline, PipelineOptions, ReconcilerOptions, SourceFactory,
+    run_reconciler, AnalysisSettings, EmbedSettings, Pipeline, PipelineOptions, ReconcilerOptions,
+    SourceFactory,
 };
 use projsync_queue::{JobQueue, Publisher};
 use projsync_sources::DefaultSources;
@@ -265,6 +266,20 @@ pub fn embed_settings(settings: &Settings, embedder: Option<Arc<dyn Embedder>>) 
     }
 }
 
+/// The pipeline's code analysis settings.
+pub fn analysis_settings(settings: &Settings) -> AnalysisSettings {
+    let a = &settings.analysis;
+    AnalysisSettings {
+        enabled: a.enabled,
+        batch_files: a.batch_files,
+        limits: projsync_analyze::Limits {
+            max_bytes: a.max_file_bytes,
+            max_line_len: a.max_line_chars,
+            timeout: Duration::from_millis(a.parse_timeout_ms),
+        },
+    }
+}
+
 /// The API's search settings for a loaded (or absent) model.
 pub fn search_settings(settings: &Settings, embedder: Option<Arc<dyn Embedder>>) -> SearchSettings {
     SearchSettings::new(
@@ -372,6 +387,7 @@ pub async fn pipeline(
         shutdown,
     )
     .with_embeddings(embed_settings(settings, embedder))
+    .with_analysis(analysis_settings(settings))
     .with_metrics(metrics))
 }
 

@@ -22,6 +22,7 @@ pub struct Settings {
     pub github: GitHub,
     pub log: Log,
     pub embeddings: Embeddings,
+    pub analysis: Analysis,
     pub sources: Sources,
     pub migrate: Migrate,
     pub telemetry: Telemetry,
@@ -146,6 +147,16 @@ pub struct Sources {
 #[derive(Debug, Clone, Deserialize)]
 pub struct LocalSources {
     pub allowed_roots: Vec<String>,
+}
+
+/// `[analysis]`: code analysis of changed source files (the analyze phase).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Analysis {
+    pub enabled: bool,
+    pub batch_files: usize,
+    pub max_file_bytes: usize,
+    pub max_line_chars: usize,
+    pub parse_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -425,6 +436,16 @@ impl Settings {
             ("embeddings.max_concurrency", e.max_concurrency as u64),
             ("embeddings.request_timeout_secs", e.request_timeout_secs),
             ("embeddings.max_tokens", e.max_tokens as u64),
+            ("analysis.batch_files", self.analysis.batch_files as u64),
+            (
+                "analysis.max_file_bytes",
+                self.analysis.max_file_bytes as u64,
+            ),
+            (
+                "analysis.max_line_chars",
+                self.analysis.max_line_chars as u64,
+            ),
+            ("analysis.parse_timeout_ms", self.analysis.parse_timeout_ms),
         ];
         for (name, value) in positive {
             if value == 0 {

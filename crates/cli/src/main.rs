@@ -298,6 +298,9 @@ enum ProjectCmd {
         /// Do not embed this project's entries (keyword search only).
         #[arg(long)]
         no_embeddings: bool,
+        /// Do not analyse this project's code (no symbols or dependencies).
+        #[arg(long)]
+        no_analysis: bool,
     },
     /// List projects.
     List,
@@ -602,8 +605,12 @@ async fn run(command: Command, tenant: Option<String>, settings: &Settings) -> R
             branch,
             ignore,
             no_embeddings,
+            no_analysis,
         }) => {
-            use projsync_api::service::{CreateProject, RepositoryInput};
+            use projsync_api::service::{CreateProject, RepositoryInput, Switch};
+            let off = Switch {
+                enabled: Some(false),
+            };
             let store = app::tenant_store(settings, &project_tenant).await?;
             let state = app::api_state(settings, store).await?;
             let repository = match (path, github) {
@@ -630,9 +637,8 @@ async fn run(command: Command, tenant: Option<String>, settings: &Settings) -> R
                     repository,
                     ignore_patterns: ignore,
                     max_file_bytes: None,
-                    embeddings: no_embeddings.then_some(projsync_api::service::ProjectEmbeddings {
-                        enabled: Some(false),
-                    }),
+                    embeddings: no_embeddings.then_some(off.clone()),
+                    analysis: no_analysis.then_some(off),
                 },
             )
             .await?;

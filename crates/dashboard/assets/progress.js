@@ -13,7 +13,7 @@
 import { get, post, ApiError } from "./api.js";
 import { h, fill, duration, shortId, num, badge } from "./dom.js";
 
-export const PHASES = ["prepare", "scan", "import", "embed", "finalize"];
+export const PHASES = ["prepare", "scan", "import", "analyze", "embed", "finalize"];
 const TERMINAL = new Set(["succeeded", "failed", "cancelled", "discarded"]);
 
 export const isTerminal = (status) => TERMINAL.has(status);

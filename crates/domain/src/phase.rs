@@ -42,6 +42,7 @@ string_enum!(
         Prepare => "prepare",
         Scan => "scan",
         Import => "import",
+        Analyze => "analyze",
         Embed => "embed",
         Finalize => "finalize",
     }
@@ -100,7 +101,8 @@ mod tests {
     fn phases_run_in_order() {
         assert_eq!(SyncPhase::Prepare.next(), Some(SyncPhase::Scan));
         assert_eq!(SyncPhase::Scan.next(), Some(SyncPhase::Import));
-        assert_eq!(SyncPhase::Import.next(), Some(SyncPhase::Embed));
+        assert_eq!(SyncPhase::Import.next(), Some(SyncPhase::Analyze));
+        assert_eq!(SyncPhase::Analyze.next(), Some(SyncPhase::Embed));
         assert_eq!(SyncPhase::Embed.next(), Some(SyncPhase::Finalize));
         assert_eq!(SyncPhase::Finalize.next(), None);
     }

@@ -278,6 +278,21 @@ pub struct Stats {
     /// head, a backfill) or in stats stored before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan_mode: Option<ScanMode>,
+    /// Changed source files the analyze phase parsed.
+    #[serde(default)]
+    pub analyzed_files: u64,
+    /// Of those, the ones whose syntax tree had errors (their symbols are
+    /// the ones that parsed).
+    #[serde(default)]
+    pub analyzed_partial: u64,
+    /// Changed files not analysed, by reason (`unsupported_language`,
+    /// `generated`, `minified`, `long_lines`, `too_large`, `timeout`…).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub analysis_skipped_by_reason: BTreeMap<String, u64>,
+    /// Symbol versions this sync wrote (new and edited symbols) plus the
+    /// symbols it removed.
+    #[serde(default)]
+    pub symbols_changed: u64,
 }
 
 /// How scan found the changes.

@@ -1,4 +1,4 @@
-//! The phase engine: a sync runs `prepare → scan → import → embed → finalize`, each
+//! The phase engine: a sync runs `prepare → scan → import → analyze → embed → finalize`, each
 //! phase a step recorded in the ledger with its attempts and checkpoint
 //! (ARCHITECTURE.md, invariant 2), under a fenced lease (invariant 3).
 //!
@@ -11,12 +11,14 @@
 //! know about HTTP, nor which concrete source it reads from beyond the
 //! factory that opens one for a repository.
 
+mod analyze;
 mod embed;
 mod failpoints;
 mod phases;
 pub mod presence;
 mod reconciler;
 
+pub use analyze::{AnalysisSettings, ANALYSIS_VERSION};
 pub use embed::{chunk_entries, phase_error, EmbedSettings};
 pub use reconciler::{run_reconciler, ReconcilerOptions};
 
@@ -93,6 +95,7 @@ pub struct Pipeline {
     sources: Arc<dyn SourceFactory>,
     opts: PipelineOptions,
     embeddings: EmbedSettings,
+    analysis: AnalysisSettings,
     /// Cancelled when the process shuts down: runs stop at the next batch
     /// boundary and hand their sync back.
     shutdown: CancellationToken,
@@ -175,6 +178,7 @@ impl Pipeline {
             sources,
             opts,
             embeddings: EmbedSettings::default(),
+            analysis: AnalysisSettings::default(),
             shutdown,
             inflight: tokio_util::task::TaskTracker::new(),
             metrics: Metrics::default(),
@@ -192,6 +196,13 @@ impl Pipeline {
     /// estimate and embeds nothing).
     pub fn with_embeddings(mut self, embeddings: EmbedSettings) -> Self {
         self.embeddings = embeddings;
+        self
+    }
+
+    /// Analyse code with these settings (the default analyses every
+    /// project that does not turn it off, with the default limits).
+    pub fn with_analysis(mut self, analysis: AnalysisSettings) -> Self {
+        self.analysis = analysis;
         self
     }
 
@@ -468,6 +479,7 @@ impl Pipeline {
                 SyncPhase::Prepare => self.prepare(ctx).await,
                 SyncPhase::Scan => self.scan(ctx).await,
                 SyncPhase::Import => self.import(ctx, step.checkpoint).await,
+                SyncPhase::Analyze => self.analyze(ctx, step.checkpoint).await,
                 SyncPhase::Embed => self.embed(ctx, step.checkpoint).await,
                 SyncPhase::Finalize if ctx.sync.kind == "backfill" => {
                     self.finalize_backfill(ctx).await

@@ -16,13 +16,14 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use PhaseStatus::{Cancelled, Failed, Pending, Skipped, Succeeded};
-use SyncPhase::{Embed, Finalize, Import, Prepare, Scan};
+use SyncPhase::{Analyze, Embed, Finalize, Import, Prepare, Scan};
 
 /// Every phase ran once; embed is skipped (no model).
-const ALL_RAN: [(SyncPhase, PhaseStatus, i32); 5] = [
+const ALL_RAN: [(SyncPhase, PhaseStatus, i32); 6] = [
     (Prepare, Succeeded, 1),
     (Scan, Succeeded, 1),
     (Import, Succeeded, 1),
+    (Analyze, Succeeded, 1),
     (Embed, Skipped, 1),
     (Finalize, Succeeded, 1),
 ];
@@ -121,6 +122,7 @@ async fn a_resync_without_a_change_is_unchanged_and_reads_nothing() {
             (Prepare, Succeeded, 1),
             (Scan, Skipped, 0),
             (Import, Skipped, 0),
+            (Analyze, Skipped, 0),
             (Embed, Skipped, 0),
             (Finalize, Skipped, 0),
         ]
@@ -203,6 +205,7 @@ async fn a_retryable_failure_is_scheduled_and_the_retry_succeeds() {
             (Prepare, Succeeded, 1),
             (Scan, Succeeded, 1),
             (Import, Pending, 1),
+            (Analyze, Pending, 0),
             (Embed, Pending, 0),
             (Finalize, Pending, 0),
         ]
@@ -251,6 +254,7 @@ async fn a_failure_past_max_attempts_fails_the_sync_with_its_phase_and_message()
         &steps[2..],
         [
             (Import, Failed, 2),
+            (Analyze, Pending, 0),
             (Embed, Pending, 0),
             (Finalize, Pending, 0)
         ]
@@ -309,6 +313,7 @@ async fn a_cancel_while_running_discards_pending_versions() {
         &h.steps(id).await[2..],
         [
             (Import, Cancelled, 1),
+            (Analyze, Cancelled, 0),
             (Embed, Cancelled, 0),
             (Finalize, Cancelled, 0)
         ]

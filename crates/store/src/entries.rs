@@ -439,16 +439,21 @@ impl Store {
         }
         // What the plan is: every path of the tree (a full walk) or only
         // the paths that change (a diff), and the filter its verdicts follow.
-        let (scan_mode, filter): (Option<String>, Option<String>) = sqlx::query_as(
-            "SELECT checkpoint->'stats'->>'scan_mode', checkpoint->>'filter' FROM sync_steps \
-             WHERE sync_id = $1 AND phase = 'scan'",
-        )
-        .bind(sync_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .unwrap_or_default();
+        // And the analyser version the analyze phase ran (none when it
+        // was skipped: analysis is off for the project).
+        let (scan_mode, filter, analysis_version): (Option<String>, Option<String>, Option<i32>) =
+            sqlx::query_as(
+                "SELECT max(checkpoint->'stats'->>'scan_mode') FILTER (WHERE phase = 'scan'), \
+                     max(checkpoint->>'filter') FILTER (WHERE phase = 'scan'), \
+                     max((checkpoint->>'analysis_version')::int) \
+                         FILTER (WHERE phase = 'analyze' AND status <> 'skipped') \
+                 FROM sync_steps WHERE sync_id = $1 AND phase IN ('scan', 'analyze')",
+            )
+            .bind(sync_id)
+            .fetch_one(&mut *tx)
+            .await?;
         let diff = scan_mode.as_deref() == Some(ScanMode::Diff.as_str());
-        if diff {
+        let superseded_files = if diff {
             // Only the planned paths move: the ones a new version, a skip
             // or a deletion replaces, and the old paths of renames.
             sqlx::query(
@@ -462,7 +467,8 @@ impl Store {
             .bind(project_id)
             .bind(sync_id)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected()
         } else {
             sqlx::query(
                 "UPDATE memory_entries m SET status = 'superseded', superseded_by_sync_id = $2 \
@@ -473,16 +479,29 @@ impl Store {
             .bind(project_id)
             .bind(sync_id)
             .execute(&mut *tx)
-            .await?;
-        }
-        let activated = sqlx::query(
-            "UPDATE memory_entries SET status = 'active' WHERE created_by_sync_id = $1 AND status = 'pending'",
+            .await?
+            .rows_affected()
+        };
+        stats.symbols_changed = supersede_analysis(&mut tx, project_id, sync_id).await?;
+        let (activated, symbols_activated): (i64, i64) = sqlx::query_as(
+            "WITH a AS (UPDATE memory_entries SET status = 'active' \
+                 WHERE created_by_sync_id = $1 AND status = 'pending' RETURNING kind) \
+             SELECT count(*) FILTER (WHERE kind = 'file'), count(*) FILTER (WHERE kind = 'symbol') \
+             FROM a",
+        )
+        .bind(sync_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let activated = activated as u64;
+        stats.imported = activated;
+        stats.symbols_changed += symbols_activated as u64;
+        sqlx::query(
+            "UPDATE dependency_edges SET status = 'active' \
+             WHERE created_by_sync_id = $1 AND status = 'pending'",
         )
         .bind(sync_id)
         .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        stats.imported = activated;
+        .await?;
         let delete_files = if diff {
             "DELETE FROM repository_files f USING sync_changes c \
              WHERE f.repository_id = $1 AND c.sync_id = $2 \
@@ -513,11 +532,20 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         complete_on(&mut tx, claim, repository_id, head_commit, outcome, &stats).await?;
-        sqlx::query("UPDATE repositories SET synced_filter = $2 WHERE id = $1")
-            .bind(repository_id.0)
-            .bind(filter)
-            .execute(&mut *tx)
-            .await?;
+        // A sync that ran no analysis leaves the files it changed without
+        // symbols: the next one that does analyses the whole tree.
+        sqlx::query(
+            "UPDATE repositories SET synced_filter = $2, \
+                 analysis_version = CASE WHEN $3::int IS NOT NULL THEN $3 \
+                     WHEN $4 THEN analysis_version END \
+             WHERE id = $1",
+        )
+        .bind(repository_id.0)
+        .bind(filter)
+        .bind(analysis_version)
+        .bind(activated == 0 && superseded_files == 0)
+        .execute(&mut *tx)
+        .await?;
         finish_step_query(
             claim.sync_id,
             SyncPhase::Finalize,
@@ -693,10 +721,12 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         if !pruned.is_empty() {
-            sqlx::query("DELETE FROM sync_changes WHERE sync_id = ANY($1)")
-                .bind(&pruned)
-                .execute(&mut *tx)
-                .await?;
+            for table in ["sync_changes", "sync_analyzed_files"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE sync_id = ANY($1)"))
+                    .bind(&pruned)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         tx.commit().await?;
         Ok(pruned.len() as u64)
@@ -814,6 +844,49 @@ impl Store {
             .collect();
         Ok(crate::Page::from_rows(rows, limit))
     }
+}
+
+/// Supersede the active symbols and edges of the files whose version this
+/// sync replaced (changed, deleted, renamed away, now skipped) or analysed,
+/// except those the analysis kept; returns how many symbols went without a
+/// new version (removed). Runs after the files' own supersede.
+async fn supersede_analysis(
+    tx: &mut PgConnection,
+    project_id: uuid::Uuid,
+    sync_id: uuid::Uuid,
+) -> Result<u64> {
+    // The files in question: those superseded just now, and those analysed
+    // (a whole-tree analysis also reads files that did not change).
+    const FILES: &str = "SELECT f.path FROM memory_entries f \
+         WHERE f.superseded_by_sync_id = $2 AND f.kind = 'file' AND f.project_id = $1 \
+         UNION SELECT a.path FROM sync_analyzed_files a WHERE a.sync_id = $2";
+    let removed: i64 = sqlx::query_scalar(&format!(
+        "WITH s AS (UPDATE memory_entries m SET status = 'superseded', superseded_by_sync_id = $2 \
+             FROM ({FILES}) t \
+             WHERE m.project_id = $1 AND m.status = 'active' AND m.source_path = t.path \
+               AND m.kind = 'symbol' \
+               AND NOT EXISTS (SELECT 1 FROM sync_analyzed_files a WHERE a.sync_id = $2 \
+                   AND a.path = m.source_path AND m.path = ANY(a.kept_symbols)) \
+             RETURNING m.path) \
+         SELECT count(*) FROM s WHERE NOT EXISTS (SELECT 1 FROM memory_entries p \
+             WHERE p.created_by_sync_id = $2 AND p.kind = 'symbol' AND p.path = s.path)"
+    ))
+    .bind(project_id)
+    .bind(sync_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query(&format!(
+        "UPDATE dependency_edges d SET status = 'superseded', superseded_by_sync_id = $2 \
+         FROM ({FILES}) t \
+         WHERE d.project_id = $1 AND d.status = 'active' AND d.from_path = t.path \
+           AND NOT EXISTS (SELECT 1 FROM sync_analyzed_files a WHERE a.sync_id = $2 \
+               AND a.path = d.from_path AND a.kept_edges)"
+    ))
+    .bind(project_id)
+    .bind(sync_id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(removed as u64)
 }
 
 /// End a sync as succeeded and link it after the project's last successful

@@ -7,6 +7,7 @@
 //! This crate knows SQL and the domain types. It must not know about Redis,
 //! HTTP or where code comes from.
 
+mod analysis;
 pub mod copy;
 mod embeddings;
 mod entries;
@@ -17,6 +18,7 @@ mod projects;
 mod syncs;
 mod tenancy;
 
+pub use analysis::{ActiveSymbol, AnalysisInput, AnalyzedFile, Edge, NewSymbol, SymbolMeta};
 pub use embeddings::{
     ChunkScope, ChunkToEmbed, EmbeddingCounts, NewChunk, SearchFilter, SearchHit, UnchunkedEntry,
     VectorExtension, PGVECTOR_MISSING,

@@ -23,6 +23,10 @@ pub struct Repository {
     /// before. Not part of the API's answers.
     #[serde(skip)]
     pub remote: Option<RemoteIdentity>,
+    /// The analyser version the active files' symbols come from (migration
+    /// 0015); `None` when they have none. Not part of the API's answers.
+    #[serde(skip)]
+    pub analysis_version: Option<i32>,
 }
 
 impl Repository {
@@ -47,6 +51,9 @@ pub struct Project {
     /// `false` turns embeddings off for this project; `None` follows the
     /// deployment's `embeddings.enabled`.
     pub embeddings_enabled: Option<bool>,
+    /// `false` turns code analysis off for this project; `None` follows
+    /// the deployment's `analysis.enabled`.
+    pub analysis_enabled: Option<bool>,
     pub last_sync_id: Option<SyncId>,
     pub created_at: DateTime<Utc>,
     pub repository: Repository,
@@ -62,6 +69,7 @@ pub struct NewProject {
     pub ignore_patterns: Vec<String>,
     pub max_file_bytes: Option<i64>,
     pub embeddings_enabled: Option<bool>,
+    pub analysis_enabled: Option<bool>,
     /// What the source said when it checked the repository (`Source::remote`).
     pub remote: Option<RemoteIdentity>,
 }
@@ -80,15 +88,16 @@ impl NewProject {
             ignore_patterns: Vec::new(),
             max_file_bytes: None,
             embeddings_enabled: None,
+            analysis_enabled: None,
             remote: None,
         }
     }
 }
 
 const SELECT_PROJECT: &str =
-    "SELECT p.id, p.name, p.ignore_patterns, p.max_file_bytes, p.embeddings_enabled, p.last_sync_id, \
-     p.created_at, r.id AS repo_id, r.provider, r.location, r.default_branch, r.credential, \
-     r.last_synced_commit, r.remote_name, r.remote_id FROM projects p JOIN repositories r ON r.project_id = p.id";
+    "SELECT p.id, p.name, p.ignore_patterns, p.max_file_bytes, p.embeddings_enabled, p.analysis_enabled, \
+     p.last_sync_id, p.created_at, r.id AS repo_id, r.provider, r.location, r.default_branch, \
+     r.credential, r.last_synced_commit, r.remote_name, r.remote_id, r.analysis_version FROM projects p JOIN repositories r ON r.project_id = p.id";
 
 fn project_from_row(row: &sqlx::postgres::PgRow) -> Project {
     Project {
@@ -97,6 +106,7 @@ fn project_from_row(row: &sqlx::postgres::PgRow) -> Project {
         ignore_patterns: row.get("ignore_patterns"),
         max_file_bytes: row.get("max_file_bytes"),
         embeddings_enabled: row.get("embeddings_enabled"),
+        analysis_enabled: row.get("analysis_enabled"),
         last_sync_id: row.get::<Option<Uuid>, _>("last_sync_id").map(SyncId),
         created_at: row.get("created_at"),
         repository: Repository {
@@ -112,6 +122,7 @@ fn project_from_row(row: &sqlx::postgres::PgRow) -> Project {
                     name,
                     id: row.get("remote_id"),
                 }),
+            analysis_version: row.get("analysis_version"),
         },
     }
 }
@@ -123,14 +134,16 @@ impl Store {
         let id = ProjectId::new();
         let mut tx = self.begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO projects (id, name, ignore_patterns, max_file_bytes, embeddings_enabled) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO projects (id, name, ignore_patterns, max_file_bytes, embeddings_enabled, \
+                 analysis_enabled) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(id.0)
         .bind(&new.name)
         .bind(&new.ignore_patterns)
         .bind(new.max_file_bytes)
         .bind(new.embeddings_enabled)
+        .bind(new.analysis_enabled)
         .execute(&mut *tx)
         .await
         .map_err(Error::from);

@@ -556,6 +556,9 @@ const APP_GRANTS: &[(&str, &str)] = &[
     ("memory_entries", "SELECT, INSERT, UPDATE, DELETE"),
     ("memory_chunks", "SELECT, INSERT, UPDATE, DELETE"),
     ("embeddings", "SELECT, INSERT, UPDATE, DELETE"),
+    // Code analysis (0015).
+    ("sync_analyzed_files", "SELECT, INSERT, UPDATE, DELETE"),
+    ("dependency_edges", "SELECT, INSERT, UPDATE, DELETE"),
     ("active_memory_entries", "SELECT"),
     // Names only; tenants are created by an operator.
     ("tenants", "SELECT"),

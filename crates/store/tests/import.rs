@@ -188,6 +188,7 @@ async fn the_repository_identity_is_kept_and_filled_in_once() {
         ignore_patterns: Vec::new(),
         max_file_bytes: None,
         embeddings_enabled: None,
+        analysis_enabled: None,
         remote,
     };
     let identity = |name: &str, id| RemoteIdentity {

@@ -74,6 +74,7 @@ impl GitHubBench for Bench {
                 ignore_patterns: vec![],
                 max_file_bytes: None,
                 embeddings: None,
+                analysis: None,
             },
         )
         .await

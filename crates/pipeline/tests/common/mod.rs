@@ -5,6 +5,9 @@
 //! `Pipeline::run`, or push jobs to a real queue consumer whose handler is
 //! the pipeline, and read the outcome from the ledger.
 
+// Each test binary uses its own part of the harness.
+#![allow(dead_code)]
+
 use projsync_domain::{PhaseStatus, ProjectId, SyncId, SyncPhase};
 use projsync_pipeline::{Pipeline, PipelineOptions};
 use projsync_queue::{JobQueue, Publisher, QueueOptions};
@@ -239,13 +242,19 @@ impl Harness {
         blobs
     }
 
-    /// Every entry version of the project, by path and age.
+    /// Every file entry version of the project, by path and age.
     pub async fn versions(&self) -> Vec<Version> {
+        self.versions_of("file").await
+    }
+
+    /// Every entry version of this kind (`file`, `symbol`), by path and age.
+    pub async fn versions_of(&self, kind: &str) -> Vec<Version> {
         let rows: Vec<(String, String, uuid::Uuid, Option<uuid::Uuid>)> = sqlx::query_as(
             "SELECT path, status, created_by_sync_id, superseded_by_sync_id \
-             FROM memory_entries WHERE project_id = $1 ORDER BY path, id",
+             FROM memory_entries WHERE project_id = $1 AND kind = $2 ORDER BY path, id",
         )
         .bind(self.project.0)
+        .bind(kind)
         .fetch_all(&self.db.admin)
         .await
         .expect("read the entry versions");

@@ -1,0 +1,361 @@
+//! The analyze phase: parse the source files a sync changed with
+//! tree-sitter (`projsync-analyze`) and write what changed of their symbols
+//! and imports, batch by batch with a checkpoint, as `pending` symbol
+//! entries and dependency edges. Finalize makes them visible with the
+//! files.
+//!
+//! Only changed files are read. A symbol whose text did not change keeps
+//! its entry (no new version); an edited one gets a new version under the
+//! same identity (`symbol_id`), which a renamed file's symbols keep too. A
+//! file whose imports did not change keeps its edges. When the repository's
+//! active files were not all analysed by this analyser version (a project
+//! synced before analysis existed or while it was off, or a new analyser),
+//! the phase reads the whole tree once.
+
+use crate::{failpoints, Pipeline, RunCtx, Stop, Transition};
+use projsync_analyze::{analyze, Analysis, Limits, Skip};
+use projsync_domain::{PhaseError, PhaseStatus, Stats, SyncPhase};
+use projsync_store::{
+    ActiveSymbol, AnalysisInput, AnalyzedFile, BatchWrite, Edge, NewSymbol, SymbolMeta,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// The version of what analysis writes (qualified names, symbol text,
+/// candidates). Raise it when that changes: the next sync of every project
+/// then analyses its whole tree again.
+pub const ANALYSIS_VERSION: i32 = 1;
+
+/// The languages `projsync-analyze` has grammars for, as
+/// `projsync_domain::language` names them: only their content is read.
+const LANGUAGES: &[&str] = &[
+    "rust",
+    "python",
+    "javascript",
+    "typescript",
+    "go",
+    "java",
+    "c",
+    "cpp",
+];
+
+/// How code analysis runs in this deployment.
+#[derive(Debug, Clone)]
+pub struct AnalysisSettings {
+    /// Analyse changed source files (a project can turn it off for itself).
+    pub enabled: bool,
+    /// Files per batch: one checkpoint and one progress event each.
+    pub batch_files: usize,
+    /// What one file may cost: size, line length, parse time.
+    pub limits: Limits,
+}
+
+impl Default for AnalysisSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            batch_files: 200,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl AnalysisSettings {
+    /// Whether a project with this setting of its own is analysed.
+    pub fn enabled_for(&self, project_setting: Option<bool>) -> bool {
+        project_setting.unwrap_or(self.enabled)
+    }
+}
+
+/// The analyze step's checkpoint: every file up to `after` (in path order)
+/// is written.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct AnalyzeCheckpoint {
+    after: Option<String>,
+    done: u64,
+    /// Read every file of the tree, not only the changed ones.
+    whole_tree: bool,
+    /// Finalize records it as the repository's analysis version.
+    analysis_version: i32,
+    stats: Stats,
+}
+
+/// One batch decided: what to write.
+#[derive(Debug, Default)]
+struct Decided {
+    symbols: Vec<NewSymbol>,
+    files: Vec<AnalyzedFile>,
+    edges: Vec<Edge>,
+}
+
+impl Pipeline {
+    pub(crate) async fn analyze(
+        &self,
+        ctx: &mut RunCtx,
+        checkpoint: Option<serde_json::Value>,
+    ) -> Result<Transition, PhaseError> {
+        if !self.analysis.enabled_for(ctx.project.analysis_enabled) {
+            ctx.next_step = self
+                .store
+                .finish_step_with_stats(
+                    &ctx.claim,
+                    SyncPhase::Analyze,
+                    PhaseStatus::Skipped,
+                    serde_json::json!({ "reason": "analysis is off for this project" }),
+                    &ctx.stats,
+                )
+                .await?;
+            return Ok(Transition::Continue);
+        }
+        let mut cp: AnalyzeCheckpoint = checkpoint
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_else(|| AnalyzeCheckpoint {
+                whole_tree: ctx.project.repository.analysis_version != Some(ANALYSIS_VERSION),
+                analysis_version: ANALYSIS_VERSION,
+                stats: ctx.stats.clone(),
+                ..Default::default()
+            });
+        ctx.stats = cp.stats.clone();
+        // For the progress bar: the files with an entry, all of them or
+        // the ones this sync wrote.
+        let total = if cp.whole_tree {
+            ctx.stats.files_seen.saturating_sub(ctx.stats.skipped)
+        } else {
+            ctx.stats.imported
+        };
+        let batch_size = self.analysis.batch_files.max(1);
+        loop {
+            if let Some(stop) = self.write_boundary(ctx).await? {
+                return Ok(Transition::Stop(stop));
+            }
+            let inputs = self
+                .store
+                .analysis_batch(
+                    &ctx.claim,
+                    cp.whole_tree,
+                    cp.after.as_deref(),
+                    batch_size as i64,
+                    LANGUAGES,
+                )
+                .await?;
+            let Some(last) = inputs.last() else { break };
+            let after = last.path.clone();
+            let read = inputs.len();
+            // What the files had: their own active symbols and edges, and
+            // a renamed file's under its old path.
+            let files: Vec<String> = inputs
+                .iter()
+                .filter(|i| i.content.is_some())
+                .flat_map(|i| std::iter::once(i.path.clone()).chain(i.old_path.clone()))
+                .collect();
+            let (symbols, edges) = if files.is_empty() {
+                (Vec::new(), Vec::new())
+            } else {
+                tokio::try_join!(
+                    self.store.active_symbols_of(ctx.claim.project_id, &files),
+                    self.store.active_edges_of(ctx.claim.project_id, &files),
+                )?
+            };
+            // Parsing is CPU work: off the async threads, with each file's
+            // parse bounded by the limits' timeout.
+            let limits = self.analysis.limits.clone();
+            let parsed = tokio::task::spawn_blocking(move || {
+                inputs
+                    .into_iter()
+                    .map(|i| {
+                        let result = i
+                            .content
+                            .as_ref()
+                            .map(|c| analyze(&i.path, c.as_bytes(), &limits));
+                        (i, result)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| PhaseError::retryable(format!("the analysis task failed: {e}")))?;
+            let decided = decide(parsed, &symbols, &edges, &mut cp.stats);
+            cp.after = Some(after);
+            cp.done += read as u64;
+            ctx.stats = cp.stats.clone();
+            let checkpoint = serde_json::to_value(&cp).expect("checkpoint serializes");
+            if self
+                .store
+                .write_analysis_batch(
+                    &ctx.claim,
+                    &decided.symbols,
+                    &decided.files,
+                    &decided.edges,
+                    checkpoint,
+                )
+                .await?
+                == BatchWrite::CancelRequested
+            {
+                return Ok(Transition::Stop(Stop::Cancel));
+            }
+            failpoints::hit("analyze.batch_written").await;
+            self.emit(
+                ctx,
+                SyncPhase::Analyze,
+                PhaseStatus::Running,
+                cp.done,
+                total.max(cp.done),
+                format!(
+                    "{} files read, {} analysed, {} symbol versions written",
+                    cp.done,
+                    cp.stats.analyzed_files,
+                    decided.symbols.len()
+                ),
+            )
+            .await;
+            if read < batch_size {
+                break;
+            }
+        }
+        ctx.next_step = self
+            .store
+            .finish_step_with_stats(
+                &ctx.claim,
+                SyncPhase::Analyze,
+                PhaseStatus::Succeeded,
+                serde_json::to_value(&cp).expect("checkpoint serializes"),
+                &ctx.stats,
+            )
+            .await?;
+        Ok(Transition::Continue)
+    }
+}
+
+/// Decide what a batch writes, from each file's analysis and what its
+/// symbols and edges were; counts into `stats`.
+fn decide(
+    parsed: Vec<(AnalysisInput, Option<Result<Analysis, Skip>>)>,
+    active: &[ActiveSymbol],
+    active_edges: &[Edge],
+    stats: &mut Stats,
+) -> Decided {
+    let mut by_file: HashMap<&str, Vec<&ActiveSymbol>> = HashMap::new();
+    for s in active {
+        by_file.entry(s.source_path.as_str()).or_default().push(s);
+    }
+    let mut edges_by_file: HashMap<&str, Vec<&Edge>> = HashMap::new();
+    for e in active_edges {
+        edges_by_file
+            .entry(e.from_path.as_str())
+            .or_default()
+            .push(e);
+    }
+    let mut out = Decided::default();
+    for (input, result) in parsed {
+        let analysis = match result {
+            None => {
+                skipped(stats, "unsupported_language");
+                continue;
+            }
+            Some(Err(skip)) => {
+                skipped(stats, skip.reason());
+                out.files.push(AnalyzedFile {
+                    path: input.path,
+                    language: input.language,
+                    skip_reason: Some(skip.reason().to_string()),
+                    ..Default::default()
+                });
+                continue;
+            }
+            Some(Ok(analysis)) => analysis,
+        };
+        stats.analyzed_files += 1;
+        if analysis.partial {
+            stats.analyzed_partial += 1;
+        }
+        // The symbols this file had, by qualified name; a renamed file's
+        // under the names they would have at the new path.
+        let mut before: HashMap<String, &ActiveSymbol> = by_file
+            .get(input.path.as_str())
+            .into_iter()
+            .flatten()
+            .map(|s| (s.qualified_name.clone(), *s))
+            .collect();
+        let mut renamed: HashMap<String, Uuid> = HashMap::new();
+        if let Some(old) = &input.old_path {
+            let prefix = format!("{old}#");
+            for s in by_file.get(old.as_str()).into_iter().flatten() {
+                if let Some(rest) = s.qualified_name.strip_prefix(&prefix) {
+                    renamed.insert(format!("{}#{rest}", input.path), s.symbol_id);
+                }
+            }
+        }
+        let mut file = AnalyzedFile {
+            path: input.path.clone(),
+            language: Some(analysis.language.to_string()),
+            partial: analysis.partial,
+            ..Default::default()
+        };
+        for symbol in analysis.symbols {
+            let previous = before.remove(&symbol.qualified_name);
+            if let Some(p) = previous.filter(|p| p.content_hash == symbol.content_hash) {
+                file.kept_symbols.push(p.qualified_name.clone());
+                continue;
+            }
+            let symbol_id = previous
+                .map(|p| p.symbol_id)
+                .or_else(|| renamed.get(&symbol.qualified_name).copied())
+                .unwrap_or_else(Uuid::new_v4);
+            out.symbols.push(NewSymbol {
+                symbol_id,
+                source_path: input.path.clone(),
+                content_hash: symbol.content_hash,
+                blob_sha: input.blob_sha.clone(),
+                language: analysis.language.to_string(),
+                meta: SymbolMeta {
+                    kind: symbol.kind.as_str().to_string(),
+                    name: symbol.name,
+                    signature: symbol.signature,
+                    doc: symbol.doc,
+                    start_line: symbol.start_line,
+                    end_line: symbol.end_line,
+                    parent: symbol.parent,
+                    visibility: match symbol.visibility {
+                        projsync_analyze::Visibility::Public => "public",
+                        projsync_analyze::Visibility::Private => "private",
+                    }
+                    .to_string(),
+                    partial: analysis.partial,
+                },
+                content: symbol.text,
+                qualified_name: symbol.qualified_name,
+            });
+        }
+        // The imports: kept when the file has the same ones (same text,
+        // line and candidates) as before, else all written again.
+        let edges: Vec<Edge> = analysis
+            .imports
+            .into_iter()
+            .map(|i| Edge {
+                from_path: input.path.clone(),
+                raw: i.raw,
+                line: i.line,
+                candidates: i.candidates,
+            })
+            .collect();
+        let mut sorted: Vec<&Edge> = edges.iter().collect();
+        sorted.sort_by(|a, b| (a.line, &a.raw).cmp(&(b.line, &b.raw)));
+        let had = edges_by_file
+            .get(input.path.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        file.kept_edges = !had.is_empty() && had == sorted.as_slice();
+        if !file.kept_edges {
+            out.edges.extend(edges);
+        }
+        out.files.push(file);
+    }
+    out
+}
+
+fn skipped(stats: &mut Stats, reason: &str) {
+    *stats
+        .analysis_skipped_by_reason
+        .entry(reason.to_string())
+        .or_default() += 1;
+}

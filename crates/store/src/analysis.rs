@@ -1,0 +1,311 @@
+//! Code analysis in the ledger: symbol entries (memory entries of kind
+//! `symbol`, named by qualified name), the files a sync analysed with what
+//! they keep of their last analysis, and dependency edges. The analyze
+//! phase writes them `pending`, batch by batch with its checkpoint;
+//! finalize (entries.rs) makes them visible with the files.
+
+use crate::syncs::{save_checkpoint_query, FenceLock};
+use crate::{BatchWrite, Claim, Result, Store};
+use projsync_domain::{ProjectId, SyncPhase};
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
+use sqlx::Row;
+use uuid::Uuid;
+
+/// A file version this sync wrote, to be analysed. `content` is `None`
+/// when the file's language is not one the caller asked for.
+#[derive(Debug, Clone)]
+pub struct AnalysisInput {
+    pub path: String,
+    pub language: Option<String>,
+    pub blob_sha: Option<String>,
+    pub content: Option<String>,
+    /// The path it had before, when the sync renamed it.
+    pub old_path: Option<String>,
+}
+
+/// One active symbol entry, as a changed file's analysis compares with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveSymbol {
+    pub source_path: String,
+    pub qualified_name: String,
+    pub content_hash: String,
+    pub symbol_id: Uuid,
+}
+
+/// What the parser read of a symbol, stored with its entry (`meta`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SymbolMeta {
+    /// function, method, type, trait, interface, class, enum, const, module
+    pub kind: String,
+    pub name: String,
+    pub signature: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doc: Option<String>,
+    /// 1-based, inclusive.
+    pub start_line: u32,
+    pub end_line: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// public or private
+    pub visibility: String,
+    /// Read from a file whose syntax tree had errors.
+    #[serde(default)]
+    pub partial: bool,
+}
+
+/// A new symbol version, written `pending` by the analyze phase.
+#[derive(Debug, Clone)]
+pub struct NewSymbol {
+    pub qualified_name: String,
+    pub source_path: String,
+    pub symbol_id: Uuid,
+    pub content: String,
+    pub content_hash: String,
+    pub blob_sha: Option<String>,
+    pub language: String,
+    pub meta: SymbolMeta,
+}
+
+/// A file the analyze phase looked at, and what it keeps.
+#[derive(Debug, Clone, Default)]
+pub struct AnalyzedFile {
+    pub path: String,
+    pub language: Option<String>,
+    pub skip_reason: Option<String>,
+    pub partial: bool,
+    /// Qualified names of the active symbols that stay as they are.
+    pub kept_symbols: Vec<String>,
+    /// The file's active edges stay as they are (its imports did not change).
+    pub kept_edges: bool,
+}
+
+/// One import of one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edge {
+    pub from_path: String,
+    pub raw: String,
+    pub line: u32,
+    pub candidates: Vec<String>,
+}
+
+impl Store {
+    /// The next batch of files to analyse, after `after` in path order,
+    /// with their content when their language is in `languages` (the
+    /// others are only counted): the file versions this sync wrote, and
+    /// with `whole_tree` also the active files it keeps as they are.
+    pub async fn analysis_batch(
+        &self,
+        claim: &Claim,
+        whole_tree: bool,
+        after: Option<&str>,
+        limit: i64,
+        languages: &[&str],
+    ) -> Result<Vec<AnalysisInput>> {
+        // `path > ''` for the first batch: see `import_batch`.
+        const WRITTEN: &str = "SELECT e.path, e.language, e.blob_sha, \
+                 CASE WHEN e.language = ANY($4) THEN e.content END AS content, c.old_path \
+             FROM memory_entries e \
+             LEFT JOIN sync_changes c ON c.sync_id = e.created_by_sync_id AND c.path = e.path \
+                 AND c.change = 'renamed' \
+             WHERE e.created_by_sync_id = $1 AND e.kind = 'file' AND e.path > $2";
+        // Active files without a new version that the sync neither
+        // deletes, skips nor renames away.
+        const KEPT: &str = "SELECT e.path, e.language, e.blob_sha, \
+                 CASE WHEN e.language = ANY($4) THEN e.content END AS content, NULL AS old_path \
+             FROM memory_entries e \
+             WHERE e.project_id = $5 AND e.status = 'active' AND e.kind = 'file' AND e.path > $2 \
+               AND NOT EXISTS (SELECT 1 FROM memory_entries n WHERE n.created_by_sync_id = $1 \
+                   AND n.kind = 'file' AND n.path = e.path) \
+               AND NOT EXISTS (SELECT 1 FROM sync_changes c WHERE c.sync_id = $1 \
+                   AND ((c.path = e.path AND (c.change = 'deleted' OR c.skip_reason IS NOT NULL)) \
+                     OR (c.change = 'renamed' AND c.old_path = e.path)))";
+        let sql = if whole_tree {
+            format!("SELECT * FROM ({WRITTEN} UNION ALL {KEPT}) x ORDER BY path LIMIT $3")
+        } else {
+            format!("{WRITTEN} AND $5::uuid IS NOT NULL ORDER BY e.path LIMIT $3")
+        };
+        let rows = sqlx::query(&sql)
+            .bind(claim.sync_id.0)
+            .bind(after.unwrap_or(""))
+            .bind(limit)
+            .bind(languages)
+            .bind(claim.project_id.0)
+            .fetch_all(&mut *self.read().await?)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| AnalysisInput {
+                path: r.get("path"),
+                language: r.get("language"),
+                blob_sha: r.get("blob_sha"),
+                content: r.get("content"),
+                old_path: r.get("old_path"),
+            })
+            .collect())
+    }
+
+    /// The active symbols defined in `files`.
+    pub async fn active_symbols_of(
+        &self,
+        project_id: ProjectId,
+        files: &[String],
+    ) -> Result<Vec<ActiveSymbol>> {
+        let rows = sqlx::query(
+            "SELECT source_path, path, content_hash, symbol_id FROM memory_entries \
+             WHERE project_id = $1 AND status = 'active' AND source_path = ANY($2) \
+               AND kind = 'symbol'",
+        )
+        .bind(project_id.0)
+        .bind(files)
+        .fetch_all(&mut *self.read().await?)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ActiveSymbol {
+                source_path: r.get("source_path"),
+                qualified_name: r.get("path"),
+                content_hash: r.get("content_hash"),
+                symbol_id: r.get("symbol_id"),
+            })
+            .collect())
+    }
+
+    /// The active edges of `files`, in line order per file.
+    pub async fn active_edges_of(
+        &self,
+        project_id: ProjectId,
+        files: &[String],
+    ) -> Result<Vec<Edge>> {
+        let rows = sqlx::query(
+            "SELECT from_path, raw, line, candidates FROM dependency_edges \
+             WHERE project_id = $1 AND status = 'active' AND from_path = ANY($2) \
+             ORDER BY from_path, line, raw",
+        )
+        .bind(project_id.0)
+        .bind(files)
+        .fetch_all(&mut *self.read().await?)
+        .await?;
+        Ok(rows.iter().map(edge_from_row).collect())
+    }
+
+    /// Write one analyze batch: the new `pending` symbol versions and
+    /// edges, the files it analysed, and the checkpoint, in one fenced
+    /// transaction. A batch written twice (a step run again from an older
+    /// checkpoint) changes nothing. Nothing is written once a cancel has
+    /// been asked for.
+    pub async fn write_analysis_batch(
+        &self,
+        claim: &Claim,
+        symbols: &[NewSymbol],
+        files: &[AnalyzedFile],
+        edges: &[Edge],
+        checkpoint: serde_json::Value,
+    ) -> Result<BatchWrite> {
+        let Some(mut tx) = self
+            .fenced_unless_cancelled(claim, FenceLock::Update)
+            .await?
+        else {
+            return Ok(BatchWrite::CancelRequested);
+        };
+        if !symbols.is_empty() {
+            sqlx::query(
+                "INSERT INTO memory_entries (project_id, path, kind, content, content_hash, \
+                     blob_sha, language, size_bytes, status, created_by_sync_id, source_path, \
+                     symbol_id, meta) \
+                 SELECT $1, t.path, 'symbol', t.content, t.content_hash, t.blob_sha, t.language, \
+                     octet_length(t.content), 'pending', $2, t.source_path, t.symbol_id, t.meta \
+                 FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                     $8::text[], $9::uuid[], $10::jsonb[]) \
+                     AS t(path, content, content_hash, blob_sha, language, source_path, symbol_id, meta) \
+                 ON CONFLICT (created_by_sync_id, kind, path) DO NOTHING",
+            )
+            .bind(claim.project_id.0)
+            .bind(claim.sync_id.0)
+            .bind(symbols.iter().map(|s| s.qualified_name.as_str()).collect::<Vec<_>>())
+            .bind(symbols.iter().map(|s| s.content.as_str()).collect::<Vec<_>>())
+            .bind(symbols.iter().map(|s| s.content_hash.as_str()).collect::<Vec<_>>())
+            .bind(symbols.iter().map(|s| s.blob_sha.as_deref()).collect::<Vec<_>>())
+            .bind(symbols.iter().map(|s| s.language.as_str()).collect::<Vec<_>>())
+            .bind(symbols.iter().map(|s| s.source_path.as_str()).collect::<Vec<_>>())
+            .bind(symbols.iter().map(|s| s.symbol_id).collect::<Vec<_>>())
+            .bind(symbols.iter().map(|s| Json(&s.meta)).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !files.is_empty() {
+            // A list per row goes in as a JSON array: an array of arrays
+            // cannot be unnested into rows of arrays, and a name may hold
+            // any character a path may (a newline too).
+            sqlx::query(
+                "INSERT INTO sync_analyzed_files (sync_id, path, language, skip_reason, partial, \
+                     kept_symbols, kept_edges) \
+                 SELECT $1, t.path, t.language, t.skip_reason, t.partial, \
+                     ARRAY(SELECT jsonb_array_elements_text(t.kept)), \
+                     t.kept_edges \
+                 FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bool[], $6::jsonb[], $7::bool[]) \
+                     AS t(path, language, skip_reason, partial, kept, kept_edges) \
+                 ON CONFLICT (sync_id, path) DO UPDATE SET language = excluded.language, \
+                     skip_reason = excluded.skip_reason, partial = excluded.partial, \
+                     kept_symbols = excluded.kept_symbols, kept_edges = excluded.kept_edges",
+            )
+            .bind(claim.sync_id.0)
+            .bind(files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>())
+            .bind(files.iter().map(|f| f.language.as_deref()).collect::<Vec<_>>())
+            .bind(files.iter().map(|f| f.skip_reason.as_deref()).collect::<Vec<_>>())
+            .bind(files.iter().map(|f| f.partial).collect::<Vec<_>>())
+            .bind(files.iter().map(|f| Json(&f.kept_symbols)).collect::<Vec<_>>())
+            .bind(files.iter().map(|f| f.kept_edges).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !edges.is_empty() {
+            // Edges have no natural key to conflict on: a batch run again
+            // first drops what an earlier run of it wrote.
+            let from: Vec<&str> = edges.iter().map(|e| e.from_path.as_str()).collect();
+            sqlx::query(
+                "DELETE FROM dependency_edges WHERE created_by_sync_id = $1 \
+                 AND status = 'pending' AND from_path = ANY($2)",
+            )
+            .bind(claim.sync_id.0)
+            .bind(&from)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO dependency_edges (project_id, from_path, raw, line, candidates, \
+                     status, created_by_sync_id) \
+                 SELECT $1, t.from_path, t.raw, t.line, \
+                     ARRAY(SELECT jsonb_array_elements_text(t.candidates)), 'pending', $2 \
+                 FROM UNNEST($3::text[], $4::text[], $5::int[], $6::jsonb[]) \
+                     AS t(from_path, raw, line, candidates)",
+            )
+            .bind(claim.project_id.0)
+            .bind(claim.sync_id.0)
+            .bind(&from)
+            .bind(edges.iter().map(|e| e.raw.as_str()).collect::<Vec<_>>())
+            .bind(edges.iter().map(|e| e.line as i32).collect::<Vec<_>>())
+            .bind(
+                edges
+                    .iter()
+                    .map(|e| Json(&e.candidates))
+                    .collect::<Vec<_>>(),
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        save_checkpoint_query(claim.sync_id, SyncPhase::Analyze, checkpoint)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(BatchWrite::Written)
+    }
+}
+
+fn edge_from_row(r: &sqlx::postgres::PgRow) -> Edge {
+    Edge {
+        from_path: r.get("from_path"),
+        raw: r.get("raw"),
+        line: r.get::<i32, _>("line").max(1) as u32,
+        candidates: r.get("candidates"),
+    }
+}
