@@ -16,12 +16,7 @@ ALTER TABLE memory_entries ADD COLUMN source_path text;
 ALTER TABLE memory_entries ADD COLUMN symbol_id uuid;
 ALTER TABLE memory_entries ADD COLUMN meta jsonb;
 
--- A changed file's symbols are read by file; listing filters by kind.
-CREATE INDEX memory_entries_active_by_source ON memory_entries (project_id, source_path)
-    WHERE status = 'active' AND source_path IS NOT NULL;
--- Finalize finds the file versions this sync superseded, then their symbols.
-CREATE INDEX memory_entries_superseded_by ON memory_entries (superseded_by_sync_id)
-    WHERE superseded_by_sync_id IS NOT NULL;
+-- (Their indexes are built in 0016, concurrently.)
 
 -- The files a sync analysed, and what of their last analysis they keep:
 -- the qualified names of the symbols that did not change (no new version)
@@ -87,7 +82,8 @@ ALTER TABLE repositories ADD COLUMN analysis_version integer;
 -- chunked and embedded like any entry.
 ALTER TABLE sync_steps DROP CONSTRAINT sync_steps_phase_check;
 ALTER TABLE sync_steps ADD CONSTRAINT sync_steps_phase_check
-    CHECK (phase IN ('prepare', 'scan', 'import', 'analyze', 'embed', 'finalize'));
+    CHECK (phase IN ('prepare', 'scan', 'import', 'analyze', 'embed', 'finalize')) NOT VALID;
+ALTER TABLE sync_steps VALIDATE CONSTRAINT sync_steps_phase_check;
 UPDATE sync_steps SET ordinal = ordinal + 1 WHERE phase IN ('embed', 'finalize');
 -- Syncs recorded before this migration get an analyze step: a sync still
 -- to run analyses, one that finished has nothing to analyse.

@@ -232,7 +232,8 @@ async fn migrations_outside_a_transaction_are_counted_and_reported_too() {
     let dir = source_with(&[
         (
             "0100_index.sql",
-            "-- no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS embeddings_by_model ON embeddings (model);\n",
+            "-- no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS embeddings_by_model ON embeddings (model);\n\
+             CREATE INDEX CONCURRENTLY IF NOT EXISTS embeddings_by_created ON embeddings (created_at);\n",
         ),
         (
             "0101_locking.sql",

@@ -113,7 +113,18 @@ pub async fn verify(admin_url: &str, source: &Source) -> Result<Vec<Difference>>
                         "migration {version} is applied but missing from the source"
                     ))
                 })?;
-            sqlx::raw_sql(m.sql.as_ref()).execute(&mut conn).await?;
+            if m.no_tx {
+                // Statement by statement, as `projsync migrate` applies it.
+                let report = projsync_migrate_lint::lint(
+                    m.sql.as_ref(),
+                    &projsync_migrate_lint::Protection::defaults(),
+                );
+                for statement in &report.statements {
+                    sqlx::raw_sql(&statement.sql).execute(&mut conn).await?;
+                }
+            } else {
+                sqlx::raw_sql(m.sql.as_ref()).execute(&mut conn).await?;
+            }
         }
         let expected = snapshot(&mut conn).await;
         conn.close().await.ok();

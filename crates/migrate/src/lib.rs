@@ -394,16 +394,22 @@ async fn apply_without_transaction(
 ) -> Result<()> {
     let started = Instant::now();
     let before = counts(conn, protection).await?;
-    sqlx::raw_sql(m.sql.as_ref())
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| {
-            Error::Invalid(format!(
-                "migration {} ({}) runs outside a transaction and failed: {e}; check the \
-                 schema (projsync migrate --verify) before running it again",
-                m.version, m.description
-            ))
-        })?;
+    // One statement at a time, as the linter read them: several in one
+    // query string would run as one implicit transaction, in which
+    // `CREATE INDEX CONCURRENTLY` (the reason for such a migration) fails.
+    for statement in &report.statements {
+        sqlx::raw_sql(&statement.sql)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| {
+                Error::Invalid(format!(
+                    "migration {} ({}) runs outside a transaction and failed at line {}: {e}; \
+                     the statements before it are applied: check the schema (projsync \
+                     migrate --verify) before running it again",
+                    m.version, m.description, statement.line
+                ))
+            })?;
+    }
     let after = counts(conn, protection).await?;
     let drops = unconsented_drops(&before, &after, report);
     if !drops.is_empty() {
