@@ -7,6 +7,7 @@
 //! is compiled only by the binary that wires it in.
 
 pub mod chunk;
+mod http;
 pub mod openai;
 pub mod tokenizer;
 
