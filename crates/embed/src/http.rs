@@ -1,6 +1,6 @@
 //! The HTTP plumbing every client of an OpenAI-compatible endpoint shares:
 //! the embeddings provider ([`crate::openai`]) and the chat client
-//! (`crate::chat`). One place sends the key, builds the endpoint's URL,
+//! ([`crate::chat`]). One place sends the key, builds the endpoint's URL,
 //! sorts failures into [`EmbedError::Retryable`] and [`EmbedError::Fatal`],
 //! reads the provider's word on when to come back (`Retry-After`, the
 //! rate-limit reset headers), understands the error dialects of the servers
@@ -711,5 +711,26 @@ mod tests {
         );
         assert!(url(embeddings, "api.openai.com/v1").is_err());
         assert!(url(embeddings, "ftp://example.com").is_err());
+
+        // Two segments, not an escaped slash.
+        let chat = &crate::chat::CHAT;
+        assert_eq!(
+            url(chat, "http://localhost:11434/v1/").unwrap(),
+            "http://localhost:11434/v1/chat/completions"
+        );
+        assert_eq!(
+            url(
+                chat,
+                "https://r.openai.azure.com/openai/v1?api-version=preview"
+            )
+            .unwrap(),
+            "https://r.openai.azure.com/openai/v1/chat/completions?api-version=preview"
+        );
+        let err = url(chat, "localhost:11434").err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.starts_with("docs.llm.base_url")),
+            "{err:?}"
+        );
     }
 }

@@ -13,9 +13,9 @@
 //! The API key is sent with every request and never appears in a log line,
 //! a `Debug` output or an error message.
 //!
-//! How a request is sent, classified and retried lives in `crate::http`;
-//! this module adds what is particular to embeddings: batching, the
-//! concurrency cap, and checking the vectors.
+//! How a request is sent, classified and retried is shared with the chat
+//! client ([`crate::chat`]); this module adds what is particular to
+//! embeddings: batching, the concurrency cap, and checking the vectors.
 
 use std::borrow::Cow;
 use std::fmt;
