@@ -1,12 +1,18 @@
 //! Embeddings: the [`Embedder`] trait every provider implements, the
 //! chunker that cuts entries into pieces a model can take, the tokenizer
 //! wrapper used to count tokens, and the OpenAI-compatible HTTP provider.
+//! Beside it, [`chat`]: a client for OpenAI-compatible chat completions,
+//! which writes short texts from a prompt. Both send, classify and retry
+//! their requests through the same private HTTP plumbing, and fail with the
+//! same [`EmbedError`], so the pipeline treats their failures alike.
 //!
 //! This crate knows nothing of Postgres, Redis, queues or sources. The local
 //! CPU provider lives in `projsync-embed-local`, so the ONNX Runtime binding
 //! is compiled only by the binary that wires it in.
 
+pub mod chat;
 pub mod chunk;
+mod http;
 pub mod openai;
 pub mod tokenizer;
 
@@ -24,7 +30,8 @@ pub enum EmbedError {
         retry_after: Option<Duration>,
     },
     /// Will fail the same way every time: a bad key, an unknown model, a
-    /// dimension mismatch, a model folder that cannot be loaded.
+    /// dimension mismatch, a model folder that cannot be loaded, a chat
+    /// reply with no text.
     #[error("{0}")]
     Fatal(String),
 }

@@ -1,8 +1,12 @@
 //! The OpenAI-compatible provider against the fake OpenAI server: batching,
 //! order, the concurrency cap, and how every failure is classified.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use common::{assert_lowercase, fatal, retryable};
 
 use projsync_embed::openai::{ApiKeyHeader, OpenAiEmbedder, OpenAiOptions};
 use projsync_embed::{EmbedError, Embedder, TokenCounter};
@@ -37,36 +41,6 @@ fn expected(inputs: &[String], dimensions: usize) -> Vec<Vec<f32>> {
         .iter()
         .map(|t| fake_embedding(t, dimensions))
         .collect()
-}
-
-fn fatal(result: projsync_embed::Result<Vec<Vec<f32>>>) -> String {
-    match result {
-        Err(EmbedError::Fatal(message)) => {
-            assert_lowercase(&message);
-            message
-        }
-        other => panic!("expected a fatal error, got {other:?}"),
-    }
-}
-
-fn retryable(result: projsync_embed::Result<Vec<Vec<f32>>>) -> (String, Option<Duration>) {
-    match result {
-        Err(EmbedError::Retryable {
-            message,
-            retry_after,
-        }) => {
-            assert_lowercase(&message);
-            (message, retry_after)
-        }
-        other => panic!("expected a retryable error, got {other:?}"),
-    }
-}
-
-fn assert_lowercase(message: &str) {
-    assert!(
-        message.chars().next().is_some_and(|c| c.is_lowercase()),
-        "errors start lowercase: {message}"
-    );
 }
 
 #[tokio::test]

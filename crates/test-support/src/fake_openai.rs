@@ -1,12 +1,17 @@
-//! A fake OpenAI embeddings API for tests: an in-process axum server on
-//! `127.0.0.1:0` speaking the real request, response, error and header
-//! shapes of `POST /v1/embeddings`, with deterministic vectors, counters and
-//! injectable faults.
+//! A fake OpenAI API for tests: an in-process axum server on `127.0.0.1:0`
+//! speaking the real request, response, error and header shapes of
+//! `POST /v1/embeddings` and `POST /v1/chat/completions`, with
+//! deterministic answers, counters and injectable faults.
 //!
 //! Vectors come from [`fake_embedding`]: a normalised, signed, hashed bag of
 //! the text's lower-cased word pieces (identifiers split on `_` and
 //! camelCase), so texts that share words are closer than texts that do not,
-//! and the same text always gets the same vector.
+//! and the same text always gets the same vector. Chat replies come from
+//! [`fake_chat_reply`] of the last user message, so a test can tell which
+//! prompt a reply answers.
+//!
+//! Both endpoints check the same key and draw on the same fault queue; a
+//! test that needs to fail one and not the other starts two fakes.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -24,6 +29,10 @@ use serde_json::{json, Value};
 
 /// The model the fake knows unless told otherwise.
 pub const DEFAULT_MODEL: &str = "text-embedding-3-small";
+/// The chat model the fake knows unless told otherwise.
+pub const DEFAULT_CHAT_MODEL: &str = "gpt-4o-mini";
+/// How much of the user message's first line a chat reply repeats.
+pub const CHAT_REPLY_CHARS: usize = 60;
 /// The length of the fake's vectors unless told otherwise.
 pub const DEFAULT_DIMENSIONS: usize = 384;
 
@@ -32,9 +41,12 @@ const TOKENS_PER_MINUTE: u64 = 1_000_000;
 const API_KEYS_URL: &str = "https://platform.openai.com/account/api-keys";
 const RATE_LIMITS_URL: &str = "https://platform.openai.com/account/rate-limits";
 
-/// A fault, queued with [`FakeOpenAi::inject`] (one request each, in order)
-/// or set for every request with [`FakeOpenAi::set_fault_every_request`].
-/// Queued faults go first.
+/// A fault, queued with [`FakeOpenAi::inject`] (one request each, in order,
+/// embeddings or chat alike) or set for every request with
+/// [`FakeOpenAi::set_fault_every_request`]. Queued faults go first. A fault
+/// about the other endpoint's answer (vectors on a chat request, a chat
+/// reply on an embeddings request) is used up and the request served
+/// normally.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpenAiFault {
     /// `status` with OpenAI's body for it: 500 "The server had an error",
@@ -59,6 +71,12 @@ pub enum OpenAiFault {
     MissingVectors { missing: usize },
     /// Served with `data` in reverse order (each `index` still right).
     Reversed,
+    /// A chat completion served with this `message.content` (`null` when
+    /// `None`) and `finish_reason` (`"content_filter"`, `"length"`).
+    ChatReply {
+        content: Option<String>,
+        finish_reason: String,
+    },
     /// Any answer at all: for other providers' dialects.
     Respond {
         status: u16,
@@ -67,7 +85,7 @@ pub enum OpenAiFault {
     },
 }
 
-/// A fake OpenAI-compatible embeddings server; it stops when dropped.
+/// A fake OpenAI-compatible server; it stops when dropped.
 pub struct FakeOpenAi {
     shared: Arc<Shared>,
     server: tokio::task::JoinHandle<()>,
@@ -79,6 +97,7 @@ pub struct FakeOpenAiBuilder {
     api_key: Option<String>,
     azure_auth: bool,
     models: Vec<String>,
+    chat_models: Vec<String>,
     dimensions: usize,
     max_batch: Option<usize>,
 }
@@ -99,6 +118,8 @@ struct Counters {
     inputs: Vec<String>,
     inputs_embedded: u64,
     last_request: Option<Value>,
+    chat_requests: u64,
+    last_chat_request: Option<Value>,
     faults: VecDeque<OpenAiFault>,
     every: Option<OpenAiFault>,
     window_start: Option<Instant>,
@@ -111,6 +132,7 @@ impl Default for FakeOpenAiBuilder {
             api_key: None,
             azure_auth: false,
             models: vec![DEFAULT_MODEL.to_string()],
+            chat_models: vec![DEFAULT_CHAT_MODEL.to_string()],
             dimensions: DEFAULT_DIMENSIONS,
             max_batch: None,
         }
@@ -131,10 +153,17 @@ impl FakeOpenAiBuilder {
         self
     }
 
-    /// The models served (default [`DEFAULT_MODEL`]); others answer 404
-    /// `model_not_found`.
+    /// The embedding models served (default [`DEFAULT_MODEL`]); others
+    /// answer 404 `model_not_found`.
     pub fn with_models(mut self, models: &[&str]) -> Self {
         self.models = models.iter().map(|m| m.to_string()).collect();
+        self
+    }
+
+    /// The chat models served (default [`DEFAULT_CHAT_MODEL`]); others
+    /// answer 404 `model_not_found`.
+    pub fn with_chat_models(mut self, models: &[&str]) -> Self {
+        self.chat_models = models.iter().map(|m| m.to_string()).collect();
         self
     }
 
@@ -167,6 +196,7 @@ impl FakeOpenAiBuilder {
         });
         let router = Router::new()
             .route("/v1/embeddings", post(embeddings_handler))
+            .route("/v1/chat/completions", post(chat_handler))
             .fallback(fallback_handler)
             .with_state(shared.clone());
         let server = tokio::spawn(async move {
@@ -177,8 +207,8 @@ impl FakeOpenAiBuilder {
 }
 
 impl FakeOpenAi {
-    /// Defaults: no key required, [`DEFAULT_MODEL`], 384 dimensions, no
-    /// batch limit.
+    /// Defaults: no key required, [`DEFAULT_MODEL`] and
+    /// [`DEFAULT_CHAT_MODEL`], 384 dimensions, no batch limit.
     pub async fn start() -> Self {
         Self::builder().start().await
     }
@@ -220,8 +250,8 @@ impl FakeOpenAi {
         self.shared.lock().faults.len()
     }
 
-    /// HTTP requests that reached the server, faulted and rejected ones
-    /// included: 0 means no model call was made.
+    /// HTTP requests that reached the server, embeddings and chat, faulted
+    /// and rejected ones included: 0 means no model call was made.
     pub fn requests(&self) -> u64 {
         self.shared.lock().requests
     }
@@ -242,7 +272,7 @@ impl FakeOpenAi {
         self.shared.lock().inputs.clone()
     }
 
-    /// The most embeddings requests seen in flight at once.
+    /// The most requests (embeddings or chat) seen in flight at once.
     pub fn max_concurrent(&self) -> usize {
         self.shared.max_in_flight.load(Ordering::SeqCst)
     }
@@ -250,6 +280,17 @@ impl FakeOpenAi {
     /// The JSON body of the latest embeddings request.
     pub fn last_request(&self) -> Option<Value> {
         self.shared.lock().last_request.clone()
+    }
+
+    /// Chat completion requests that reached the server, faulted and
+    /// rejected ones included: 0 means no chat call was made.
+    pub fn chat_requests(&self) -> u64 {
+        self.shared.lock().chat_requests
+    }
+
+    /// The JSON body of the latest chat completion request.
+    pub fn last_chat_request(&self) -> Option<Value> {
+        self.shared.lock().last_chat_request.clone()
     }
 
     /// Zero the counters; faults stay.
@@ -260,6 +301,8 @@ impl FakeOpenAi {
         state.inputs.clear();
         state.inputs_embedded = 0;
         state.last_request = None;
+        state.chat_requests = 0;
+        state.last_chat_request = None;
         self.shared.max_in_flight.store(
             self.shared.in_flight.load(Ordering::SeqCst),
             Ordering::SeqCst,
@@ -344,6 +387,14 @@ pub fn word_pieces(text: &str) -> Vec<String> {
     pieces
 }
 
+/// The fake's chat reply to `user`: `Summary: ` and the first
+/// [`CHAT_REPLY_CHARS`] characters of its first line, trimmed.
+pub fn fake_chat_reply(user: &str) -> String {
+    let first_line = user.trim_start().lines().next().unwrap_or("").trim();
+    let head: String = first_line.chars().take(CHAT_REPLY_CHARS).collect();
+    format!("Summary: {}", head.trim_end())
+}
+
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
         (hash ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
@@ -370,25 +421,57 @@ async fn fallback_handler(State(shared): State<Arc<Shared>>, req: Request) -> Re
     )
 }
 
+/// Which endpoint a request came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Embeddings,
+    Chat,
+}
+
 async fn embeddings_handler(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    handle(Api::Embeddings, shared, headers, body).await
+}
+
+async fn chat_handler(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(Api::Chat, shared, headers, body).await
+}
+
+/// What both endpoints do: count the request, apply the next fault, and
+/// serve it when the fault does not answer in its place.
+async fn handle(api: Api, shared: Arc<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let _in_flight = InFlight::enter(&shared);
     let started = Instant::now();
     let seq = shared.seq.fetch_add(1, Ordering::Relaxed) + 1;
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-    let inputs = parsed.as_ref().map(|v| parse_inputs(v.get("input")));
+    let inputs = match api {
+        Api::Embeddings => parsed.as_ref().map(|v| parse_inputs(v.get("input"))),
+        Api::Chat => None,
+    };
     let fault = {
         let mut state = shared.lock();
         state.requests += 1;
-        let size = match &inputs {
-            Some(Ok(inputs)) => inputs.len(),
-            _ => 0,
-        };
-        state.batch_sizes.push(size);
-        state.last_request = parsed.clone();
+        match api {
+            Api::Embeddings => {
+                let size = match &inputs {
+                    Some(Ok(inputs)) => inputs.len(),
+                    _ => 0,
+                };
+                state.batch_sizes.push(size);
+                state.last_request = parsed.clone();
+            }
+            Api::Chat => {
+                state.chat_requests += 1;
+                state.last_chat_request = parsed.clone();
+            }
+        }
         state.faults.pop_front().or_else(|| state.every.clone())
     };
 
@@ -409,18 +492,60 @@ async fn embeddings_handler(
         | Some(fault @ OpenAiFault::RateLimited { .. })
         | Some(fault @ OpenAiFault::RateLimitedMs { .. })
         | Some(fault @ OpenAiFault::Respond { .. }) => {
+            let default_model = match api {
+                Api::Embeddings => DEFAULT_MODEL,
+                Api::Chat => DEFAULT_CHAT_MODEL,
+            };
             let model = parsed
                 .as_ref()
                 .and_then(|v| v.get("model"))
                 .and_then(Value::as_str)
-                .unwrap_or(DEFAULT_MODEL);
+                .unwrap_or(default_model);
             return with_common_headers(fault_response(&fault, model), seq, elapsed_ms(started));
         }
         Some(fault) => served_fault = Some(fault),
     }
 
-    let response = serve(&shared, &headers, parsed.as_ref(), inputs, served_fault);
+    let response = match api {
+        Api::Embeddings => serve(&shared, &headers, parsed.as_ref(), inputs, served_fault),
+        Api::Chat => serve_chat(&shared, &headers, parsed.as_ref(), served_fault),
+    };
     with_common_headers(response, seq, elapsed_ms(started))
+}
+
+/// The key, a JSON body and a model this fake serves (one of `models`):
+/// the body and the model, or OpenAI's answer to what is wrong.
+fn check_request<'a>(
+    config: &FakeOpenAiBuilder,
+    headers: &HeaderMap,
+    body: Option<&'a Value>,
+    models: &[String],
+) -> Result<(&'a Value, &'a str), Box<Response>> {
+    if let Some(rejection) = check_key(config, headers) {
+        return Err(Box::new(rejection));
+    }
+    let Some(body) = body else {
+        return Err(Box::new(invalid_request(
+            "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON. If you have trouble figuring out how to fix this, please contact us through our help center at help.openai.com.)",
+            None,
+        )));
+    };
+    let Some(model) = body.get("model").and_then(Value::as_str) else {
+        return Err(Box::new(invalid_request(
+            "you must provide a model parameter",
+            None,
+        )));
+    };
+    if !models.iter().any(|m| m == model) {
+        return Err(Box::new(openai_error(
+            StatusCode::NOT_FOUND,
+            &format!("The model `{model}` does not exist or you do not have access to it."),
+            "invalid_request_error",
+            None,
+            Some("model_not_found"),
+        )));
+    }
+    Ok((body, model))
 }
 
 /// A request's answer when no fault cut it short.
@@ -432,27 +557,10 @@ fn serve(
     fault: Option<OpenAiFault>,
 ) -> Response {
     let config = &shared.config;
-    if let Some(rejection) = check_key(config, headers) {
-        return rejection;
-    }
-    let Some(body) = body else {
-        return invalid_request(
-            "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON. If you have trouble figuring out how to fix this, please contact us through our help center at help.openai.com.)",
-            None,
-        );
+    let (body, model) = match check_request(config, headers, body, &config.models) {
+        Ok(checked) => checked,
+        Err(rejection) => return *rejection,
     };
-    let Some(model) = body.get("model").and_then(Value::as_str) else {
-        return invalid_request("you must provide a model parameter", None);
-    };
-    if !config.models.iter().any(|m| m == model) {
-        return openai_error(
-            StatusCode::NOT_FOUND,
-            &format!("The model `{model}` does not exist or you do not have access to it."),
-            "invalid_request_error",
-            None,
-            Some("model_not_found"),
-        );
-    }
     let inputs = match inputs {
         Some(Ok(inputs)) => inputs,
         Some(Err(message)) => return invalid_request(&message, Some("input")),
@@ -533,15 +641,107 @@ fn serve(
         state.inputs.extend(inputs.iter().cloned());
         spend_request(&mut state)
     };
-    let mut response = json_response(
-        StatusCode::OK,
+    served(
         &json!({
             "object": "list",
             "data": data,
             "model": model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }),
-    );
+        model,
+        remaining,
+        tokens,
+    )
+}
+
+/// A chat completion's answer when no fault cut it short: the reply is
+/// [`fake_chat_reply`] of the last user message.
+fn serve_chat(
+    shared: &Arc<Shared>,
+    headers: &HeaderMap,
+    body: Option<&Value>,
+    fault: Option<OpenAiFault>,
+) -> Response {
+    let config = &shared.config;
+    let (body, model) = match check_request(config, headers, body, &config.chat_models) {
+        Ok(checked) => checked,
+        Err(rejection) => return *rejection,
+    };
+    let messages = match parse_messages(body.get("messages")) {
+        Ok(messages) => messages,
+        Err((message, param)) => return invalid_request(&message, Some(&param)),
+    };
+    if let Some(value) = body.get("temperature").filter(|v| !v.is_null()) {
+        if !value.as_f64().is_some_and(|t| (0.0..=2.0).contains(&t)) {
+            return invalid_request(
+                &format!("Invalid 'temperature': expected a number between 0 and 2, but got {value} instead."),
+                Some("temperature"),
+            );
+        }
+    }
+    for name in ["max_tokens", "max_completion_tokens"] {
+        if let Some(value) = body.get(name).filter(|v| !v.is_null()) {
+            if matches!(value.as_u64(), None | Some(0)) {
+                return invalid_request(
+                    &format!("Invalid '{name}': integer below minimum value. Expected a value >= 1, but got {value} instead."),
+                    Some(name),
+                );
+            }
+        }
+    }
+
+    let user = messages
+        .iter()
+        .rev()
+        .find(|(role, _)| role == "user")
+        .map(|(_, text)| text.as_str())
+        .unwrap_or("");
+    let (content, finish_reason) = match fault {
+        Some(OpenAiFault::ChatReply {
+            content,
+            finish_reason,
+        }) => (content, finish_reason),
+        _ => (Some(fake_chat_reply(user)), "stop".to_string()),
+    };
+    let count = |text: &str| word_pieces(text).len().max(1);
+    let prompt_tokens: usize = messages.iter().map(|(_, text)| count(text)).sum();
+    let completion_tokens = content.as_deref().map_or(0, count);
+    let tokens = prompt_tokens + completion_tokens;
+    let (remaining, n) = {
+        let mut state = shared.lock();
+        (spend_request(&mut state), state.chat_requests)
+    };
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    served(
+        &json!({
+            "id": format!("chatcmpl-{:024x}", fnv1a(&n.to_le_bytes())),
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": null},
+                "logprobs": null,
+                "finish_reason": finish_reason,
+            }],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": tokens,
+            },
+            "system_fingerprint": "fp_fake",
+        }),
+        model,
+        remaining,
+        tokens,
+    )
+}
+
+/// A 200 with `value`, the model and the rate-limit budget in its headers.
+fn served(value: &Value, model: &str, remaining: u64, tokens: usize) -> Response {
+    let mut response = json_response(StatusCode::OK, value);
     set_header(&mut response, "openai-model", model);
     set_header(&mut response, "openai-organization", "user-fake");
     set_rate_headers(&mut response, remaining, "20ms");
@@ -551,6 +751,67 @@ fn serve(
         &TOKENS_PER_MINUTE.saturating_sub(tokens as u64).to_string(),
     );
     response
+}
+
+/// The `(role, text)` of each chat message; text given as content parts is
+/// joined. On error, OpenAI's message and the offending `param`.
+fn parse_messages(messages: Option<&Value>) -> Result<Vec<(String, String)>, (String, String)> {
+    const ROLES: [&str; 6] = [
+        "system",
+        "developer",
+        "user",
+        "assistant",
+        "tool",
+        "function",
+    ];
+    let items = match messages {
+        None | Some(Value::Null) => {
+            return Err((
+                "Missing required parameter: 'messages'.".into(),
+                "messages".into(),
+            ))
+        }
+        Some(Value::Array(items)) if items.is_empty() => {
+            return Err((
+                "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.".into(),
+                "messages".into(),
+            ))
+        }
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            return Err((
+                format!("Invalid type for 'messages': expected an array, but got {other} instead."),
+                "messages".into(),
+            ))
+        }
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let role = item.get("role").and_then(Value::as_str).unwrap_or("");
+        if !ROLES.contains(&role) {
+            return Err((
+                format!("Invalid value: '{role}'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'."),
+                format!("messages[{i}].role"),
+            ));
+        }
+        let text = match item.get("content") {
+            Some(Value::String(text)) => text.clone(),
+            Some(Value::Array(parts)) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            None | Some(Value::Null) if role == "assistant" => String::new(),
+            _ => {
+                return Err((
+                    format!("Invalid type for 'messages[{i}].content': expected one of a string or array of objects, but got {} instead.", item.get("content").unwrap_or(&Value::Null)),
+                    format!("messages[{i}].content"),
+                ))
+            }
+        };
+        out.push((role.to_string(), text));
+    }
+    Ok(out)
 }
 
 /// The inputs of a request body: one string or an array of strings.
@@ -705,7 +966,8 @@ fn fault_response(fault: &OpenAiFault, model: &str) -> Response {
         | OpenAiFault::DropConnection
         | OpenAiFault::WrongDimensions { .. }
         | OpenAiFault::MissingVectors { .. }
-        | OpenAiFault::Reversed => openai_error(
+        | OpenAiFault::Reversed
+        | OpenAiFault::ChatReply { .. } => openai_error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "fake OpenAI: misplaced fault",
             "server_error",
@@ -962,6 +1224,131 @@ mod tests {
         assert_eq!(fake.inputs(), ["alpha beta", "gamma", "alpha"]);
         assert_eq!(fake.inputs_embedded(), 3);
         assert_eq!(fake.max_concurrent(), 1);
+    }
+
+    #[test]
+    fn chat_replies_repeat_the_first_line() {
+        assert_eq!(
+            fake_chat_reply("  Module `config`: reads settings\nfn load()"),
+            "Summary: Module `config`: reads settings"
+        );
+        let long = "é".repeat(100);
+        assert_eq!(
+            fake_chat_reply(&long),
+            format!("Summary: {}", "é".repeat(CHAT_REPLY_CHARS))
+        );
+        assert_eq!(fake_chat_reply(""), "Summary: ");
+    }
+
+    #[tokio::test]
+    async fn speaks_the_chat_completions_shapes() {
+        let fake = FakeOpenAi::builder()
+            .with_api_key("sk-abcdefghijklmnop")
+            .start()
+            .await;
+        let send = |body: Value, key: Option<&str>| {
+            let mut request = client()
+                .post(format!("{}/chat/completions", fake.base_url()))
+                .json(&body);
+            if let Some(key) = key {
+                request = request.bearer_auth(key);
+            }
+            async move {
+                let response = request.send().await.expect("send");
+                let status = response.status().as_u16();
+                let headers = response.headers().clone();
+                let body: Value = response.json().await.expect("json");
+                (status, headers, body)
+            }
+        };
+        let key = Some("sk-abcdefghijklmnop");
+        let request = json!({
+            "model": DEFAULT_CHAT_MODEL,
+            "messages": [
+                {"role": "system", "content": "Summarise."},
+                {"role": "user", "content": "crate `embed`: vectors\nmore"},
+            ],
+            "max_tokens": 50,
+            "temperature": 0.0,
+        });
+        let (status, headers, body) = send(request.clone(), key).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["object"], "chat.completion");
+        assert!(body["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("chatcmpl-")));
+        assert!(body["created"].as_u64().is_some_and(|t| t > 1_600_000_000));
+        assert_eq!(body["model"], DEFAULT_CHAT_MODEL);
+        let choice = &body["choices"][0];
+        assert_eq!(choice["index"], 0);
+        assert_eq!(choice["message"]["role"], "assistant");
+        assert_eq!(
+            choice["message"]["content"],
+            "Summary: crate `embed`: vectors"
+        );
+        assert_eq!(choice["finish_reason"], "stop");
+        // "summarise" + "crate embed vectors more"; "summary crate embed vectors".
+        assert_eq!(body["usage"]["prompt_tokens"], 5);
+        assert_eq!(body["usage"]["completion_tokens"], 4);
+        assert_eq!(body["usage"]["total_tokens"], 9);
+        assert_eq!(headers["openai-model"], DEFAULT_CHAT_MODEL);
+        assert!(headers.contains_key("x-request-id"));
+        assert_eq!(fake.last_chat_request(), Some(request.clone()));
+
+        // The key, the model, the messages, a fault's reply.
+        let (status, _, body) = send(request.clone(), None).await;
+        assert_eq!(status, 401);
+        assert!(body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("You didn't provide an API key")));
+        let (status, _, body) = send(request.clone(), Some("sk-wrongwrongwrong1234")).await;
+        assert_eq!(status, 401);
+        assert_eq!(body["error"]["code"], "invalid_api_key");
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert!(body["error"].get("param").is_some());
+        let (status, _, body) = send(
+            json!({"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "x"}]}),
+            key,
+        )
+        .await;
+        assert_eq!(status, 404);
+        assert_eq!(body["error"]["code"], "model_not_found");
+        let (status, _, body) =
+            send(json!({"model": DEFAULT_CHAT_MODEL, "messages": []}), key).await;
+        assert_eq!(status, 400);
+        assert_eq!(body["error"]["param"], "messages");
+        let (status, _, body) = send(
+            json!({"model": DEFAULT_CHAT_MODEL, "messages": [{"role": "robot", "content": "x"}]}),
+            key,
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert_eq!(body["error"]["param"], "messages[0].role");
+        fake.inject(OpenAiFault::ChatReply {
+            content: None,
+            finish_reason: "content_filter".into(),
+        });
+        let (status, _, body) = send(request.clone(), key).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["choices"][0]["message"]["content"], Value::Null);
+        assert_eq!(body["choices"][0]["finish_reason"], "content_filter");
+        fake.inject(OpenAiFault::RateLimited {
+            retry_after_secs: 3,
+        });
+        let (status, headers, body) = send(request.clone(), key).await;
+        assert_eq!(status, 429);
+        assert_eq!(headers["retry-after"], "3");
+        assert!(body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(DEFAULT_CHAT_MODEL)));
+
+        assert_eq!(fake.chat_requests(), 8);
+        assert_eq!(fake.requests(), 8);
+        assert_eq!(fake.batch_sizes(), Vec::<usize>::new());
+        assert_eq!(fake.last_request(), None);
+        fake.reset_counts();
+        assert_eq!(fake.chat_requests(), 0);
+        assert_eq!(fake.last_chat_request(), None);
     }
 
     #[tokio::test]
