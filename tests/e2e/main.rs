@@ -2,6 +2,7 @@
 //! real PostgreSQL, against Git repositories built in each test. Every test
 //! has its own database and Redis namespace, so they run in parallel.
 
+mod analysis;
 mod browser;
 mod chaos;
 mod cli;

@@ -59,6 +59,15 @@ async fn every_api_route_needs_a_valid_key_and_a_high_enough_role() {
         ("POST", format!("/projects/{project}/search")),
         ("GET", format!("/projects/{project}/embeddings")),
         ("POST", format!("/projects/{project}/embeddings/backfill")),
+        ("GET", format!("/projects/{project}/symbols")),
+        (
+            "GET",
+            format!("/projects/{project}/symbols/src%2Flib.rs%23secret/references"),
+        ),
+        (
+            "GET",
+            format!("/projects/{project}/dependencies?path=src/lib.rs"),
+        ),
         ("GET", "/syncs".to_string()),
         ("GET", format!("/syncs/{sync}")),
         ("POST", format!("/syncs/{sync}/cancel")),
@@ -209,6 +218,15 @@ async fn another_tenant_sees_nothing_and_gets_404_never_403() {
         ("GET", format!("/projects/{project}/memory")),
         ("GET", format!("/projects/{project}/branches")),
         ("GET", format!("/projects/{project}/embeddings")),
+        ("GET", format!("/projects/{project}/symbols")),
+        (
+            "GET",
+            format!("/projects/{project}/symbols/src%2Flib.rs%23secret/references"),
+        ),
+        (
+            "GET",
+            format!("/projects/{project}/dependencies?path=src/lib.rs"),
+        ),
         ("POST", format!("/projects/{project}/syncs")),
         ("POST", format!("/projects/{project}/search")),
         ("GET", format!("/syncs/{sync}")),

@@ -9,6 +9,7 @@
 //! described in `openapi.yaml`, served at `/api/v1/openapi.yaml`.
 
 pub mod auth;
+mod code;
 mod error;
 mod events;
 pub mod health;

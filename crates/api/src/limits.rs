@@ -160,6 +160,12 @@ const QUERY_ROUTES: &[(Method, &str)] = &[
     (Method::GET, "/api/v1/projects/{id}/syncs"),
     (Method::GET, "/api/v1/projects/{id}/memory"),
     (Method::GET, "/api/v1/projects/{id}/memory/entry"),
+    (Method::GET, "/api/v1/projects/{id}/symbols"),
+    (
+        Method::GET,
+        "/api/v1/projects/{id}/symbols/{qualified_name}/references",
+    ),
+    (Method::GET, "/api/v1/projects/{id}/dependencies"),
     (Method::GET, "/api/v1/syncs"),
 ];
 

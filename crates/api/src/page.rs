@@ -126,6 +126,13 @@ impl List for Memory {
     type Key = projsync_store::MemoryKey;
 }
 
+/// A project's symbols, by qualified name.
+pub(crate) struct Symbols;
+impl List for Symbols {
+    const TAG: &'static str = "symbols";
+    type Key = String;
+}
+
 pub(crate) struct Projects;
 impl List for Projects {
     const TAG: &'static str = "projects";

@@ -43,6 +43,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/projects/{id}/memory/entry", get(get_memory_entry))
         .route("/api/v1/projects/{id}/memory/restore", post(restore_memory))
         .route("/api/v1/projects/{id}/search", post(search))
+        .route(
+            "/api/v1/projects/{id}/symbols",
+            get(crate::code::list_symbols),
+        )
+        .route(
+            "/api/v1/projects/{id}/symbols/{qualified_name}/references",
+            get(crate::code::symbol_references),
+        )
+        .route(
+            "/api/v1/projects/{id}/dependencies",
+            get(crate::code::dependencies),
+        )
         .route("/api/v1/projects/{id}/embeddings", get(embedding_status))
         .route(
             "/api/v1/projects/{id}/embeddings/backfill",

@@ -6,7 +6,7 @@
 
 use crate::syncs::{save_checkpoint_query, FenceLock};
 use crate::{BatchWrite, Claim, Result, Store};
-use projsync_domain::{ProjectId, SyncPhase};
+use projsync_domain::{ProjectId, SyncId, SyncPhase};
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 use sqlx::Row;
@@ -307,5 +307,218 @@ fn edge_from_row(r: &sqlx::postgres::PgRow) -> Edge {
         raw: r.get("raw"),
         line: r.get::<i32, _>("line").max(1) as u32,
         candidates: r.get("candidates"),
+    }
+}
+
+/// One active symbol, as the API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SymbolRecord {
+    /// `path#Outer::name`.
+    pub qualified_name: String,
+    /// Its identity across versions and renames.
+    pub symbol_id: Uuid,
+    /// The file it is defined in.
+    pub path: String,
+    pub language: Option<String>,
+    #[serde(flatten)]
+    pub meta: SymbolMeta,
+    pub content_hash: String,
+    pub created_by_sync_id: SyncId,
+}
+
+/// What a symbol listing keeps.
+#[derive(Debug, Clone, Default)]
+pub struct SymbolFilter {
+    /// Part of the name, in any case.
+    pub q: Option<String>,
+    /// function, method, type, trait, interface, class, enum, const, module
+    pub kind: Option<String>,
+    /// Files under this prefix (`src/`, `src/store.rs`).
+    pub path_prefix: Option<String>,
+}
+
+/// One import of a file, with its target in the current tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependency {
+    /// The importing file.
+    pub from_path: String,
+    /// The import as written.
+    pub raw: String,
+    pub line: u32,
+    /// The first candidate that is a file of the repository's tree; `None`
+    /// for a package from elsewhere or a file that is not there.
+    pub target: Option<String>,
+}
+
+const SYMBOL_COLUMNS: &str =
+    "path, symbol_id, source_path, language, meta, content_hash, created_by_sync_id";
+
+fn symbol_from_row(r: &sqlx::postgres::PgRow) -> Result<SymbolRecord> {
+    let Json(meta): Json<SymbolMeta> = r.try_get("meta")?;
+    Ok(SymbolRecord {
+        qualified_name: r.get("path"),
+        symbol_id: r.get("symbol_id"),
+        path: r.get("source_path"),
+        language: r.get("language"),
+        meta,
+        content_hash: r.get("content_hash"),
+        created_by_sync_id: SyncId(r.get("created_by_sync_id")),
+    })
+}
+
+/// The target of edge `e`: the first of its candidates that is a file of
+/// the project's tree (`r` is its repository).
+const TARGET: &str = "(SELECT u.c FROM unnest(e.candidates) WITH ORDINALITY AS u(c, n) \
+     WHERE EXISTS (SELECT 1 FROM repository_files f WHERE f.repository_id = r.id AND f.path = u.c) \
+     ORDER BY u.n LIMIT 1)";
+
+/// `text` as a LIKE pattern that matches it literally.
+fn like_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl Store {
+    /// The project's active symbols that pass `filter`, by qualified name,
+    /// a page at a time (after `after`).
+    pub async fn symbols_page(
+        &self,
+        project_id: ProjectId,
+        filter: &SymbolFilter,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<crate::Page<SymbolRecord, String>> {
+        // A qualified name starts with its file's path: a path prefix is
+        // also a range of the one-active index.
+        let rows = sqlx::query(&format!(
+            "SELECT {SYMBOL_COLUMNS} FROM memory_entries \
+             WHERE project_id = $1 AND kind = 'symbol' AND status = 'active' \
+               AND path > $2 AND path >= $3 AND starts_with(source_path, $3) \
+               AND ($4::text IS NULL OR meta->>'name' ILIKE $4) \
+               AND ($5::text IS NULL OR meta->>'kind' = $5) \
+             ORDER BY path LIMIT $6"
+        ))
+        .bind(project_id.0)
+        .bind(after.unwrap_or(""))
+        .bind(filter.path_prefix.as_deref().unwrap_or(""))
+        .bind(
+            filter
+                .q
+                .as_deref()
+                .map(|q| format!("%{}%", like_literal(q))),
+        )
+        .bind(filter.kind.as_deref())
+        .bind(limit.saturating_add(1))
+        .fetch_all(&mut *self.read().await?)
+        .await?;
+        let rows = rows
+            .iter()
+            .map(|r| symbol_from_row(r).map(|s| (s.clone(), s.qualified_name)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(crate::Page::from_rows(rows, limit))
+    }
+
+    /// One active symbol by qualified name, with its content.
+    pub async fn symbol(
+        &self,
+        project_id: ProjectId,
+        qualified_name: &str,
+    ) -> Result<Option<(SymbolRecord, String)>> {
+        let row = sqlx::query(&format!(
+            "SELECT {SYMBOL_COLUMNS}, content FROM memory_entries \
+             WHERE project_id = $1 AND kind = 'symbol' AND status = 'active' AND path = $2"
+        ))
+        .bind(project_id.0)
+        .bind(qualified_name)
+        .fetch_optional(&mut *self.read().await?)
+        .await?;
+        row.map(|r| Ok((symbol_from_row(&r)?, r.get("content"))))
+            .transpose()
+    }
+
+    /// The active symbols defined in `files`, with their line ranges: to
+    /// tell which symbol a line of those files is in.
+    pub async fn symbols_in(
+        &self,
+        project_id: ProjectId,
+        files: &[String],
+    ) -> Result<Vec<SymbolRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SYMBOL_COLUMNS} FROM memory_entries \
+             WHERE project_id = $1 AND status = 'active' AND source_path = ANY($2) \
+               AND kind = 'symbol' ORDER BY path"
+        ))
+        .bind(project_id.0)
+        .bind(files)
+        .fetch_all(&mut *self.read().await?)
+        .await?;
+        rows.iter().map(symbol_from_row).collect()
+    }
+
+    /// What `path` imports (with each target in the current tree), and the
+    /// imports of other files whose target is `path`, at most `limit` each.
+    pub async fn dependencies(
+        &self,
+        project_id: ProjectId,
+        path: &str,
+        limit: i64,
+    ) -> Result<(Vec<Dependency>, Vec<Dependency>)> {
+        let mut tx = self.read().await?;
+        let out = sqlx::query(&format!(
+            "SELECT e.from_path, e.raw, e.line, {TARGET} AS target \
+             FROM dependency_edges e JOIN repositories r ON r.project_id = e.project_id \
+             WHERE e.project_id = $1 AND e.status = 'active' AND e.from_path = $2 \
+             ORDER BY e.line, e.raw LIMIT $3"
+        ))
+        .bind(project_id.0)
+        .bind(path)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        // The index finds the edges that name `path` among their
+        // candidates; of those, the ones that resolve to it.
+        let inbound = sqlx::query(&format!(
+            "SELECT * FROM (SELECT e.from_path, e.raw, e.line, {TARGET} AS target \
+                 FROM dependency_edges e JOIN repositories r ON r.project_id = e.project_id \
+                 WHERE e.project_id = $1 AND e.status = 'active' AND e.candidates @> ARRAY[$2]) d \
+             WHERE d.target = $2 ORDER BY d.from_path, d.line, d.raw LIMIT $3"
+        ))
+        .bind(project_id.0)
+        .bind(path)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let dependency = |r: &sqlx::postgres::PgRow| Dependency {
+            from_path: r.get("from_path"),
+            raw: r.get("raw"),
+            line: r.get::<i32, _>("line").max(1) as u32,
+            target: r.get("target"),
+        };
+        Ok((
+            out.iter().map(dependency).collect(),
+            inbound.iter().map(dependency).collect(),
+        ))
+    }
+
+    /// The active content of these files (those that have an entry).
+    pub async fn active_files(
+        &self,
+        project_id: ProjectId,
+        paths: &[String],
+    ) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT path, content FROM memory_entries WHERE project_id = $1 \
+             AND status = 'active' AND kind = 'file' AND path = ANY($2) ORDER BY path",
+        )
+        .bind(project_id.0)
+        .bind(paths)
+        .fetch_all(&mut *self.read().await?)
+        .await?)
     }
 }

@@ -18,7 +18,10 @@ mod projects;
 mod syncs;
 mod tenancy;
 
-pub use analysis::{ActiveSymbol, AnalysisInput, AnalyzedFile, Edge, NewSymbol, SymbolMeta};
+pub use analysis::{
+    ActiveSymbol, AnalysisInput, AnalyzedFile, Dependency, Edge, NewSymbol, SymbolFilter,
+    SymbolMeta, SymbolRecord,
+};
 pub use embeddings::{
     ChunkScope, ChunkToEmbed, EmbeddingCounts, NewChunk, SearchFilter, SearchHit, UnchunkedEntry,
     VectorExtension, PGVECTOR_MISSING,
