@@ -58,7 +58,7 @@ async fn symbols_references_and_dependencies_through_the_api() {
         .collect();
     assert_eq!(
         steps,
-        ["prepare", "scan", "import", "analyze", "embed", "finalize"]
+        ["prepare", "scan", "import", "analyze", "docs", "embed", "finalize"]
     );
 
     // Every symbol, by qualified name, with what the parser read.

@@ -49,7 +49,9 @@ const POLL: Duration = Duration::from_millis(100);
 const SESSION_ENDED: &str =
     "Your session has ended or your API key was revoked or expired. Sign in again.";
 
-const PHASES: [&str; 6] = ["prepare", "scan", "import", "analyze", "embed", "finalize"];
+const PHASES: [&str; 7] = [
+    "prepare", "scan", "import", "analyze", "docs", "embed", "finalize",
+];
 
 // ------------------------------------------------------------------ harness
 

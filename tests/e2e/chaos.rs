@@ -430,9 +430,14 @@ async fn sigkill_during_analyze_resumes_and_leaves_exactly_the_heads_symbols() {
         assert_eq!(first["status"], "succeeded", "{first}");
         assert_eq!(first["stats"]["analyzed_files"], 30, "{first}");
     }
-    for (i, point) in ["analyze.started", "analyze.batch_written@2", "analyze.done"]
-        .into_iter()
-        .enumerate()
+    for (i, point) in [
+        "analyze.started",
+        "analyze.batch_written@2",
+        "analyze.done",
+        "docs.batch_written",
+    ]
+    .into_iter()
+    .enumerate()
     {
         write_code(&repo, 30, &format!("v{}", i + 1));
         let head = repo.commit(point);
@@ -450,8 +455,10 @@ async fn sigkill_during_analyze_resumes_and_leaves_exactly_the_heads_symbols() {
             symbols_of(repo.files_at(&head)),
             "symbols after a kill at {point}"
         );
-        // Ten files changed, one function each.
+        // Ten files changed, one function each; the module's doc lists
+        // signatures, which did not change.
         assert_eq!(sync["stats"]["symbols_changed"], 10, "{point}: {sync}");
+        assert_eq!(sync["stats"]["docs_regenerated"], 0, "{point}: {sync}");
         assert_no_duplicates(&app, &sync).await;
     }
 }

@@ -26,7 +26,9 @@ use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PHASES: [&str; 6] = ["prepare", "scan", "import", "analyze", "embed", "finalize"];
+const PHASES: [&str; 7] = [
+    "prepare", "scan", "import", "analyze", "docs", "embed", "finalize",
+];
 
 /// A multi-threaded runtime whose every thread (workers and blocking pool)
 /// has `dispatch` as its default subscriber.
@@ -635,6 +637,7 @@ async fn the_binary_exports_one_trace_across_processes() {
         owned(&[
             ("import", "2", "unset"),
             ("analyze", "1", "unset"),
+            ("docs", "1", "unset"),
             ("embed", "1", "unset"),
             ("finalize", "1", "unset"),
         ])

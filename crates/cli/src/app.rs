@@ -8,8 +8,8 @@ use projsync_embed::openai::{ApiKeyHeader, OpenAiEmbedder, OpenAiOptions};
 use projsync_embed::Embedder;
 use projsync_metrics::{Metrics, Process};
 use projsync_pipeline::{
-    run_reconciler, AnalysisSettings, EmbedSettings, Pipeline, PipelineOptions, ReconcilerOptions,
-    SourceFactory,
+    run_reconciler, AnalysisSettings, DocsSettings, EmbedSettings, Pipeline, PipelineOptions,
+    ReconcilerOptions, SourceFactory,
 };
 use projsync_queue::{JobQueue, Publisher};
 use projsync_sources::DefaultSources;
@@ -212,7 +212,7 @@ fn load_embedder(settings: &Settings) -> Result<Loader> {
             let mut opts = OpenAiOptions::new(e.model.clone(), e.dimensions);
             opts.base_url = e.base_url.clone();
             opts.send_dimensions = e.send_dimensions;
-            opts.api_key = read_secret(&e.credentials_ref)?;
+            opts.api_key = read_secret("embeddings.credentials_ref", &e.credentials_ref)?;
             opts.api_key_header = match e.api_key_header.as_str() {
                 "api-key" => ApiKeyHeader::ApiKey,
                 _ => ApiKeyHeader::Authorization,
@@ -229,29 +229,54 @@ fn load_embedder(settings: &Settings) -> Result<Loader> {
     })
 }
 
-/// A secret named by `env:NAME` or `file:PATH` (empty: none). The secret
-/// itself is never in the configuration.
-fn read_secret(reference: &str) -> Result<Option<String>> {
+/// A secret named by `env:NAME` or `file:PATH` (empty: none), for the
+/// setting `setting`. The secret itself is never in the configuration.
+fn read_secret(setting: &str, reference: &str) -> Result<Option<String>> {
     let reference = reference.trim();
     if reference.is_empty() {
         return Ok(None);
     }
     let value = match reference.split_once(':') {
-        Some(("env", name)) => std::env::var(name).with_context(|| {
-            format!("embeddings.credentials_ref `{reference}`: export {name} with the API key")
-        })?,
+        Some(("env", name)) => std::env::var(name)
+            .with_context(|| format!("{setting} `{reference}`: export {name} with the API key"))?,
         Some(("file", path)) => std::fs::read_to_string(path).with_context(|| {
-            format!("embeddings.credentials_ref `{reference}`: cannot read the API key from {path}")
+            format!("{setting} `{reference}`: cannot read the API key from {path}")
         })?,
-        _ => anyhow::bail!(
-            "embeddings.credentials_ref must be env:NAME or file:PATH, got `{reference}`"
-        ),
+        _ => anyhow::bail!("{setting} must be env:NAME or file:PATH, got `{reference}`"),
     };
     let value = value.trim().to_string();
     if value.is_empty() || value.contains(['\n', '\r', '\0']) {
-        anyhow::bail!("embeddings.credentials_ref `{reference}` holds an empty or multi-line key");
+        anyhow::bail!("{setting} `{reference}` holds an empty or multi-line key");
     }
     Ok(Some(value))
+}
+
+/// The pipeline's generated-docs settings, with the summary model when
+/// `docs.llm.model` is set.
+pub fn docs_settings(settings: &Settings) -> Result<DocsSettings> {
+    let d = &settings.docs;
+    let llm = if d.llm.model.trim().is_empty() {
+        None
+    } else {
+        let mut opts = projsync_embed::chat::ChatOptions::new(d.llm.model.clone());
+        opts.base_url = d.llm.base_url.clone();
+        opts.api_key = read_secret("docs.llm.credentials_ref", &d.llm.credentials_ref)?;
+        opts.api_key_header = match d.llm.api_key_header.as_str() {
+            "api-key" => ApiKeyHeader::ApiKey,
+            _ => ApiKeyHeader::Authorization,
+        };
+        opts.max_tokens = d.llm.max_tokens;
+        opts.timeout = Duration::from_secs(d.llm.request_timeout_secs);
+        Some(Arc::new(
+            projsync_embed::chat::ChatClient::new(opts)
+                .map_err(|err| anyhow::anyhow!("cannot set up docs.llm: {err}"))?,
+        ))
+    };
+    Ok(DocsSettings {
+        enabled: d.enabled,
+        batch_modules: d.batch_modules,
+        llm,
+    })
 }
 
 /// The pipeline's embedding settings for a loaded (or absent) model.
@@ -388,6 +413,7 @@ pub async fn pipeline(
     )
     .with_embeddings(embed_settings(settings, embedder))
     .with_analysis(analysis_settings(settings))
+    .with_docs(docs_settings(settings)?)
     .with_metrics(metrics))
 }
 

@@ -23,6 +23,7 @@ pub struct Settings {
     pub log: Log,
     pub embeddings: Embeddings,
     pub analysis: Analysis,
+    pub docs: Docs,
     pub sources: Sources,
     pub migrate: Migrate,
     pub telemetry: Telemetry,
@@ -157,6 +158,25 @@ pub struct Analysis {
     pub max_file_bytes: usize,
     pub max_line_chars: usize,
     pub parse_timeout_ms: u64,
+}
+
+/// `[docs]`: generated module docs (the docs phase).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Docs {
+    pub enabled: bool,
+    pub batch_modules: usize,
+    pub llm: DocsLlm,
+}
+
+/// `[docs.llm]`: the chat model that writes each doc's summary.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DocsLlm {
+    pub base_url: String,
+    pub model: String,
+    pub credentials_ref: String,
+    pub api_key_header: String,
+    pub max_tokens: u32,
+    pub request_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -446,7 +466,26 @@ impl Settings {
                 self.analysis.max_line_chars as u64,
             ),
             ("analysis.parse_timeout_ms", self.analysis.parse_timeout_ms),
+            ("docs.batch_modules", self.docs.batch_modules as u64),
+            ("docs.llm.max_tokens", u64::from(self.docs.llm.max_tokens)),
+            (
+                "docs.llm.request_timeout_secs",
+                self.docs.llm.request_timeout_secs,
+            ),
         ];
+        let llm = &self.docs.llm;
+        if !matches!(llm.api_key_header.as_str(), "authorization" | "api-key") {
+            bail!(
+                "docs.llm.api_key_header must be `authorization` or `api-key`, got `{}`",
+                llm.api_key_header
+            );
+        }
+        if !llm.model.trim().is_empty() && !llm.base_url.starts_with("http") {
+            bail!(
+                "docs.llm.base_url must be an http(s) URL, got `{}` (PROJSYNC__DOCS__LLM__BASE_URL)",
+                llm.base_url
+            );
+        }
         for (name, value) in positive {
             if value == 0 {
                 bail!("{name} must be greater than 0");

@@ -13,7 +13,7 @@
 import { get, post, ApiError } from "./api.js";
 import { h, fill, duration, shortId, num, badge } from "./dom.js";
 
-export const PHASES = ["prepare", "scan", "import", "analyze", "embed", "finalize"];
+export const PHASES = ["prepare", "scan", "import", "analyze", "docs", "embed", "finalize"];
 const TERMINAL = new Set(["succeeded", "failed", "cancelled", "discarded"]);
 
 export const isTerminal = (status) => TERMINAL.has(status);
@@ -102,10 +102,10 @@ export class RateMeter {
   }
 }
 
-/** "12.3 files/s": embed counts chunks, scan and import count files. */
+/** "12.3 files/s": embed counts chunks, docs modules, the others files. */
 export function formatRate(rate, phase) {
   if (rate === null || rate === undefined) return "—";
-  const unit = phase === "embed" ? "chunks/s" : "files/s";
+  const unit = phase === "embed" ? "chunks/s" : phase === "docs" ? "modules/s" : "files/s";
   return `${rate >= 100 ? Math.round(rate) : rate.toFixed(1)} ${unit}`;
 }
 

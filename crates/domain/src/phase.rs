@@ -43,6 +43,7 @@ string_enum!(
         Scan => "scan",
         Import => "import",
         Analyze => "analyze",
+        Docs => "docs",
         Embed => "embed",
         Finalize => "finalize",
     }
@@ -102,7 +103,8 @@ mod tests {
         assert_eq!(SyncPhase::Prepare.next(), Some(SyncPhase::Scan));
         assert_eq!(SyncPhase::Scan.next(), Some(SyncPhase::Import));
         assert_eq!(SyncPhase::Import.next(), Some(SyncPhase::Analyze));
-        assert_eq!(SyncPhase::Analyze.next(), Some(SyncPhase::Embed));
+        assert_eq!(SyncPhase::Analyze.next(), Some(SyncPhase::Docs));
+        assert_eq!(SyncPhase::Docs.next(), Some(SyncPhase::Embed));
         assert_eq!(SyncPhase::Embed.next(), Some(SyncPhase::Finalize));
         assert_eq!(SyncPhase::Finalize.next(), None);
     }

@@ -293,6 +293,9 @@ pub struct Stats {
     /// symbols it removed.
     #[serde(default)]
     pub symbols_changed: u64,
+    /// Module docs this sync wrote a new version of (their inputs changed).
+    #[serde(default)]
+    pub docs_regenerated: u64,
 }
 
 /// How scan found the changes.

@@ -1,4 +1,5 @@
-//! The phase engine: a sync runs `prepare → scan → import → analyze → embed → finalize`, each
+//! The phase engine: a sync runs `prepare → scan → import → analyze → docs → embed →
+//! finalize`, each
 //! phase a step recorded in the ledger with its attempts and checkpoint
 //! (ARCHITECTURE.md, invariant 2), under a fenced lease (invariant 3).
 //!
@@ -12,6 +13,7 @@
 //! factory that opens one for a repository.
 
 mod analyze;
+mod docs;
 mod embed;
 mod failpoints;
 mod phases;
@@ -19,6 +21,7 @@ pub mod presence;
 mod reconciler;
 
 pub use analyze::{AnalysisSettings, ANALYSIS_VERSION};
+pub use docs::{doc_path, DocsSettings};
 pub use embed::{chunk_entries, phase_error, EmbedSettings};
 pub use reconciler::{run_reconciler, ReconcilerOptions};
 
@@ -96,6 +99,7 @@ pub struct Pipeline {
     opts: PipelineOptions,
     embeddings: EmbedSettings,
     analysis: AnalysisSettings,
+    docs: DocsSettings,
     /// Cancelled when the process shuts down: runs stop at the next batch
     /// boundary and hand their sync back.
     shutdown: CancellationToken,
@@ -179,6 +183,7 @@ impl Pipeline {
             opts,
             embeddings: EmbedSettings::default(),
             analysis: AnalysisSettings::default(),
+            docs: DocsSettings::default(),
             shutdown,
             inflight: tokio_util::task::TaskTracker::new(),
             metrics: Metrics::default(),
@@ -203,6 +208,13 @@ impl Pipeline {
     /// project that does not turn it off, with the default limits).
     pub fn with_analysis(mut self, analysis: AnalysisSettings) -> Self {
         self.analysis = analysis;
+        self
+    }
+
+    /// Generate module docs with these settings (the default generates
+    /// them, without a model's summary).
+    pub fn with_docs(mut self, docs: DocsSettings) -> Self {
+        self.docs = docs;
         self
     }
 
@@ -480,6 +492,7 @@ impl Pipeline {
                 SyncPhase::Scan => self.scan(ctx).await,
                 SyncPhase::Import => self.import(ctx, step.checkpoint).await,
                 SyncPhase::Analyze => self.analyze(ctx, step.checkpoint).await,
+                SyncPhase::Docs => self.docs(ctx, step.checkpoint).await,
                 SyncPhase::Embed => self.embed(ctx, step.checkpoint).await,
                 SyncPhase::Finalize if ctx.sync.kind == "backfill" => {
                     self.finalize_backfill(ctx).await

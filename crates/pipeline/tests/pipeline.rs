@@ -16,14 +16,15 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use PhaseStatus::{Cancelled, Failed, Pending, Skipped, Succeeded};
-use SyncPhase::{Analyze, Embed, Finalize, Import, Prepare, Scan};
+use SyncPhase::{Analyze, Docs, Embed, Finalize, Import, Prepare, Scan};
 
 /// Every phase ran once; embed is skipped (no model).
-const ALL_RAN: [(SyncPhase, PhaseStatus, i32); 6] = [
+const ALL_RAN: [(SyncPhase, PhaseStatus, i32); 7] = [
     (Prepare, Succeeded, 1),
     (Scan, Succeeded, 1),
     (Import, Succeeded, 1),
     (Analyze, Succeeded, 1),
+    (Docs, Succeeded, 1),
     (Embed, Skipped, 1),
     (Finalize, Succeeded, 1),
 ];
@@ -123,6 +124,7 @@ async fn a_resync_without_a_change_is_unchanged_and_reads_nothing() {
             (Scan, Skipped, 0),
             (Import, Skipped, 0),
             (Analyze, Skipped, 0),
+            (Docs, Skipped, 0),
             (Embed, Skipped, 0),
             (Finalize, Skipped, 0),
         ]
@@ -206,6 +208,7 @@ async fn a_retryable_failure_is_scheduled_and_the_retry_succeeds() {
             (Scan, Succeeded, 1),
             (Import, Pending, 1),
             (Analyze, Pending, 0),
+            (Docs, Pending, 0),
             (Embed, Pending, 0),
             (Finalize, Pending, 0),
         ]
@@ -255,6 +258,7 @@ async fn a_failure_past_max_attempts_fails_the_sync_with_its_phase_and_message()
         [
             (Import, Failed, 2),
             (Analyze, Pending, 0),
+            (Docs, Pending, 0),
             (Embed, Pending, 0),
             (Finalize, Pending, 0)
         ]
@@ -314,6 +318,7 @@ async fn a_cancel_while_running_discards_pending_versions() {
         [
             (Import, Cancelled, 1),
             (Analyze, Cancelled, 0),
+            (Docs, Cancelled, 0),
             (Embed, Cancelled, 0),
             (Finalize, Cancelled, 0)
         ]

@@ -483,10 +483,24 @@ impl Store {
             .rows_affected()
         };
         stats.symbols_changed = supersede_analysis(&mut tx, project_id, sync_id).await?;
-        let (activated, symbols_activated): (i64, i64) = sqlx::query_as(
+        // Docs: the ones with a new version, and the ones removed.
+        sqlx::query(
+            "UPDATE memory_entries m SET status = 'superseded', superseded_by_sync_id = $2 \
+             WHERE m.project_id = $1 AND m.status = 'active' AND m.kind = 'doc' \
+               AND (EXISTS (SELECT 1 FROM memory_entries p WHERE p.created_by_sync_id = $2 \
+                       AND p.kind = 'doc' AND p.path = m.path) \
+                 OR EXISTS (SELECT 1 FROM sync_doc_removals r WHERE r.sync_id = $2 \
+                       AND r.path = m.path))",
+        )
+        .bind(project_id)
+        .bind(sync_id)
+        .execute(&mut *tx)
+        .await?;
+        let (activated, symbols_activated, docs_activated): (i64, i64, i64) = sqlx::query_as(
             "WITH a AS (UPDATE memory_entries SET status = 'active' \
                  WHERE created_by_sync_id = $1 AND status = 'pending' RETURNING kind) \
-             SELECT count(*) FILTER (WHERE kind = 'file'), count(*) FILTER (WHERE kind = 'symbol') \
+             SELECT count(*) FILTER (WHERE kind = 'file'), count(*) FILTER (WHERE kind = 'symbol'), \
+                 count(*) FILTER (WHERE kind = 'doc') \
              FROM a",
         )
         .bind(sync_id)
@@ -495,6 +509,7 @@ impl Store {
         let activated = activated as u64;
         stats.imported = activated;
         stats.symbols_changed += symbols_activated as u64;
+        stats.docs_regenerated = docs_activated as u64;
         sqlx::query(
             "UPDATE dependency_edges SET status = 'active' \
              WHERE created_by_sync_id = $1 AND status = 'pending'",
@@ -721,7 +736,7 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         if !pruned.is_empty() {
-            for table in ["sync_changes", "sync_analyzed_files"] {
+            for table in ["sync_changes", "sync_analyzed_files", "sync_doc_removals"] {
                 sqlx::query(&format!("DELETE FROM {table} WHERE sync_id = ANY($1)"))
                     .bind(&pruned)
                     .execute(&mut *tx)

@@ -9,6 +9,7 @@
 
 mod analysis;
 pub mod copy;
+mod docs;
 mod embeddings;
 mod entries;
 mod error;
@@ -22,6 +23,7 @@ pub use analysis::{
     ActiveSymbol, AnalysisInput, AnalyzedFile, Dependency, Edge, NewSymbol, SymbolFilter,
     SymbolMeta, SymbolRecord,
 };
+pub use docs::{ModuleEdge, ModuleState, ModuleSymbol, NewDoc};
 pub use embeddings::{
     ChunkScope, ChunkToEmbed, EmbeddingCounts, NewChunk, SearchFilter, SearchHit, UnchunkedEntry,
     VectorExtension, PGVECTOR_MISSING,

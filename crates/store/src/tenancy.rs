@@ -559,6 +559,9 @@ const APP_GRANTS: &[(&str, &str)] = &[
     // Code analysis (0015).
     ("sync_analyzed_files", "SELECT, INSERT, UPDATE, DELETE"),
     ("dependency_edges", "SELECT, INSERT, UPDATE, DELETE"),
+    // Generated docs (0017).
+    ("sync_doc_removals", "SELECT, INSERT, UPDATE, DELETE"),
+    ("doc_summaries", "SELECT, INSERT, UPDATE, DELETE"),
     ("active_memory_entries", "SELECT"),
     // Names only; tenants are created by an operator.
     ("tenants", "SELECT"),
