@@ -273,7 +273,15 @@ async fn search_modes_filters_as_of_and_bad_input() {
     let fake = FakeOpenAi::start().await;
     let app = app_with_fake(&fake).await;
     let repo = code_repo();
-    let project = app.create_project("search", repo.path(), "main").await;
+    // Files only: the ranks below are of file entries.
+    let project = app
+        .create_project_with(
+            "search",
+            repo.path(),
+            "main",
+            json!({ "analysis": { "enabled": false } }),
+        )
+        .await;
     let first = app.sync(&project, None).await;
     assert_eq!(first["status"], "succeeded", "{first}");
     let search = |body: Value| {
@@ -436,7 +444,15 @@ async fn lost_vectors_come_back_with_one_backfill_and_projects_can_turn_embeddin
     let fake = FakeOpenAi::start().await;
     let app = app_with_fake(&fake).await;
     let repo = code_repo();
-    let project = app.create_project("backfill", repo.path(), "main").await;
+    // Files only: the ranks below are of file entries.
+    let project = app
+        .create_project_with(
+            "backfill",
+            repo.path(),
+            "main",
+            json!({ "analysis": { "enabled": false } }),
+        )
+        .await;
     let synced = app.sync(&project, None).await;
     let (chunks, _, _) = stats(&synced);
 
@@ -510,6 +526,7 @@ async fn lost_vectors_come_back_with_one_backfill_and_projects_can_turn_embeddin
         .post(
             "/projects",
             json!({ "name": "no-vectors", "embeddings": { "enabled": false },
+                    "analysis": { "enabled": false },
                     "repository": { "provider": "local", "path": repo.path(), "branch": "main" } }),
         )
         .await;

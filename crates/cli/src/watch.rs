@@ -205,5 +205,11 @@ pub fn summary(record: &SyncRecord) -> String {
             .collect();
         out.push_str(&format!("  skipped   {}\n", reasons.join(", ")));
     }
+    if s.analyzed_files > 0 || s.symbols_changed > 0 || s.docs_regenerated > 0 {
+        out.push_str(&format!(
+            "  code      {} files analysed ({} partial), {} symbols changed, {} docs regenerated\n",
+            s.analyzed_files, s.analyzed_partial, s.symbols_changed, s.docs_regenerated
+        ));
+    }
     out
 }

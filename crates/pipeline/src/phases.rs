@@ -636,9 +636,17 @@ impl Pipeline {
             s.imported,
             s.imported,
             format!(
-                "sync complete: {} files, {} imported, {} skipped; {} chunks, {} embedded, \
-                 {} from the embedding cache",
-                s.files_seen, s.imported, s.skipped, s.chunks, s.embedded, s.embedding_cache_hits
+                "sync complete: {} files, {} imported, {} skipped; {} files analysed, {} symbols \
+                 changed, {} docs regenerated; {} chunks, {} embedded, {} from the embedding cache",
+                s.files_seen,
+                s.imported,
+                s.skipped,
+                s.analyzed_files,
+                s.symbols_changed,
+                s.docs_regenerated,
+                s.chunks,
+                s.embedded,
+                s.embedding_cache_hits
             ),
         )
         .await;
