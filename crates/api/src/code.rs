@@ -1,7 +1,7 @@
 //! What code analysis found, read back: a project's symbols, who uses one,
 //! and what a file depends on and what depends on it. Everything comes
 //! from the active state (the last successful sync); import targets are
-//! resolved against the current tree when read.
+//! resolved against the active files when read.
 
 use crate::auth::Scoped;
 use crate::page::{self, Paged};
@@ -238,8 +238,8 @@ pub(crate) struct DependenciesQuery {
 #[derive(Debug, Serialize)]
 pub(crate) struct Dependencies {
     pub path: String,
-    /// Its imports in line order, each with its target in the current tree
-    /// (`null`: a package from elsewhere, or a file that is not there).
+    /// Its imports in line order, each with its target among the active
+    /// files (`null`: a package from elsewhere, or a file that is not there).
     pub depends_on: Vec<Import>,
     /// The imports of other files whose target is this file.
     pub depended_on_by: Vec<Importer>,

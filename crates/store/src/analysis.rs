@@ -4,7 +4,7 @@
 //! phase writes them `pending`, batch by batch with its checkpoint;
 //! finalize (entries.rs) makes them visible with the files.
 
-use crate::syncs::{save_checkpoint_query, FenceLock};
+use crate::syncs::{commit_batch, FenceLock};
 use crate::{BatchWrite, Claim, Result, Store};
 use projsync_domain::{ProjectId, SyncId, SyncPhase};
 use serde::{Deserialize, Serialize};
@@ -293,11 +293,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        save_checkpoint_query(claim.sync_id, SyncPhase::Analyze, checkpoint)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(BatchWrite::Written)
+        commit_batch(tx, claim.sync_id, SyncPhase::Analyze, checkpoint).await
     }
 }
 
@@ -345,8 +341,8 @@ pub struct Dependency {
     /// The import as written.
     pub raw: String,
     pub line: u32,
-    /// The first candidate that is a file of the repository's tree; `None`
-    /// for a package from elsewhere or a file that is not there.
+    /// The first candidate that is a file of the knowledge base; `None` for
+    /// a package from elsewhere or a file that is not there (or skipped).
     pub target: Option<String>,
 }
 
@@ -367,9 +363,10 @@ fn symbol_from_row(r: &sqlx::postgres::PgRow) -> Result<SymbolRecord> {
 }
 
 /// The target of edge `e`: the first of its candidates that is a file of
-/// the project's tree (`r` is its repository).
+/// the knowledge base (an active file entry), as generated docs resolve it.
 const TARGET: &str = "(SELECT u.c FROM unnest(e.candidates) WITH ORDINALITY AS u(c, n) \
-     WHERE EXISTS (SELECT 1 FROM repository_files f WHERE f.repository_id = r.id AND f.path = u.c) \
+     WHERE EXISTS (SELECT 1 FROM memory_entries f WHERE f.project_id = e.project_id \
+         AND f.kind = 'file' AND f.status = 'active' AND f.path = u.c) \
      ORDER BY u.n LIMIT 1)";
 
 /// `text` as a LIKE pattern that matches it literally.
@@ -472,7 +469,7 @@ impl Store {
         let mut tx = self.read().await?;
         let out = sqlx::query(&format!(
             "SELECT e.from_path, e.raw, e.line, {TARGET} AS target \
-             FROM dependency_edges e JOIN repositories r ON r.project_id = e.project_id \
+             FROM dependency_edges e \
              WHERE e.project_id = $1 AND e.status = 'active' AND e.from_path = $2 \
              ORDER BY e.line, e.raw LIMIT $3"
         ))
@@ -485,7 +482,7 @@ impl Store {
         // candidates; of those, the ones that resolve to it.
         let inbound = sqlx::query(&format!(
             "SELECT * FROM (SELECT e.from_path, e.raw, e.line, {TARGET} AS target \
-                 FROM dependency_edges e JOIN repositories r ON r.project_id = e.project_id \
+                 FROM dependency_edges e \
                  WHERE e.project_id = $1 AND e.status = 'active' AND e.candidates @> ARRAY[$2]) d \
              WHERE d.target = $2 ORDER BY d.from_path, d.line, d.raw LIMIT $3"
         ))

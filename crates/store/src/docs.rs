@@ -9,7 +9,7 @@
 //! touch). The `NEXT_*` queries below say exactly that, with `$1` the
 //! project and `$2` the sync.
 
-use crate::syncs::{save_checkpoint_query, FenceLock};
+use crate::syncs::{commit_batch, FenceLock};
 use crate::{BatchWrite, Claim, Result, Store, SymbolMeta};
 use projsync_domain::{ProjectId, SyncPhase};
 use sqlx::types::Json;
@@ -397,10 +397,6 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        save_checkpoint_query(claim.sync_id, SyncPhase::Docs, checkpoint)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(BatchWrite::Written)
+        commit_batch(tx, claim.sync_id, SyncPhase::Docs, checkpoint).await
     }
 }

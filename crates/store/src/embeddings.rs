@@ -7,7 +7,7 @@
 //! [`Store::ensure_embedding_index`] for the configured model, so the
 //! semantic query names the model and the dimensions literally.
 
-use crate::syncs::{save_checkpoint_query, FenceLock};
+use crate::syncs::{commit_batch, save_checkpoint_query, FenceLock};
 use crate::{BatchWrite, Claim, Error, MemoryKey, Result, Store};
 use projsync_domain::{ProjectId, SyncId, SyncPhase};
 use serde::{Deserialize, Serialize};
@@ -329,11 +329,7 @@ impl Store {
         )
         .execute(&mut *tx)
         .await?;
-        save_checkpoint_query(claim.sync_id, phase, checkpoint)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(BatchWrite::Written)
+        commit_batch(tx, claim.sync_id, phase, checkpoint).await
     }
 
     /// How many chunks the entry versions of `scope` have.

@@ -2,9 +2,7 @@
 
 use crate::copy::BinaryCopy;
 use crate::embeddings::unembedded;
-use crate::syncs::{
-    finish_step_query, save_checkpoint_query, set_stats_query, start_next, FenceLock,
-};
+use crate::syncs::{commit_batch, finish_step_query, set_stats_query, start_next, FenceLock};
 use crate::ChunkScope;
 use crate::{BatchWrite, Claim, Commit, Error, PlanRow, Result, StepStart, Store};
 use projsync_domain::plan::{ChangeKind, StoredFile};
@@ -402,11 +400,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        save_checkpoint_query(claim.sync_id, SyncPhase::Import, checkpoint)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(BatchWrite::Written)
+        commit_batch(tx, claim.sync_id, SyncPhase::Import, checkpoint).await
     }
 
     /// Make the sync's state the one readers see, in one transaction

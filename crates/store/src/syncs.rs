@@ -974,6 +974,21 @@ pub(crate) fn save_checkpoint_query<'q>(
         .bind(checkpoint)
 }
 
+/// End a batch's fenced transaction: the step's checkpoint that moves past
+/// the batch, and the commit.
+pub(crate) async fn commit_batch(
+    mut tx: Transaction<'static, Postgres>,
+    sync_id: SyncId,
+    phase: SyncPhase,
+    checkpoint: serde_json::Value,
+) -> Result<BatchWrite> {
+    save_checkpoint_query(sync_id, phase, checkpoint)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(BatchWrite::Written)
+}
+
 /// The columns of a step, as [`step_from_row`] reads them.
 const STEP_COLUMNS: &str =
     "phase, status, attempts, checkpoint, error_message, started_at, finished_at";
