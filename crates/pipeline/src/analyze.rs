@@ -179,17 +179,23 @@ impl Pipeline {
             cp.done += read as u64;
             ctx.stats = cp.stats.clone();
             let checkpoint = serde_json::to_value(&cp).expect("checkpoint serializes");
-            if self
-                .store
-                .write_analysis_batch(
-                    &ctx.claim,
-                    &decided.symbols,
-                    &decided.files,
-                    &decided.edges,
-                    checkpoint,
-                )
-                .await?
-                == BatchWrite::CancelRequested
+            // A batch of files without a grammar writes nothing: its
+            // checkpoint alone is not worth a transaction (run again, the
+            // batch is read again and still writes nothing).
+            let empty =
+                decided.symbols.is_empty() && decided.files.is_empty() && decided.edges.is_empty();
+            if !empty
+                && self
+                    .store
+                    .write_analysis_batch(
+                        &ctx.claim,
+                        &decided.symbols,
+                        &decided.files,
+                        &decided.edges,
+                        checkpoint,
+                    )
+                    .await?
+                    == BatchWrite::CancelRequested
             {
                 return Ok(Transition::Stop(Stop::Cancel));
             }

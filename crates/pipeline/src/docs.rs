@@ -170,11 +170,14 @@ impl Pipeline {
             cp.written += docs.len() as u64;
             cp.removed += removals.len() as u64;
             let checkpoint = serde_json::to_value(&cp).expect("checkpoint serializes");
-            if self
-                .store
-                .write_docs_batch(&ctx.claim, &docs, &removals, checkpoint)
-                .await?
-                == BatchWrite::CancelRequested
+            // Nothing to write: no transaction for the checkpoint alone
+            // (run again, the batch is looked at again and writes nothing).
+            if !(docs.is_empty() && removals.is_empty())
+                && self
+                    .store
+                    .write_docs_batch(&ctx.claim, &docs, &removals, checkpoint)
+                    .await?
+                    == BatchWrite::CancelRequested
             {
                 return Ok(Transition::Stop(Stop::Cancel));
             }

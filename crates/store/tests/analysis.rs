@@ -1,0 +1,250 @@
+//! Analysis and docs batches against the real database: written once
+//! (a batch run again changes nothing), only with the fence and never
+//! after a cancel; and the symbol listing's filters, with odd characters.
+
+mod common;
+
+use common::claimed;
+use projsync_store::{AnalyzedFile, BatchWrite, Edge, NewDoc, NewSymbol, SymbolFilter, SymbolMeta};
+use projsync_test_support::TestDb;
+use serde_json::json;
+
+fn symbol(file: &str, name: &str, kind: &str) -> NewSymbol {
+    let content = format!("fn {name}() {{}}");
+    NewSymbol {
+        qualified_name: format!("{file}#{name}"),
+        source_path: file.into(),
+        symbol_id: uuid::Uuid::new_v4(),
+        content_hash: projsync_domain::content_hash(&content),
+        content,
+        blob_sha: None,
+        language: "rust".into(),
+        meta: SymbolMeta {
+            kind: kind.into(),
+            name: name.into(),
+            signature: format!("fn {name}()"),
+            doc: None,
+            start_line: 1,
+            end_line: 1,
+            parent: None,
+            visibility: "public".into(),
+            partial: false,
+        },
+    }
+}
+
+async fn count(db: &TestDb, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&db.admin).await.unwrap()
+}
+
+#[tokio::test]
+async fn analysis_and_docs_batches_are_written_once_and_never_after_a_cancel() {
+    let db = TestDb::new().await;
+    let (store, _project, claim) = claimed(&db, "w1").await;
+    let symbols = vec![
+        symbol("src/a.rs", "open", "function"),
+        symbol("src/a.rs", "close", "function"),
+    ];
+    let files = vec![AnalyzedFile {
+        path: "src/a.rs".into(),
+        language: Some("rust".into()),
+        kept_symbols: vec!["src/a.rs#kept\nwith a newline".into()],
+        ..Default::default()
+    }];
+    let edges = vec![Edge {
+        from_path: "src/a.rs".into(),
+        raw: "crate::b".into(),
+        line: 2,
+        candidates: vec!["src/b.rs".into(), "src/b/mod.rs".into()],
+    }];
+    for _ in 0..2 {
+        assert_eq!(
+            store
+                .write_analysis_batch(
+                    &claim,
+                    &symbols,
+                    &files,
+                    &edges,
+                    json!({ "after": "src/a.rs" })
+                )
+                .await
+                .unwrap(),
+            BatchWrite::Written
+        );
+    }
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM memory_entries WHERE kind = 'symbol' AND status = 'pending'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM dependency_edges WHERE status = 'pending'"
+        )
+        .await,
+        1
+    );
+    let kept: Vec<String> =
+        sqlx::query_scalar("SELECT unnest(kept_symbols) FROM sync_analyzed_files")
+            .fetch_all(&db.admin)
+            .await
+            .unwrap();
+    assert_eq!(
+        kept,
+        ["src/a.rs#kept\nwith a newline"],
+        "a name is kept whole"
+    );
+    let candidates: Vec<String> =
+        sqlx::query_scalar("SELECT unnest(candidates) FROM dependency_edges")
+            .fetch_all(&db.admin)
+            .await
+            .unwrap();
+    assert_eq!(candidates, ["src/b.rs", "src/b/mod.rs"], "in order");
+    let doc = NewDoc {
+        path: "src/".into(),
+        content: "# Module `src`\n".into(),
+        content_hash: projsync_domain::content_hash("# Module `src`\n"),
+        meta: json!({ "inputs_key": "k" }),
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            store
+                .write_docs_batch(
+                    &claim,
+                    std::slice::from_ref(&doc),
+                    &["old/".into()],
+                    json!({})
+                )
+                .await
+                .unwrap(),
+            BatchWrite::Written
+        );
+    }
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM memory_entries WHERE kind = 'doc'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM sync_doc_removals").await,
+        1
+    );
+
+    store.request_cancel(claim.sync_id).await.unwrap();
+    assert_eq!(
+        store
+            .write_analysis_batch(
+                &claim,
+                &[symbol("src/c.rs", "c", "function")],
+                &[],
+                &[],
+                json!({})
+            )
+            .await
+            .unwrap(),
+        BatchWrite::CancelRequested
+    );
+    assert_eq!(
+        store
+            .write_docs_batch(&claim, &[], &["x/".into()], json!({}))
+            .await
+            .unwrap(),
+        BatchWrite::CancelRequested
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM memory_entries WHERE kind = 'symbol'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM sync_doc_removals").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_symbol_listing_filters_by_name_kind_and_path_prefix_literally() {
+    let db = TestDb::new().await;
+    let (store, project, claim) = claimed(&db, "w1").await;
+    let symbols = vec![
+        symbol("src/a.rs", "open_file", "function"),
+        symbol("src/a.rs", "Opener", "type"),
+        symbol("src/a_b.rs", "close", "function"),
+        symbol("srcx/c.rs", "open", "function"),
+        symbol("src/100%.rs", "percent", "const"),
+    ];
+    assert_eq!(
+        store
+            .write_analysis_batch(&claim, &symbols, &[], &[], json!({}))
+            .await
+            .unwrap(),
+        BatchWrite::Written
+    );
+    // As finalize would make them: active.
+    sqlx::query("UPDATE memory_entries SET status = 'active'")
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    let list = |q: Option<&str>,
+                kind: Option<&str>,
+                prefix: Option<&str>,
+                after: Option<String>,
+                limit: i64| {
+        let store = store.clone();
+        let filter = SymbolFilter {
+            q: q.map(Into::into),
+            kind: kind.map(Into::into),
+            path_prefix: prefix.map(Into::into),
+        };
+        async move {
+            let page = store
+                .symbols_page(project, &filter, after.as_deref(), limit)
+                .await
+                .unwrap();
+            (
+                page.items
+                    .into_iter()
+                    .map(|s| s.qualified_name)
+                    .collect::<Vec<_>>(),
+                page.next,
+            )
+        }
+    };
+    assert_eq!(
+        list(Some("OPEN"), None, None, None, 10).await.0,
+        ["src/a.rs#Opener", "src/a.rs#open_file", "srcx/c.rs#open"]
+    );
+    assert_eq!(
+        list(None, Some("function"), Some("src/"), None, 10).await.0,
+        ["src/a.rs#open_file", "src/a_b.rs#close"]
+    );
+    assert_eq!(
+        list(Some("_"), None, None, None, 10).await.0,
+        ["src/a.rs#open_file"],
+        "_ is literal"
+    );
+    assert_eq!(
+        list(None, None, Some("src/100%"), None, 10).await.0,
+        ["src/100%.rs#percent"]
+    );
+    assert_eq!(
+        list(Some("%"), None, None, None, 10).await.0,
+        Vec::<String>::new()
+    );
+    // Pages: two at a time, each symbol once.
+    let (first, next) = list(None, None, None, None, 2).await;
+    let (second, next) = list(None, None, None, next, 2).await;
+    let (third, next) = list(None, None, None, next, 2).await;
+    assert_eq!(next, None);
+    assert_eq!([first, second, third].concat().len(), 5);
+}
