@@ -827,7 +827,7 @@ const MAX_METHODS: usize = 3;
 /// Room a file's methods leave for its first free function.
 const FN_RESERVE: usize = 400;
 
-/// A code file: a comment naming it and the revision, the module's doc, a
+/// A code file: a comment naming it, the module's doc, a
 /// type (Rust struct and impl, Python or TypeScript class, Go struct) with a
 /// constructor and up to three documented methods, then documented free
 /// functions, then comment lines up to the target size.
@@ -845,8 +845,12 @@ fn generated_code(lang: CodeLang, index: usize, revision: u32) -> String {
     let mut rng = Rng::new(content_seed(index, 0));
     let target = rng.range(1024, 3072);
     let package = format!("pkg_{:03}", index / FILES_PER_DIR);
-    let type_name = format!("{}{}", camel(*rng.pick(&WORDS)), camel(*rng.pick(&WORDS)));
-    let mut head = format!("{} {path} (revision {revision})\n\n", lang.comment());
+    let type_words = [*rng.pick(&WORDS), *rng.pick(&WORDS)];
+    let type_name = format!("{}{}", camel(type_words[0]), camel(type_words[1]));
+    // No revision in it (unlike a text file's): projsync-analyze counts
+    // the comments above a file's first item as that item's, so a header
+    // that changed at every revision would edit that symbol too.
+    let mut head = format!("{} {path}\n\n", lang.comment());
     let module_doc = sentence(&mut rng, 6, 14);
     head.push_str(&match lang {
         CodeLang::Rust => format!("//! {module_doc}\n\n"),
