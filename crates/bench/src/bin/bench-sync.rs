@@ -321,12 +321,22 @@ async fn measure(bench: &Bench, args: &Args, real_repo: &Checkout) -> Result<()>
     let real_stats = &real.record.stats;
     println!(
         "real repository: {} at {} (HEAD; uncommitted changes are not synced), synced as a new project: \
-         {} files seen, {} imported, {} not imported (too large or binary), wall {} s",
+         {} files seen, {} imported, {} not imported ({}), wall {} s",
         real_repo.top.display(),
         real_repo.short_commit(),
         real_stats.files_seen,
         real_stats.imported,
         real_stats.skipped,
+        if real_stats.skipped_by_reason.is_empty() {
+            "-".to_string()
+        } else {
+            real_stats
+                .skipped_by_reason
+                .iter()
+                .map(|(reason, n)| format!("{reason} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
         secs(real.wall),
     );
     let mut analysis = Table::new(&[
