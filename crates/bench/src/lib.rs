@@ -719,10 +719,41 @@ pub fn generated_path(index: usize) -> String {
 }
 
 /// The content of generated file `index` at `revision` (0 for the first
-/// commit): 1 to 3 KB of text, different for every file and revision,
-/// always valid UTF-8 without NUL bytes (so nothing is skipped).
+/// commit): 1 to 3 KB, different for every file and revision, always valid
+/// UTF-8 without NUL bytes (so nothing is skipped).
+///
+/// Files with a code extension (`.rs`, `.py`, `.ts`, `.go`) hold valid code
+/// in their language (see [`generated_code`]), so that analysis finds
+/// symbols in them; `.md` and `.txt` files hold lines of words, as every
+/// file did before. Every file has the size it had then: a code file's is
+/// filled up with comment lines to the same target, drawn first from the
+/// same seed as before (at revision 0).
 pub fn generated_content(index: usize, revision: u32) -> String {
-    let mut rng = Rng::new(((index as u64) << 20) ^ u64::from(revision) ^ 0x5eed);
+    let path = generated_path(index);
+    match CodeLang::of(&path) {
+        Some(lang) => generated_code(lang, index, revision),
+        None => generated_text(index, revision),
+    }
+}
+
+/// How many of the first `files` generated files hold code (the others are
+/// `.md` and `.txt` text, which analysis does not read).
+pub fn generated_code_files(files: usize) -> usize {
+    (0..files.min(EXTENSIONS.len()))
+        .filter(|&i| CodeLang::of(&generated_path(i)).is_some())
+        .map(|i| (files - i).div_ceil(EXTENSIONS.len()))
+        .sum()
+}
+
+/// The seed of file `index` at `revision`, as it always was.
+fn content_seed(index: usize, revision: u32) -> u64 {
+    ((index as u64) << 20) ^ u64::from(revision) ^ 0x5eed
+}
+
+/// Lines of words behind a comment marker, to a target of 1 to 3 KB drawn
+/// from the file's and revision's seed.
+fn generated_text(index: usize, revision: u32) -> String {
+    let mut rng = Rng::new(content_seed(index, revision));
     let target = rng.range(1024, 3072);
     let path = generated_path(index);
     let comment = match path.rsplit('.').next() {
@@ -741,6 +772,344 @@ pub fn generated_content(index: usize, revision: u32) -> String {
         ));
     }
     out
+}
+
+/// The languages generated files are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CodeLang {
+    Rust,
+    Python,
+    TypeScript,
+    Go,
+}
+
+impl CodeLang {
+    fn of(path: &str) -> Option<Self> {
+        Some(match path.rsplit('.').next()? {
+            "rs" => Self::Rust,
+            "py" => Self::Python,
+            "ts" => Self::TypeScript,
+            "go" => Self::Go,
+            _ => return None,
+        })
+    }
+
+    fn comment(self) -> &'static str {
+        match self {
+            Self::Python => "#",
+            _ => "//",
+        }
+    }
+}
+
+/// One function or method of a generated code file: all of it but its body
+/// is the file's own, the same at every revision.
+#[derive(Debug)]
+struct GenFn {
+    /// The first two words of its name (the third is its number).
+    words: [&'static str; 2],
+    number: usize,
+    doc: String,
+    /// Statements in its body (each one line), besides the first and last.
+    lines: usize,
+    method: bool,
+}
+
+/// At most this many bytes more in one function's body at a revision than at
+/// revision 0 (its statements' two words are 4 to 10 bytes each, its
+/// numbers four digits): room kept below the target so that a revision
+/// never passes it but by its filler line.
+const BODY_SLACK: usize = 160;
+
+/// Up to this many methods in a file's type.
+const MAX_METHODS: usize = 3;
+
+/// Room a file's methods leave for its first free function.
+const FN_RESERVE: usize = 400;
+
+/// A code file: a comment naming it, the module's doc, a
+/// type (Rust struct and impl, Python or TypeScript class, Go struct) with a
+/// constructor and up to three documented methods, then documented free
+/// functions, then comment lines up to the target size.
+///
+/// Everything but the bodies is drawn from the file's revision-0 seed, so
+/// names, docs and the number of functions are the file's own at every
+/// revision, and revision 0's target size is the one files always had.
+/// Revision `r > 0` rewrites the body of function or method number
+/// `r % n` (of the file's `n`, the constructor not counted) from a seed of
+/// its own and leaves the others at their revision-0 bodies: a change from
+/// revision `a` to `b` edits one or two function bodies, as a real edit
+/// does, and never renames anything.
+fn generated_code(lang: CodeLang, index: usize, revision: u32) -> String {
+    let path = generated_path(index);
+    let mut rng = Rng::new(content_seed(index, 0));
+    let target = rng.range(1024, 3072);
+    let package = format!("pkg_{:03}", index / FILES_PER_DIR);
+    let type_words = [*rng.pick(&WORDS), *rng.pick(&WORDS)];
+    let type_name = format!("{}{}", camel(type_words[0]), camel(type_words[1]));
+    // No revision in it (unlike a text file's): projsync-analyze counts
+    // the comments above a file's first item as that item's, so a header
+    // that changed at every revision would edit that symbol too.
+    let mut head = format!("{} {path}\n\n", lang.comment());
+    let module_doc = sentence(&mut rng, 6, 14);
+    head.push_str(&match lang {
+        CodeLang::Rust => format!("//! {module_doc}\n\n"),
+        CodeLang::Python => format!("\"\"\"{module_doc}\"\"\"\n\n"),
+        CodeLang::TypeScript => format!("/** {module_doc} */\n\n"),
+        CodeLang::Go => format!(
+            "// Package {package} {}\npackage {package}\n\n",
+            lowercase_first(&module_doc)
+        ),
+    });
+    let type_doc = sentence(&mut rng, 4, 10);
+    let (type_open, type_close) = type_block(lang, &type_name, &type_doc);
+    let budget = target.saturating_sub(BODY_SLACK);
+    let mut size = head.len() + type_open.len() + type_close.len();
+    let mut fns: Vec<GenFn> = Vec::new();
+    // Methods, then free functions, while revision 0 fits the budget (at
+    // least one of each).
+    let mut method = true;
+    loop {
+        let f = GenFn {
+            words: [*rng.pick(&WORDS), *rng.pick(&WORDS)],
+            number: fns.len() + 1,
+            doc: sentence(&mut rng, 3, 9),
+            lines: rng.range(1, 4),
+            method,
+        };
+        let len = render_fn(lang, &f, &type_name, &mut body_rng(index, f.number, 0)).len();
+        let first_of_kind = fns.iter().all(|g| g.method != method);
+        let limit = if method {
+            budget.saturating_sub(FN_RESERVE)
+        } else {
+            budget
+        };
+        if size + len > limit && !first_of_kind {
+            if method {
+                method = false;
+                continue;
+            }
+            break;
+        }
+        size += len;
+        fns.push(f);
+        if method && fns.len() == MAX_METHODS {
+            method = false;
+        }
+    }
+    let changed = (revision > 0).then(|| revision as usize % fns.len() + 1);
+    let render = |f: &GenFn| {
+        let body_revision = if changed == Some(f.number) {
+            revision
+        } else {
+            0
+        };
+        render_fn(
+            lang,
+            f,
+            &type_name,
+            &mut body_rng(index, f.number, body_revision),
+        )
+    };
+    let mut out = head;
+    out.push_str(&type_open);
+    for f in fns.iter().filter(|f| f.method) {
+        out.push_str(&render(f));
+    }
+    out.push_str(&type_close);
+    for f in fns.iter().filter(|f| !f.method) {
+        out.push_str(&render(f));
+    }
+    // Filler, the same words at every revision: the file's size then is its
+    // target plus at most one short line.
+    let comment = lang.comment();
+    if out.len() < target {
+        out.push('\n');
+    }
+    while out.len() < target {
+        let words = rng.range(2, 5);
+        let line: Vec<&str> = (0..words).map(|_| *rng.pick(&WORDS)).collect();
+        out.push_str(&format!(
+            "{comment} {} {}\n",
+            line.join(" "),
+            rng.next_u64() % 10_000
+        ));
+    }
+    out
+}
+
+/// The seed of one function's body at `revision`.
+fn body_rng(index: usize, number: usize, revision: u32) -> Rng {
+    Rng::new(content_seed(index, revision) ^ ((number as u64) << 52) ^ 0xb0d7)
+}
+
+fn camel(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+        .unwrap_or_default()
+}
+
+/// `min..=max` words, capitalised, ending in a full stop.
+fn sentence(rng: &mut Rng, min: usize, max: usize) -> String {
+    let n = rng.range(min, max);
+    let words: Vec<&str> = (0..n).map(|_| *rng.pick(&WORDS)).collect();
+    format!("{}.", camel(&words.join(" ")))
+}
+
+/// The type's declaration and constructor, up to where its methods go, and
+/// what closes it.
+fn type_block(lang: CodeLang, name: &str, doc: &str) -> (String, String) {
+    match lang {
+        CodeLang::Rust => (
+            format!(
+                "/// {doc}\npub struct {name} {{\n    seed: u64,\n}}\n\nimpl {name} {{\n    \
+                 /// A {name} starting from `seed`.\n    pub fn new(seed: u64) -> Self {{\n        \
+                 Self {{ seed }}\n    }}\n"
+            ),
+            "}\n".into(),
+        ),
+        CodeLang::Python => (
+            format!(
+                "class {name}:\n    \"\"\"{doc}\"\"\"\n\n    def __init__(self, seed):\n        \
+                 self.seed = seed\n"
+            ),
+            String::new(),
+        ),
+        CodeLang::TypeScript => (
+            format!(
+                "/** {doc} */\nexport class {name} {{\n  constructor(private readonly seed: number) {{}}\n"
+            ),
+            "}\n".into(),
+        ),
+        CodeLang::Go => (
+            format!(
+                "// {name} {}\ntype {name} struct {{\n\tseed uint64\n}}\n\n// New{name} returns a {name} starting from seed.\nfunc New{name}(seed uint64) *{name} {{\n\treturn &{name}{{seed: seed}}\n}}\n",
+                lowercase_first(doc)
+            ),
+            String::new(),
+        ),
+    }
+}
+
+/// One function or method, a blank line before it; its body's statements
+/// are drawn from `rng`.
+fn render_fn(lang: CodeLang, f: &GenFn, type_name: &str, rng: &mut Rng) -> String {
+    let [a, b] = f.words;
+    let n = f.number;
+    let mut statements = Vec::new();
+    for _ in 0..f.lines {
+        let (k, x, y) = (rng.range(1000, 9999), rng.pick(&WORDS), rng.pick(&WORDS));
+        statements.push(match lang {
+            CodeLang::Rust => {
+                format!("acc = acc.wrapping_mul({k}).wrapping_add(\"{x} {y}\".len() as u64);")
+            }
+            CodeLang::Python => format!("acc = (acc * {k} + len(\"{x} {y}\")) % 1000003"),
+            CodeLang::TypeScript => format!("acc = (acc * {k} + \"{x} {y}\".length) % 1000003;"),
+            CodeLang::Go => format!("acc = acc*{k} + uint64(len(\"{x} {y}\"))"),
+        });
+    }
+    let (indent, step) = match (lang, f.method) {
+        (CodeLang::Go, _) => ("", "\t"),
+        (CodeLang::Rust | CodeLang::Python, true) => ("    ", "    "),
+        (CodeLang::Rust | CodeLang::Python, false) => ("", "    "),
+        (CodeLang::TypeScript, true) => ("  ", "  "),
+        (CodeLang::TypeScript, false) => ("", "  "),
+    };
+    let body_indent = format!("{indent}{step}");
+    let doc = &f.doc;
+    let (open, first, last, close) = match lang {
+        CodeLang::Rust => {
+            let (sig, init) = if f.method {
+                (
+                    format!("pub fn {a}_{b}_{n}(&self, input: u64) -> u64"),
+                    "let mut acc = input ^ self.seed;",
+                )
+            } else {
+                (
+                    format!("pub fn {a}_{b}_{n}(input: u64) -> u64"),
+                    "let mut acc = input;",
+                )
+            };
+            (
+                format!("{indent}/// {doc}\n{indent}{sig} {{\n"),
+                init.to_string(),
+                "acc".to_string(),
+                format!("{indent}}}\n"),
+            )
+        }
+        CodeLang::Python => {
+            let (sig, init) = if f.method {
+                (
+                    format!("def {a}_{b}_{n}(self, value):"),
+                    "acc = value ^ self.seed",
+                )
+            } else {
+                (format!("def {a}_{b}_{n}(value):"), "acc = value")
+            };
+            (
+                format!("{indent}{sig}\n{body_indent}\"\"\"{doc}\"\"\"\n"),
+                init.to_string(),
+                "return acc".to_string(),
+                String::new(),
+            )
+        }
+        CodeLang::TypeScript => {
+            let name = format!("{a}{}{n}", camel(b));
+            let (sig, init) = if f.method {
+                (
+                    format!("{name}(input: number): number"),
+                    "let acc = input ^ this.seed;",
+                )
+            } else {
+                (
+                    format!("export function {name}(input: number): number"),
+                    "let acc = input;",
+                )
+            };
+            (
+                format!("{indent}/** {doc} */\n{indent}{sig} {{\n"),
+                init.to_string(),
+                "return acc;".to_string(),
+                format!("{indent}}}\n"),
+            )
+        }
+        CodeLang::Go => {
+            let name = format!("{}{}{n}", camel(a), camel(b));
+            let (sig, init) = if f.method {
+                (
+                    format!("func (s *{type_name}) {name}(input uint64) uint64"),
+                    "acc := input ^ s.seed",
+                )
+            } else {
+                (format!("func {name}(input uint64) uint64"), "acc := input")
+            };
+            (
+                format!("// {name} {}\n{sig} {{\n", lowercase_first(doc)),
+                init.to_string(),
+                "return acc".to_string(),
+                "}\n".to_string(),
+            )
+        }
+    };
+    let mut out = format!("\n{open}");
+    for line in std::iter::once(&first)
+        .chain(&statements)
+        .chain(std::iter::once(&last))
+    {
+        out.push_str(&format!("{body_indent}{line}\n"));
+    }
+    out.push_str(&close);
+    out
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .map(|c| c.to_ascii_lowercase().to_string() + chars.as_str())
+        .unwrap_or_default()
 }
 
 /// A Git repository with `files` generated files on `main`, committed and
@@ -846,6 +1215,82 @@ mod tests {
             assert!(!c.contains('\0'));
         }
         assert_ne!(generated_content(1, 0), generated_content(2, 0));
+        // Every extension, at revisions as bench-sync makes them.
+        for i in (0..600).chain(99_400..100_000) {
+            for revision in [0, 1, 2, 1000, 1006] {
+                let c = generated_content(i, revision);
+                assert!(
+                    (1024..=3200).contains(&c.len()),
+                    "{i}@{revision}: {}",
+                    c.len()
+                );
+                assert!(!c.contains('\0'));
+            }
+        }
+    }
+
+    #[test]
+    fn code_files_are_counted() {
+        for files in [1, 5, 6, 7, 100, 2_000, 100_001] {
+            let expected = (0..files)
+                .filter(|&i| CodeLang::of(&generated_path(i)).is_some())
+                .count();
+            assert_eq!(generated_code_files(files), expected, "{files}");
+        }
+    }
+
+    #[test]
+    fn generated_text_files_are_as_before() {
+        // .md and .txt files keep the content they always had.
+        let c = generated_content(4, 0);
+        assert!(
+            c.starts_with("> pkg_000/file_004.md (revision 0)\n> "),
+            "{c}"
+        );
+        assert!(c.lines().all(|l| l.starts_with("> ")));
+    }
+
+    #[test]
+    fn generated_code_parses_and_a_revision_edits_a_function() {
+        let limits = projsync_analyze::Limits::default();
+        for i in [0, 1, 2, 3, 6, 7, 8, 9, 9_996, 9_997, 9_998, 9_999] {
+            let path = generated_path(i);
+            let parse = |revision| {
+                projsync_analyze::analyze(&path, generated_content(i, revision).as_bytes(), &limits)
+                    .unwrap_or_else(|skip| panic!("{path} skipped: {skip}"))
+            };
+            let before = parse(0);
+            assert!(!before.partial, "{path} has syntax errors");
+            let functions = before
+                .symbols
+                .iter()
+                .filter(|s| s.kind.as_str() == "function" || s.kind.as_str() == "method")
+                .count();
+            assert!(functions >= 3, "{path}: {:?}", before.symbols);
+            assert!(before.symbols.iter().any(|s| s.doc.is_some()), "{path}");
+            for revision in [1, 2, 1000] {
+                let after = parse(revision);
+                assert!(!after.partial, "{path}@{revision} has syntax errors");
+                let names = |a: &projsync_analyze::Analysis| {
+                    a.symbols
+                        .iter()
+                        .map(|s| s.qualified_name.clone())
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(names(&before), names(&after), "{path}@{revision}");
+                let edited: Vec<_> = before
+                    .symbols
+                    .iter()
+                    .zip(&after.symbols)
+                    .filter(|(b, a)| b.content_hash != a.content_hash)
+                    .map(|(b, _)| b.kind.as_str())
+                    .collect();
+                assert!(
+                    !edited.is_empty() && edited.iter().all(|k| *k == "function" || *k == "method"),
+                    "{path}@{revision}: {edited:?}"
+                );
+            }
+        }
     }
 
     #[test]

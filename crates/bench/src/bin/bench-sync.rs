@@ -1,21 +1,27 @@
 //! `bench-sync`: diff-aware sync against a generated repository, compared
-//! with re-importing everything. Prints figures; see `--help`.
+//! with re-importing everything, and the analysis rate there and on a real
+//! repository. Prints figures; see `--help`.
 
-use anyhow::{ensure, Result};
+use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
 use projsync_bench::{
-    change_files, generate_repo, secs, spread, Bench, SyncRun, Table, FILES_PER_DIR,
+    change_files, generate_repo, generated_code_files, generated_path, secs, spread, Bench,
+    SyncRun, Table, FILES_PER_DIR,
 };
 use projsync_domain::{ProjectId, SyncPhase};
 use projsync_store::copy::BinaryCopy;
+use projsync_test_support::GitRepo;
 use serde_json::json;
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 /// Measure diff-aware sync on a generated repository: the first import, a
 /// resync with no change, after 1 changed file and after 100 changed files,
 /// each compared with a naive full re-import (a new project on the same
-/// repository at the same head). Needs PostgreSQL and Redis
+/// repository at the same head). Then the first import of a real
+/// repository (--real-repo), for the analysis rate on real code. Needs
+/// PostgreSQL and Redis
 /// (PROJSYNC_TEST_DATABASE_URL, PROJSYNC_TEST_REDIS_URL; scripts/services.sh);
 /// uses a fresh database and Redis namespace, removed at the end.
 #[derive(Debug, Parser)]
@@ -34,6 +40,13 @@ struct Args {
     /// Also print every figure as one JSON object on the last line.
     #[arg(long)]
     json: bool,
+    /// A Git checkout whose HEAD commit is synced once as a project (a
+    /// first import, every file analysed) for the analysis rate on real
+    /// code; uncommitted changes are not part of it. Default: the projsync
+    /// checkout this benchmark was built from (or else the one the current
+    /// directory is in).
+    #[arg(long, value_name = "PATH")]
+    real_repo: Option<PathBuf>,
 }
 
 struct Case {
@@ -57,15 +70,17 @@ async fn main() -> ExitCode {
 async fn run(args: &Args) -> Result<()> {
     ensure!(args.files > 0, "--files must be at least 1");
     ensure!(args.changed > 0, "--changed must be at least 1");
+    // Before anything is started: a wrong path fails at once.
+    let real_repo = real_repo_checkout(args.real_repo.as_deref())?;
     // Sync, not the model: entries are still chunked, but no vector is
     // computed (bench-embed measures that).
     let bench = Bench::start(|s| s.embeddings.enabled = false).await?;
-    let result = measure(&bench, args).await;
+    let result = measure(&bench, args, &real_repo).await;
     bench.stop().await?;
     result
 }
 
-async fn measure(bench: &Bench, args: &Args) -> Result<()> {
+async fn measure(bench: &Bench, args: &Args, real_repo: &Checkout) -> Result<()> {
     let files = args.files;
     let generating = Instant::now();
     let repo = generate_repo(files);
@@ -111,6 +126,7 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
     // mostly noise. Medians of `samples` more of each, alternately.
     let mut no_change_samples = Vec::new();
     let mut one_file_samples = Vec::new();
+    let mut one_file_analyzed = Vec::new();
     let one = spread(files, 1);
     for i in 0..args.samples {
         let run = bench.run_sync(project).await?;
@@ -125,16 +141,25 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
             scan_mode(&run)
         );
         one_file_samples.push(run.wall);
+        one_file_analyzed.push(run.record.stats.analyzed_files);
     }
     let no_change_median = median(&no_change_samples).unwrap_or(cases[0].diff.wall);
     let one_file_median = median(&one_file_samples).unwrap_or(cases[1].diff.wall);
 
+    // The real repository: a first import, so its whole tree is analysed.
+    let real_copy = real_repo.copy()?;
+    let real_project = bench.create_project("real-repo", &real_copy).await?;
+    let real = bench.run_sync(real_project).await?;
+
     println!(
-        "bench-sync: {files} files in {} directories (1-3 KB of text each; one commit, packed as a clone is), import batch size {}, \
-         worker concurrency {}, queue poll {} ms, embeddings off (entries are chunked, no vector is \
+        "bench-sync: {files} files in {} directories (1-3 KB each; {} of them .rs, .py, .ts and .go files of code, \
+         the others .md and .txt text; one commit, packed as a clone is), import batch size {}, \
+         analysis batch {} files, worker concurrency {}, queue poll {} ms, embeddings off (entries are chunked, no vector is \
          computed); all figures below come from this one run.",
         files.div_ceil(FILES_PER_DIR),
+        generated_code_files(files),
         bench.settings.worker.import_batch_size,
+        bench.settings.analysis.batch_files,
         bench.settings.worker.concurrency,
         bench.settings.redis.poll_interval_ms,
     );
@@ -160,6 +185,7 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
         "prepare s",
         "scan s",
         "import s",
+        "analyze s",
         "embed s",
         "finalize s",
     ]);
@@ -182,6 +208,7 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
             phase(SyncPhase::Prepare),
             phase(SyncPhase::Scan),
             phase(SyncPhase::Import),
+            phase(SyncPhase::Analyze),
             phase(SyncPhase::Embed),
             phase(SyncPhase::Finalize),
         ]);
@@ -285,6 +312,121 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
         copy.like_rows_per_s,
         100.0 * import_rows_per_s / copy.like_rows_per_s
     );
+    println!();
+
+    // Code analysis (issue 13).
+    let first_rates = AnalysisRates::of(&first);
+    let one_file_rates = AnalysisRates::of(one_file);
+    let real_rates = AnalysisRates::of(&real);
+    let real_stats = &real.record.stats;
+    println!(
+        "real repository: {} at {} (HEAD; uncommitted changes are not synced), synced as a new project: \
+         {} files seen, {} imported, {} not imported ({}), wall {} s",
+        real_repo.top.display(),
+        real_repo.short_commit(),
+        real_stats.files_seen,
+        real_stats.imported,
+        real_stats.skipped,
+        if real_stats.skipped_by_reason.is_empty() {
+            "-".to_string()
+        } else {
+            real_stats
+                .skipped_by_reason
+                .iter()
+                .map(|(reason, n)| format!("{reason} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        secs(real.wall),
+    );
+    let mut analysis = Table::new(&[
+        "analysis",
+        "analyze s",
+        "files analysed",
+        "partial",
+        "not analysed (reason)",
+        "symbols changed",
+        "files/s",
+        "symbols/s",
+    ]);
+    let mut add_analysis = |name: String, r: &SyncRun| {
+        let a = AnalysisRates::of(r);
+        let stats = &r.record.stats;
+        analysis.row(vec![
+            name,
+            a.phase.map(secs).unwrap_or_else(|| "-".into()),
+            stats.analyzed_files.to_string(),
+            stats.analyzed_partial.to_string(),
+            skipped_by_reason(r),
+            stats.symbols_changed.to_string(),
+            rate(a.files_per_s),
+            rate(a.symbols_per_s),
+        ]);
+    };
+    add_analysis("generated, 1. first import".into(), &first);
+    for (i, c) in cases.iter().enumerate().skip(1) {
+        add_analysis(
+            format!("generated, {}. resync, {}", i + 2, c.label),
+            &c.diff,
+        );
+    }
+    add_analysis("real repository, first import".into(), &real);
+    print!("{}", analysis.render());
+    println!(
+        "(analyze s = from the analyze phase's start to the embed phase's; files/s and symbols/s = \
+         files analysed and symbols changed over it; symbols changed = symbol versions written plus \
+         symbols removed, on a first import the symbols written; not analysed = files of the sync \
+         in no language analysis reads, by reason)"
+    );
+
+    // What the run must show; said, and the run fails, otherwise.
+    let code_files = generated_code_files(files) as u64;
+    let one_file_path = generated_path(spread(files, 1)[0]);
+    let mut checks = vec![
+        (
+            format!("the resync after 1 changed file ({one_file_path}) analysed exactly 1 file"),
+            one_file.record.stats.analyzed_files == 1,
+            format!("it analysed {}", one_file.record.stats.analyzed_files),
+        ),
+        (
+            format!(
+                "each of the {} sampled 1-file resyncs analysed exactly 1 file",
+                one_file_analyzed.len()
+            ),
+            one_file_analyzed.iter().all(|&n| n == 1),
+            format!("they analysed {one_file_analyzed:?}"),
+        ),
+        (
+            format!(
+                "the first import analysed all {code_files} generated code files, none partial"
+            ),
+            first.record.stats.analyzed_files == code_files
+                && first.record.stats.analyzed_partial == 0,
+            format!(
+                "it analysed {} ({} partial; not analysed: {})",
+                first.record.stats.analyzed_files,
+                first.record.stats.analyzed_partial,
+                skipped_by_reason(&first)
+            ),
+        ),
+    ];
+    checks.push((
+        "the real repository's first import analysed at least one file".into(),
+        real_stats.analyzed_files > 0,
+        format!(
+            "it analysed none (not analysed: {})",
+            skipped_by_reason(&real)
+        ),
+    ));
+    let mut failed = Vec::new();
+    for (what, ok, otherwise) in &checks {
+        if *ok {
+            println!("check: {what}: ok");
+        } else {
+            println!("check FAILED: {what}: {otherwise}");
+            failed.push(format!("{what}: {otherwise}"));
+        }
+    }
 
     if args.json {
         let run_json = |r: &SyncRun| {
@@ -297,6 +439,10 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
                 "entries_written": r.record.stats.imported,
                 "files_seen": r.record.stats.files_seen,
                 "scan_mode": scan_mode(r),
+                "analyzed_files": r.record.stats.analyzed_files,
+                "analyzed_partial": r.record.stats.analyzed_partial,
+                "analysis_skipped_by_reason": r.record.stats.analysis_skipped_by_reason,
+                "symbols_changed": r.record.stats.symbols_changed,
                 "phases_s": r.phases.iter()
                     .map(|(p, d)| (p.to_string(), json!(d.as_secs_f64())))
                     .collect::<serde_json::Map<_, _>>(),
@@ -317,6 +463,20 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
             "resync_1_file_samples_s": one_file_samples.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
             "resync_1_file_scan_mode": scan_mode(one_file),
             "worker_max_rss_mb": worker_max_rss_mb,
+            "analysis_files_per_s": first_rates.files_per_s,
+            "analysis_symbols_per_s": first_rates.symbols_per_s,
+            "analysis_1_file_analyzed_files": one_file.record.stats.analyzed_files,
+            "analysis_1_file_symbols_changed": one_file.record.stats.symbols_changed,
+            "analysis_1_file_files_per_s": one_file_rates.files_per_s,
+            "analysis_1_file_symbols_per_s": one_file_rates.symbols_per_s,
+            "analysis_1_file_samples_analyzed_files": one_file_analyzed,
+            "real_repo_analysis_files_per_s": real_rates.files_per_s,
+            "real_repo_analysis_symbols_per_s": real_rates.symbols_per_s,
+            "real_repo_files": real_stats.analyzed_files,
+            "real_repo_symbols": real_stats.symbols_changed,
+            "real_repo_files_seen": real_stats.files_seen,
+            "real_repo_commit": real_repo.commit,
+            "real_repo": run_json(&real),
             "resyncs": cases.iter().map(|c| json!({
                 "case": c.label,
                 "diff_aware": run_json(&c.diff),
@@ -326,7 +486,140 @@ async fn measure(bench: &Bench, args: &Args) -> Result<()> {
         });
         println!("{out}");
     }
+    if !failed.is_empty() {
+        bail!("{} check(s) failed: {}", failed.len(), failed.join("; "));
+    }
     Ok(())
+}
+
+/// The analyze phase's time and rates in one sync.
+struct AnalysisRates {
+    phase: Option<Duration>,
+    files_per_s: Option<f64>,
+    symbols_per_s: Option<f64>,
+}
+
+impl AnalysisRates {
+    fn of(r: &SyncRun) -> Self {
+        let phase = r.phase(SyncPhase::Analyze);
+        let per_s = |n: u64| {
+            phase
+                .filter(|d| !d.is_zero())
+                .map(|d| n as f64 / d.as_secs_f64())
+        };
+        Self {
+            phase,
+            files_per_s: per_s(r.record.stats.analyzed_files),
+            symbols_per_s: per_s(r.record.stats.symbols_changed),
+        }
+    }
+}
+
+fn rate(r: Option<f64>) -> String {
+    r.map_or_else(|| "-".into(), |r| format!("{r:.0}"))
+}
+
+/// `reason n, …`, or `-`.
+fn skipped_by_reason(r: &SyncRun) -> String {
+    let by = &r.record.stats.analysis_skipped_by_reason;
+    if by.is_empty() {
+        return "-".into();
+    }
+    by.iter()
+        .map(|(reason, n)| format!("{reason} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The real repository to sync: a Git checkout and its HEAD commit.
+struct Checkout {
+    top: PathBuf,
+    commit: String,
+}
+
+impl Checkout {
+    fn short_commit(&self) -> &str {
+        &self.commit[..self.commit.len().min(12)]
+    }
+
+    /// Its HEAD commit as branch `main` of a new repository under the
+    /// allowed local root (the temporary directory), fetched as a clone
+    /// fetches it; removed when dropped.
+    fn copy(&self) -> Result<GitRepo> {
+        let repo = GitRepo::new();
+        let source = self.top.to_string_lossy();
+        git(
+            repo.path(),
+            &["fetch", "-q", "--no-tags", &source, &self.commit],
+        )
+        .with_context(|| format!("fetch {} from {}", self.commit, self.top.display()))?;
+        git(
+            repo.path(),
+            &["update-ref", "refs/heads/main", "FETCH_HEAD"],
+        )?;
+        let fetched = git(repo.path(), &["rev-parse", "refs/heads/main"])?;
+        ensure!(
+            fetched == self.commit,
+            "fetched {fetched} from {}, whose HEAD was {} (a commit was made meanwhile?)",
+            self.top.display(),
+            self.commit
+        );
+        Ok(repo)
+    }
+}
+
+/// `--real-repo`, or the projsync checkout this benchmark was built from,
+/// or the one the current directory is in: its top level and HEAD commit.
+fn real_repo_checkout(path: Option<&Path>) -> Result<Checkout> {
+    let top = match path {
+        Some(path) => git(path, &["rev-parse", "--show-toplevel"]).map_err(|e| {
+            anyhow::anyhow!(
+                "--real-repo {}: not a Git repository ({e:#}); pass --real-repo with the path \
+                 of a Git checkout (a working tree with at least one commit)",
+                path.display()
+            )
+        })?,
+        None => {
+            let built_from = Path::new(env!("CARGO_MANIFEST_DIR"));
+            git(built_from, &["rev-parse", "--show-toplevel"])
+                .or_else(|_| git(Path::new("."), &["rev-parse", "--show-toplevel"]))
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "no real repository to sync: neither {} (where this benchmark was built) \
+                         nor the current directory is in a Git checkout ({e:#}); pass --real-repo \
+                         with the path of a Git checkout",
+                        built_from.display()
+                    )
+                })?
+        }
+    };
+    let top = PathBuf::from(top);
+    let commit = git(&top, &["rev-parse", "--verify", "HEAD^{commit}"]).map_err(|e| {
+        anyhow::anyhow!(
+            "{} has no commit to sync ({e:#}); commit first, or pass --real-repo with another checkout",
+            top.display()
+        )
+    })?;
+    Ok(Checkout { top, commit })
+}
+
+/// Run git in `dir`: its stdout, trimmed, or an error with its stderr.
+fn git(dir: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .context("run git (is it installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "git {} in {}: {}",
+            args.join(" "),
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// The middle value (the upper one of an even count).
@@ -424,7 +717,7 @@ async fn copy_baseline(bench: &Bench, project: ProjectId) -> Result<CopyBaseline
     let rows: Vec<EntryRow> = sqlx::query_as(
         "SELECT project_id, path, content, content_hash, blob_sha, language, size_bytes, \
              created_by_sync_id, tenant_id \
-         FROM memory_entries WHERE project_id = $1",
+         FROM memory_entries WHERE project_id = $1 AND kind = 'file'",
     )
     .bind(project.0)
     .fetch_all(admin)
