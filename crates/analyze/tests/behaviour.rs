@@ -617,3 +617,14 @@ fn typescript_overloads_are_one_symbol() {
         ]
     );
 }
+
+#[test]
+fn a_header_or_module_doc_above_the_first_item_is_not_part_of_it() {
+    let src = "// Licence header.\n//! The module.\n\n/// Adds.\npub fn add() {}\n";
+    let edited = src
+        .replace("Licence header.", "Licence header, 2027.")
+        .replace("The module.", "The crate.");
+    assert!(changed(&run("src/lib.rs", src), &run("src/lib.rs", &edited)).is_empty());
+    let text = &run("src/lib.rs", src).symbols[0].text;
+    assert_eq!(text, "/// Adds.\npub fn add() {}");
+}

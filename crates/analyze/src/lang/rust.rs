@@ -115,8 +115,12 @@ fn item(c: &mut Collector<'_>, node: Node<'_>, scope: &str, within: Within) {
         node,
         sig: (node.start_byte(), sig_end),
         doc: doc_text,
+        // From the first doc comment: a plain `//` or a file's `//!`
+        // above the item is not part of it (a licence header's edit must
+        // not make a new version of the file's first symbol).
         doc_start: comments
-            .first()
+            .iter()
+            .find(|n| is_outer_doc(**n))
             .map(|n| n.start_byte())
             .or(attrs_start)
             .map(|s| s.min(start)),

@@ -127,6 +127,7 @@ async fn measure(bench: &Bench, args: &Args, real_repo: &Checkout) -> Result<()>
     let mut no_change_samples = Vec::new();
     let mut one_file_samples = Vec::new();
     let mut one_file_analyzed = Vec::new();
+    let mut one_file_docs = vec![cases[1].diff.record.stats.docs_regenerated];
     let one = spread(files, 1);
     for i in 0..args.samples {
         let run = bench.run_sync(project).await?;
@@ -142,6 +143,7 @@ async fn measure(bench: &Bench, args: &Args, real_repo: &Checkout) -> Result<()>
         );
         one_file_samples.push(run.wall);
         one_file_analyzed.push(run.record.stats.analyzed_files);
+        one_file_docs.push(run.record.stats.docs_regenerated);
     }
     let no_change_median = median(&no_change_samples).unwrap_or(cases[0].diff.wall);
     let one_file_median = median(&one_file_samples).unwrap_or(cases[1].diff.wall);
@@ -209,6 +211,7 @@ async fn measure(bench: &Bench, args: &Args, real_repo: &Checkout) -> Result<()>
             phase(SyncPhase::Scan),
             phase(SyncPhase::Import),
             phase(SyncPhase::Analyze),
+            phase(SyncPhase::Docs),
             phase(SyncPhase::Embed),
             phase(SyncPhase::Finalize),
         ]);
@@ -348,6 +351,7 @@ async fn measure(bench: &Bench, args: &Args, real_repo: &Checkout) -> Result<()>
         "symbols changed",
         "files/s",
         "symbols/s",
+        "docs regenerated",
     ]);
     let mut add_analysis = |name: String, r: &SyncRun| {
         let a = AnalysisRates::of(r);
@@ -361,6 +365,7 @@ async fn measure(bench: &Bench, args: &Args, real_repo: &Checkout) -> Result<()>
             stats.symbols_changed.to_string(),
             rate(a.files_per_s),
             rate(a.symbols_per_s),
+            stats.docs_regenerated.to_string(),
         ]);
     };
     add_analysis("generated, 1. first import".into(), &first);
@@ -373,7 +378,7 @@ async fn measure(bench: &Bench, args: &Args, real_repo: &Checkout) -> Result<()>
     add_analysis("real repository, first import".into(), &real);
     print!("{}", analysis.render());
     println!(
-        "(analyze s = from the analyze phase's start to the embed phase's; files/s and symbols/s = \
+        "(analyze s = from the analyze phase's start to the docs phase's; files/s and symbols/s = \
          files analysed and symbols changed over it; symbols changed = symbol versions written plus \
          symbols removed, on a first import the symbols written; not analysed = files of the sync \
          in no language analysis reads, by reason)"
@@ -410,6 +415,13 @@ async fn measure(bench: &Bench, args: &Args, real_repo: &Checkout) -> Result<()>
             ),
         ),
     ];
+    // A 1-file change regenerates at most the doc of the module it is in
+    // (a body edit: none; its imports did not change).
+    checks.push((
+        format!("each 1-file resync regenerated at most 1 module doc (that of {one_file_path})"),
+        one_file_docs.iter().all(|&n| n <= 1),
+        format!("they regenerated {one_file_docs:?}"),
+    ));
     checks.push((
         "the real repository's first import analysed at least one file".into(),
         real_stats.analyzed_files > 0,
@@ -443,6 +455,7 @@ async fn measure(bench: &Bench, args: &Args, real_repo: &Checkout) -> Result<()>
                 "analyzed_partial": r.record.stats.analyzed_partial,
                 "analysis_skipped_by_reason": r.record.stats.analysis_skipped_by_reason,
                 "symbols_changed": r.record.stats.symbols_changed,
+                "docs_regenerated": r.record.stats.docs_regenerated,
                 "phases_s": r.phases.iter()
                     .map(|(p, d)| (p.to_string(), json!(d.as_secs_f64())))
                     .collect::<serde_json::Map<_, _>>(),
@@ -467,6 +480,8 @@ async fn measure(bench: &Bench, args: &Args, real_repo: &Checkout) -> Result<()>
             "analysis_symbols_per_s": first_rates.symbols_per_s,
             "analysis_1_file_analyzed_files": one_file.record.stats.analyzed_files,
             "analysis_1_file_symbols_changed": one_file.record.stats.symbols_changed,
+            "analysis_1_file_docs_regenerated": one_file.record.stats.docs_regenerated,
+            "first_import_docs_regenerated": first.record.stats.docs_regenerated,
             "analysis_1_file_files_per_s": one_file_rates.files_per_s,
             "analysis_1_file_symbols_per_s": one_file_rates.symbols_per_s,
             "analysis_1_file_samples_analyzed_files": one_file_analyzed,
