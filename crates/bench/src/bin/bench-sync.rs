@@ -188,6 +188,7 @@ async fn measure(bench: &Bench, args: &Args, real_repo: &Checkout) -> Result<()>
         "scan s",
         "import s",
         "analyze s",
+        "docs s",
         "embed s",
         "finalize s",
     ]);
