@@ -5,11 +5,11 @@
 
 use crate::auth::Scoped;
 use crate::page::{self, Paged};
+use crate::routes::project_id;
 use crate::ApiError;
 use axum::extract::{Path, Query};
 use axum::http::Uri;
 use axum::Json;
-use projsync_domain::ProjectId;
 use projsync_store::{SymbolFilter, SymbolRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashSet};
@@ -53,7 +53,7 @@ pub(crate) async fn list_symbols(
     q: Result<Query<SymbolsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Paged<SymbolRecord>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::Invalid(e.body_text()))?;
-    let id = project(&id)?;
+    let id = project_id(&id)?;
     let limit = page::limit(q.limit, 100, state.limits.max_page_size)?;
     let after = page::decode::<page::Symbols>(q.cursor.as_deref())?;
     if let Some(kind) = q.kind.as_deref() {
@@ -129,7 +129,7 @@ pub(crate) async fn symbol_references(
     q: Result<Query<ReferencesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<References>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::Invalid(e.body_text()))?;
-    let id = project(&id)?;
+    let id = project_id(&id)?;
     let limit = page::limit(q.limit, 100, state.limits.max_page_size)? as usize;
     if qualified_name.contains('\0') {
         return Err(ApiError::Invalid(
@@ -266,7 +266,7 @@ pub(crate) async fn dependencies(
     q: Result<Query<DependenciesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Dependencies>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::Invalid(e.body_text()))?;
-    let id = project(&id)?;
+    let id = project_id(&id)?;
     let limit = page::limit(q.limit, 1000, state.limits.max_page_size)?;
     if q.path.contains('\0') {
         return Err(ApiError::Invalid("path must not contain NUL bytes".into()));
@@ -295,10 +295,6 @@ pub(crate) async fn dependencies(
             })
             .collect(),
     }))
-}
-
-fn project(raw: &str) -> Result<ProjectId, ApiError> {
-    raw.parse().map_err(ApiError::NotFound)
 }
 
 #[cfg(test)]

@@ -97,7 +97,7 @@ fn optional_json<T: Default + serde::de::DeserializeOwned>(body: &[u8]) -> Resul
 #[serde(deny_unknown_fields)]
 struct NoFields {}
 
-fn project_id(raw: &str) -> Result<ProjectId, ApiError> {
+pub(crate) fn project_id(raw: &str) -> Result<ProjectId, ApiError> {
     raw.parse().map_err(ApiError::NotFound)
 }
 

@@ -15,7 +15,6 @@ use crate::{failpoints, Pipeline, RunCtx, Stop, Transition, ANALYSIS_VERSION};
 use projsync_analyze::{analyze, Lang};
 use projsync_domain::{content_hash, PhaseError, PhaseStatus, SyncPhase};
 use projsync_embed::chat::ChatClient;
-use projsync_embed::EmbedError;
 use projsync_store::{BatchWrite, ModuleState, NewDoc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -296,22 +295,10 @@ impl Pipeline {
         if let Some(cached) = self.store.doc_summary(model, inputs_hash).await? {
             return Ok(cached);
         }
-        let summary = llm.complete(SUMMARY_PROMPT, body).await.map_err(|e| {
-            // Said as the chat model's, not the embedding provider's.
-            match e {
-                EmbedError::Retryable {
-                    message,
-                    retry_after,
-                } => {
-                    let mut p = PhaseError::retryable(format!("docs.llm summary model: {message}"));
-                    p.retry_after = retry_after;
-                    p
-                }
-                EmbedError::Fatal(message) => {
-                    PhaseError::fatal(format!("docs.llm summary model: {message}"))
-                }
-            }
-        })?;
+        let summary = llm
+            .complete(SUMMARY_PROMPT, body)
+            .await
+            .map_err(|e| crate::embed::provider_error("docs.llm summary model", e))?;
         // A cache: a failure to keep it costs a model call later, no more.
         if let Err(e) = self
             .store

@@ -141,16 +141,22 @@ pub async fn chunk_entries(
 /// A provider's error as the engine classifies it: a `Retry-After` is a
 /// scheduled wait that costs no attempt, like a GitHub rate limit.
 pub fn phase_error(e: EmbedError) -> PhaseError {
+    provider_error("embedding provider", e)
+}
+
+/// A model provider's error as a phase error, said as `who`'s; the
+/// provider's own wait (`Retry-After`) is kept.
+pub(crate) fn provider_error(who: &str, e: EmbedError) -> PhaseError {
     match e {
         EmbedError::Retryable {
             message,
             retry_after,
         } => {
-            let mut p = PhaseError::retryable(format!("embedding provider: {message}"));
+            let mut p = PhaseError::retryable(format!("{who}: {message}"));
             p.retry_after = retry_after;
             p
         }
-        EmbedError::Fatal(message) => PhaseError::fatal(format!("embedding provider: {message}")),
+        EmbedError::Fatal(message) => PhaseError::fatal(format!("{who}: {message}")),
     }
 }
 

@@ -4,6 +4,7 @@
 //! phase writes them `pending`, batch by batch with its checkpoint;
 //! finalize (entries.rs) makes them visible with the files.
 
+use crate::docs::carried_forward;
 use crate::syncs::{commit_batch, FenceLock};
 use crate::{BatchWrite, Claim, Result, Store};
 use projsync_domain::{ProjectId, SyncId, SyncPhase};
@@ -111,17 +112,17 @@ impl Store {
              WHERE e.created_by_sync_id = $1 AND e.kind = 'file' AND e.path > $2";
         // Active files without a new version that the sync neither
         // deletes, skips nor renames away.
-        const KEPT: &str = "SELECT e.path, e.language, e.blob_sha, \
-                 CASE WHEN e.language = ANY($4) THEN e.content END AS content, NULL AS old_path \
-             FROM memory_entries e \
-             WHERE e.project_id = $5 AND e.status = 'active' AND e.kind = 'file' AND e.path > $2 \
-               AND NOT EXISTS (SELECT 1 FROM memory_entries n WHERE n.created_by_sync_id = $1 \
-                   AND n.kind = 'file' AND n.path = e.path) \
-               AND NOT EXISTS (SELECT 1 FROM sync_changes c WHERE c.sync_id = $1 \
-                   AND ((c.path = e.path AND (c.change = 'deleted' OR c.skip_reason IS NOT NULL)) \
-                     OR (c.change = 'renamed' AND c.old_path = e.path)))";
         let sql = if whole_tree {
-            format!("SELECT * FROM ({WRITTEN} UNION ALL {KEPT}) x ORDER BY path LIMIT $3")
+            let kept = format!(
+                "SELECT e.path, e.language, e.blob_sha, \
+                     CASE WHEN e.language = ANY($4) THEN e.content END AS content, \
+                     NULL AS old_path \
+                 FROM memory_entries e \
+                 WHERE e.project_id = $5 AND e.status = 'active' AND e.kind = 'file' \
+                   AND e.path > $2 AND {}",
+                carried_forward("e.path", "$1")
+            );
+            format!("SELECT * FROM ({WRITTEN} UNION ALL {kept}) x ORDER BY path LIMIT $3")
         } else {
             format!("{WRITTEN} AND $5::uuid IS NOT NULL ORDER BY e.path LIMIT $3")
         };

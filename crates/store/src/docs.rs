@@ -16,13 +16,18 @@ use sqlx::types::Json;
 use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 
-/// The sync does not carry this active row of `path` forward.
-const DROPPED: &str = "EXISTS (SELECT 1 FROM sync_changes c WHERE c.sync_id = $2 \
-     AND ((c.path = {p} AND (c.change = 'deleted' OR c.skip_reason IS NOT NULL)) \
-       OR (c.change = 'renamed' AND c.old_path = {p})))";
-
-fn dropped(path: &str) -> String {
-    DROPPED.replace("{p}", path)
+/// Whether the sync (`sync`: its parameter, `$2` here) carries the active
+/// file at `path` forward as it is: it writes no new version of it, and
+/// neither deletes, skips nor renames it away. Analysis's whole-tree read
+/// (`analysis_batch`) asks the same.
+pub(crate) fn carried_forward(path: &str, sync: &str) -> String {
+    format!(
+        "(NOT EXISTS (SELECT 1 FROM memory_entries n WHERE n.created_by_sync_id = {sync} \
+             AND n.kind = 'file' AND n.path = {path}) \
+          AND NOT EXISTS (SELECT 1 FROM sync_changes c WHERE c.sync_id = {sync} \
+             AND ((c.path = {path} AND (c.change = 'deleted' OR c.skip_reason IS NOT NULL)) \
+               OR (c.change = 'renamed' AND c.old_path = {path}))))"
+    )
 }
 
 /// The files once the sync is finalized: `path, language, content`.
@@ -32,26 +37,22 @@ fn next_files() -> String {
              WHERE e.created_by_sync_id = $2 AND e.kind = 'file' \
          UNION ALL \
          SELECT e.path, e.language, e.content FROM memory_entries e \
-             WHERE e.project_id = $1 AND e.status = 'active' AND e.kind = 'file' \
-               AND NOT EXISTS (SELECT 1 FROM memory_entries n WHERE n.created_by_sync_id = $2 \
-                   AND n.kind = 'file' AND n.path = e.path) \
-               AND NOT {})",
-        dropped("e.path")
+             WHERE e.project_id = $1 AND e.status = 'active' AND e.kind = 'file' AND {})",
+        carried_forward("e.path", "$2")
     )
 }
 
 /// Whether the active row of a symbol or edge of file `{f}` (with kept
-/// test `{kept}`) survives the sync.
+/// test `{kept}`) survives the sync: the sync analysed the file and kept
+/// the row, or did not analyse it and carries the file forward.
 fn kept_active(file: &str, kept: &str) -> String {
     format!(
         "(EXISTS (SELECT 1 FROM sync_analyzed_files a WHERE a.sync_id = $2 AND a.path = {file} \
              AND {kept}) \
           OR (NOT EXISTS (SELECT 1 FROM sync_analyzed_files a WHERE a.sync_id = $2 \
                   AND a.path = {file}) \
-              AND NOT EXISTS (SELECT 1 FROM memory_entries n WHERE n.created_by_sync_id = $2 \
-                  AND n.kind = 'file' AND n.path = {file}) \
-              AND NOT {}))",
-        dropped(file)
+              AND {}))",
+        carried_forward(file, "$2")
     )
 }
 
