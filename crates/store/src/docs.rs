@@ -20,13 +20,21 @@ use std::collections::{HashMap, HashSet};
 /// file at `path` forward as it is: it writes no new version of it, and
 /// neither deletes, skips nor renames it away. Analysis's whole-tree read
 /// (`analysis_batch`) asks the same.
+///
+/// Each test is one the planner answers from an index or a hash built once
+/// per statement: a path equality on `(sync_id, path)`, and `NOT IN` the
+/// sync's renamed-away paths. (One `NOT EXISTS` with an `OR` of the two
+/// cannot use the primary key, and was a scan of `sync_changes` for every
+/// row looked at: most of a 1-file resync's docs phase.) `path` is never
+/// NULL here, which `NOT IN` needs.
 pub(crate) fn carried_forward(path: &str, sync: &str) -> String {
     format!(
         "(NOT EXISTS (SELECT 1 FROM memory_entries n WHERE n.created_by_sync_id = {sync} \
              AND n.kind = 'file' AND n.path = {path}) \
           AND NOT EXISTS (SELECT 1 FROM sync_changes c WHERE c.sync_id = {sync} \
-             AND ((c.path = {path} AND (c.change = 'deleted' OR c.skip_reason IS NOT NULL)) \
-               OR (c.change = 'renamed' AND c.old_path = {path}))))"
+             AND c.path = {path} AND (c.change = 'deleted' OR c.skip_reason IS NOT NULL)) \
+          AND {path} NOT IN (SELECT c.old_path FROM sync_changes c WHERE c.sync_id = {sync} \
+             AND c.change = 'renamed' AND c.old_path IS NOT NULL))"
     )
 }
 

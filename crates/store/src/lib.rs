@@ -216,6 +216,14 @@ pub(crate) enum Commit {
 /// The one statement that begins a transaction of `tenant` (the tenant is
 /// set with it, in the same round trip: a simple query of several
 /// statements, the first of which opens the transaction).
+///
+/// JIT compilation is off in every transaction. The ledger's statements
+/// read few rows through indexes, but some (the docs phase's next-state
+/// reads, with correlated subqueries) carry planner estimates above
+/// `jit_above_cost`, and PostgreSQL then spends 50 ms compiling a query
+/// that runs in 2: measured with `auto_explain` on `bench-sync`, where it
+/// was most of the docs phase. Set here rather than on the connection so
+/// that it holds behind a transaction-mode pooler too.
 fn begin_sql(begin: &str, tenant: Option<TenantId>, commit: Commit) -> String {
     // A UUID's text is hex digits and dashes: nothing to escape.
     let tenant = tenant.map(|t| t.to_string()).unwrap_or_default();
@@ -223,7 +231,10 @@ fn begin_sql(begin: &str, tenant: Option<TenantId>, commit: Commit) -> String {
         Commit::Durable => "",
         Commit::Deferred => "; SET LOCAL synchronous_commit = off",
     };
-    format!("{begin}; SELECT set_config('projsync.tenant_id', '{tenant}', true){deferred}")
+    format!(
+        "{begin}; SELECT set_config('projsync.tenant_id', '{tenant}', true), \
+         set_config('jit', 'off', true){deferred}"
+    )
 }
 
 /// Set the tenant of the current transaction (`None`: no tenant, which
