@@ -205,6 +205,15 @@ impl AppState {
         }
     }
 
+    /// What a sync this state starts is started by: `api` for a request,
+    /// `cli` for the operator's command line.
+    pub fn trigger(&self) -> projsync_domain::SyncTrigger {
+        match &self.principal {
+            Some(_) => projsync_domain::SyncTrigger::Api,
+            None => projsync_domain::SyncTrigger::Cli,
+        }
+    }
+
     /// Who is acting, for the audit trail.
     pub fn actor(&self) -> Actor {
         match &self.principal {

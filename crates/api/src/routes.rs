@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use projsync_domain::{ProjectId, Role, SyncId};
+use projsync_domain::{ProjectId, Role, SyncId, SyncTrigger};
 use projsync_store::{ActiveEntry, Project, StepRecord, SyncRecord};
 use serde::{Deserialize, Serialize};
 
@@ -180,6 +180,9 @@ async fn get_project(
 #[serde(deny_unknown_fields)]
 struct EnqueueBody {
     branch: Option<String>,
+    /// What asks for the sync, when it is not a person: `hook` (a Git
+    /// `post-receive` hook, `projsync hook install`). Default `api`.
+    trigger: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -201,11 +204,23 @@ async fn enqueue_sync(
 ) -> Result<(StatusCode, Json<EnqueueResponse>), ApiError> {
     state.require(Role::Write)?;
     let body: EnqueueBody = optional_json(&body)?;
+    let trigger = match body.trigger.as_deref() {
+        None | Some("api") => SyncTrigger::Api,
+        Some("hook") => SyncTrigger::Hook,
+        Some(other) => {
+            return Err(ApiError::Invalid(format!(
+                "trigger `{}` cannot be asked for: a request's sync is started by `api` \
+                 (the default) or `hook` (a Git hook); webhooks and schedules start their own",
+                other.escape_debug()
+            )))
+        }
+    };
     let outcome = service::enqueue_sync(
         &state,
         project_id(&id)?,
         body.branch.as_deref(),
         idempotency_key(&headers)?,
+        &trigger,
     )
     .await?;
     Ok(enqueue_response(outcome))

@@ -403,6 +403,7 @@ pub async fn enqueue_backfill(
             serde_json::json!({ "prune": prune }),
             idempotency_key,
             projsync_telemetry::current_traceparent().as_deref(),
+            &state.trigger(),
         )
         .await?;
     if !outcome.created && outcome.sync.kind != "backfill" {

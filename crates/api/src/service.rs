@@ -298,6 +298,7 @@ pub async fn enqueue_sync(
     project_id: ProjectId,
     branch: Option<&str>,
     idempotency_key: Option<&str>,
+    trigger: &projsync_domain::SyncTrigger,
 ) -> Result<EnqueueOutcome, ApiError> {
     if let Some(b) = branch {
         check_text("branch", b, 255, false)?;
@@ -333,6 +334,7 @@ pub async fn enqueue_sync(
             named,
             idempotency_key,
             projsync_telemetry::current_traceparent().as_deref(),
+            trigger,
         )
         .await?;
     crate::trace::record_sync_id(outcome.sync.id);
@@ -342,7 +344,11 @@ pub async fn enqueue_sync(
             state,
             "sync.enqueue",
             format!("sync:{}", outcome.sync.id),
-            serde_json::json!({ "project_id": project_id, "branch": outcome.sync.branch }),
+            serde_json::json!({
+                "project_id": project_id,
+                "branch": outcome.sync.branch,
+                "trigger": outcome.sync.trigger,
+            }),
         )
         .await;
     }
@@ -381,6 +387,7 @@ pub async fn enqueue_restore(
             &sync,
             idempotency_key,
             projsync_telemetry::current_traceparent().as_deref(),
+            &state.trigger(),
         )
         .await?;
     crate::trace::record_sync_id(outcome.sync.id);

@@ -152,9 +152,10 @@ impl Bench {
     /// Enqueue a sync of the project's default branch through the API's
     /// service layer; fails if the project already had an active sync.
     pub async fn enqueue(&self, project: ProjectId) -> Result<SyncId> {
-        let outcome = service::enqueue_sync(&self.state, project, None, None)
-            .await
-            .map_err(|e| anyhow!("enqueue a sync of project {project}: {e:?}"))?;
+        let outcome =
+            service::enqueue_sync(&self.state, project, None, None, &self.state.trigger())
+                .await
+                .map_err(|e| anyhow!("enqueue a sync of project {project}: {e:?}"))?;
         if !outcome.created {
             bail!(
                 "project {project} already had an active sync {}",

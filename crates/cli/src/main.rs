@@ -665,10 +665,15 @@ async fn run(command: Command, tenant: Option<String>, settings: &Settings) -> R
             let store = app::tenant_store(settings, &project_tenant).await?;
             let project = find_project(&store, &project).await?;
             let state = app::api_state(settings, store.clone()).await?;
-            let outcome =
-                projsync_api::service::enqueue_sync(&state, project.id, branch.as_deref(), None)
-                    .instrument(command_span("sync"))
-                    .await?;
+            let outcome = projsync_api::service::enqueue_sync(
+                &state,
+                project.id,
+                branch.as_deref(),
+                None,
+                &state.trigger(),
+            )
+            .instrument(command_span("sync"))
+            .await?;
             return enqueued(settings, &store, &project, &outcome, follow).await;
         }
         Command::Restore {

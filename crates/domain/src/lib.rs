@@ -17,6 +17,7 @@ pub mod progress;
 pub mod search;
 pub mod source;
 pub mod tenancy;
+pub mod trigger;
 
 pub use error::{advice, ErrorClass, PhaseError};
 pub use ids::{KeyId, ProjectId, RepositoryId, SyncId, TenantId};
@@ -29,6 +30,7 @@ pub use source::{
     Blob, Branch, EntryKind, Source, SourceError, SourceErrorKind, TreeChange, TreeDiff, TreeEntry,
 };
 pub use tenancy::Role;
+pub use trigger::SyncTrigger;
 
 /// `scheme://user:password@host/...` → `scheme://user:***@host/...`, and a
 /// `password=` (or `sslpassword=`) query parameter → `password=***`, so that

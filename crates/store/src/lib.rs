@@ -35,7 +35,7 @@ pub use ops::{ProjectFacts, QueueCounts, RunningSync, ThroughputBucket, WorkerIn
 pub use projects::{NewProject, Project, ProjectKey, Repository};
 pub use syncs::{
     BatchWrite, CancelOutcome, Claim, ClaimOutcome, DuePush, EnqueueOutcome, Heartbeat, PlanRow,
-    StepRecord, StepStart, SyncCount, SyncKey, SyncRecord,
+    StepRecord, StepStart, SyncCount, SyncKey, SyncRecord, SyncRequest,
 };
 pub use tenancy::{
     random_secret, secret_hash, Actor, ApiKey, AppRole, AuditRecord, CreatedKey, Credential,

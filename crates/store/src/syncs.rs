@@ -7,7 +7,7 @@ use projsync_domain::plan::ChangeKind;
 use projsync_domain::progress::ProgressEvent;
 use projsync_domain::{
     EntryKind, PhaseError, PhaseStatus, ProjectId, SkipReason, Stats, SyncId, SyncPhase,
-    SyncStatus, TenantId,
+    SyncStatus, SyncTrigger, TenantId,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
@@ -59,6 +59,10 @@ pub struct SyncRecord {
     pub retries: i32,
     /// The latest progress event (a late subscriber starts from it).
     pub progress: Option<ProgressEvent>,
+    /// What started it: `api`, `cli`, `webhook:<delivery>`, `schedule`,
+    /// `hook`.
+    #[serde(default)]
+    pub trigger: SyncTrigger,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -97,6 +101,26 @@ pub struct EnqueueOutcome {
     /// `false` when an active sync of the project, or the sync with the same
     /// idempotency key, was returned instead of a new one.
     pub created: bool,
+}
+
+/// What [`Store::request_sync`] did.
+#[derive(Debug, Clone)]
+pub enum SyncRequest {
+    /// A new sync, queued, due after the delay.
+    Created(SyncRecord),
+    /// The project's queued sync, which takes the request.
+    Queued(SyncRecord),
+    /// The project's running sync: another is wanted once it ends.
+    Wanted(SyncRecord),
+}
+
+impl SyncRequest {
+    /// The sync the request created or joined, or the running one.
+    pub fn sync(&self) -> &SyncRecord {
+        match self {
+            Self::Created(s) | Self::Queued(s) | Self::Wanted(s) => s,
+        }
+    }
 }
 
 /// Syncs of one status and outcome across tenants (`Store::sync_metrics`).
@@ -177,7 +201,7 @@ pub struct PlanRow {
 pub(crate) const SYNC_COLUMNS: &str = "id, project_id, kind, restore_of_sync_id, branch, head_commit, status, outcome, current_phase, \
      stats, error_class, error_message, failed_phase, attempts, fence, lease_owner, lease_expires_at, \
      previous_sync_id, created_at, started_at, finished_at, progress, not_before, last_pushed_at, \
-     cancel_requested_at, retries, options";
+     cancel_requested_at, retries, options, trigger";
 
 fn parse<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T> {
     s.parse().map_err(Error::Invalid)
@@ -222,6 +246,7 @@ pub(crate) fn sync_from_row(row: &PgRow) -> Result<SyncRecord> {
         progress: row
             .get::<Option<Json<ProgressEvent>>, _>("progress")
             .map(|j| j.0),
+        trigger: parse(row.get::<&str, _>("trigger"))?,
     })
 }
 
@@ -378,6 +403,41 @@ impl Store {
 /// A statement with its arguments bound.
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
+/// A new sync's steps, one per phase, with one statement: pending, except
+/// that a backfill reads no source and has only embed and finalize.
+async fn insert_steps(
+    tx: &mut Transaction<'static, Postgres>,
+    id: SyncId,
+    kind: &str,
+) -> Result<()> {
+    let statuses: Vec<&str> = SyncPhase::ALL
+        .iter()
+        .map(|phase| {
+            if kind == "backfill" && !matches!(phase, SyncPhase::Embed | SyncPhase::Finalize) {
+                "skipped"
+            } else {
+                "pending"
+            }
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO sync_steps (sync_id, phase, ordinal, status) \
+         SELECT $1, t.phase, t.ordinal - 1, t.status \
+         FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS t(phase, status, ordinal)",
+    )
+    .bind(id.0)
+    .bind(
+        SyncPhase::ALL
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(&statuses)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 fn interval(ttl: Duration) -> f64 {
     ttl.as_secs_f64()
 }
@@ -398,6 +458,7 @@ impl Store {
         branch: Option<&str>,
         idempotency_key: Option<&str>,
         trace_context: Option<&str>,
+        trigger: &SyncTrigger,
     ) -> Result<EnqueueOutcome> {
         self.create_sync_of_kind(
             project_id,
@@ -406,6 +467,7 @@ impl Store {
             None,
             None,
             trace_context,
+            trigger,
         )
         .await
     }
@@ -420,6 +482,7 @@ impl Store {
         options: serde_json::Value,
         idempotency_key: Option<&str>,
         trace_context: Option<&str>,
+        trigger: &SyncTrigger,
     ) -> Result<EnqueueOutcome> {
         self.create_sync_of_kind(
             project_id,
@@ -428,6 +491,7 @@ impl Store {
             None,
             Some(options),
             trace_context,
+            trigger,
         )
         .await
     }
@@ -440,6 +504,7 @@ impl Store {
         target: &SyncRecord,
         idempotency_key: Option<&str>,
         trace_context: Option<&str>,
+        trigger: &SyncTrigger,
     ) -> Result<EnqueueOutcome> {
         self.create_sync_of_kind(
             project_id,
@@ -448,6 +513,7 @@ impl Store {
             Some(target.id),
             None,
             trace_context,
+            trigger,
         )
         .await
     }
@@ -461,6 +527,7 @@ impl Store {
         restore_of: Option<SyncId>,
         backfill: Option<serde_json::Value>,
         trace_context: Option<&str>,
+        trigger: &SyncTrigger,
     ) -> Result<EnqueueOutcome> {
         let kind = match (&restore_of, &backfill) {
             (Some(_), _) => "restore",
@@ -486,9 +553,9 @@ impl Store {
             // the tenant's inserts nothing.
             let inserted = sqlx::query(&format!(
                 "INSERT INTO project_syncs (id, project_id, branch, status, idempotency_key, kind, \
-                     restore_of_sync_id, last_pushed_at, options, trace_context) \
+                     restore_of_sync_id, last_pushed_at, options, trace_context, trigger) \
                  SELECT $1, p.id, coalesce($3, r.default_branch), 'queued', $4, $5, $6, now(), \
-                     $7, $8 \
+                     $7, $8, $9 \
                  FROM projects p JOIN repositories r ON r.project_id = p.id WHERE p.id = $2 \
                  RETURNING {SYNC_COLUMNS}"
             ))
@@ -500,6 +567,7 @@ impl Store {
             .bind(restore_of.map(|s| s.0))
             .bind(backfill.clone().unwrap_or_else(|| serde_json::json!({})))
             .bind(trace_context)
+            .bind(trigger.to_string())
             .fetch_optional(&mut *tx)
             .await
             .map_err(Error::from);
@@ -518,34 +586,7 @@ impl Store {
                 }
                 Err(e) => return Err(e),
             };
-            // A backfill reads no source: it has only embed and finalize.
-            let statuses: Vec<&str> = SyncPhase::ALL
-                .iter()
-                .map(|phase| {
-                    if kind == "backfill"
-                        && !matches!(phase, SyncPhase::Embed | SyncPhase::Finalize)
-                    {
-                        "skipped"
-                    } else {
-                        "pending"
-                    }
-                })
-                .collect();
-            sqlx::query(
-                "INSERT INTO sync_steps (sync_id, phase, ordinal, status) \
-                 SELECT $1, t.phase, t.ordinal - 1, t.status \
-                 FROM UNNEST($2::text[], $3::text[]) WITH ORDINALITY AS t(phase, status, ordinal)",
-            )
-            .bind(id.0)
-            .bind(
-                SyncPhase::ALL
-                    .iter()
-                    .map(|p| p.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(&statuses)
-            .execute(&mut *tx)
-            .await?;
+            insert_steps(&mut tx, id, kind).await?;
             tx.commit().await?;
             return Ok(EnqueueOutcome {
                 sync: sync_from_row(&row)?,
@@ -555,6 +596,86 @@ impl Store {
         Err(Error::Conflict(format!(
             "project {project_id} keeps changing its active sync; try again"
         )))
+    }
+
+    /// Ask for a sync of the project's branch on behalf of something that
+    /// does not wait for it (a webhook delivery, a Git hook), so that a
+    /// burst of requests is one sync that ends at the newest head:
+    ///
+    /// - the project has a queued sync: that one is the answer (it reads
+    ///   the branch head when it runs, so it takes this request's commit
+    ///   too);
+    /// - it has a running sync (which may have read the head already): a
+    ///   sync is *wanted* (`projects.sync_wanted_at`), and the scheduler
+    ///   starts it once the running one has ended ([`Store::start_wanted`]);
+    ///   an earlier wanted sync keeps its time and trigger;
+    /// - otherwise: a new sync, queued with `not_before` `delay` from now
+    ///   and not pushed; the reconciler pushes it when it is due. Requests
+    ///   within the delay find it queued.
+    ///
+    /// Serialized per project by the project's row lock. A project that is
+    /// not this tenant's is [`Error::NotFound`].
+    pub async fn request_sync(
+        &self,
+        project_id: ProjectId,
+        trigger: &SyncTrigger,
+        delay: Duration,
+    ) -> Result<SyncRequest> {
+        let mut tx = self.begin().await?;
+        let locked: Option<Uuid> =
+            sqlx::query_scalar("SELECT id FROM projects WHERE id = $1 FOR UPDATE")
+                .bind(project_id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if locked.is_none() {
+            return Err(Error::NotFound(format!("project {project_id}")));
+        }
+        let active = sqlx::query(&format!(
+            "SELECT {SYNC_COLUMNS} FROM project_syncs \
+             WHERE project_id = $1 AND status IN ('queued', 'running')"
+        ))
+        .bind(project_id.0)
+        .fetch_optional(&mut *tx)
+        .await?
+        .as_ref()
+        .map(sync_from_row)
+        .transpose()?;
+        let outcome = match active {
+            Some(sync) if sync.status == SyncStatus::Queued => SyncRequest::Queued(sync),
+            Some(sync) => {
+                sqlx::query(
+                    "UPDATE projects SET sync_wanted_at = coalesce(sync_wanted_at, now()), \
+                         sync_wanted_trigger = coalesce(sync_wanted_trigger, $2) \
+                     WHERE id = $1",
+                )
+                .bind(project_id.0)
+                .bind(trigger.to_string())
+                .execute(&mut *tx)
+                .await?;
+                SyncRequest::Wanted(sync)
+            }
+            None => {
+                let row = sqlx::query(&format!(
+                    "INSERT INTO project_syncs (id, project_id, branch, status, kind, options, \
+                         not_before, last_pushed_at, trigger) \
+                     SELECT $1, p.id, r.default_branch, 'queued', 'sync', '{{}}', \
+                         now() + make_interval(secs => $3), NULL, $4 \
+                     FROM projects p JOIN repositories r ON r.project_id = p.id WHERE p.id = $2 \
+                     RETURNING {SYNC_COLUMNS}"
+                ))
+                .bind(SyncId::new().0)
+                .bind(project_id.0)
+                .bind(interval(delay))
+                .bind(trigger.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+                let sync = sync_from_row(&row)?;
+                insert_steps(&mut tx, sync.id, "sync").await?;
+                SyncRequest::Created(sync)
+            }
+        };
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     async fn sync_by_idempotency_key(

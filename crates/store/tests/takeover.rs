@@ -24,7 +24,13 @@ async fn queued_sync(db: &TestDb) -> SyncId {
         .await
         .unwrap();
     db.store
-        .create_sync(project.id, Some("main"), None, None)
+        .create_sync(
+            project.id,
+            Some("main"),
+            None,
+            None,
+            &projsync_domain::SyncTrigger::Api,
+        )
         .await
         .unwrap()
         .sync

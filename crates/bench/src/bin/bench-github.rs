@@ -86,9 +86,10 @@ impl GitHubBench for Bench {
     async fn sync(&self, fake: &FakeGitHub, project: ProjectId) -> Result<Row> {
         fake.reset_counts();
         let started = Instant::now();
-        let outcome = service::enqueue_sync(&self.state, project, None, None)
-            .await
-            .map_err(|e| anyhow::anyhow!("enqueue: {e:?}"))?;
+        let outcome =
+            service::enqueue_sync(&self.state, project, None, None, &self.state.trigger())
+                .await
+                .map_err(|e| anyhow::anyhow!("enqueue: {e:?}"))?;
         let id = outcome.sync.id;
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {

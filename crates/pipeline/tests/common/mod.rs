@@ -140,7 +140,13 @@ impl Harness {
     pub async fn create_sync(&self) -> SyncId {
         let outcome = self
             .store()
-            .create_sync(self.project, Some("main"), None, None)
+            .create_sync(
+                self.project,
+                Some("main"),
+                None,
+                None,
+                &projsync_domain::SyncTrigger::Api,
+            )
             .await
             .expect("create a sync");
         assert!(outcome.created, "a sync of the project was still active");

@@ -13,7 +13,13 @@ pub async fn claimed(db: &TestDb, owner: &str) -> (Store, ProjectId, Claim) {
         .await
         .unwrap();
     let sync = store
-        .create_sync(project.id, Some("main"), None, None)
+        .create_sync(
+            project.id,
+            Some("main"),
+            None,
+            None,
+            &projsync_domain::SyncTrigger::Api,
+        )
         .await
         .unwrap()
         .sync;
