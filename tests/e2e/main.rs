@@ -10,6 +10,7 @@ mod embeddings;
 mod github;
 mod helpers;
 mod history;
+mod hooks;
 mod limits;
 mod local_sync;
 mod migrate_guard;

@@ -191,6 +191,9 @@ struct EnqueueResponse {
     /// `false` when an already queued or running sync (or the sync with the
     /// same Idempotency-Key) is returned instead of a new one.
     created: bool,
+    /// A hook's request (`trigger: hook`) that came while the project's
+    /// sync (`sync`) was running: one more sync starts after it ends.
+    follow_up: bool,
     sync: SyncRecord,
 }
 
@@ -215,6 +218,42 @@ async fn enqueue_sync(
             )))
         }
     };
+    if trigger == SyncTrigger::Hook {
+        // A hook does not wait for its sync: its request joins the queued
+        // one, or follows the running one, so the newest push is synced.
+        if body.branch.is_some() {
+            return Err(ApiError::Invalid(
+                "a hook's sync is of the project's branch: leave `branch` out".into(),
+            ));
+        }
+        let request = service::request_sync(
+            &state,
+            project_id(&id)?,
+            &trigger,
+            std::time::Duration::ZERO,
+        )
+        .await?;
+        let (created, follow_up) = match &request {
+            projsync_store::SyncRequest::Created(_) => (true, false),
+            projsync_store::SyncRequest::Queued(_) => (false, false),
+            projsync_store::SyncRequest::Wanted(_) => (false, true),
+        };
+        let sync = request.sync().clone();
+        let status = if created {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
+        };
+        return Ok((
+            status,
+            Json(EnqueueResponse {
+                sync_id: sync.id,
+                created,
+                follow_up,
+                sync,
+            }),
+        ));
+    }
     let outcome = service::enqueue_sync(
         &state,
         project_id(&id)?,
@@ -350,6 +389,7 @@ fn enqueue_response(
         Json(EnqueueResponse {
             sync_id: outcome.sync.id,
             created: outcome.created,
+            follow_up: false,
             sync: outcome.sync,
         }),
     )

@@ -355,6 +355,44 @@ pub async fn enqueue_sync(
     Ok(outcome)
 }
 
+/// Ask for a sync on behalf of something that does not wait for it (a Git
+/// hook; GitHub webhooks go through the store's `request_sync` with their
+/// debounce): a burst of requests is one sync that ends at the newest head.
+/// The project's queued sync takes the request; while a sync runs, one
+/// more is started after it (by the workers' scheduler); otherwise a new
+/// sync is recorded, due after `delay`, and pushed at once when that is
+/// zero (the reconciler pushes it otherwise, and if the push fails).
+pub async fn request_sync(
+    state: &AppState,
+    project_id: ProjectId,
+    trigger: &projsync_domain::SyncTrigger,
+    delay: std::time::Duration,
+) -> Result<projsync_store::SyncRequest, ApiError> {
+    let request = state.store.request_sync(project_id, trigger, delay).await?;
+    if let projsync_store::SyncRequest::Created(sync) = &request {
+        crate::trace::record_sync_id(sync.id);
+        if delay.is_zero() {
+            let outcome = EnqueueOutcome {
+                sync: sync.clone(),
+                created: true,
+            };
+            push_new_or_queued(state, &outcome).await?;
+        }
+        audit(
+            state,
+            "sync.enqueue",
+            format!("sync:{}", sync.id),
+            serde_json::json!({
+                "project_id": project_id,
+                "branch": sync.branch,
+                "trigger": sync.trigger,
+            }),
+        )
+        .await;
+    }
+    Ok(request)
+}
+
 /// Enqueue a restore of `target`: the project's active entries become what
 /// they were after that sync. It runs like any sync, fetches no content and
 /// appears in the history as kind `restore`.

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod config;
 pub mod demo;
+pub mod hook;
 pub mod logging;
 pub mod watch;
 

@@ -155,6 +155,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A Git post-receive hook that syncs a local repository's project on
+    /// every push of its branch, through the API.
+    #[command(subcommand)]
+    Hook(HookCmd),
     /// Run everything on this machine against a local repository and sync it.
     Demo {
         /// Repository to sync (default: the projsync checkout itself).
@@ -162,6 +166,42 @@ enum Command {
         /// Branch to sync (default: the repository's current branch).
         #[arg(long)]
         branch: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HookCmd {
+    /// Install REPO's post-receive hook: each push of the project's branch
+    /// asks the API (with KEY) for a sync; pushes in a burst are one sync
+    /// that ends at the newest head.
+    Install {
+        /// The project (id or name) that syncs REPO.
+        #[arg(long)]
+        project: String,
+        /// The repository the project syncs (bare, or a working tree).
+        repo: PathBuf,
+        /// An API key of the project's tenant with the write role; kept
+        /// beside the hook, readable by its owner only.
+        #[arg(long, env = "PROJSYNC_API_KEY", hide_env_values = true)]
+        key: String,
+        /// The API's URL (default: http:// and api.listen).
+        #[arg(long, env = "PROJSYNC_API_URL")]
+        api: Option<String>,
+        /// Replace a post-receive hook that projsync did not write.
+        #[arg(long)]
+        force: bool,
+    },
+    /// What the installed hook runs (reads the pushed refs on stdin).
+    #[command(hide = true)]
+    Notify {
+        #[arg(long)]
+        api: String,
+        #[arg(long)]
+        project: projsync_domain::ProjectId,
+        #[arg(long)]
+        branch: String,
+        #[arg(long)]
+        key_file: PathBuf,
     },
 }
 
@@ -326,6 +366,7 @@ fn process_name(command: &Command) -> String {
         Command::Key(_) => "key",
         Command::Credential(_) => "credential",
         Command::Audit { .. } => "audit",
+        Command::Hook(_) => "hook",
     };
     name.to_string()
 }
@@ -343,6 +384,23 @@ fn command_span(name: &'static str) -> tracing::Span {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The hook runs in Git's environment, with no settings: it only talks
+    // to the API.
+    if let Command::Hook(HookCmd::Notify {
+        api,
+        project,
+        branch,
+        key_file,
+    }) = cli.command
+    {
+        return hook_notify(projsync::hook::Notify {
+            api,
+            project,
+            branch,
+            key_file,
+        })
+        .await;
+    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -1056,10 +1114,63 @@ async fn run(command: Command, tenant: Option<String>, settings: &Settings) -> R
                 }
             }
         }
+        Command::Hook(HookCmd::Install {
+            project,
+            repo,
+            key,
+            api,
+            force,
+        }) => {
+            let api = api.unwrap_or_else(|| format!("http://{}", settings.api.listen));
+            let done = projsync::hook::install(&projsync::hook::Install {
+                api,
+                key,
+                project,
+                repo,
+                force,
+            })
+            .await?;
+            println!("{}", done.hook.display());
+            eprintln!(
+                "{} the post-receive hook: each push of branch {} syncs project {} ({}); \
+                 the key is in {} (owner-only)",
+                if done.replaced {
+                    "replaced"
+                } else {
+                    "installed"
+                },
+                done.branch,
+                done.project_name,
+                done.project_id,
+                done.key_file.display()
+            );
+        }
+        Command::Hook(HookCmd::Notify { .. }) => unreachable!("handled before the settings load"),
         Command::Demo { path, branch } => {
             let status = demo::run(settings, path, branch).await?;
             return Ok(exit_for(status));
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The installed hook's run: a line for the pusher; exit code 1 when the
+/// API could not be asked (the push itself is kept either way).
+async fn hook_notify(args: projsync::hook::Notify) -> ExitCode {
+    let mut stdin = String::new();
+    if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut stdin) {
+        eprintln!("projsync: cannot read the pushed refs: {e}");
+        return ExitCode::from(1);
+    }
+    match projsync::hook::notify(&args, &stdin).await {
+        Ok(Some(line)) => {
+            eprintln!("{line}");
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("projsync: no sync asked for: {e:#}");
+            ExitCode::from(1)
+        }
+    }
 }
