@@ -103,6 +103,15 @@ pub struct EnqueueOutcome {
     pub created: bool,
 }
 
+/// What kind of sync `create_sync_of_kind` records.
+enum NewKind {
+    Sync,
+    /// A restore of this succeeded sync.
+    Restore(SyncId),
+    /// A backfill with these options.
+    Backfill(serde_json::Value),
+}
+
 /// What [`Store::request_sync`] did.
 #[derive(Debug, Clone)]
 pub enum SyncRequest {
@@ -464,8 +473,7 @@ impl Store {
             project_id,
             branch,
             idempotency_key,
-            None,
-            None,
+            NewKind::Sync,
             trace_context,
             trigger,
         )
@@ -488,8 +496,7 @@ impl Store {
             project_id,
             Some(branch),
             idempotency_key,
-            None,
-            Some(options),
+            NewKind::Backfill(options),
             trace_context,
             trigger,
         )
@@ -510,8 +517,7 @@ impl Store {
             project_id,
             Some(&target.branch),
             idempotency_key,
-            Some(target.id),
-            None,
+            NewKind::Restore(target.id),
             trace_context,
             trigger,
         )
@@ -524,15 +530,14 @@ impl Store {
         project_id: ProjectId,
         branch: Option<&str>,
         idempotency_key: Option<&str>,
-        restore_of: Option<SyncId>,
-        backfill: Option<serde_json::Value>,
+        new: NewKind,
         trace_context: Option<&str>,
         trigger: &SyncTrigger,
     ) -> Result<EnqueueOutcome> {
-        let kind = match (&restore_of, &backfill) {
-            (Some(_), _) => "restore",
-            (None, Some(_)) => "backfill",
-            (None, None) => "sync",
+        let (kind, restore_of, backfill) = match new {
+            NewKind::Sync => ("sync", None, None),
+            NewKind::Restore(target) => ("restore", Some(target), None),
+            NewKind::Backfill(options) => ("backfill", None, Some(options)),
         };
         // Two attempts: the active sync we collided with may end in between.
         for _ in 0..2 {
