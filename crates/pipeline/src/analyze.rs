@@ -295,6 +295,7 @@ fn decide(
             path: input.path.clone(),
             language: Some(analysis.language.to_string()),
             partial: analysis.partial,
+            doc_digest: Some(crate::docs::doc_inputs_digest(&analysis)),
             ..Default::default()
         };
         for symbol in analysis.symbols {

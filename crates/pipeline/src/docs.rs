@@ -311,6 +311,33 @@ impl Pipeline {
     }
 }
 
+/// A hash of everything a file gives its module's doc (see [`render`] and
+/// the purpose): its module doc comment, its public symbols (name, kind,
+/// signature, line, doc) and its imports (text and candidates). Two
+/// versions of a file with the same digest make the same doc, so a sync
+/// that only rewrites a file's bodies looks at no doc (`doc_candidates`).
+/// Whatever `render` comes to read from a file must be hashed here too.
+pub(crate) fn doc_inputs_digest(analysis: &projsync_analyze::Analysis) -> String {
+    let mut text = format!("doc\t{:?}\n", analysis.module_doc);
+    for s in &analysis.symbols {
+        if s.visibility == projsync_analyze::Visibility::Public {
+            let _ = writeln!(
+                text,
+                "symbol\t{:?}\t{}\t{:?}\t{}\t{:?}",
+                s.qualified_name,
+                s.kind.as_str(),
+                s.signature,
+                s.start_line,
+                s.doc
+            );
+        }
+    }
+    for i in &analysis.imports {
+        let _ = writeln!(text, "import\t{:?}\t{:?}", i.raw, i.candidates);
+    }
+    content_hash(&text)
+}
+
 /// A module's doc entry path: `dir/`, `/` for the top.
 pub fn doc_path(dir: &str) -> String {
     format!("{dir}/")

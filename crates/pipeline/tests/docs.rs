@@ -61,6 +61,18 @@ async fn docs_by(h: &Harness, sync: projsync_domain::SyncId) -> Vec<String> {
     .unwrap()
 }
 
+/// How many modules the sync's docs phase looked at (its checkpoint).
+async fn modules_looked_at(h: &Harness, sync: projsync_domain::SyncId) -> u64 {
+    let checkpoint: serde_json::Value = sqlx::query_scalar(
+        "SELECT checkpoint FROM sync_steps WHERE sync_id = $1 AND phase = 'docs'",
+    )
+    .bind(sync.0)
+    .fetch_one(&h.db.admin)
+    .await
+    .unwrap();
+    checkpoint["done"].as_u64().unwrap()
+}
+
 #[tokio::test]
 async fn one_doc_per_module_with_code_and_new_versions_only_where_inputs_changed() {
     let h = Harness::new(REPO).await;
@@ -104,6 +116,11 @@ async fn one_doc_per_module_with_code_and_new_versions_only_where_inputs_changed
     assert_eq!(second.status, SyncStatus::Succeeded, "{second:#?}");
     assert_eq!(second.stats.docs_regenerated, 0);
     assert!(docs_by(&h, second.id).await.is_empty());
+    assert_eq!(
+        modules_looked_at(&h, second.id).await,
+        0,
+        "the file's doc digest is its active version's: no module is looked at"
+    );
 
     // A changed doc line: only the touched module's doc.
     h.repo.write(
@@ -114,6 +131,7 @@ async fn one_doc_per_module_with_code_and_new_versions_only_where_inputs_changed
     let third = h.sync().await;
     assert_eq!(third.stats.docs_regenerated, 1);
     assert_eq!(docs_by(&h, third.id).await, ["src/"]);
+    assert_eq!(modules_looked_at(&h, third.id).await, 1);
     assert!(docs(&h).await["src/"].contains("`x` times `x`."));
 
     // An import from another module: both ends' docs, nothing else.

@@ -79,6 +79,11 @@ pub struct AnalyzedFile {
     pub kept_symbols: Vec<String>,
     /// The file's active edges stay as they are (its imports did not change).
     pub kept_edges: bool,
+    /// A hash of what the file gives its module's generated doc (its
+    /// module doc comment, public symbols and imports), kept in the meta of
+    /// the file version the sync wrote: a later sync that rewrites the file
+    /// with the same digest leaves its module's doc alone.
+    pub doc_digest: Option<String>,
 }
 
 /// One import of one file.
@@ -257,6 +262,26 @@ impl Store {
             .bind(files.iter().map(|f| f.partial).collect::<Vec<_>>())
             .bind(files.iter().map(|f| Json(&f.kept_symbols)).collect::<Vec<_>>())
             .bind(files.iter().map(|f| f.kept_edges).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let digests: Vec<(&str, &str)> = files
+            .iter()
+            .filter_map(|f| Some((f.path.as_str(), f.doc_digest.as_deref()?)))
+            .collect();
+        if !digests.is_empty() {
+            // Only on the file versions this sync wrote: an active version
+            // is never changed (a file analysed by a whole-tree pass keeps
+            // no digest, and its next rewrite looks at its module's doc).
+            sqlx::query(
+                "UPDATE memory_entries m \
+                 SET meta = coalesce(m.meta, '{}') || jsonb_build_object('doc_digest', t.digest) \
+                 FROM UNNEST($2::text[], $3::text[]) AS t(path, digest) \
+                 WHERE m.created_by_sync_id = $1 AND m.kind = 'file' AND m.path = t.path",
+            )
+            .bind(claim.sync_id.0)
+            .bind(digests.iter().map(|(p, _)| *p).collect::<Vec<_>>())
+            .bind(digests.iter().map(|(_, d)| *d).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await?;
         }

@@ -142,7 +142,9 @@ impl Store {
     /// every directory with a file once it is finalized; otherwise those of
     /// the paths it changes, of what its changed files import (before and
     /// after), and of the files that import a changed path (a target that
-    /// appears or goes). Sorted.
+    /// appears or goes), where a file rewritten with its active version's
+    /// doc digest (analysis's `meta.doc_digest`) is not a changed path.
+    /// Sorted.
     pub async fn doc_candidates(&self, claim: &Claim, whole_tree: bool) -> Result<Vec<String>> {
         let sql = if whole_tree {
             format!(
@@ -151,9 +153,18 @@ impl Store {
                 next_files()
             )
         } else {
+            // A file rewritten with the same doc digest (analysis's hash of
+            // what it gives its module's doc) as its active version changes
+            // no doc: its bodies changed, not its interface or imports.
             format!(
                 "WITH changed AS ( \
                      SELECT c.path FROM sync_changes c WHERE c.sync_id = $2 AND c.change <> 'unchanged' \
+                       AND NOT (c.change = 'modified' AND EXISTS ( \
+                           SELECT 1 FROM memory_entries n JOIN memory_entries o \
+                               ON o.project_id = $1 AND o.status = 'active' AND o.kind = 'file' \
+                                  AND o.path = n.path \
+                           WHERE n.created_by_sync_id = $2 AND n.kind = 'file' AND n.path = c.path \
+                             AND n.meta->>'doc_digest' = o.meta->>'doc_digest')) \
                      UNION SELECT c.old_path FROM sync_changes c WHERE c.sync_id = $2 \
                          AND c.old_path IS NOT NULL AND c.change <> 'unchanged'), \
                  touched AS ( \
