@@ -19,3 +19,4 @@ mod robustness;
 mod scan_diff;
 mod security;
 mod telemetry;
+mod webhooks;
