@@ -604,3 +604,53 @@ async fn a_burst_of_pushes_is_one_or_two_syncs_that_end_at_the_newest_head() {
         crate::helpers::expected_entries(h.repo.files_at("HEAD"), &[])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secret_command_prints_a_secret_that_signs_deliveries() {
+    use crate::cli::{projsync, run};
+    let h = hooked(false, |_| {}).await;
+    let (db, redis) = (&h.app.db, &h.app.redis);
+
+    let (code, stdout, stderr) = run(projsync(db, redis).args(["webhook", "secret"]));
+    assert_ne!(code, 0, "{stdout}");
+    assert!(stderr.contains("--tenant"), "{stderr}");
+
+    let (code, stdout, stderr) =
+        run(projsync(db, redis).args(["webhook", "secret", "--tenant", "default"]));
+    assert_eq!(code, 0, "{stderr}");
+    let secret = stdout.trim();
+    assert_eq!(secret.len(), 64, "{stdout}");
+    assert!(stderr.contains("rotated"), "{stderr}");
+    assert!(
+        stderr.contains("/api/v1/webhooks/github?tenant=default"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("application/json"), "{stderr}");
+    // The rotation replaced the test's secret.
+    let body = serde_json::to_vec(&push("main", &h.repo.head())).unwrap();
+    let signed = |delivery, secret| Send {
+        delivery: Some(delivery),
+        secret: Some(secret),
+        ..Default::default()
+    };
+    let (status, e) = h.send(&body, signed("c-1", &h.secret)).await;
+    assert_eq!(status, 401, "{e}");
+    let (status, ok) = h.send(&body, signed("c-2", secret)).await;
+    assert_eq!(status, 202, "{ok}");
+
+    let (code, stdout, stderr) = run(projsync(db, redis)
+        .env(
+            "PROJSYNC__WEBHOOKS__PUBLIC_URL",
+            "https://projsync.example.com/",
+        )
+        .args(["webhook", "secret", "--tenant", "default", "--json"]));
+    assert_eq!(code, 0, "{stderr}");
+    let printed: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(printed["tenant"], "default");
+    assert_eq!(
+        printed["url"],
+        "https://projsync.example.com/api/v1/webhooks/github?tenant=default"
+    );
+    assert_eq!(printed["content_type"], "application/json");
+    assert_ne!(printed["secret"], secret);
+}
