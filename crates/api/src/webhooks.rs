@@ -552,7 +552,7 @@ async fn act(
         .unwrap_or("ignored");
     let at = head
         .as_deref()
-        .map(|h| format!(" (head {})", &h[..h.len().min(12)]))
+        .map(|h| format!(" (head {})", h.chars().take(12).collect::<String>()))
         .unwrap_or_default();
     let message = format!(
         "{} at branch {branch}{at}: sync requested for {} project(s)",
