@@ -654,3 +654,53 @@ async fn the_secret_command_prints_a_secret_that_signs_deliveries() {
     assert_eq!(printed["content_type"], "application/json");
     assert_ne!(printed["secret"], secret);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_past_the_retention_are_pruned_and_handled_again() {
+    // Retention 0: every delivery prunes the ones before it.
+    let h = hooked(false, |s| s.webhooks.delivery_retention_hours = 0).await;
+    let body = push("main", &h.repo.head());
+    let (status, first) = h.deliver("o-1", "push", &body).await;
+    assert_eq!(status, 202, "{first}");
+    assert_eq!(first["outcome"], "queued", "{first}");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (status, again) = h.deliver("o-1", "push", &body).await;
+    assert_eq!(status, 202, "{again}");
+    assert_eq!(again["outcome"], "coalesced", "{again}");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries")
+        .fetch_one(&h.app.db.admin)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "the older rows were pruned");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_whose_handler_died_is_handled_again_after_a_minute() {
+    let h = hooked(false, |_| {}).await;
+    // Rows without outcome, as a process that died mid-delivery leaves them.
+    for (id, age) in [("a-1", "2 minutes"), ("a-2", "1 second")] {
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (tenant_id, delivery_id, event, received_at) \
+             VALUES ($1, $2, 'push', now() - $3::interval)",
+        )
+        .bind(projsync_store::DEFAULT_TENANT.0)
+        .bind(id)
+        .bind(age)
+        .execute(&h.app.db.admin)
+        .await
+        .unwrap();
+    }
+    let body = push("main", &h.repo.head());
+    let (status, taken) = h.deliver("a-1", "push", &body).await;
+    assert_eq!(status, 202, "{taken}");
+    assert_eq!(taken["outcome"], "queued", "{taken}");
+    let (status, busy) = h.deliver("a-2", "push", &body).await;
+    assert_eq!(status, 200, "{busy}");
+    assert_eq!(busy["outcome"], "duplicate", "{busy}");
+    assert_eq!(busy["original"]["outcome"], Value::Null, "{busy}");
+    assert!(
+        busy["message"].as_str().unwrap().contains("being handled"),
+        "{busy}"
+    );
+    assert_eq!(h.syncs_of(&h.project).await.len(), 1);
+}
