@@ -20,3 +20,4 @@ mod robustness;
 mod scan_diff;
 mod security;
 mod telemetry;
+mod webhooks;

@@ -21,6 +21,7 @@ pub mod search;
 pub mod service;
 mod session;
 mod trace;
+pub mod webhooks;
 
 pub use error::ApiError;
 pub use routes::{parse_statuses, router};
@@ -55,6 +56,8 @@ pub struct AppState {
     pub events: projsync_queue::EventHub,
     /// The process's metrics, served at `/metrics`.
     pub metrics: projsync_metrics::Metrics,
+    /// GitHub webhooks (`[webhooks]`).
+    pub webhooks: webhooks::WebhookSettings,
 }
 
 /// Serve the API on `listener` until `shutdown` resolves.

@@ -77,6 +77,9 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             crate::limits::guard,
         ))
+        // GitHub's deliveries: signed instead of keyed, with a body limit
+        // of their own, so outside the guard (webhooks.rs says why).
+        .route("/api/v1/webhooks/github", post(crate::webhooks::github))
         // Outermost: the span covers the guard's refusals too.
         .layer(axum::middleware::from_fn(crate::trace::http_span))
         .with_state(state)

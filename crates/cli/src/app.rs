@@ -352,6 +352,7 @@ pub async fn api_state_with_search(
         limits: settings.api_limits(),
         events,
         metrics,
+        webhooks: settings.webhook_settings(),
     })
 }
 

@@ -10,6 +10,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+/// GitHub's largest webhook delivery (25 MB).
+const WEBHOOK_BODY_MAX: u64 = 25 * 1024 * 1024;
+
 const DEFAULTS: &str = include_str!("../../../config/default.toml");
 
 #[derive(Debug, Clone, Deserialize)]
@@ -27,6 +30,18 @@ pub struct Settings {
     pub sources: Sources,
     pub migrate: Migrate,
     pub telemetry: Telemetry,
+    pub webhooks: Webhooks,
+}
+
+/// GitHub webhooks (`POST /api/v1/webhooks/github`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Webhooks {
+    pub debounce_ms: u64,
+    pub delivery_retention_hours: u64,
+    pub max_body_bytes: u64,
+    /// The API's public base URL, for the payload URL `projsync webhook
+    /// secret` prints; empty: a placeholder.
+    pub public_url: String,
 }
 
 /// `[telemetry]`: traces and logs over OTLP/HTTP (docs/telemetry.md).
@@ -518,6 +533,37 @@ impl Settings {
                 bail!("{e} (the [telemetry] section, or its PROJSYNC__TELEMETRY__* variable)");
             }
         }
+        let w = &self.webhooks;
+        if w.debounce_ms > 600_000 {
+            bail!(
+                "webhooks.debounce_ms must be at most 600000 (10 minutes), got {} \
+                 (PROJSYNC__WEBHOOKS__DEBOUNCE_MS)",
+                w.debounce_ms
+            );
+        }
+        if !(1..=24 * 365).contains(&w.delivery_retention_hours) {
+            bail!(
+                "webhooks.delivery_retention_hours must be between 1 and 8760, got {}; GitHub \
+                 redelivers deliveries of the last 3 days (PROJSYNC__WEBHOOKS__DELIVERY_RETENTION_HOURS)",
+                w.delivery_retention_hours
+            );
+        }
+        if !(1024..=WEBHOOK_BODY_MAX).contains(&w.max_body_bytes) {
+            bail!(
+                "webhooks.max_body_bytes must be between 1024 and {WEBHOOK_BODY_MAX} (GitHub's \
+                 25 MB), got {} (PROJSYNC__WEBHOOKS__MAX_BODY_BYTES)",
+                w.max_body_bytes
+            );
+        }
+        if !w.public_url.is_empty()
+            && !matches!(scheme(&w.public_url).as_deref(), Some("http" | "https"))
+        {
+            bail!(
+                "webhooks.public_url must be an http(s) URL or empty, got `{}` \
+                 (PROJSYNC__WEBHOOKS__PUBLIC_URL)",
+                w.public_url
+            );
+        }
         if !matches!(self.log.format.as_str(), "human" | "json") {
             bail!(
                 "log.format must be `human` or `json`, got `{}`",
@@ -525,6 +571,18 @@ impl Settings {
             );
         }
         Ok(())
+    }
+
+    /// The webhook endpoint's settings (`[webhooks]`).
+    pub fn webhook_settings(&self) -> projsync_api::webhooks::WebhookSettings {
+        let w = &self.webhooks;
+        projsync_api::webhooks::WebhookSettings {
+            debounce: Duration::from_millis(w.debounce_ms),
+            delivery_retention: Duration::from_secs(
+                w.delivery_retention_hours.saturating_mul(3600),
+            ),
+            max_body_bytes: usize::try_from(w.max_body_bytes).unwrap_or(usize::MAX),
+        }
     }
 
     /// The API's request limits (`[api]`).

@@ -147,6 +147,9 @@ enum Command {
     /// and worker processes; only where to find it is registered.
     #[command(subcommand)]
     Credential(CredentialCmd),
+    /// GitHub webhooks of a tenant (operator: connects as database.admin_url).
+    #[command(subcommand)]
+    Webhook(WebhookCmd),
     /// The audit trail: every state-changing call, newest first (operator).
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -264,6 +267,18 @@ enum KeyCmd {
 }
 
 #[derive(Debug, Subcommand)]
+enum WebhookCmd {
+    /// Create or rotate the webhook secret of --tenant; it is printed once,
+    /// with the payload URL and content type to set in GitHub. A rotated
+    /// secret replaces the old one at once.
+    Secret {
+        /// Print {"tenant", "secret", "url", "content_type"} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum CredentialCmd {
     /// Register (or replace) a credential of --tenant.
     Add {
@@ -365,6 +380,7 @@ fn process_name(command: &Command) -> String {
         Command::Tenant(_) => "tenant",
         Command::Key(_) => "key",
         Command::Credential(_) => "credential",
+        Command::Webhook(_) => "webhook",
         Command::Audit { .. } => "audit",
         Command::Hook(_) => "hook",
     };
@@ -1053,6 +1069,55 @@ async fn run(command: Command, tenant: Option<String>, settings: &Settings) -> R
                         .map(|r| format!("  revoked {}", ts(Some(r))))
                         .unwrap_or_default()
                 );
+            }
+        }
+        Command::Webhook(WebhookCmd::Secret { json }) => {
+            let admin = app::admin_store(settings).await?;
+            let t = operator_tenant(&admin, tenant.as_deref()).await?;
+            let (secret, rotated) = admin
+                .rotate_webhook_secret(&t, &projsync_store::Actor::cli())
+                .await?;
+            let base = settings.webhooks.public_url.trim_end_matches('/');
+            let base = if base.is_empty() {
+                "https://API-HOST"
+            } else {
+                base
+            };
+            let url = format!("{base}/api/v1/webhooks/github?tenant={}", t.name);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "tenant": t.name,
+                        "secret": secret,
+                        "url": url,
+                        "content_type": "application/json",
+                    })
+                );
+            } else {
+                eprintln!(
+                    "webhook secret of tenant {} {}; it is shown only this once:",
+                    t.name,
+                    if rotated {
+                        "rotated (deliveries signed with the old one are now refused)"
+                    } else {
+                        "created"
+                    }
+                );
+                println!("{secret}");
+                eprintln!(
+                    "In GitHub (repository Settings > Webhooks > Add webhook):\n  \
+                     Payload URL:  {url}\n  \
+                     Content type: application/json\n  \
+                     Secret:       the line above\n  \
+                     Events:       Just the push event (or also Branch or tag creation and deletion)"
+                );
+                if settings.webhooks.public_url.is_empty() {
+                    eprintln!(
+                        "  (replace https://API-HOST with the API's public address, or set \
+                         webhooks.public_url)"
+                    );
+                }
             }
         }
         Command::Credential(CredentialCmd::Add {

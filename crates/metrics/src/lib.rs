@@ -42,6 +42,22 @@ const PHASE_BUCKETS: &[f64] = &[
     3600.0,
 ];
 
+/// The outcomes of a webhook delivery (`projsync_webhook_deliveries_total`):
+/// a sync `queued`, a request `coalesced` into the project's queued sync, a
+/// sync `wanted` after the running one, `ignored` (nothing to sync: a ping,
+/// another branch, an unknown repository, another event), a `duplicate`
+/// delivery, `unauthorized` (no or a wrong signature), `invalid` (a missing
+/// header, a body too large or not JSON).
+pub const WEBHOOK_OUTCOMES: [&str; 7] = [
+    "queued",
+    "coalesced",
+    "wanted",
+    "ignored",
+    "duplicate",
+    "unauthorized",
+    "invalid",
+];
+
 /// The label value of an unset outcome.
 pub const NO_OUTCOME: &str = "none";
 
@@ -99,6 +115,8 @@ struct Inner {
     leases_lost: IntCounter,
     retries: IntCounterVec,
     reconciler_pushes: IntCounter,
+    // GitHub webhook deliveries (the API).
+    webhook_deliveries: IntCounterVec,
     /// Serialises scrapes: each resets and refills the ledger families.
     scrape: std::sync::Mutex<()>,
 }
@@ -227,6 +245,14 @@ impl Metrics {
                 "Syncs the reconciler pushed to the queue again (their job may have been lost)",
             ))
             .expect("valid metric"),
+            webhook_deliveries: IntCounterVec::new(
+                opts(
+                    "projsync_webhook_deliveries_total",
+                    "GitHub webhook deliveries this API answered, by outcome (see WEBHOOK_OUTCOMES)",
+                ),
+                &["outcome"],
+            )
+            .expect("valid metric"),
             scrape: std::sync::Mutex::new(()),
         };
         let build_info = IntGaugeVec::new(
@@ -250,6 +276,13 @@ impl Metrics {
             Box::new(inner.github_requests.clone()),
             Box::new(inner.github_rate_limit_remaining.clone()),
         ];
+        if process == Process::Api {
+            // Every outcome has a series from the start.
+            for outcome in WEBHOOK_OUTCOMES {
+                inner.webhook_deliveries.with_label_values(&[outcome]);
+            }
+            families.push(Box::new(inner.webhook_deliveries.clone()));
+        }
         if process == Process::Worker {
             // Every phase has a series from the start, so that rates and
             // quantiles exist before the first sync.
@@ -368,6 +401,20 @@ impl Metrics {
         self.0
             .retries
             .with_label_values(&[phase.as_str(), reason])
+            .inc();
+    }
+
+    /// The API answered a webhook delivery with `outcome`, one of
+    /// [`WEBHOOK_OUTCOMES`] (anything else is counted as `invalid`).
+    pub fn webhook_delivery(&self, outcome: &str) {
+        let outcome = if WEBHOOK_OUTCOMES.contains(&outcome) {
+            outcome
+        } else {
+            "invalid"
+        };
+        self.0
+            .webhook_deliveries
+            .with_label_values(&[outcome])
             .inc();
     }
 
@@ -492,6 +539,27 @@ mod tests {
             sample_value(&text, "projsync_ledger_scrape_success"),
             Some(0.0)
         );
+    }
+
+    #[test]
+    fn webhook_deliveries_are_the_apis_by_outcome() {
+        let api = Metrics::new(Process::Api);
+        api.webhook_delivery("queued");
+        api.webhook_delivery("queued");
+        api.webhook_delivery("not-an-outcome");
+        let a = api.render(None);
+        let count = |o: &str| {
+            sample_value(
+                &a,
+                &format!("projsync_webhook_deliveries_total{{outcome=\"{o}\"}}"),
+            )
+        };
+        assert_eq!(count("queued"), Some(2.0));
+        assert_eq!(count("invalid"), Some(1.0));
+        assert_eq!(count("unauthorized"), Some(0.0));
+        assert_eq!(count("not-an-outcome"), None);
+        let w = Metrics::new(Process::Worker).render(None);
+        assert!(!w.contains("projsync_webhook_deliveries_total"), "{w}");
     }
 
     #[test]

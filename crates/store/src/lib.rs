@@ -18,6 +18,7 @@ mod ops;
 mod projects;
 mod syncs;
 mod tenancy;
+mod webhooks;
 
 pub use analysis::{
     ActiveSymbol, AnalysisInput, AnalyzedFile, Dependency, Edge, NewSymbol, SymbolFilter,
@@ -41,6 +42,7 @@ pub use tenancy::{
     random_secret, secret_hash, Actor, ApiKey, AppRole, AuditRecord, CreatedKey, Credential,
     Principal, Tenant,
 };
+pub use webhooks::{Delivery, DeliveryClaim, WebhookSecret};
 
 /// One page of a keyset-paginated list: the rows, and the sort key of the
 /// last one when more rows follow (`None` on the last page). The next page

@@ -562,6 +562,8 @@ const APP_GRANTS: &[(&str, &str)] = &[
     // Generated docs (0017).
     ("sync_doc_removals", "SELECT, INSERT, UPDATE, DELETE"),
     ("doc_summaries", "SELECT, INSERT, UPDATE, DELETE"),
+    // Webhook deliveries (0019); secrets only through projsync_webhook_secrets().
+    ("webhook_deliveries", "SELECT, INSERT, UPDATE, DELETE"),
     ("active_memory_entries", "SELECT"),
     // Names only; tenants are created by an operator.
     ("tenants", "SELECT"),
@@ -585,6 +587,7 @@ const APP_FUNCTIONS: &[&str] = &[
     "projsync_ensure_embedding_index(text, integer, text)",
     "projsync_sync_metrics()",
     "projsync_analyze(text)",
+    "projsync_webhook_secrets(text)",
 ];
 
 /// What `projsync migrate` did to the application role.
