@@ -115,14 +115,41 @@ async fn wait_for_head(app: &TestApp, project: &str, head: &str) -> Vec<Value> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_post_receive_hook_syncs_each_push_of_the_branch() {
+/// The app with a worker, a write key, a work tree with one commit, its
+/// bare clone, and a project `name` on the bare one.
+struct Setup {
+    app: TestApp,
+    key: String,
+    work: GitRepo,
+    bare: Bare,
+    project: String,
+}
+
+async fn setup(name: &str) -> Setup {
     let app = spawn_app().await;
     let key = create_key(&app.db, projsync_domain::Role::Write).await;
     let work = GitRepo::new();
     work.write("README.md", "# hooked\n").commit("first");
     let bare = bare_clone_of(&work);
-    let project = app.create_project("hooked", &bare.0, "main").await;
+    let project = app.create_project(name, &bare.0, "main").await;
+    Setup {
+        app,
+        key,
+        work,
+        bare,
+        project,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_receive_hook_syncs_each_push_of_the_branch() {
+    let Setup {
+        app,
+        key,
+        work,
+        bare,
+        project,
+    } = setup("hooked").await;
     let first = app.sync(&project, None).await;
     assert_eq!(first["status"], "succeeded", "{first}");
 
@@ -205,12 +232,13 @@ async fn a_post_receive_hook_syncs_each_push_of_the_branch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hook_install_refuses_what_cannot_work() {
-    let app = spawn_app().await;
-    let key = create_key(&app.db, projsync_domain::Role::Write).await;
-    let work = GitRepo::new();
-    work.write("a.txt", "a\n").commit("a");
-    let bare = bare_clone_of(&work);
-    app.create_project("mirror", &bare.0, "main").await;
+    let Setup {
+        app,
+        key,
+        work,
+        bare,
+        ..
+    } = setup("mirror").await;
 
     // The work clone is not the repository the project reads.
     let out = install(&app, &key, "mirror", work.path(), false);
