@@ -585,6 +585,9 @@ const APP_FUNCTIONS: &[&str] = &[
     "projsync_ensure_embedding_index(text, integer, text)",
     "projsync_sync_metrics()",
     "projsync_analyze(text)",
+    // The scheduler (0020).
+    "projsync_due_schedules(bigint)",
+    "projsync_wanted_syncs(bigint)",
 ];
 
 /// What `projsync migrate` did to the application role.
