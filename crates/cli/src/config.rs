@@ -27,6 +27,15 @@ pub struct Settings {
     pub sources: Sources,
     pub migrate: Migrate,
     pub telemetry: Telemetry,
+    pub scheduler: Scheduler,
+}
+
+/// `[scheduler]`: every worker's scheduler, which fires due project
+/// schedules and starts wanted syncs (once per tick across workers).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Scheduler {
+    pub enabled: bool,
+    pub tick_ms: u64,
 }
 
 /// `[telemetry]`: traces and logs over OTLP/HTTP (docs/telemetry.md).
@@ -484,6 +493,12 @@ impl Settings {
             bail!(
                 "docs.llm.base_url must be an http(s) URL, got `{}` (PROJSYNC__DOCS__LLM__BASE_URL)",
                 llm.base_url
+            );
+        }
+        if self.scheduler.tick_ms < 10 {
+            bail!(
+                "scheduler.tick_ms must be at least 10, got {} (PROJSYNC__SCHEDULER__TICK_MS)",
+                self.scheduler.tick_ms
             );
         }
         for (name, value) in positive {

@@ -99,6 +99,8 @@ struct Inner {
     leases_lost: IntCounter,
     retries: IntCounterVec,
     reconciler_pushes: IntCounter,
+    schedule_fires: IntCounterVec,
+    wanted_started: IntCounter,
     /// Serialises scrapes: each resets and refills the ledger families.
     scrape: std::sync::Mutex<()>,
 }
@@ -227,6 +229,22 @@ impl Metrics {
                 "Syncs the reconciler pushed to the queue again (their job may have been lost)",
             ))
             .expect("valid metric"),
+            schedule_fires: IntCounterVec::new(
+                opts(
+                    "projsync_schedule_fires_total",
+                    "Due project schedules this worker's scheduler fired, by outcome \
+                     (`started` a sync; `busy`: the project had a queued or running sync, \
+                     the tick is consumed; `stopped`: the schedule no longer fires)",
+                ),
+                &["outcome"],
+            )
+            .expect("valid metric"),
+            wanted_started: IntCounter::with_opts(opts(
+                "projsync_wanted_syncs_started_total",
+                "Wanted syncs (asked for while the project's sync ran) this worker's \
+                 scheduler started once that sync ended",
+            ))
+            .expect("valid metric"),
             scrape: std::sync::Mutex::new(()),
         };
         let build_info = IntGaugeVec::new(
@@ -265,6 +283,8 @@ impl Metrics {
                 Box::new(inner.leases_lost.clone()),
                 Box::new(inner.retries.clone()),
                 Box::new(inner.reconciler_pushes.clone()),
+                Box::new(inner.schedule_fires.clone()),
+                Box::new(inner.wanted_started.clone()),
             ]);
         }
         for family in families {
@@ -374,6 +394,16 @@ impl Metrics {
     /// The reconciler pushed a sync again.
     pub fn reconciler_push(&self) {
         self.0.reconciler_pushes.inc();
+    }
+
+    /// A due schedule fired: `started`, `busy` or `stopped`.
+    pub fn schedule_fire(&self, outcome: &'static str) {
+        self.0.schedule_fires.with_label_values(&[outcome]).inc();
+    }
+
+    /// The scheduler started a wanted sync.
+    pub fn wanted_started(&self) {
+        self.0.wanted_started.inc();
     }
 
     /// A request to GitHub ended; `endpoint` is the kind of request
