@@ -17,5 +17,6 @@ mod observability;
 mod ops;
 mod robustness;
 mod scan_diff;
+mod schedules;
 mod security;
 mod telemetry;

@@ -33,7 +33,10 @@ pub fn router(state: AppState) -> Router {
                 .delete(crate::session::sign_out),
         )
         .route("/api/v1/projects", post(create_project).get(list_projects))
-        .route("/api/v1/projects/{id}", get(get_project).patch(update_project))
+        .route(
+            "/api/v1/projects/{id}",
+            get(get_project).patch(update_project),
+        )
         .route(
             "/api/v1/projects/{id}/syncs",
             post(enqueue_sync).get(list_syncs),

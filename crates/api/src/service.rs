@@ -29,10 +29,7 @@ pub struct CreateProject {
 
 /// A schedule as the caller spelled it, parsed; else a 422 naming `field`
 /// and the forms accepted.
-pub fn parse_schedule(
-    field: &str,
-    text: &str,
-) -> Result<projsync_domain::Schedule, ApiError> {
+pub fn parse_schedule(field: &str, text: &str) -> Result<projsync_domain::Schedule, ApiError> {
     text.parse()
         .map_err(|e: projsync_domain::schedule::ScheduleError| {
             ApiError::Invalid(format!("{field}: {e}"))

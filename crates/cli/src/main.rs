@@ -694,8 +694,7 @@ async fn run(command: Command, tenant: Option<String>, settings: &Settings) -> R
             let project = find_project(&store, &project).await?;
             let project = if schedule.is_some() || clear {
                 let state = app::api_state(settings, store).await?;
-                projsync_api::service::set_schedule(&state, project.id, schedule.as_deref())
-                    .await?
+                projsync_api::service::set_schedule(&state, project.id, schedule.as_deref()).await?
             } else {
                 project
             };

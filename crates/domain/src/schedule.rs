@@ -89,7 +89,10 @@ impl FromStr for Schedule {
                 format!("is longer than {MAX_LEN} bytes"),
             ));
         }
-        if text.chars().any(|c| c.is_control() && c != ' ' && c != '\t') {
+        if text
+            .chars()
+            .any(|c| c.is_control() && c != ' ' && c != '\t')
+        {
             return Err(ScheduleError::new(text, "holds control characters"));
         }
         let lower = text.to_ascii_lowercase();
@@ -167,10 +170,7 @@ fn parse_cron(text: &str) -> Result<croner::Cron, ScheduleError> {
             }
         }
     }
-    if cron
-        .find_next_occurrence(&Utc::now(), false)
-        .is_err()
-    {
+    if cron.find_next_occurrence(&Utc::now(), false).is_err() {
         return Err(ScheduleError::new(text, "never fires"));
     }
     Ok(cron)
@@ -230,8 +230,14 @@ mod tests {
             next("every 10s", "2026-01-01T00:00:00Z"),
             at("2026-01-01T00:00:10Z")
         );
-        assert_eq!(next("every 30 s", "2026-01-01T00:00:00Z"), at("2026-01-01T00:00:30Z"));
-        assert_eq!("  every 15m ".parse::<Schedule>().unwrap().as_str(), "every 15m");
+        assert_eq!(
+            next("every 30 s", "2026-01-01T00:00:00Z"),
+            at("2026-01-01T00:00:30Z")
+        );
+        assert_eq!(
+            "  every 15m ".parse::<Schedule>().unwrap().as_str(),
+            "every 15m"
+        );
     }
 
     #[test]

@@ -157,11 +157,7 @@ impl Store {
         .bind(new.embeddings_enabled)
         .bind(new.analysis_enabled)
         .bind(new.schedule.as_ref().map(|s| s.as_str()))
-        .bind(
-            new.schedule
-                .as_ref()
-                .and_then(|s| s.next_after(Utc::now())),
-        )
+        .bind(new.schedule.as_ref().and_then(|s| s.next_after(Utc::now())))
         .execute(&mut *tx)
         .await
         .map_err(Error::from);

@@ -72,14 +72,13 @@ impl Store {
         schedule: Option<&Schedule>,
     ) -> Result<Project> {
         let mut tx = self.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE projects SET schedule = $2, next_scheduled_at = $3 WHERE id = $1",
-        )
-        .bind(project_id.0)
-        .bind(schedule.map(|s| s.as_str()))
-        .bind(schedule.and_then(|s| s.next_after(Utc::now())))
-        .execute(&mut *tx)
-        .await?;
+        let updated =
+            sqlx::query("UPDATE projects SET schedule = $2, next_scheduled_at = $3 WHERE id = $1")
+                .bind(project_id.0)
+                .bind(schedule.map(|s| s.as_str()))
+                .bind(schedule.and_then(|s| s.next_after(Utc::now())))
+                .execute(&mut *tx)
+                .await?;
         if updated.rows_affected() == 0 {
             return Err(Error::NotFound(format!("project {project_id}")));
         }
@@ -122,12 +121,12 @@ impl Store {
             let outcome = match (parsed, next_at) {
                 (Err(e), _) => ScheduleOutcome::Stopped(e),
                 (Ok(_), None) => ScheduleOutcome::Stopped("it never fires again".into()),
-                (Ok(_), Some(_)) => match insert_sync(&mut tx, project_id, &SyncTrigger::Schedule)
-                    .await?
-                {
-                    Some(sync) => ScheduleOutcome::Started(sync),
-                    None => ScheduleOutcome::Busy,
-                },
+                (Ok(_), Some(_)) => {
+                    match insert_sync(&mut tx, project_id, &SyncTrigger::Schedule).await? {
+                        Some(sync) => ScheduleOutcome::Started(sync),
+                        None => ScheduleOutcome::Busy,
+                    }
+                }
             };
             fires.push(ScheduleFire {
                 project_id,

@@ -94,11 +94,17 @@ async fn two_schedulers_fire_each_due_project_once_per_tick() {
             );
             let next = f.next_at.unwrap();
             // From now, not from the missed tick an hour ago.
-            assert!(next > Utc::now() + TimeDelta::seconds(5), "tick {tick}: {next}");
+            assert!(
+                next > Utc::now() + TimeDelta::seconds(5),
+                "tick {tick}: {next}"
+            );
             *per_project.entry(f.project_id).or_default() += 1;
         }
         assert_eq!(per_project.len(), projects.len(), "tick {tick}");
-        assert!(per_project.values().all(|&n| n == 1), "tick {tick}: {per_project:?}");
+        assert!(
+            per_project.values().all(|&n| n == 1),
+            "tick {tick}: {per_project:?}"
+        );
         assert!(!per_project.contains_key(&quiet.id));
         let in_ledger: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM project_syncs WHERE trigger = 'schedule' \
@@ -187,11 +193,7 @@ async fn a_wanted_sync_starts_once_the_running_one_ends() {
     // A burst of pushes while it runs: one wanted sync, the first's trigger.
     for delivery in ["d1", "d2", "d3"] {
         let r = store
-            .request_sync(
-                p.id,
-                &SyncTrigger::Webhook(delivery.into()),
-                Duration::ZERO,
-            )
+            .request_sync(p.id, &SyncTrigger::Webhook(delivery.into()), Duration::ZERO)
             .await
             .unwrap();
         assert!(matches!(r, SyncRequest::Wanted(_)), "{r:?}");
@@ -211,12 +213,11 @@ async fn a_wanted_sync_starts_once_the_running_one_ends() {
     assert_eq!(sync.project_id, p.id);
     // Cleared: no second one.
     assert!(store.start_wanted(10).await.unwrap().is_empty());
-    let (at, trigger): (Option<chrono::DateTime<Utc>>, Option<String>) = sqlx::query_as(
-        "SELECT sync_wanted_at, sync_wanted_trigger FROM projects WHERE id = $1",
-    )
-    .bind(p.id.0)
-    .fetch_one(&db.admin)
-    .await
-    .unwrap();
+    let (at, trigger): (Option<chrono::DateTime<Utc>>, Option<String>) =
+        sqlx::query_as("SELECT sync_wanted_at, sync_wanted_trigger FROM projects WHERE id = $1")
+            .bind(p.id.0)
+            .fetch_one(&db.admin)
+            .await
+            .unwrap();
     assert_eq!((at, trigger), (None, None));
 }
