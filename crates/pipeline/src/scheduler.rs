@@ -61,7 +61,7 @@ pub async fn scheduler_tick(
                         "schedule fired a sync"
                     );
                     push(queue, &sync).await;
-                    report.fired.push(sync);
+                    report.fired.push(*sync);
                 }
                 ScheduleOutcome::Busy => {
                     metrics.schedule_fire("busy");

@@ -14,7 +14,7 @@ use uuid::Uuid;
 pub enum ScheduleOutcome {
     /// A new sync, trigger `schedule`, marked pushed: the caller pushes it
     /// (the reconciler pushes it again if that push is lost).
-    Started(SyncRecord),
+    Started(Box<SyncRecord>),
     /// The project had a queued or running sync: the tick is consumed,
     /// nothing is stacked behind it.
     Busy,
@@ -123,7 +123,7 @@ impl Store {
                 (Ok(_), None) => ScheduleOutcome::Stopped("it never fires again".into()),
                 (Ok(_), Some(_)) => {
                     match insert_sync(&mut tx, project_id, &SyncTrigger::Schedule).await? {
-                        Some(sync) => ScheduleOutcome::Started(sync),
+                        Some(sync) => ScheduleOutcome::Started(Box::new(sync)),
                         None => ScheduleOutcome::Busy,
                     }
                 }
