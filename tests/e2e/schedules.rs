@@ -113,6 +113,9 @@ fn drain(child: &mut Child) -> std::thread::JoinHandle<String> {
     })
 }
 
+/// A sync as the test reads it: project name, created, status, outcome, trigger.
+type SyncRow = (String, DateTime<Utc>, String, Option<String>, String);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_fire_each_schedule_once_per_tick() {
     let (db, redis) = (TestDb::new().await, TestRedis::new());
@@ -187,7 +190,7 @@ async fn two_workers_fire_each_schedule_once_per_tick() {
     assert!(ops.contains(" schedule "), "{ops}");
     assert!(history.contains(" schedule "), "{history}");
 
-    let rows: Vec<(String, DateTime<Utc>, String, Option<String>, String)> = sqlx::query_as(
+    let rows: Vec<SyncRow> = sqlx::query_as(
         "SELECT p.name, s.created_at, s.status, s.outcome, s.trigger \
          FROM project_syncs s JOIN projects p ON p.id = s.project_id ORDER BY s.created_at",
     )

@@ -274,6 +274,9 @@ impl Metrics {
             for phase in SyncPhase::ALL {
                 inner.phase_duration.with_label_values(&[phase.as_str()]);
             }
+            for outcome in ["started", "busy", "stopped"] {
+                inner.schedule_fires.with_label_values(&[outcome]);
+            }
             families.extend([
                 Box::new(inner.syncs_finished.clone()) as Box<dyn prometheus::core::Collector>,
                 Box::new(inner.phase_duration.clone()),
