@@ -18,6 +18,7 @@ mod observability;
 mod ops;
 mod robustness;
 mod scan_diff;
+mod schedules;
 mod security;
 mod telemetry;
 mod webhooks;

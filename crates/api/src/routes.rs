@@ -33,7 +33,10 @@ pub fn router(state: AppState) -> Router {
                 .delete(crate::session::sign_out),
         )
         .route("/api/v1/projects", post(create_project).get(list_projects))
-        .route("/api/v1/projects/{id}", get(get_project))
+        .route(
+            "/api/v1/projects/{id}",
+            get(get_project).patch(update_project),
+        )
         .route(
             "/api/v1/projects/{id}/syncs",
             post(enqueue_sync).get(list_syncs),
@@ -175,6 +178,41 @@ async fn get_project(
     Path(id): Path<String>,
 ) -> Result<Json<ProjectOverview>, ApiError> {
     let project = state.store.project(project_id(&id)?).await?;
+    let mut overview = project_overviews(&state, vec![project]).await?;
+    Ok(Json(overview.remove(0)))
+}
+
+/// A project's settings to change: a field absent is left as it is.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateProject {
+    /// `"every 15m"` or a cron expression sets the schedule; `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    schedule: Option<Option<String>>,
+}
+
+/// A field that is present, even as `null` (`Some(None)`), as opposed to absent.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Change a project's settings (write role): today its schedule.
+async fn update_project(
+    Scoped(state): Scoped,
+    Path(id): Path<String>,
+    body: Result<Json<UpdateProject>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<ProjectOverview>, ApiError> {
+    state.require(Role::Write)?;
+    let id = project_id(&id)?;
+    let Json(body) = body?;
+    let project = match body.schedule {
+        Some(schedule) => service::set_schedule(&state, id, schedule.as_deref()).await?,
+        None => state.store.project(id).await?,
+    };
     let mut overview = project_overviews(&state, vec![project]).await?;
     Ok(Json(overview.remove(0)))
 }

@@ -21,6 +21,19 @@ pub struct CreateProject {
     /// `{"enabled": false}` turns code analysis off for this project.
     #[serde(default)]
     pub analysis: Option<Switch>,
+    /// `every 15m`, or a cron expression in UTC: the scheduler syncs the
+    /// project by itself. Absent or null: no schedule.
+    #[serde(default)]
+    pub schedule: Option<String>,
+}
+
+/// A schedule as the caller spelled it, parsed; else a 422 naming `field`
+/// and the forms accepted.
+pub fn parse_schedule(field: &str, text: &str) -> Result<projsync_domain::Schedule, ApiError> {
+    text.parse()
+        .map_err(|e: projsync_domain::schedule::ScheduleError| {
+            ApiError::Invalid(format!("{field}: {e}"))
+        })
 }
 
 /// A project's own setting for a capability the deployment turns on or
@@ -169,6 +182,11 @@ pub async fn create_project(state: &AppState, input: CreateProject) -> Result<Pr
                 .map_err(|e| ApiError::Invalid(format!("repository.repository: {e}")))?;
         }
     }
+    let schedule = input
+        .schedule
+        .as_deref()
+        .map(|s| parse_schedule("schedule", s))
+        .transpose()?;
     let name = input.name.trim();
     if name.is_empty() || name.len() > 200 {
         return Err(ApiError::Invalid(
@@ -253,6 +271,7 @@ pub async fn create_project(state: &AppState, input: CreateProject) -> Result<Pr
             // the id): syncs open the repository with it and look it up
             // no more.
             remote: source.remote(),
+            schedule,
         })
         .await?;
     audit(
@@ -260,6 +279,29 @@ pub async fn create_project(state: &AppState, input: CreateProject) -> Result<Pr
         "project.create",
         format!("project:{}", project.id),
         serde_json::json!({ "name": project.name, "provider": provider }),
+    )
+    .await;
+    Ok(project)
+}
+
+/// Set (`Some`) or clear (`None`) a project's schedule; audited.
+pub async fn set_schedule(
+    state: &AppState,
+    project_id: ProjectId,
+    schedule: Option<&str>,
+) -> Result<Project, ApiError> {
+    let schedule = schedule
+        .map(|s| parse_schedule("schedule", s))
+        .transpose()?;
+    let project = state
+        .store
+        .set_schedule(project_id, schedule.as_ref())
+        .await?;
+    audit(
+        state,
+        "project.schedule",
+        format!("project:{}", project.id),
+        serde_json::json!({ "schedule": project.schedule }),
     )
     .await;
     Ok(project)

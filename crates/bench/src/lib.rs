@@ -179,6 +179,7 @@ impl Bench {
                 max_file_bytes: None,
                 embeddings: None,
                 analysis: None,
+                schedule: None,
             },
         )
         .await

@@ -8,8 +8,8 @@ use projsync_embed::openai::{ApiKeyHeader, OpenAiEmbedder, OpenAiOptions};
 use projsync_embed::Embedder;
 use projsync_metrics::{Metrics, Process};
 use projsync_pipeline::{
-    run_reconciler, AnalysisSettings, DocsSettings, EmbedSettings, Pipeline, PipelineOptions,
-    ReconcilerOptions, SourceFactory,
+    run_reconciler, run_scheduler, AnalysisSettings, DocsSettings, EmbedSettings, Pipeline,
+    PipelineOptions, ReconcilerOptions, SchedulerOptions, SourceFactory,
 };
 use projsync_queue::{JobQueue, Publisher};
 use projsync_sources::DefaultSources;
@@ -524,6 +524,18 @@ pub async fn spawn_worker_on(
         shutdown.clone(),
     );
     let queue = JobQueue::connect(&settings.queue_options()).await?;
+    // Every worker ticks; Postgres makes one fire per due time.
+    let scheduler = settings.scheduler.enabled.then(|| {
+        tokio::spawn(run_scheduler(
+            store.clone(),
+            queue.clone(),
+            SchedulerOptions {
+                tick: Duration::from_millis(settings.scheduler.tick_ms),
+                metrics: metrics.clone(),
+            },
+            shutdown.clone(),
+        ))
+    });
     let reconciler = tokio::spawn(run_reconciler(
         store,
         queue,
@@ -538,6 +550,9 @@ pub async fn spawn_worker_on(
     Ok(tokio::spawn(async move {
         let _ = consumer.await;
         let _ = reconciler.await;
+        if let Some(scheduler) = scheduler {
+            let _ = scheduler.await;
+        }
         pipeline.drained().await;
         presence_stop.cancel();
         let _ = presence.await;

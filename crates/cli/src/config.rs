@@ -31,6 +31,7 @@ pub struct Settings {
     pub migrate: Migrate,
     pub telemetry: Telemetry,
     pub webhooks: Webhooks,
+    pub scheduler: Scheduler,
 }
 
 /// GitHub webhooks (`POST /api/v1/webhooks/github`).
@@ -42,6 +43,14 @@ pub struct Webhooks {
     /// The API's public base URL, for the payload URL `projsync webhook
     /// secret` prints; empty: a placeholder.
     pub public_url: String,
+}
+
+/// `[scheduler]`: every worker's scheduler, which fires due project
+/// schedules and starts wanted syncs (once per tick across workers).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Scheduler {
+    pub enabled: bool,
+    pub tick_ms: u64,
 }
 
 /// `[telemetry]`: traces and logs over OTLP/HTTP (docs/telemetry.md).
@@ -499,6 +508,12 @@ impl Settings {
             bail!(
                 "docs.llm.base_url must be an http(s) URL, got `{}` (PROJSYNC__DOCS__LLM__BASE_URL)",
                 llm.base_url
+            );
+        }
+        if self.scheduler.tick_ms < 10 {
+            bail!(
+                "scheduler.tick_ms must be at least 10, got {} (PROJSYNC__SCHEDULER__TICK_MS)",
+                self.scheduler.tick_ms
             );
         }
         for (name, value) in positive {

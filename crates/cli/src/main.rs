@@ -356,9 +356,34 @@ enum ProjectCmd {
         /// Do not analyse this project's code (no symbols or dependencies).
         #[arg(long)]
         no_analysis: bool,
+        /// Sync by itself on a schedule: `every 15m`, or a cron expression
+        /// in UTC (`*/30 * * * *`).
+        #[arg(long)]
+        schedule: Option<String>,
     },
-    /// List projects.
+    /// List projects (with their schedule and its next run).
     List,
+    /// Show, set or clear a project's schedule: `every 15m`, or a cron
+    /// expression in UTC (5 fields, or 6 with seconds first).
+    Schedule {
+        /// Project name or id.
+        project: String,
+        /// The new schedule; none: show the current one.
+        #[arg(conflicts_with = "clear")]
+        schedule: Option<String>,
+        /// Remove the schedule.
+        #[arg(long)]
+        clear: bool,
+    },
+}
+
+/// A project's schedule and its next run, for the CLI's lines.
+fn schedule_line(p: &Project) -> String {
+    match (&p.schedule, p.next_scheduled_at) {
+        (Some(s), Some(next)) => format!("{s} (next {})", next.format("%Y-%m-%d %H:%M:%S UTC")),
+        (Some(s), None) => format!("{s} (stopped: set it again)"),
+        (None, _) => "no schedule".into(),
+    }
 }
 
 /// The command's name: the resource's `projsync.process` in telemetry.
@@ -680,6 +705,7 @@ async fn run(command: Command, tenant: Option<String>, settings: &Settings) -> R
             ignore,
             no_embeddings,
             no_analysis,
+            schedule,
         }) => {
             use projsync_api::service::{CreateProject, RepositoryInput, Switch};
             let off = Switch {
@@ -713,6 +739,7 @@ async fn run(command: Command, tenant: Option<String>, settings: &Settings) -> R
                     max_file_bytes: None,
                     embeddings: no_embeddings.then_some(off.clone()),
                     analysis: no_analysis.then_some(off),
+                    schedule,
                 },
             )
             .await?;
@@ -722,14 +749,30 @@ async fn run(command: Command, tenant: Option<String>, settings: &Settings) -> R
             let store = app::tenant_store(settings, &project_tenant).await?;
             for p in store.list_projects().await? {
                 println!(
-                    "{}  {:<30} {} {} @ {}",
+                    "{}  {:<30} {} {} @ {}  {}",
                     p.id,
                     p.name,
                     p.repository.provider,
                     p.repository.location,
-                    p.repository.default_branch
+                    p.repository.default_branch,
+                    schedule_line(&p)
                 );
             }
+        }
+        Command::Project(ProjectCmd::Schedule {
+            project,
+            schedule,
+            clear,
+        }) => {
+            let store = app::tenant_store(settings, &project_tenant).await?;
+            let project = find_project(&store, &project).await?;
+            let project = if schedule.is_some() || clear {
+                let state = app::api_state(settings, store).await?;
+                projsync_api::service::set_schedule(&state, project.id, schedule.as_deref()).await?
+            } else {
+                project
+            };
+            println!("{}  {}", project.name, schedule_line(&project));
         }
         Command::Sync {
             project,
@@ -784,11 +827,12 @@ async fn run(command: Command, tenant: Option<String>, settings: &Settings) -> R
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             for s in store.syncs_by_status(&statuses, limit).await? {
                 println!(
-                    "{}  {}  {:<9} {:<8} {:<9} attempts {:<3} {}",
+                    "{}  {}  {:<9} {:<8} {:<9} {:<9} attempts {:<3} {}",
                     s.id,
                     s.project_id,
                     s.status.as_str(),
                     s.kind,
+                    s.trigger.kind(),
                     s.current_phase
                         .or(s.failed_phase)
                         .map(|p| p.as_str())
@@ -892,12 +936,13 @@ async fn run(command: Command, tenant: Option<String>, settings: &Settings) -> R
                     .map(|h| &h[..h.len().min(12)])
                     .unwrap_or("-");
                 println!(
-                    "{}  {}  {:<9} {:<9} {:<12} {} files, {} imported, {} skipped{}",
+                    "{}  {}  {:<9} {:<9} {:<12} {:<9} {} files, {} imported, {} skipped{}",
                     s.id,
                     s.created_at.format("%Y-%m-%d %H:%M:%S"),
                     s.status.as_str(),
                     s.outcome.as_deref().unwrap_or("-"),
                     head,
+                    s.trigger.to_string(),
                     s.stats.files_seen,
                     s.stats.imported,
                     s.stats.skipped,

@@ -106,7 +106,7 @@ export async function opsView(ctx) {
         { "data-testid": "ops-table" },
         [
           h("th", { scope: "col", class: "select" }, selectAll),
-          ...["Sync", "Project", "Kind", "Branch", "Phase", "Attempts", "Error", "Created", "Ended"],
+          ...["Sync", "Project", "Kind", "Trigger", "Branch", "Phase", "Attempts", "Error", "Created", "Ended"],
         ],
         tbody,
       ),
@@ -150,6 +150,7 @@ export async function opsView(ctx) {
       h("th", { scope: "row" }, h("a", { href: `#/ops/syncs/${sync.id}`, "data-testid": "ops-link", class: "mono", title: sync.id }, shortId(sync.id))),
       h("td", null, h("a", { href: `#/projects/${sync.project_id}` }, projectName || shortId(sync.project_id))),
       h("td", null, sync.kind),
+      h("td", { "data-testid": "ops-trigger", class: "mono", title: sync.trigger || "" }, orDash(sync.trigger)),
       h("td", { class: "mono" }, sync.branch),
       h("td", null, orDash(phaseOf(sync))),
       h("td", { class: "num" }, num(sync.attempts)),
@@ -175,7 +176,7 @@ export async function opsView(ctx) {
       }
       shown += pg.items.length;
       tbody.append(...pg.items.map(row));
-      if (!shown) fill(tbody, h("tr", null, h("td", { colspan: "10", class: "empty" }, `No ${status} syncs.`)));
+      if (!shown) fill(tbody, h("tr", null, h("td", { colspan: "11", class: "empty" }, `No ${status} syncs.`)));
       cursor = pg.next;
       show(more, Boolean(cursor));
       count.textContent = cursor ? `${shown} shown` : `${shown} ${status}`;
@@ -542,6 +543,7 @@ export async function syncView(ctx, id) {
         ["Project", h("a", { href: `#/projects/${sync.project_id}` }, projectName || shortId(sync.project_id))],
         ["Id", h("span", { class: "mono" }, sync.id)],
         ["Kind", sync.restore_of_sync_id ? ["restore of ", h("a", { href: `#/ops/syncs/${sync.restore_of_sync_id}`, class: "mono" }, shortId(sync.restore_of_sync_id))] : sync.kind],
+        ["Trigger", orDash(sync.trigger), { "data-testid": "sync-trigger", class: "mono" }],
         ["Outcome", orDash(sync.outcome)],
         ["Head commit", h("span", { class: "mono", title: sync.head_commit || "" }, shortSha(sync.head_commit))],
         ["Current phase", orDash(sync.current_phase)],

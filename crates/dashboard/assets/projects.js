@@ -229,6 +229,10 @@ export async function projectView(ctx, id) {
   });
   const memory = memorySection(ctx, id);
   const loadHistory = history.load;
+  const schedule = scheduleForm(ctx, id, (p) => {
+    project = p;
+    drawMeta(p);
+  });
 
   fill(
     ctx.main,
@@ -244,6 +248,7 @@ export async function projectView(ctx, id) {
     ),
     noSync,
     banner.el,
+    schedule.el,
     history.el,
     memory.el,
   );
@@ -258,18 +263,8 @@ export async function projectView(ctx, id) {
       history.setProject(p);
       title.textContent = p.name;
       document.title = `${p.name} · projsync`;
-      const r = p.repository;
-      fill(
-        meta,
-        facts([
-          ["Repository", h("span", { class: "mono wrap" }, repoText(r))],
-          ["Default branch", h("span", { class: "mono" }, r.default_branch)],
-          r.credential ? ["Credential", h("span", { class: "mono" }, r.credential)] : null,
-          ["Last synced commit", h("span", { class: "mono", title: r.last_synced_commit || "" }, shortSha(r.last_synced_commit))],
-          ["Active entries", p.active_entries === undefined ? "—" : num(p.active_entries)],
-          ["Created", time(p.created_at)],
-        ]),
-      );
+      drawMeta(p);
+      schedule.set(p);
       return p;
     } catch (e) {
       if (!ctx.alive()) return null;
@@ -283,6 +278,23 @@ export async function projectView(ctx, id) {
       }
       return null;
     }
+  }
+
+  function drawMeta(p) {
+    const r = p.repository;
+    fill(
+      meta,
+      facts([
+        ["Repository", h("span", { class: "mono wrap" }, repoText(r))],
+        ["Default branch", h("span", { class: "mono" }, r.default_branch)],
+        r.credential ? ["Credential", h("span", { class: "mono" }, r.credential)] : null,
+        ["Last synced commit", h("span", { class: "mono", title: r.last_synced_commit || "" }, shortSha(r.last_synced_commit))],
+        ["Active entries", p.active_entries === undefined ? "—" : num(p.active_entries)],
+        ["Schedule", p.schedule ? h("span", { class: "mono" }, p.schedule) : "none", { "data-testid": "project-schedule" }],
+        p.schedule ? ["Next scheduled sync", time(p.next_scheduled_at), { "data-testid": "project-next-run" }] : null,
+        ["Created", time(p.created_at)],
+      ]),
+    );
   }
 
   async function loadBranches(defaultBranch) {
@@ -348,6 +360,73 @@ export async function projectView(ctx, id) {
   else noSync.hidden = false;
 }
 
+/**
+ * The project's schedule (PATCH /projects/{id}): set or clear it. A role
+ * too low for it is the API's 403, shown like any error.
+ */
+function scheduleForm(ctx, id, onSaved) {
+  const input = h("input", {
+    id: "schedule-input",
+    name: "schedule",
+    type: "text",
+    "data-testid": "schedule-input",
+    autocomplete: "off",
+    spellcheck: "false",
+    maxlength: "200",
+    placeholder: "every 15m, or */30 * * * * (UTC)",
+  });
+  const save = h("button", { type: "submit", class: "button", "data-testid": "schedule-save" }, "Save schedule");
+  const clear = h("button", { type: "button", class: "button", "data-testid": "schedule-clear" }, "Clear");
+  const error = h("p", { class: "form-error", "data-testid": "schedule-error", role: "alert", hidden: true });
+  const form = h(
+    "form",
+    { class: "schedule-form", "data-testid": "schedule-form" },
+    h("label", { for: "schedule-input" }, "Schedule"),
+    input,
+    save,
+    clear,
+    h(
+      "p",
+      { class: "help" },
+      "Syncs by itself: every <n><s|m|h|d> (at least 10s) or a cron expression in UTC. A sync that finds nothing changed costs one lookup.",
+    ),
+    error,
+  );
+
+  async function send(value) {
+    error.hidden = true;
+    save.disabled = clear.disabled = true;
+    try {
+      const r = await api.request("PATCH", `/projects/${enc(id)}`, { schedule: value });
+      if (!ctx.alive()) return;
+      const p = r.data;
+      input.value = p.schedule || "";
+      ctx.flash("info", p.schedule ? `Schedule set: ${p.schedule}.` : "Schedule cleared.");
+      onSaved(p);
+    } catch (err) {
+      if (!ctx.alive() || err.handled) return;
+      error.textContent = err.message;
+      error.hidden = false;
+      ctx.flashError(err);
+    } finally {
+      save.disabled = clear.disabled = false;
+    }
+  }
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const value = input.value.trim();
+    send(value ? value : null);
+  });
+  clear.addEventListener("click", () => send(null));
+
+  return {
+    el: h("section", { class: "section", "aria-label": "Schedule" }, form),
+    set(p) {
+      if (document.activeElement !== input) input.value = p.schedule || "";
+    },
+  };
+}
+
 /** The history table: a page at a time, newest first. */
 function historySection(ctx, id, { restore }) {
   const tbody = h("tbody");
@@ -362,7 +441,7 @@ function historySection(ctx, id, { restore }) {
     h("h2", { id: "history-title" }, "History"),
     dataTable(
       { "data-testid": "history-table" },
-      ["Sync", "Kind", "Branch", "Status", "Outcome", "Changes", "Commit", "Created", "Took", h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions"))],
+      ["Sync", "Kind", "Trigger", "Branch", "Status", "Outcome", "Changes", "Commit", "Created", "Took", h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions"))],
       tbody,
     ),
     h("div", { class: "list-foot" }, more),
@@ -410,6 +489,7 @@ function historySection(ctx, id, { restore }) {
         active.has(s.id) ? h("span", { class: "tag", title: "The active entries are this sync's state" }, "active") : null,
       ),
       h("td", null, s.kind, s.restore_of_sync_id ? h("span", { class: "muted small" }, ` of ${shortId(s.restore_of_sync_id)}`) : null),
+      h("td", { "data-testid": "history-trigger", class: "mono", title: s.trigger || "" }, s.trigger || "—"),
       h("td", { class: "mono" }, s.branch),
       h("td", null, badge(s.status)),
       h(
@@ -443,7 +523,7 @@ function historySection(ctx, id, { restore }) {
 
   function draw() {
     const active = activeStateIds();
-    if (!rows.length) fill(tbody, h("tr", null, h("td", { colspan: "10", class: "empty" }, "No syncs yet.")));
+    if (!rows.length) fill(tbody, h("tr", null, h("td", { colspan: "11", class: "empty" }, "No syncs yet.")));
     else fill(tbody, rows.map((s) => row(s, active)));
   }
 

@@ -14,6 +14,7 @@ pub mod names;
 pub mod phase;
 pub mod plan;
 pub mod progress;
+pub mod schedule;
 pub mod search;
 pub mod source;
 pub mod tenancy;
@@ -25,6 +26,7 @@ pub use job::SyncJob;
 pub use phase::{PhaseStatus, SyncPhase, SyncStatus};
 pub use plan::{ChangeKind, ScanMode, SkipReason, Stats};
 pub use progress::ProgressEvent;
+pub use schedule::Schedule;
 pub use search::SearchMode;
 pub use source::{
     Blob, Branch, EntryKind, Source, SourceError, SourceErrorKind, TreeChange, TreeDiff, TreeEntry,

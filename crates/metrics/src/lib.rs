@@ -117,6 +117,8 @@ struct Inner {
     reconciler_pushes: IntCounter,
     // GitHub webhook deliveries (the API).
     webhook_deliveries: IntCounterVec,
+    schedule_fires: IntCounterVec,
+    wanted_started: IntCounter,
     /// Serialises scrapes: each resets and refills the ledger families.
     scrape: std::sync::Mutex<()>,
 }
@@ -253,6 +255,22 @@ impl Metrics {
                 &["outcome"],
             )
             .expect("valid metric"),
+            schedule_fires: IntCounterVec::new(
+                opts(
+                    "projsync_schedule_fires_total",
+                    "Due project schedules this worker's scheduler fired, by outcome \
+                     (`started` a sync; `busy`: the project had a queued or running sync, \
+                     the tick is consumed; `stopped`: the schedule no longer fires)",
+                ),
+                &["outcome"],
+            )
+            .expect("valid metric"),
+            wanted_started: IntCounter::with_opts(opts(
+                "projsync_wanted_syncs_started_total",
+                "Wanted syncs (asked for while the project's sync ran) this worker's \
+                 scheduler started once that sync ended",
+            ))
+            .expect("valid metric"),
             scrape: std::sync::Mutex::new(()),
         };
         let build_info = IntGaugeVec::new(
@@ -289,6 +307,9 @@ impl Metrics {
             for phase in SyncPhase::ALL {
                 inner.phase_duration.with_label_values(&[phase.as_str()]);
             }
+            for outcome in ["started", "busy", "stopped"] {
+                inner.schedule_fires.with_label_values(&[outcome]);
+            }
             families.extend([
                 Box::new(inner.syncs_finished.clone()) as Box<dyn prometheus::core::Collector>,
                 Box::new(inner.phase_duration.clone()),
@@ -298,6 +319,8 @@ impl Metrics {
                 Box::new(inner.leases_lost.clone()),
                 Box::new(inner.retries.clone()),
                 Box::new(inner.reconciler_pushes.clone()),
+                Box::new(inner.schedule_fires.clone()),
+                Box::new(inner.wanted_started.clone()),
             ]);
         }
         for family in families {
@@ -421,6 +444,16 @@ impl Metrics {
     /// The reconciler pushed a sync again.
     pub fn reconciler_push(&self) {
         self.0.reconciler_pushes.inc();
+    }
+
+    /// A due schedule fired: `started`, `busy` or `stopped`.
+    pub fn schedule_fire(&self, outcome: &'static str) {
+        self.0.schedule_fires.with_label_values(&[outcome]).inc();
+    }
+
+    /// The scheduler started a wanted sync.
+    pub fn wanted_started(&self) {
+        self.0.wanted_started.inc();
     }
 
     /// A request to GitHub ended; `endpoint` is the kind of request

@@ -19,11 +19,13 @@ mod failpoints;
 mod phases;
 pub mod presence;
 mod reconciler;
+mod scheduler;
 
 pub use analyze::{AnalysisSettings, ANALYSIS_VERSION};
 pub use docs::{doc_path, DocsSettings};
 pub use embed::{chunk_entries, phase_error, EmbedSettings};
 pub use reconciler::{run_reconciler, ReconcilerOptions};
+pub use scheduler::{run_scheduler, scheduler_tick, SchedulerOptions};
 
 use async_trait::async_trait;
 use backon::BackoffBuilder;

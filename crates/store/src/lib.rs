@@ -16,6 +16,7 @@ mod error;
 mod locks;
 mod ops;
 mod projects;
+mod schedules;
 mod syncs;
 mod tenancy;
 mod webhooks;
@@ -34,6 +35,7 @@ pub use error::{Error, Result};
 pub use locks::{sync_lock_key, SyncLockGuard, SyncLocks};
 pub use ops::{ProjectFacts, QueueCounts, RunningSync, ThroughputBucket, WorkerInfo};
 pub use projects::{NewProject, Project, ProjectKey, Repository};
+pub use schedules::{ScheduleFire, ScheduleOutcome};
 pub use syncs::{
     BatchWrite, CancelOutcome, Claim, ClaimOutcome, DuePush, EnqueueOutcome, Heartbeat, PlanRow,
     StepRecord, StepStart, SyncCount, SyncKey, SyncRecord, SyncRequest,

@@ -3,7 +3,7 @@
 use crate::{Error, Result, Store};
 use chrono::{DateTime, Utc};
 use projsync_domain::source::{RemoteIdentity, RepositorySpec};
-use projsync_domain::{ProjectId, RepositoryId, SyncId};
+use projsync_domain::{ProjectId, RepositoryId, Schedule, SyncId};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use uuid::Uuid;
@@ -57,6 +57,13 @@ pub struct Project {
     pub last_sync_id: Option<SyncId>,
     pub created_at: DateTime<Utc>,
     pub repository: Repository,
+    /// When the scheduler syncs the project by itself: `every 15m`, or a
+    /// cron expression in UTC (the user's spelling); `None`: never.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// When the schedule is next due (read-only); `None` without one.
+    #[serde(default)]
+    pub next_scheduled_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +79,8 @@ pub struct NewProject {
     pub analysis_enabled: Option<bool>,
     /// What the source said when it checked the repository (`Source::remote`).
     pub remote: Option<RemoteIdentity>,
+    /// The project's schedule, first due one interval (or occurrence) from now.
+    pub schedule: Option<Schedule>,
 }
 
 impl NewProject {
@@ -90,13 +99,14 @@ impl NewProject {
             embeddings_enabled: None,
             analysis_enabled: None,
             remote: None,
+            schedule: None,
         }
     }
 }
 
 const SELECT_PROJECT: &str =
     "SELECT p.id, p.name, p.ignore_patterns, p.max_file_bytes, p.embeddings_enabled, p.analysis_enabled, \
-     p.last_sync_id, p.created_at, r.id AS repo_id, r.provider, r.location, r.default_branch, \
+     p.last_sync_id, p.created_at, p.schedule, p.next_scheduled_at, r.id AS repo_id, r.provider, r.location, r.default_branch, \
      r.credential, r.last_synced_commit, r.remote_name, r.remote_id, r.analysis_version FROM projects p JOIN repositories r ON r.project_id = p.id";
 
 fn project_from_row(row: &sqlx::postgres::PgRow) -> Project {
@@ -109,6 +119,8 @@ fn project_from_row(row: &sqlx::postgres::PgRow) -> Project {
         analysis_enabled: row.get("analysis_enabled"),
         last_sync_id: row.get::<Option<Uuid>, _>("last_sync_id").map(SyncId),
         created_at: row.get("created_at"),
+        schedule: row.get("schedule"),
+        next_scheduled_at: row.get("next_scheduled_at"),
         repository: Repository {
             id: RepositoryId(row.get("repo_id")),
             provider: row.get("provider"),
@@ -135,8 +147,8 @@ impl Store {
         let mut tx = self.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO projects (id, name, ignore_patterns, max_file_bytes, embeddings_enabled, \
-                 analysis_enabled) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+                 analysis_enabled, schedule, next_scheduled_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(id.0)
         .bind(&new.name)
@@ -144,6 +156,8 @@ impl Store {
         .bind(new.max_file_bytes)
         .bind(new.embeddings_enabled)
         .bind(new.analysis_enabled)
+        .bind(new.schedule.as_ref().map(|s| s.as_str()))
+        .bind(new.schedule.as_ref().and_then(|s| s.next_after(Utc::now())))
         .execute(&mut *tx)
         .await
         .map_err(Error::from);

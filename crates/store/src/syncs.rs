@@ -414,7 +414,7 @@ type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>
 
 /// A new sync's steps, one per phase, with one statement: pending, except
 /// that a backfill reads no source and has only embed and finalize.
-async fn insert_steps(
+pub(crate) async fn insert_steps(
     tx: &mut Transaction<'static, Postgres>,
     id: SyncId,
     kind: &str,
@@ -525,6 +525,7 @@ impl Store {
     }
 
     /// `branch`: `None` for the repository's default branch.
+    #[allow(clippy::too_many_arguments)]
     async fn create_sync_of_kind(
         &self,
         project_id: ProjectId,

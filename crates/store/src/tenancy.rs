@@ -588,6 +588,9 @@ const APP_FUNCTIONS: &[&str] = &[
     "projsync_sync_metrics()",
     "projsync_analyze(text)",
     "projsync_webhook_secrets(text)",
+    // The scheduler (0020).
+    "projsync_due_schedules(bigint)",
+    "projsync_wanted_syncs(bigint)",
 ];
 
 /// What `projsync migrate` did to the application role.

@@ -190,6 +190,7 @@ async fn the_repository_identity_is_kept_and_filled_in_once() {
         embeddings_enabled: None,
         analysis_enabled: None,
         remote,
+        schedule: None,
     };
     let identity = |name: &str, id| RemoteIdentity {
         name: name.into(),

@@ -75,6 +75,7 @@ impl GitHubBench for Bench {
                 max_file_bytes: None,
                 embeddings: None,
                 analysis: None,
+                schedule: None,
             },
         )
         .await
