@@ -525,7 +525,6 @@ impl Store {
     }
 
     /// `branch`: `None` for the repository's default branch.
-    #[allow(clippy::too_many_arguments)]
     async fn create_sync_of_kind(
         &self,
         project_id: ProjectId,
