@@ -531,6 +531,50 @@ async fn a_tenants_secret_reaches_only_its_own_projects() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_sixteen_tenants_secrets_a_delivery_must_name_its_tenant() {
+    let h = hooked(false, |_| {}).await;
+    let admin = Store::from_pool(h.app.db.admin.clone());
+    // `default` has a secret: 16 more tenants with one make 17.
+    for n in 0..projsync_api::webhooks::MAX_SECRETS_TRIED {
+        let tenant = admin
+            .create_tenant(&format!("t{n}"), &Actor::cli())
+            .await
+            .unwrap();
+        admin
+            .rotate_webhook_secret(&tenant, &Actor::cli())
+            .await
+            .unwrap();
+    }
+    let body = serde_json::to_vec(&push("main", &h.repo.head())).unwrap();
+    let (status, e) = h
+        .send(
+            &body,
+            Send {
+                delivery: Some("many-1"),
+                secret: Some(&h.secret),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(status, 401, "{e}");
+    assert!(e.to_string().contains("?tenant=NAME"), "{e}");
+    assert!(h.syncs_of(&h.project).await.is_empty());
+    // Named, the same delivery is checked against its tenant's secret.
+    let (status, answer) = h
+        .send(
+            &body,
+            Send {
+                query: "?tenant=default",
+                delivery: Some("many-1"),
+                secret: Some(&h.secret),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_pushes_is_one_or_two_syncs_that_end_at_the_newest_head() {
     // The burst must fit in the debounce for a single sync; a push that
     // lands while the sync runs asks for one more after it.

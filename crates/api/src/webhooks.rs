@@ -342,6 +342,10 @@ async fn handle(state: &AppState, req: Request) -> Result<Answer, Refusal> {
     })
 }
 
+/// A delivery without `?tenant=` is checked against at most this many
+/// tenants' secrets.
+pub const MAX_SECRETS_TRIED: usize = 16;
+
 /// The tenant whose secret signed `body`; 401 when none did (logged
 /// without the body).
 async fn verify(
@@ -378,6 +382,15 @@ async fn verify(
         .webhook_secrets(tenant_ref)
         .await
         .map_err(|e| Refusal::invalid(e.into()))?;
+    // Without `?tenant=`, every secret is tried, and each try hashes the
+    // whole body: past a few tenants, an unsigned caller could make the
+    // API hash megabytes many times over per request.
+    if tenant_ref.is_none() && secrets.len() > MAX_SECRETS_TRIED {
+        return Err(unauthorized(format!(
+            "this deployment has webhook secrets for more than {MAX_SECRETS_TRIED} tenants: \
+             add `?tenant=NAME` to the payload URL in GitHub"
+        )));
+    }
     let signature = signature.to_string();
     let body = axum::body::Bytes::copy_from_slice(body);
     // HMAC over a body of megabytes, maybe once per tenant: off the
