@@ -2,11 +2,10 @@
 //! due schedules fire once per tick whatever the number of workers, and
 //! wanted syncs ([`Store::request_sync`]) start once the running one ends.
 
-use crate::syncs::{insert_steps, sync_from_row, SYNC_COLUMNS};
+use crate::syncs::{insert_queued_sync, Due};
 use crate::{set_tenant, Error, Project, Result, Store, SyncRecord};
 use chrono::{DateTime, Utc};
-use projsync_domain::{ProjectId, Schedule, SyncId, SyncTrigger, TenantId};
-use sqlx::{Postgres, Transaction};
+use projsync_domain::{ProjectId, Schedule, SyncTrigger, TenantId};
 use uuid::Uuid;
 
 /// What a due schedule did on one tick.
@@ -31,35 +30,6 @@ pub struct ScheduleFire {
     /// When the schedule is next due (`None` when it stopped).
     pub next_at: Option<DateTime<Utc>>,
     pub outcome: ScheduleOutcome,
-}
-
-/// A queued sync of the project's default branch by `trigger`, marked
-/// pushed now; `None` when the project has an active sync (the unique
-/// index on one active sync per project says so, without an error that
-/// would end the transaction).
-async fn insert_sync(
-    tx: &mut Transaction<'static, Postgres>,
-    project_id: ProjectId,
-    trigger: &SyncTrigger,
-) -> Result<Option<SyncRecord>> {
-    let id = SyncId::new();
-    let row = sqlx::query(&format!(
-        "INSERT INTO project_syncs (id, project_id, branch, status, kind, options, \
-             last_pushed_at, trigger) \
-         SELECT $1, p.id, r.default_branch, 'queued', 'sync', '{{}}', now(), $3 \
-         FROM projects p JOIN repositories r ON r.project_id = p.id WHERE p.id = $2 \
-         ON CONFLICT DO NOTHING \
-         RETURNING {SYNC_COLUMNS}"
-    ))
-    .bind(id.0)
-    .bind(project_id.0)
-    .bind(trigger.to_string())
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let sync = sync_from_row(&row)?;
-    insert_steps(tx, sync.id, "sync").await?;
-    Ok(Some(sync))
 }
 
 impl Store {
@@ -122,7 +92,9 @@ impl Store {
                 (Err(e), _) => ScheduleOutcome::Stopped(e),
                 (Ok(_), None) => ScheduleOutcome::Stopped("it never fires again".into()),
                 (Ok(_), Some(_)) => {
-                    match insert_sync(&mut tx, project_id, &SyncTrigger::Schedule).await? {
+                    match insert_queued_sync(&mut tx, project_id, &SyncTrigger::Schedule, Due::Now)
+                        .await?
+                    {
                         Some(sync) => ScheduleOutcome::Started(Box::new(sync)),
                         None => ScheduleOutcome::Busy,
                     }
@@ -174,7 +146,9 @@ impl Store {
             };
             // None: an API sync came in meanwhile, and it reads the newest
             // head when it runs.
-            if let Some(sync) = insert_sync(&mut tx, ProjectId(project), &trigger).await? {
+            if let Some(sync) =
+                insert_queued_sync(&mut tx, ProjectId(project), &trigger, Due::Now).await?
+            {
                 started.push(sync);
             }
         }

@@ -447,6 +447,53 @@ pub(crate) async fn insert_steps(
     Ok(())
 }
 
+/// When a sync recorded by [`insert_queued_sync`] is due.
+pub(crate) enum Due {
+    /// Now: the caller pushes it after the commit (marked pushed, so the
+    /// reconciler pushes it again only if that push is lost).
+    Now,
+    /// After this delay (`not_before`), unpushed: the reconciler pushes it
+    /// when it is due.
+    After(Duration),
+}
+
+/// A queued sync of the project's default branch by `trigger`, with its
+/// steps; `None` when the project has an active sync (the unique index on
+/// one active sync per project says so, without an error that would end
+/// the transaction). Used by the requests that do not wait (webhooks,
+/// hooks) and by the scheduler.
+pub(crate) async fn insert_queued_sync(
+    tx: &mut Transaction<'static, Postgres>,
+    project_id: ProjectId,
+    trigger: &SyncTrigger,
+    due: Due,
+) -> Result<Option<SyncRecord>> {
+    let (delay, pushed) = match due {
+        Due::Now => (None, true),
+        Due::After(delay) => (Some(interval(delay)), false),
+    };
+    let row = sqlx::query(&format!(
+        "INSERT INTO project_syncs (id, project_id, branch, status, kind, options, \
+             not_before, last_pushed_at, trigger) \
+         SELECT $1, p.id, r.default_branch, 'queued', 'sync', '{{}}', \
+             now() + make_interval(secs => $3), CASE WHEN $4 THEN now() END, $5 \
+         FROM projects p JOIN repositories r ON r.project_id = p.id WHERE p.id = $2 \
+         ON CONFLICT DO NOTHING \
+         RETURNING {SYNC_COLUMNS}"
+    ))
+    .bind(SyncId::new().0)
+    .bind(project_id.0)
+    .bind(delay)
+    .bind(pushed)
+    .bind(trigger.to_string())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let sync = sync_from_row(&row)?;
+    insert_steps(tx, sync.id, "sync").await?;
+    Ok(Some(sync))
+}
+
 fn interval(ttl: Duration) -> f64 {
     ttl.as_secs_f64()
 }
@@ -660,22 +707,13 @@ impl Store {
                 SyncRequest::Wanted(sync)
             }
             None => {
-                let row = sqlx::query(&format!(
-                    "INSERT INTO project_syncs (id, project_id, branch, status, kind, options, \
-                         not_before, last_pushed_at, trigger) \
-                     SELECT $1, p.id, r.default_branch, 'queued', 'sync', '{{}}', \
-                         now() + make_interval(secs => $3), NULL, $4 \
-                     FROM projects p JOIN repositories r ON r.project_id = p.id WHERE p.id = $2 \
-                     RETURNING {SYNC_COLUMNS}"
-                ))
-                .bind(SyncId::new().0)
-                .bind(project_id.0)
-                .bind(interval(delay))
-                .bind(trigger.to_string())
-                .fetch_one(&mut *tx)
-                .await?;
-                let sync = sync_from_row(&row)?;
-                insert_steps(&mut tx, sync.id, "sync").await?;
+                let sync = insert_queued_sync(&mut tx, project_id, trigger, Due::After(delay))
+                    .await?
+                    .ok_or_else(|| {
+                        Error::Conflict(format!(
+                            "project {project_id} keeps changing its active sync; try again"
+                        ))
+                    })?;
                 SyncRequest::Created(sync)
             }
         };
