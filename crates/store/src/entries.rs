@@ -268,7 +268,9 @@ impl Store {
     }
 
     /// Content the project already has for these blobs (any version, any
-    /// status): a rename, a revert or another branch costs no fetch.
+    /// status): a rename, a revert or another branch costs no fetch. Only
+    /// file entries count: a symbol entry carries its file's blob SHA but
+    /// holds only the symbol's text.
     pub async fn known_content(
         &self,
         project_id: ProjectId,
@@ -276,7 +278,7 @@ impl Store {
     ) -> Result<HashMap<String, ImportRow>> {
         let rows = sqlx::query(
             "SELECT DISTINCT ON (blob_sha) blob_sha, content, content_hash, size_bytes \
-             FROM memory_entries WHERE project_id = $1 AND blob_sha = ANY($2)",
+             FROM memory_entries WHERE project_id = $1 AND kind = 'file' AND blob_sha = ANY($2)",
         )
         .bind(project_id.0)
         .bind(shas)

@@ -248,3 +248,43 @@ async fn the_symbol_listing_filters_by_name_kind_and_path_prefix_literally() {
     assert_eq!(next, None);
     assert_eq!([first, second, third].concat().len(), 5);
 }
+
+/// A symbol entry carries its file's blob SHA; the content reused for that
+/// blob (by a rename, a revert or a restore) is the file's, never a symbol's.
+#[tokio::test]
+async fn known_content_is_the_files_not_a_symbols_with_the_same_blob() {
+    let db = TestDb::new().await;
+    let (store, project, claim) = claimed(&db, "w1").await;
+    let sha = "b".repeat(40);
+    let file = projsync_store::NewEntry {
+        path: "src/a.rs".into(),
+        content: "fn open() {}\nfn close() {}\n".into(),
+        content_hash: projsync_domain::content_hash("fn open() {}\nfn close() {}\n"),
+        blob_sha: sha.clone(),
+        language: Some("rust".into()),
+        size: 28,
+    };
+    let symbols: Vec<NewSymbol> = ["open", "close"]
+        .iter()
+        .map(|n| NewSymbol {
+            blob_sha: Some(sha.clone()),
+            ..symbol("src/a.rs", n, "function")
+        })
+        .collect();
+    store
+        .write_analysis_batch(&claim, &symbols, &[], &[], json!({}))
+        .await
+        .unwrap();
+    // Written after the symbols, so a scan meets the symbols first.
+    store
+        .write_import_batch(&claim, &[file.clone()], &[], json!({}))
+        .await
+        .unwrap();
+    // Whatever order the rows come in, only the file's content is offered.
+    for _ in 0..5 {
+        let known = store.known_content(project, &[sha.clone()]).await.unwrap();
+        assert_eq!(known.len(), 1);
+        assert_eq!(known[&sha].content, file.content);
+        assert_eq!(known[&sha].content_hash, file.content_hash);
+    }
+}
