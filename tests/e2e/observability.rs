@@ -194,7 +194,7 @@ async fn readyz_is_503_naming_postgres_when_the_database_is_unreachable() {
     let listener = app::bind("127.0.0.1:0").await.unwrap();
     let shutdown = CancellationToken::new();
     let _stop = shutdown.clone().drop_guard();
-    let (addr, _) = app::spawn_api(listener, state, shutdown).unwrap();
+    let (addr, _) = app::spawn_api(listener, state, settings.mcp_settings(), shutdown).unwrap();
     let url = format!("http://{addr}");
 
     let (status, body) = ready(&url).await;

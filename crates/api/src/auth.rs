@@ -115,6 +115,22 @@ impl FromRequestParts<AppState> for Scoped {
     }
 }
 
+/// The caller of a request that must carry a bearer API key (the MCP
+/// endpoint: its clients hold no browser session), rate limited like
+/// every other request.
+pub async fn bearer_principal(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    if headers.get(header::AUTHORIZATION).is_none() {
+        return Err(ApiError::Unauthorized(
+            "authentication required: send `Authorization: Bearer <API key>` (an operator \
+             creates keys with `projsync key create --tenant NAME`)"
+                .into(),
+        ));
+    }
+    let principal = authenticate(state, headers, &Method::GET).await?;
+    state.auth.limits.check(&principal)?;
+    Ok(principal)
+}
+
 /// The bearer key, or else the session cookie (and, for a request that
 /// changes something, its CSRF token).
 async fn authenticate(

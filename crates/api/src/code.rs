@@ -6,10 +6,11 @@
 use crate::auth::Scoped;
 use crate::page::{self, Paged};
 use crate::routes::project_id;
-use crate::ApiError;
+use crate::{ApiError, AppState};
 use axum::extract::{Path, Query};
 use axum::http::Uri;
 use axum::Json;
+use projsync_domain::ProjectId;
 use projsync_store::{SymbolFilter, SymbolRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashSet};
@@ -56,7 +57,21 @@ pub(crate) async fn list_symbols(
     let id = project_id(&id)?;
     let limit = page::limit(q.limit, 100, state.limits.max_page_size)?;
     let after = page::decode::<page::Symbols>(q.cursor.as_deref())?;
-    if let Some(kind) = q.kind.as_deref() {
+    let filter = symbol_filter(q.q, q.kind, q.path_prefix)?;
+    let found = symbols(&state, id, &filter, after.as_deref(), limit).await?;
+    let next = found.next.as_ref().map(page::encode::<page::Symbols>);
+    Ok(Paged::new(&uri, found.items, next))
+}
+
+/// A symbol listing's filters, checked: `kind` one of [`SYMBOL_KINDS`],
+/// `q` and `path_prefix` without NUL and at most 200 characters (empty:
+/// no filter).
+pub fn symbol_filter(
+    q: Option<String>,
+    kind: Option<String>,
+    path_prefix: Option<String>,
+) -> Result<SymbolFilter, ApiError> {
+    if let Some(kind) = kind.as_deref() {
         if !SYMBOL_KINDS.contains(&kind) {
             return Err(ApiError::Invalid(format!(
                 "kind must be one of {}, got `{}`",
@@ -77,23 +92,28 @@ pub(crate) async fn list_symbols(
             v => Ok(v),
         }
     };
-    let filter = SymbolFilter {
-        q: text("q", q.q)?,
-        kind: q.kind,
-        path_prefix: text("path_prefix", q.path_prefix)?,
-    };
+    Ok(SymbolFilter {
+        q: text("q", q)?,
+        kind,
+        path_prefix: text("path_prefix", path_prefix)?,
+    })
+}
+
+/// A page of the project's active symbols by qualified name, after `after`.
+pub async fn symbols(
+    state: &AppState,
+    id: ProjectId,
+    filter: &SymbolFilter,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<projsync_store::Page<SymbolRecord, String>, ApiError> {
     state.store.project(id).await?;
-    let found = state
-        .store
-        .symbols_page(id, &filter, after.as_deref(), limit)
-        .await?;
-    let next = found.next.as_ref().map(page::encode::<page::Symbols>);
-    Ok(Paged::new(&uri, found.items, next))
+    Ok(state.store.symbols_page(id, filter, after, limit).await?)
 }
 
 /// Who uses a symbol.
 #[derive(Debug, Serialize)]
-pub(crate) struct References {
+pub struct References {
     pub symbol: SymbolRecord,
     /// In path and line order.
     pub references: Vec<Reference>,
@@ -103,7 +123,7 @@ pub(crate) struct References {
 
 /// One line that names the symbol.
 #[derive(Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Reference {
+pub struct Reference {
     pub path: String,
     pub line: u32,
     /// `import`: the line imports the symbol's file; `use`: any other line.
@@ -131,13 +151,25 @@ pub(crate) async fn symbol_references(
     let Query(q) = q.map_err(|e| ApiError::Invalid(e.body_text()))?;
     let id = project_id(&id)?;
     let limit = page::limit(q.limit, 100, state.limits.max_page_size)? as usize;
+    Ok(Json(references(&state, id, &qualified_name, limit).await?))
+}
+
+/// The lines that name the symbol `qualified_name` in its own file
+/// (outside its definition) and in the files whose imports resolve to
+/// its file, at most `limit`.
+pub async fn references(
+    state: &AppState,
+    id: ProjectId,
+    qualified_name: &str,
+    limit: usize,
+) -> Result<References, ApiError> {
     if qualified_name.contains('\0') {
         return Err(ApiError::Invalid(
             "the qualified name must not contain NUL bytes".into(),
         ));
     }
     state.store.project(id).await?;
-    let Some((symbol, _)) = state.store.symbol(id, &qualified_name).await? else {
+    let Some((symbol, _)) = state.store.symbol(id, qualified_name).await? else {
         return Err(ApiError::NotFound(format!(
             "no active symbol `{}` in this project; qualified names are `path#Outer::name` \
              (percent-encode `/` and `#` in the URL), as GET /api/v1/projects/{id}/symbols \
@@ -193,11 +225,11 @@ pub(crate) async fn symbol_references(
     references.sort();
     let truncated = references.len() > limit;
     references.truncate(limit);
-    Ok(Json(References {
+    Ok(References {
         symbol,
         references,
         truncated,
-    }))
+    })
 }
 
 /// Whether `line` holds `name` as a whole identifier.

@@ -9,7 +9,7 @@
 //! described in `openapi.yaml`, served at `/api/v1/openapi.yaml`.
 
 pub mod auth;
-mod code;
+pub mod code;
 mod error;
 mod events;
 pub mod health;
@@ -24,7 +24,7 @@ mod trace;
 pub mod webhooks;
 
 pub use error::ApiError;
-pub use routes::{parse_statuses, router};
+pub use routes::{parse_statuses, router, router_with};
 
 use projsync_domain::source::SourceFactory;
 use projsync_queue::{JobQueue, QueueOptions};
@@ -60,13 +60,14 @@ pub struct AppState {
     pub webhooks: webhooks::WebhookSettings,
 }
 
-/// Serve the API on `listener` until `shutdown` resolves.
+/// Serve `app` (the [`router`], perhaps with more routes) on `listener`
+/// until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    state: AppState,
+    app: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -15,6 +15,13 @@ use projsync_store::{ActiveEntry, Project, StepRecord, SyncRecord};
 use serde::{Deserialize, Serialize};
 
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The API with `extra` routes served beside it, behind the same request
+/// guard and trace span (the binary adds the MCP endpoint this way: its
+/// crate is built on this one, so it cannot be named here).
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let health = crate::health::Health::new(
         state.store.clone(),
         state.queue_opts.clone(),
@@ -71,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/syncs/{id}/retry", post(retry_sync))
         .route("/api/v1/syncs/{id}/discard", post(discard_sync))
         .route("/api/v1/syncs/{id}/events", get(crate::events::sync_events))
+        .merge(extra)
         // The guard buffers the body under api.max_body_bytes; the
         // extractors' own limit must not be lower.
         .layer(axum::extract::DefaultBodyLimit::max(
@@ -493,10 +501,13 @@ async fn list_branches(
 #[serde(deny_unknown_fields)]
 struct EntryQuery {
     path: String,
+    /// The entry as it was right after this sync (or restore).
+    as_of: Option<String>,
 }
 
-/// The active entry at `?path=` (its whole content); 404 when the project
-/// has none there.
+/// The active entry at `?path=` (its whole content), or the version that
+/// was active right after sync `?as_of=`; 404 when the project had none
+/// there.
 async fn get_memory_entry(
     Scoped(state): Scoped,
     Path(id): Path<String>,
@@ -504,13 +515,15 @@ async fn get_memory_entry(
 ) -> Result<Json<ActiveEntry>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::Invalid(e.body_text()))?;
     let id = project_id(&id)?;
-    // No stored path holds NUL (Git forbids it, and Postgres text cannot
-    // even be compared with one); other odd bytes are real paths.
-    if q.path.contains('\0') {
-        return Err(ApiError::Invalid("path must not contain NUL bytes".into()));
-    }
-    state.store.project(id).await?;
-    Ok(Json(state.store.active_entry(id, &q.path).await?))
+    let as_of = q
+        .as_of
+        .as_deref()
+        .map(|s| {
+            s.parse::<SyncId>()
+                .map_err(|_| ApiError::Invalid(format!("as_of: `{}` is not a sync id", s.escape_debug())))
+        })
+        .transpose()?;
+    Ok(Json(service::read_entry(&state, id, &q.path, as_of).await?))
 }
 
 async fn list_memory(

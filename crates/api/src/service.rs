@@ -331,6 +331,34 @@ pub async fn audit(state: &AppState, action: &str, target: String, detail: serde
     }
 }
 
+/// A project's file entry at `path`: the active version, or the one
+/// that was active right after `as_of` (a succeeded sync or restore of
+/// the project).
+pub async fn read_entry(
+    state: &AppState,
+    project_id: ProjectId,
+    path: &str,
+    as_of: Option<projsync_domain::SyncId>,
+) -> Result<projsync_store::ActiveEntry, ApiError> {
+    // No stored path holds NUL (Git forbids it, and Postgres text cannot
+    // even be compared with one); other odd bytes are real paths.
+    if path.contains('\0') {
+        return Err(ApiError::Invalid("path must not contain NUL bytes".into()));
+    }
+    state.store.project(project_id).await?;
+    match as_of {
+        None => Ok(state.store.active_entry(project_id, path).await?),
+        Some(sync) => {
+            if !state.store.is_history_point(project_id, sync).await? {
+                return Err(ApiError::Invalid(format!(
+                    "as_of: sync {sync} is not a succeeded sync or restore of this project"
+                )));
+            }
+            Ok(state.store.entry_as_of(project_id, path, sync).await?)
+        }
+    }
+}
+
 /// Record a sync in the ledger, then push its id to the queue. The project's
 /// active sync (or the one with the same idempotency key) is returned
 /// instead of a new one. A new sync keeps the W3C trace context of the

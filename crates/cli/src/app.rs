@@ -363,14 +363,18 @@ pub async fn bind(addr: &str) -> Result<tokio::net::TcpListener> {
         .with_context(|| format!("cannot listen on {addr}; is another projsync api running? set api.listen (PROJSYNC__API__LISTEN)"))
 }
 
-/// Serve the API in the background until `shutdown` is cancelled.
+/// Serve the API, with the MCP endpoint at `/mcp`, in the background
+/// until `shutdown` is cancelled.
 pub fn spawn_api(
     listener: tokio::net::TcpListener,
     state: AppState,
+    mcp: projsync_mcp::McpSettings,
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
     let addr = listener.local_addr()?;
-    let handle = tokio::spawn(projsync_api::serve(listener, state, async move {
+    let mcp = projsync_mcp::router(&state, mcp, shutdown.child_token());
+    let app = projsync_api::router_with(state, mcp);
+    let handle = tokio::spawn(projsync_api::serve(listener, app, async move {
         shutdown.cancelled().await
     }));
     Ok((addr, handle))

@@ -32,6 +32,16 @@ pub struct Settings {
     pub telemetry: Telemetry,
     pub webhooks: Webhooks,
     pub scheduler: Scheduler,
+    pub mcp: Mcp,
+}
+
+/// `[mcp]`: the MCP server (`projsync mcp` and `/mcp` on the API).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Mcp {
+    /// No tool answer or resource text is longer than this (bytes).
+    pub max_result_bytes: usize,
+    /// Resources per page of resources/list.
+    pub page_size: usize,
 }
 
 /// GitHub webhooks (`POST /api/v1/webhooks/github`).
@@ -543,6 +553,18 @@ impl Settings {
                 t.otlp_compression.escape_debug()
             );
         }
+        if self.mcp.max_result_bytes < 2048 {
+            bail!(
+                "mcp.max_result_bytes must be at least 2048, got {} (PROJSYNC__MCP__MAX_RESULT_BYTES)",
+                self.mcp.max_result_bytes
+            );
+        }
+        if !(1..=1000).contains(&self.mcp.page_size) {
+            bail!(
+                "mcp.page_size must be between 1 and 1000, got {} (PROJSYNC__MCP__PAGE_SIZE)",
+                self.mcp.page_size
+            );
+        }
         if let Some(options) = self.telemetry_options("check") {
             if let Err(e) = projsync_telemetry::check(&options) {
                 bail!("{e} (the [telemetry] section, or its PROJSYNC__TELEMETRY__* variable)");
@@ -586,6 +608,14 @@ impl Settings {
             );
         }
         Ok(())
+    }
+
+    /// The MCP server's settings (`[mcp]`).
+    pub fn mcp_settings(&self) -> projsync_mcp::McpSettings {
+        projsync_mcp::McpSettings {
+            max_result_bytes: self.mcp.max_result_bytes,
+            page_size: self.mcp.page_size,
+        }
     }
 
     /// The webhook endpoint's settings (`[webhooks]`).

@@ -41,6 +41,19 @@ enum Command {
     Api,
     /// Pull sync jobs from the queue and run them, until SIGINT or SIGTERM.
     Worker,
+    /// Serve MCP (the Model Context Protocol) on stdin/stdout, for an AI
+    /// assistant that starts projsync itself: search, entries, symbols and
+    /// syncs, as the API key's tenant sees them. (`projsync api` serves the
+    /// same over HTTP at /mcp.)
+    Mcp {
+        /// The API key to answer as (`projsync key create`).
+        #[arg(long, env = "PROJSYNC_API_KEY", hide_env_values = true)]
+        key: String,
+        /// The project (name or id) tools use when not given one; resources
+        /// lists only its files.
+        #[arg(long)]
+        project: Option<String>,
+    },
     /// Create the database if needed and apply migrations, guarded: every
     /// statement is parsed first and one that destroys a protected object
     /// is refused without a consent line; rows and vectors are counted
@@ -391,6 +404,7 @@ fn process_name(command: &Command) -> String {
     let name = match command {
         Command::Api => "api",
         Command::Worker => "worker",
+        Command::Mcp { .. } => "mcp",
         Command::Migrate { .. } => "migrate",
         Command::Project(_) => "project",
         Command::Sync { .. } => "sync",
@@ -458,6 +472,7 @@ async fn main() -> ExitCode {
             | Command::Project(_)
             | Command::Search { .. }
             | Command::Embeddings(_)
+            | Command::Mcp { .. }
     );
     let log = projsync::logging::LogOptions {
         json: cli.log_json,
@@ -676,12 +691,37 @@ async fn run(command: Command, tenant: Option<String>, settings: &Settings) -> R
             let search = app::search_settings(settings, embedder);
             let state = app::api_state_with_search(settings, store, search).await?;
             let shutdown = CancellationToken::new();
-            let (addr, handle) = app::spawn_api(listener, state, shutdown.clone())?;
+            let (addr, handle) = app::spawn_api(listener, state, settings.mcp_settings(), shutdown.clone())?;
             tracing::info!("api listening on http://{addr}");
             app::shutdown_signal().await;
             tracing::info!("shutting down");
             shutdown.cancel();
             handle.await??;
+        }
+        Command::Mcp { key, project } => {
+            let store = app::store(settings).await?;
+            app::require_app_role(&store).await?;
+            app::require_pgvector(&store).await?;
+            let Some(principal) = store.authenticate(key.trim()).await? else {
+                eprintln!(
+                    "error: this API key is not valid (unknown or revoked); ask an operator for \
+                     one (`projsync key create --tenant NAME`)"
+                );
+                return Ok(ExitCode::from(2));
+            };
+            if let Some(p) = &project {
+                if find_project(&store.scoped(principal.tenant), p).await.is_err() {
+                    eprintln!(
+                        "error: --project {p}: no such project for this key's tenant \
+                         (`projsync project list` lists them)"
+                    );
+                    return Ok(ExitCode::from(2));
+                }
+            }
+            let embedder = app::embedder(settings, &store).await?;
+            let search = app::search_settings(settings, embedder);
+            let state = app::api_state_with_search(settings, store, search).await?;
+            projsync_mcp::serve_stdio(state, principal, project, settings.mcp_settings()).await?;
         }
         Command::Worker => {
             let store = app::store(settings).await?;

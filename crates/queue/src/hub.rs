@@ -17,8 +17,8 @@ use crate::{Error, QueueOptions, Result};
 use backon::{ExponentialBuilder, Retryable as _};
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use projsync_domain::progress::sync_channel;
-use projsync_domain::{ProgressEvent, SyncId};
+use projsync_domain::progress::{project_channel, sync_channel};
+use projsync_domain::{ProgressEvent, ProjectId, SyncId};
 use redis::aio::{PubSubSink, PubSubStream};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -103,6 +103,17 @@ impl EventHub {
     /// Follow a sync's progress channel. Returns once Redis has confirmed
     /// the subscription; [`Error::TooManyStreams`] past the cap.
     pub async fn subscribe(&self, sync_id: SyncId) -> Result<Subscription> {
+        self.follow(sync_channel(sync_id)).await
+    }
+
+    /// Follow every sync of a project (its progress channel, which the
+    /// workers publish each event on too): MCP resource subscriptions
+    /// learn of finished syncs here. Counted against the same cap.
+    pub async fn subscribe_project(&self, project_id: ProjectId) -> Result<Subscription> {
+        self.follow(project_channel(project_id)).await
+    }
+
+    async fn follow(&self, channel: String) -> Result<Subscription> {
         let inner = &self.inner;
         let permit =
             inner
@@ -112,7 +123,6 @@ impl EventHub {
                 .map_err(|_| Error::TooManyStreams {
                     max: inner.max_streams,
                 })?;
-        let channel = sync_channel(sync_id);
         let mut control = inner.control.lock().await;
         let (conn, mut sink) = inner.connection(&mut control).await?;
         let (receiver, fresh) = {

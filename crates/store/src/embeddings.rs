@@ -161,7 +161,7 @@ fn vector_text(v: &[f32]) -> String {
 
 /// The fragment that restricts `memory_entries m` to what readers see:
 /// active versions, or those visible right after the sync bound as `$as_of`.
-fn visible(as_of_param: Option<usize>) -> String {
+pub(crate) fn visible(as_of_param: Option<usize>) -> String {
     match as_of_param {
         None => "m.status = 'active'".into(),
         Some(p) => format!(

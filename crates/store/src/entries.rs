@@ -36,6 +36,14 @@ pub struct ImportRow {
     pub size: i64,
 }
 
+/// An active file entry without its content.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EntryInfo {
+    pub path: String,
+    pub size: i64,
+    pub language: Option<String>,
+}
+
 /// One active memory entry, as readers see it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ActiveEntry {
@@ -819,6 +827,69 @@ impl Store {
             ))
         })?;
         Ok(active_entry_from_row(&row))
+    }
+
+    /// The project's file entry at `path` as readers saw it right after
+    /// sync `as_of` (a succeeded sync or restore of its history; the caller
+    /// checks that with `is_history_point`). Not found when the file did
+    /// not exist then.
+    pub async fn entry_as_of(
+        &self,
+        project_id: ProjectId,
+        path: &str,
+        as_of: SyncId,
+    ) -> Result<ActiveEntry> {
+        let row = sqlx::query(&format!(
+            "SELECT m.path, m.content, m.content_hash, m.blob_sha, m.language, \
+                 m.created_by_sync_id \
+             FROM memory_entries m WHERE m.project_id = $1 AND m.kind = 'file' \
+             AND m.path = $2 AND {}",
+            crate::embeddings::visible(Some(3))
+        ))
+        .bind(project_id.0)
+        .bind(path)
+        .bind(as_of.0)
+        .fetch_optional(&mut *self.read().await?)
+        .await?
+        .ok_or_else(|| {
+            crate::Error::NotFound(format!(
+                "no entry at `{path}` in project {project_id} as of sync {as_of}"
+            ))
+        })?;
+        Ok(active_entry_from_row(&row))
+    }
+
+    /// One page of the project's active file entries' paths, sizes and
+    /// languages (no content), by path, starting after `after`: what a
+    /// listing of resources shows.
+    pub async fn active_paths_page(
+        &self,
+        project_id: ProjectId,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<crate::Page<EntryInfo, String>> {
+        let rows = sqlx::query(
+            "SELECT path, size_bytes, language FROM active_memory_entries \
+             WHERE project_id = $1 AND kind = 'file' AND path > $2 ORDER BY path LIMIT $3",
+        )
+        .bind(project_id.0)
+        .bind(after.unwrap_or(""))
+        .bind(limit.saturating_add(1))
+        .fetch_all(&mut *self.read().await?)
+        .await?;
+        let rows = rows
+            .into_iter()
+            .map(|r| {
+                let info = EntryInfo {
+                    path: r.get("path"),
+                    size: r.get("size_bytes"),
+                    language: r.get("language"),
+                };
+                let key = info.path.clone();
+                (info, key)
+            })
+            .collect();
+        Ok(crate::Page::from_rows(rows, limit))
     }
 
     /// One page of the project's active file entries, by `(kind, path)`,

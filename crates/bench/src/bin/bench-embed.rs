@@ -668,7 +668,12 @@ async fn cache(args: &Args, summary: &mut Summary) -> Result<()> {
     .await?;
     let shutdown = CancellationToken::new();
     let listener = projsync::app::bind("127.0.0.1:0").await?;
-    let (addr, api) = projsync::app::spawn_api(listener, bench.state.clone(), shutdown.clone())?;
+    let (addr, api) = projsync::app::spawn_api(
+        listener,
+        bench.state.clone(),
+        Default::default(),
+        shutdown.clone(),
+    )?;
     let result = replay(&bench, &fake, addr, &source, args, summary).await;
     shutdown.cancel();
     let _ = api.await;
@@ -1495,7 +1500,7 @@ async fn api_series(
     .await?;
     let shutdown = CancellationToken::new();
     let listener = projsync::app::bind("127.0.0.1:0").await?;
-    let (addr, api) = projsync::app::spawn_api(listener, state, shutdown.clone())?;
+    let (addr, api) = projsync::app::spawn_api(listener, state, Default::default(), shutdown.clone())?;
     let client = http_client()?;
     let url = format!("http://{addr}/api/v1/projects/{project}/search");
     let result = timed(label, count, async |i, counted| {
