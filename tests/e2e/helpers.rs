@@ -127,7 +127,8 @@ pub async fn spawn_app_full(
     let state = app::api_state_with_search(&settings, db.store.clone(), search)
         .await
         .unwrap();
-    let (addr, _api) = app::spawn_api(listener, state, settings.mcp_settings(), shutdown.clone()).unwrap();
+    let (addr, _api) =
+        app::spawn_api(listener, state, settings.mcp_settings(), shutdown.clone()).unwrap();
     if let Some(sources) = sources {
         app::spawn_worker_with(&settings, db.store.clone(), sources, shutdown.clone())
             .await

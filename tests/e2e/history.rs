@@ -130,6 +130,33 @@ async fn replayed_history_matches_every_tree_and_every_sync_can_be_restored() {
     .unwrap();
     assert_eq!(dup, 0);
 
+    // Any file as of any sync of the history, through the API.
+    for (sync_id, expected) in &history {
+        for (path, content) in expected {
+            let enc = path.replace('/', "%2F");
+            let (status, body) = app
+                .get(&format!(
+                    "/projects/{project}/memory/entry?path={enc}&as_of={sync_id}"
+                ))
+                .await;
+            assert_eq!(status, 200, "{path} as of {sync_id}: {body}");
+            assert_eq!(body["content"], content.as_str());
+        }
+    }
+    let (status, body) = app
+        .get(&format!(
+            "/projects/{project}/memory/entry?path=dir%2Fc.md&as_of={}",
+            history[1].0
+        ))
+        .await;
+    assert_eq!(status, 404, "deleted by then: {body}");
+    let (status, body) = app
+        .get(&format!(
+            "/projects/{project}/memory/entry?path=a.txt&as_of=nope"
+        ))
+        .await;
+    assert_eq!(status, 422, "{body}");
+
     // Restore every earlier state, out of order, then undo the last restore.
     let trees_before = *sources.trees_read.lock().unwrap();
     for i in [1, 4, 0, 2, 5, 3] {

@@ -118,7 +118,10 @@ impl FromRequestParts<AppState> for Scoped {
 /// The caller of a request that must carry a bearer API key (the MCP
 /// endpoint: its clients hold no browser session), rate limited like
 /// every other request.
-pub async fn bearer_principal(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+pub async fn bearer_principal(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Principal, ApiError> {
     if headers.get(header::AUTHORIZATION).is_none() {
         return Err(ApiError::Unauthorized(
             "authentication required: send `Authorization: Bearer <API key>` (an operator \

@@ -519,8 +519,9 @@ async fn get_memory_entry(
         .as_of
         .as_deref()
         .map(|s| {
-            s.parse::<SyncId>()
-                .map_err(|_| ApiError::Invalid(format!("as_of: `{}` is not a sync id", s.escape_debug())))
+            s.parse::<SyncId>().map_err(|_| {
+                ApiError::Invalid(format!("as_of: `{}` is not a sync id", s.escape_debug()))
+            })
         })
         .transpose()?;
     Ok(Json(service::read_entry(&state, id, &q.path, as_of).await?))

@@ -139,7 +139,8 @@ pub async fn run(
     let embedder = app::embedder(settings, &store).await?;
     let search = app::search_settings(settings, embedder);
     let state = app::api_state_with_search(settings, store.clone(), search).await?;
-    let (mut addr, api) = app::spawn_api(listener, state, settings.mcp_settings(), shutdown.clone())?;
+    let (mut addr, api) =
+        app::spawn_api(listener, state, settings.mcp_settings(), shutdown.clone())?;
     if addr.ip().is_unspecified() {
         // Bound to every address (0.0.0.0): call it by loopback, a name
         // api.allowed_hosts has by default.

@@ -691,7 +691,8 @@ async fn run(command: Command, tenant: Option<String>, settings: &Settings) -> R
             let search = app::search_settings(settings, embedder);
             let state = app::api_state_with_search(settings, store, search).await?;
             let shutdown = CancellationToken::new();
-            let (addr, handle) = app::spawn_api(listener, state, settings.mcp_settings(), shutdown.clone())?;
+            let (addr, handle) =
+                app::spawn_api(listener, state, settings.mcp_settings(), shutdown.clone())?;
             tracing::info!("api listening on http://{addr}");
             app::shutdown_signal().await;
             tracing::info!("shutting down");
@@ -710,7 +711,10 @@ async fn run(command: Command, tenant: Option<String>, settings: &Settings) -> R
                 return Ok(ExitCode::from(2));
             };
             if let Some(p) = &project {
-                if find_project(&store.scoped(principal.tenant), p).await.is_err() {
+                if find_project(&store.scoped(principal.tenant), p)
+                    .await
+                    .is_err()
+                {
                     eprintln!(
                         "error: --project {p}: no such project for this key's tenant \
                          (`projsync project list` lists them)"

@@ -156,7 +156,10 @@ mod tests {
         assert_eq!(shown, 1);
         assert!(text.len() <= 700);
         let v: Value = serde_json::from_str(&text).unwrap();
-        assert!(v["results"][0]["content"].as_str().unwrap().ends_with(MARKER));
+        assert!(v["results"][0]["content"]
+            .as_str()
+            .unwrap()
+            .ends_with(MARKER));
     }
 
     #[test]

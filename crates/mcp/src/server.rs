@@ -18,11 +18,10 @@ use projsync_store::{Principal, Project};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResult, ContentBlock, Implementation, ListResourceTemplatesResult,
-    ListResourcesResult, PaginatedRequestParams, ProtocolVersion, ResourceTemplate,
-    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
-    ResourceContents, ServerCapabilities, ServerConfig, SubscribeRequestParams,
-    UnsubscribeRequestParams,
+    CallToolResult, ContentBlock, Implementation, ListResourceTemplatesResult, ListResourcesResult,
+    PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse,
+    ReadResourceResult, Resource, ResourceContents, ResourceTemplate, ServerCapabilities,
+    ServerConfig, SubscribeRequestParams, UnsubscribeRequestParams,
 };
 use rmcp::schemars;
 use rmcp::service::RequestContext;
@@ -129,9 +128,7 @@ impl ProjsyncMcp {
                 .and_then(|parts| parts.extensions.get::<Principal>())
                 .copied()
                 .ok_or_else(|| {
-                    ToolError(
-                        "not authenticated: send `Authorization: Bearer <API key>`".into(),
-                    )
+                    ToolError("not authenticated: send `Authorization: Bearer <API key>`".into())
                 })?,
         };
         let tenant = *self.tenant.get_or_init(|| principal.tenant);
@@ -168,8 +165,12 @@ impl ProjsyncMcp {
                     )),
                     1 => Ok(page.items.into_iter().next().expect("one project")),
                     _ => {
-                        let names: Vec<&str> =
-                            page.items.iter().take(20).map(|p| p.name.as_str()).collect();
+                        let names: Vec<&str> = page
+                            .items
+                            .iter()
+                            .take(20)
+                            .map(|p| p.name.as_str())
+                            .collect();
                         Err(ToolError(format!(
                             "give `project`: one of {}{} (list_projects lists them all)",
                             names.join(", "),
@@ -218,7 +219,9 @@ fn encode_cursor(v: &Value) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
 }
 
-fn decode_cursor<T: serde::de::DeserializeOwned>(raw: Option<&str>) -> Result<Option<T>, ToolError> {
+fn decode_cursor<T: serde::de::DeserializeOwned>(
+    raw: Option<&str>,
+) -> Result<Option<T>, ToolError> {
     use base64::Engine as _;
     let Some(raw) = raw.filter(|r| !r.is_empty()) else {
         return Ok(None);
@@ -466,7 +469,12 @@ impl ProjsyncMcp {
     async fn do_search(&self, args: SearchArgs, ctx: &RequestContext<RoleServer>) -> ToolResult {
         let st = self.caller(ctx)?;
         let project = self.project(&st, args.project.as_deref()).await?;
-        let mode = match args.mode.as_deref().map(str::trim).filter(|m| !m.is_empty()) {
+        let mode = match args
+            .mode
+            .as_deref()
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+        {
             None => None,
             Some(m) => Some(m.parse::<SearchMode>().map_err(|_| {
                 ToolError(format!(
@@ -528,17 +536,18 @@ impl ProjsyncMcp {
         let st = self.caller(ctx)?;
         let project = self.project(&st, args.project.as_deref()).await?;
         let as_of = parse_sync_id("as_of", args.as_of.as_deref())?;
-        let entry = match projsync_api::service::read_entry(&st, project.id, &args.path, as_of).await
+        let entry = match projsync_api::service::read_entry(&st, project.id, &args.path, as_of)
+            .await
         {
             Ok(e) => e,
-            Err(ApiError::NotFound(_)) => {
-                return Err(ToolError(format!(
-                    "no file `{}` in project {}{}; search or resources/list show the paths there are",
-                    args.path.escape_debug(),
-                    project.name,
-                    as_of.map(|s| format!(" as of sync {s}")).unwrap_or_default()
-                )))
-            }
+            Err(ApiError::NotFound(_)) => return Err(ToolError(format!(
+                "no file `{}` in project {}{}; search or resources/list show the paths there are",
+                args.path.escape_debug(),
+                project.name,
+                as_of
+                    .map(|s| format!(" as of sync {s}"))
+                    .unwrap_or_default()
+            ))),
             Err(e) => return Err(e.into()),
         };
         Ok(self.entry_part(&project, as_of, entry, args.offset.unwrap_or(0))?)
@@ -605,14 +614,9 @@ impl ProjsyncMcp {
         let project = self.project(&st, args.project.as_deref()).await?;
         let filter = projsync_api::code::symbol_filter(args.q, args.kind, args.path_prefix)?;
         let after: Option<String> = decode_cursor(args.cursor.as_deref())?;
-        let page = projsync_api::code::symbols(
-            &st,
-            project.id,
-            &filter,
-            after.as_deref(),
-            SYMBOLS_PAGE,
-        )
-        .await?;
+        let page =
+            projsync_api::code::symbols(&st, project.id, &filter, after.as_deref(), SYMBOLS_PAGE)
+                .await?;
         let symbols: Vec<Value> = page
             .items
             .iter()
@@ -628,7 +632,8 @@ impl ProjsyncMcp {
                 })
             })
             .collect();
-        let doc = json!({ "project": project.name, "symbols": symbols, "next_cursor": Value::Null });
+        let doc =
+            json!({ "project": project.name, "symbols": symbols, "next_cursor": Value::Null });
         let (text, shown) = fit_list(doc, "symbols", self.budget(), |n, t| {
             format!("{n} of {t} symbols of this page shown (size budget); call list_symbols with `cursor` = next_cursor for the rest, or narrow with q, kind or path_prefix")
         });
@@ -692,7 +697,11 @@ impl ProjsyncMcp {
         Ok(text)
     }
 
-    async fn do_sync_status(&self, args: ProjectArgs, ctx: &RequestContext<RoleServer>) -> ToolResult {
+    async fn do_sync_status(
+        &self,
+        args: ProjectArgs,
+        ctx: &RequestContext<RoleServer>,
+    ) -> ToolResult {
         let st = self.caller(ctx)?;
         let project = self.project(&st, args.project.as_deref()).await?;
         let (active, recent) = tokio::try_join!(
@@ -715,7 +724,11 @@ impl ProjsyncMcp {
         Ok(text)
     }
 
-    async fn do_start_sync(&self, args: StartSyncArgs, ctx: &RequestContext<RoleServer>) -> ToolResult {
+    async fn do_start_sync(
+        &self,
+        args: StartSyncArgs,
+        ctx: &RequestContext<RoleServer>,
+    ) -> ToolResult {
         let st = self.caller(ctx)?;
         let project = self.project(&st, args.project.as_deref()).await?;
         st.require(Role::Write)?;
@@ -782,10 +795,7 @@ impl ProjsyncMcp {
         };
         let mut resources = Vec::new();
         while let Some(p) = project.take() {
-            let after = cursor
-                .take()
-                .filter(|c| c.p == p.id)
-                .and_then(|c| c.a);
+            let after = cursor.take().filter(|c| c.p == p.id).and_then(|c| c.a);
             let want = limit - resources.len() as i64;
             let page = st
                 .store

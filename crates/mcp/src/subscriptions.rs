@@ -32,7 +32,12 @@ pub struct Subscriptions {
 
 impl Drop for Subscriptions {
     fn drop(&mut self) {
-        for (_, f) in self.followers.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+        for (_, f) in self
+            .followers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+        {
             f.abort();
         }
     }

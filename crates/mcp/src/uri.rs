@@ -80,7 +80,10 @@ mod tests {
             assert!(!uri[SCHEME.len()..].contains(' '), "{uri}");
             assert_eq!(parse(&uri).unwrap(), (project.into(), path.into()), "{uri}");
         }
-        assert_eq!(resource_uri("web", "src/lib.rs"), "projsync://web/src/lib.rs");
+        assert_eq!(
+            resource_uri("web", "src/lib.rs"),
+            "projsync://web/src/lib.rs"
+        );
         assert!(parse("file:///etc/passwd").is_err());
         assert!(parse("projsync:///x").is_err());
         assert!(parse("projsync://p/%ff").is_err());

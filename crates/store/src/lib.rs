@@ -30,7 +30,9 @@ pub use embeddings::{
     ChunkScope, ChunkToEmbed, EmbeddingCounts, NewChunk, SearchFilter, SearchHit, UnchunkedEntry,
     VectorExtension, PGVECTOR_MISSING,
 };
-pub use entries::{ActiveEntry, EntryInfo, GrownTable, ImportRow, LastSync, MemoryKey, NewEntry, ScanBase};
+pub use entries::{
+    ActiveEntry, EntryInfo, GrownTable, ImportRow, LastSync, MemoryKey, NewEntry, ScanBase,
+};
 pub use error::{Error, Result};
 pub use locks::{sync_lock_key, SyncLockGuard, SyncLocks};
 pub use ops::{ProjectFacts, QueueCounts, RunningSync, ThroughputBucket, WorkerInfo};

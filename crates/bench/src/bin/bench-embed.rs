@@ -1500,7 +1500,8 @@ async fn api_series(
     .await?;
     let shutdown = CancellationToken::new();
     let listener = projsync::app::bind("127.0.0.1:0").await?;
-    let (addr, api) = projsync::app::spawn_api(listener, state, Default::default(), shutdown.clone())?;
+    let (addr, api) =
+        projsync::app::spawn_api(listener, state, Default::default(), shutdown.clone())?;
     let client = http_client()?;
     let url = format!("http://{addr}/api/v1/projects/{project}/search");
     let result = timed(label, count, async |i, counted| {
