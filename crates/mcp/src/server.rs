@@ -536,21 +536,22 @@ impl ProjsyncMcp {
         let st = self.caller(ctx)?;
         let project = self.project(&st, args.project.as_deref()).await?;
         let as_of = parse_sync_id("as_of", args.as_of.as_deref())?;
-        let entry = match projsync_api::service::read_entry(&st, project.id, &args.path, as_of)
-            .await
-        {
-            Ok(e) => e,
-            Err(ApiError::NotFound(_)) => return Err(ToolError(format!(
+        let entry =
+            match projsync_api::service::read_entry(&st, project.id, &args.path, as_of).await {
+                Ok(e) => e,
+                Err(ApiError::NotFound(_)) => {
+                    return Err(ToolError(format!(
                 "no file `{}` in project {}{}; search or resources/list show the paths there are",
                 args.path.escape_debug(),
                 project.name,
                 as_of
                     .map(|s| format!(" as of sync {s}"))
                     .unwrap_or_default()
-            ))),
-            Err(e) => return Err(e.into()),
-        };
-        Ok(self.entry_part(&project, as_of, entry, args.offset.unwrap_or(0))?)
+            )))
+                }
+                Err(e) => return Err(e.into()),
+            };
+        self.entry_part(&project, as_of, entry, args.offset.unwrap_or(0))
     }
 
     /// One part of an entry's content, from `offset`, within the budget.
