@@ -130,7 +130,7 @@ async fn keys_sessions_and_the_size_budget_over_http() {
     for i in 0..30 {
         repo.write(
             &format!("src/m{i:02}.rs"),
-            &format!("pub fn needle_{i}() -> u32 {{ {i} }} // needle haystack\n"),
+            format!("pub fn needle_{i}() -> u32 {{ {i} }} // needle haystack\n"),
         );
     }
     repo.commit("files");
@@ -214,7 +214,7 @@ async fn keys_sessions_and_the_size_budget_over_http() {
     assert!(text.len() <= 2048);
     let v: Value = serde_json::from_str(&text).unwrap();
     let shown = v["results"].as_array().unwrap().len();
-    assert!(shown >= 1 && shown < 30, "{shown}");
+    assert!((1..30).contains(&shown), "{shown}");
     assert!(
         v["truncated"].as_str().unwrap().contains("results shown"),
         "{v}"
