@@ -271,18 +271,23 @@ async fn known_content_is_the_files_not_a_symbols_with_the_same_blob() {
             ..symbol("src/a.rs", n, "function")
         })
         .collect();
-    store
+    let written = store
         .write_analysis_batch(&claim, &symbols, &[], &[], json!({}))
         .await
         .unwrap();
+    assert_eq!(written, BatchWrite::Written);
     // Written after the symbols, so a scan meets the symbols first.
-    store
-        .write_import_batch(&claim, &[file.clone()], &[], json!({}))
+    let written = store
+        .write_import_batch(&claim, std::slice::from_ref(&file), &[], json!({}))
         .await
         .unwrap();
+    assert_eq!(written, BatchWrite::Written);
     // Whatever order the rows come in, only the file's content is offered.
     for _ in 0..5 {
-        let known = store.known_content(project, &[sha.clone()]).await.unwrap();
+        let known = store
+            .known_content(project, std::slice::from_ref(&sha))
+            .await
+            .unwrap();
         assert_eq!(known.len(), 1);
         assert_eq!(known[&sha].content, file.content);
         assert_eq!(known[&sha].content_hash, file.content_hash);
