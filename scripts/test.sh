@@ -33,6 +33,13 @@ if cargo tree -p projsync-pipeline -e normal --prefix none --locked \
     exit 1
 fi
 
+echo "test: layering (the MCP server uses the API's service layer, no pipeline, source or model runtime)"
+if cargo tree -p projsync-mcp -e normal --prefix none --locked \
+    | grep -E '^(projsync-pipeline|projsync-sources|projsync-source-git|projsync-source-github|projsync-embed-local|ort|octocrab) ' ; then
+    echo "test: projsync-mcp must reach everything through projsync-api (see ARCHITECTURE.md)" >&2
+    exit 1
+fi
+
 echo "test: layering (the metrics crate does no I/O: the ledger's numbers are handed in)"
 if cargo tree -p projsync-metrics -e normal --prefix none --locked \
     | grep -E '^(tokio|sqlx|redis|axum|reqwest|projsync-store) ' ; then
