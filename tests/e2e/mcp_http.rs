@@ -309,6 +309,27 @@ async fn keys_sessions_and_the_size_budget_over_http() {
     let r = theirs.call(&other, "resources/list", json!({})).await;
     assert_eq!(r["result"]["resources"], json!([]), "{r}");
 
+    // Counted by tool and outcome.
+    let metrics = reqwest::get(format!("{}/metrics", app.base.trim_end_matches("/api/v1")))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |tool: &str, outcome: &str| -> f64 {
+        let series =
+            format!("projsync_mcp_tool_calls_total{{outcome=\"{outcome}\",tool=\"{tool}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+    };
+    assert_eq!(count("read_entry", "ok"), parts as f64);
+    // (Arguments that do not deserialize are refused by the SDK before the
+    // tool runs, and are not counted.)
+    assert_eq!(count("search", "error"), 1.0);
+
     // Ending a session: 204, and the session is gone.
     let resp = s
         .http

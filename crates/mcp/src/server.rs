@@ -70,6 +70,14 @@ impl From<projsync_store::Error> for ToolError {
 
 type ToolResult = Result<String, ToolError>;
 
+impl ProjsyncMcp {
+    /// The tool's answer, counted in `projsync_mcp_tool_calls_total`.
+    fn answer(&self, tool: &str, result: ToolResult) -> CallToolResult {
+        self.base.metrics.mcp_tool_call(tool, result.is_ok());
+        answer(result)
+    }
+}
+
 fn answer(result: ToolResult) -> CallToolResult {
     match result {
         Ok(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
@@ -353,7 +361,7 @@ impl ProjsyncMcp {
         Parameters(args): Parameters<ListProjectsArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
-        answer(self.do_list_projects(args, &ctx).await)
+        self.answer("list_projects", self.do_list_projects(args, &ctx).await)
     }
 
     #[tool(
@@ -364,7 +372,7 @@ impl ProjsyncMcp {
         Parameters(args): Parameters<SearchArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
-        answer(self.do_search(args, &ctx).await)
+        self.answer("search", self.do_search(args, &ctx).await)
     }
 
     #[tool(
@@ -375,7 +383,7 @@ impl ProjsyncMcp {
         Parameters(args): Parameters<ReadEntryArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
-        answer(self.do_read_entry(args, &ctx).await)
+        self.answer("read_entry", self.do_read_entry(args, &ctx).await)
     }
 
     #[tool(
@@ -386,7 +394,7 @@ impl ProjsyncMcp {
         Parameters(args): Parameters<ListSymbolsArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
-        answer(self.do_list_symbols(args, &ctx).await)
+        self.answer("list_symbols", self.do_list_symbols(args, &ctx).await)
     }
 
     #[tool(
@@ -397,7 +405,7 @@ impl ProjsyncMcp {
         Parameters(args): Parameters<FindReferencesArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
-        answer(self.do_find_references(args, &ctx).await)
+        self.answer("find_references", self.do_find_references(args, &ctx).await)
     }
 
     #[tool(
@@ -408,7 +416,7 @@ impl ProjsyncMcp {
         Parameters(args): Parameters<ProjectArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
-        answer(self.do_sync_status(args, &ctx).await)
+        self.answer("sync_status", self.do_sync_status(args, &ctx).await)
     }
 
     #[tool(
@@ -419,7 +427,7 @@ impl ProjsyncMcp {
         Parameters(args): Parameters<StartSyncArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResult {
-        answer(self.do_start_sync(args, &ctx).await)
+        self.answer("start_sync", self.do_start_sync(args, &ctx).await)
     }
 }
 

@@ -42,6 +42,17 @@ const PHASE_BUCKETS: &[f64] = &[
     3600.0,
 ];
 
+/// The MCP server's tools (`projsync_mcp_tool_calls_total{tool}`).
+pub const MCP_TOOLS: [&str; 7] = [
+    "search",
+    "read_entry",
+    "list_symbols",
+    "find_references",
+    "sync_status",
+    "start_sync",
+    "list_projects",
+];
+
 /// The outcomes of a webhook delivery (`projsync_webhook_deliveries_total`):
 /// a sync `queued`, a request `coalesced` into the project's queued sync, a
 /// sync `wanted` after the running one, `ignored` (nothing to sync: a ping,
@@ -117,6 +128,7 @@ struct Inner {
     reconciler_pushes: IntCounter,
     // GitHub webhook deliveries (the API).
     webhook_deliveries: IntCounterVec,
+    mcp_tool_calls: IntCounterVec,
     schedule_fires: IntCounterVec,
     wanted_started: IntCounter,
     /// Serialises scrapes: each resets and refills the ledger families.
@@ -255,6 +267,15 @@ impl Metrics {
                 &["outcome"],
             )
             .expect("valid metric"),
+            mcp_tool_calls: IntCounterVec::new(
+                opts(
+                    "projsync_mcp_tool_calls_total",
+                    "MCP tool calls this API answered over /mcp, by tool and outcome (`ok`, or \
+                     `error`: a tool error the assistant was shown)",
+                ),
+                &["tool", "outcome"],
+            )
+            .expect("valid metric"),
             schedule_fires: IntCounterVec::new(
                 opts(
                     "projsync_schedule_fires_total",
@@ -300,6 +321,12 @@ impl Metrics {
                 inner.webhook_deliveries.with_label_values(&[outcome]);
             }
             families.push(Box::new(inner.webhook_deliveries.clone()));
+            for tool in MCP_TOOLS {
+                for outcome in ["ok", "error"] {
+                    inner.mcp_tool_calls.with_label_values(&[tool, outcome]);
+                }
+            }
+            families.push(Box::new(inner.mcp_tool_calls.clone()));
         }
         if process == Process::Worker {
             // Every phase has a series from the start, so that rates and
@@ -439,6 +466,17 @@ impl Metrics {
             .webhook_deliveries
             .with_label_values(&[outcome])
             .inc();
+    }
+
+    /// The MCP server answered a call of `tool` (one of [`MCP_TOOLS`];
+    /// others are not counted), `ok` or with a tool error.
+    pub fn mcp_tool_call(&self, tool: &str, ok: bool) {
+        if MCP_TOOLS.contains(&tool) {
+            self.0
+                .mcp_tool_calls
+                .with_label_values(&[tool, if ok { "ok" } else { "error" }])
+                .inc();
+        }
     }
 
     /// The reconciler pushed a sync again.
@@ -593,6 +631,27 @@ mod tests {
         assert_eq!(count("not-an-outcome"), None);
         let w = Metrics::new(Process::Worker).render(None);
         assert!(!w.contains("projsync_webhook_deliveries_total"), "{w}");
+    }
+
+    #[test]
+    fn mcp_tool_calls_are_the_apis_by_tool_and_outcome() {
+        let api = Metrics::new(Process::Api);
+        api.mcp_tool_call("search", true);
+        api.mcp_tool_call("start_sync", false);
+        api.mcp_tool_call("made_up", true);
+        let a = api.render(None);
+        let count = |t: &str, o: &str| {
+            sample_value(
+                &a,
+                &format!("projsync_mcp_tool_calls_total{{outcome=\"{o}\",tool=\"{t}\"}}"),
+            )
+        };
+        assert_eq!(count("search", "ok"), Some(1.0));
+        assert_eq!(count("start_sync", "error"), Some(1.0));
+        assert_eq!(count("list_projects", "ok"), Some(0.0));
+        assert_eq!(count("made_up", "ok"), None);
+        let w = Metrics::new(Process::Worker).render(None);
+        assert!(!w.contains("projsync_mcp_tool_calls_total"), "{w}");
     }
 
     #[test]
