@@ -9,7 +9,7 @@
 //! it: a request of another tenant on it is refused.
 
 use crate::budget::{self, fit_list, MARKER};
-use crate::subscriptions::Subscriptions;
+use crate::subscriptions::{Notifier, Subscriptions};
 use crate::uri;
 use crate::McpSettings;
 use projsync_api::{ApiError, AppState};
@@ -19,16 +19,15 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
     CallToolResult, ContentBlock, Implementation, ListResourceTemplatesResult, ListResourcesResult,
-    PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse,
-    ReadResourceResult, Resource, ResourceContents, ResourceTemplate, ServerCapabilities,
-    ServerConfig, SubscribeRequestParams, UnsubscribeRequestParams,
+    PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
+    Resource, ResourceContents, ResourceTemplate, ServerCapabilities, ServerConfig,
+    SubscribeRequestParams, SubscriptionFilter, UnsubscribeRequestParams,
 };
 use rmcp::schemars;
-use rmcp::service::RequestContext;
+use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{tool, tool_handler, tool_router, ErrorData, RoleServer, ServerHandler};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
 /// What the assistant is told when it connects.
@@ -917,11 +916,43 @@ impl ServerHandler for ProjsyncMcp {
         .with_instructions(INSTRUCTIONS)
     }
 
-    /// The handshake-era protocol (initialize, sessions, resources/subscribe),
-    /// which every assistant speaks; clients that probe for newer versions
-    /// fall back to it.
-    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
-        Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
+    /// Resource updates only: the tool and resource lists never change.
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(requested.supported_by(&self.get_info().capabilities))
+    }
+
+    /// A `subscriptions/listen` stream (2026-07-28): each accepted resource
+    /// URI is followed like a `resources/subscribe` until the client closes
+    /// the stream. A URI that is not the caller's ends the stream with the
+    /// error that says why.
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
+        let st = self
+            .caller(context.request_context())
+            .map_err(resource_error)?;
+        let uris = context
+            .accepted()
+            .resource_subscriptions
+            .clone()
+            .unwrap_or_default();
+        // Its own followers, stopped when the stream ends (dropped).
+        let followed = Subscriptions::default();
+        for uri in uris {
+            let project = self
+                .subscription_target(&uri, &st)
+                .await
+                .map_err(resource_error)?;
+            followed.add(
+                st.clone(),
+                project,
+                uri,
+                Notifier::Listen(context.sink().clone()),
+            );
+        }
+        context.cancelled().await;
+        Ok(())
     }
 
     async fn list_resources(
@@ -972,8 +1003,12 @@ impl ServerHandler for ProjsyncMcp {
             .subscription_target(&request.uri, &st)
             .await
             .map_err(resource_error)?;
-        self.subscriptions
-            .add(st, project, request.uri, context.peer.clone());
+        self.subscriptions.add(
+            st,
+            project,
+            request.uri,
+            Notifier::Peer(context.peer.clone()),
+        );
         Ok(())
     }
 

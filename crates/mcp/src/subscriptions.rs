@@ -14,6 +14,7 @@ use projsync_api::AppState;
 use projsync_domain::{ProjectId, SyncId, SyncStatus};
 use projsync_store::Project;
 use rmcp::model::ResourceUpdatedNotificationParam;
+use rmcp::service::SubscriptionSink;
 use rmcp::{Peer, RoleServer};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,35 @@ use std::time::Duration;
 /// The URIs subscribed to, by project: shared with the followers, which
 /// read it on each sync.
 type Uris = Arc<Mutex<HashMap<ProjectId, BTreeSet<String>>>>;
+
+/// Where updates go: the session's peer (`resources/subscribe`, protocol
+/// versions up to 2025-11-25) or a `subscriptions/listen` stream (from
+/// 2026-07-28).
+#[derive(Clone)]
+pub enum Notifier {
+    Peer(Peer<RoleServer>),
+    Listen(SubscriptionSink),
+}
+
+impl Notifier {
+    /// `false` once the client is gone.
+    async fn updated(&self, uri: String) -> bool {
+        let sent = match self {
+            Notifier::Peer(peer) => peer
+                .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri))
+                .await
+                .map_err(|e| e.to_string()),
+            Notifier::Listen(sink) => sink
+                .notify_resource_updated(uri)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(e) = &sent {
+            tracing::debug!("mcp: the client is gone ({e}); stop following");
+        }
+        sent.is_ok()
+    }
+}
 
 #[derive(Default)]
 pub struct Subscriptions {
@@ -45,7 +75,7 @@ impl Drop for Subscriptions {
 
 impl Subscriptions {
     /// Subscribe `uri` (of `project`, which the caller of `state` sees).
-    pub fn add(&self, state: AppState, project: Project, uri: String, peer: Peer<RoleServer>) {
+    pub fn add(&self, state: AppState, project: Project, uri: String, peer: Notifier) {
         let id = project.id;
         lock(&self.uris).entry(id).or_default().insert(uri);
         let mut followers = self.followers.lock().unwrap_or_else(|e| e.into_inner());
@@ -81,7 +111,7 @@ fn lock(uris: &Uris) -> std::sync::MutexGuard<'_, HashMap<ProjectId, BTreeSet<St
 
 /// Announce every successful sync of `project` to the URIs subscribed in
 /// it, until aborted (or the client is gone).
-async fn follow(state: AppState, project: Project, uris: Uris, peer: Peer<RoleServer>) {
+async fn follow(state: AppState, project: Project, uris: Uris, peer: Notifier) {
     let mut announced: Option<SyncId> = project.last_sync_id;
     let mut backoff = Duration::from_millis(200);
     loop {
@@ -126,17 +156,13 @@ async fn follow(state: AppState, project: Project, uris: Uris, peer: Peer<RoleSe
 }
 
 /// Notify each URI subscribed in `project`; `false` once the client is gone.
-async fn announce(uris: &Uris, project: ProjectId, peer: &Peer<RoleServer>) -> bool {
+async fn announce(uris: &Uris, project: ProjectId, peer: &Notifier) -> bool {
     let list: Vec<String> = lock(uris)
         .get(&project)
         .map(|s| s.iter().cloned().collect())
         .unwrap_or_default();
     for uri in list {
-        if let Err(e) = peer
-            .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri))
-            .await
-        {
-            tracing::debug!("mcp: the client is gone ({e}); stop following");
+        if !peer.updated(uri).await {
             return false;
         }
     }
