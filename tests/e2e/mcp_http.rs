@@ -350,3 +350,24 @@ async fn keys_sessions_and_the_size_budget_over_http() {
         .unwrap();
     assert_eq!(resp.status(), 404);
 }
+
+/// `projsync mcp` refuses a bad key or an unknown project before it speaks
+/// MCP: exit 2 and a message on stderr, nothing on stdout (the protocol's
+/// channel).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_refuses_a_bad_key_or_project_before_speaking() {
+    let app = spawn_app_full(None, |_| {}).await;
+    let run = |args: &[&str]| {
+        let mut cmd = crate::cli::projsync(&app.db, &app.redis);
+        cmd.arg("mcp").args(args);
+        crate::cli::run(&mut cmd)
+    };
+    let (code, out, err) = run(&["--key", "psk_0000"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("not valid"), "{err}");
+    let (code, out, err) = run(&["--key", &app.key, "--project", "nope"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("--project nope"), "{err}");
+}
