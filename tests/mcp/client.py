@@ -109,18 +109,49 @@ def resource_uri(project: str, path: str) -> str:
     return f"projsync://{urllib.parse.quote(project, safe='')}/" + "/".join(segs)
 
 
+# What the SDK's transports could not read as MCP (a line on a stdio
+# server's stdout that is not JSON-RPC, a broken event stream): the run
+# fails on any, since a client would have lost a message.
+FAULTS: list[str] = []
+
+
+class Inbox:
+    """A connection's server notifications: the resources/updated URIs as
+    they come, and transport faults (into FAULTS)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.uris: list[str] = []
+        self._changed = anyio.Event()
+
+    async def handler(self, message: Any) -> None:
+        # The SDK hands every server notification, and transport faults, here.
+        if isinstance(message, types.ResourceUpdatedNotification):
+            self.uris.append(message.params.uri)
+            self._changed.set()
+        elif isinstance(message, Exception):
+            FAULTS.append(f"{self.name}: {message!r}")
+            print(f"transport fault ({self.name}): {message!r}", file=sys.stderr, flush=True)
+
+    async def wait_for(self, want: set[str]) -> None:
+        while not want <= set(self.uris):
+            await self._changed.wait()
+            self._changed = anyio.Event()
+
+
 @asynccontextmanager
-async def connect(key_name: str, *, mode: str = "legacy", handler: Any = None) -> AsyncIterator[Client]:
+async def connect(key_name: str, *, mode: str = "legacy", inbox: Inbox | None = None) -> AsyncIterator[Client]:
     """An initialized client holding the scenario's key `key_name`.
 
     The initialize request has the per-request timeout like every other; the
     run's deadline covers a server process that never answers at all."""
     sc = SCENARIO
     key = sc["keys"][key_name]
+    inbox = inbox or Inbox(key_name)
     common: dict[str, Any] = dict(
         mode=mode,
         read_timeout_seconds=float(sc.get("call_timeout", 10)),
-        message_handler=handler,
+        message_handler=inbox.handler,
         # Every read must reach the server: a result cached from before a
         # sync would hide what the sync changed.
         cache=None,
@@ -334,7 +365,15 @@ async def check_search(client: Client) -> None:
         check(len(results) <= 5, f"search k=5 answered {len(results)} results")
     ok(f"search {s['query']!r} over {len(sc['files'])} files: {top['path']} first (by name, id and default project)")
 
-    # path_prefix narrows; as_of reads the past.
+    # An assistant that names no mode gets the default (hybrid): with or
+    # without vectors, the file must still come first.
+    body = await call_ok(client, "search", {"query": s["query"]})
+    check(body["results"], f"search {s['query']!r} in the default mode: no results")
+    top = body["results"][0]["path"]
+    check(file_of(top) == s["path"], f"search {s['query']!r} in the default mode: {top} first, want {s['path']}")
+    ok(f"search in the default mode: {top} first (mode {body['mode']}, semantic: {body['semantic']!r})")
+
+    # path_prefix narrows.
     prefix = s["path"].rsplit("/", 1)[0] + "/"
     body = await call_ok(client, "search", {"query": s["query"], "mode": "keyword", "path_prefix": prefix})
     check(all(r["path"].startswith(prefix) for r in body["results"]), f"search path_prefix={prefix}: {body['results']}")
@@ -516,28 +555,7 @@ async def check_other_tenant(client: Client) -> None:
     ok(f"another tenant ({client.protocol_version}): no projects, no resources, isError for {sc['project']['name']}")
 
 
-class Updates:
-    """The notifications/resources/updated a client receives, as they come."""
-
-    def __init__(self) -> None:
-        self.uris: list[str] = []
-        self._changed = anyio.Event()
-
-    async def handler(self, message: Any) -> None:
-        # The SDK hands every server notification, and transport faults, here.
-        if isinstance(message, types.ResourceUpdatedNotification):
-            self.uris.append(message.params.uri)
-            self._changed.set()
-        elif isinstance(message, Exception):
-            print(f"transport fault: {message!r}", file=sys.stderr, flush=True)
-
-    async def wait_for(self, want: set[str]) -> None:
-        while not want <= set(self.uris):
-            await self._changed.wait()
-            self._changed = anyio.Event()
-
-
-async def check_subscription(client: Client, updates: Updates) -> None:
+async def check_subscription(client: Client, updates: Inbox) -> None:
     sc = SCENARIO
     name = sc["project"]["name"]
     root = f"projsync://{urllib.parse.quote(name, safe='')}/"
@@ -594,9 +612,11 @@ async def run() -> None:
     except MCPError as e:
         raise Mismatch(f"another tenant's client (mode={mode}) failed: {e.code}: {e}") from e
 
-    updates = Updates()
-    async with connect("write", handler=updates.handler) as client:
+    updates = Inbox("write")
+    async with connect("write", inbox=updates) as client:
         await check_subscription(client, updates)
+
+    check(not FAULTS, f"the transport met what is not MCP (over stdio: logs belong on stderr): {FAULTS}")
 
 
 def first_of(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
