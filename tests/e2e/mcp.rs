@@ -1,13 +1,15 @@
 //! The MCP server (`projsync mcp` over stdio, `/mcp` on the API over
 //! Streamable HTTP) driven by the official MCP Python SDK (PyPI `mcp`, pinned
 //! in scripts/requirements-dev.txt), a client nobody here wrote. Each test
-//! builds a ripgrep-sized repository, syncs it twice, and hands
-//! tests/mcp/client.py a scenario: what the project is called, which keys
-//! to use, and what every answer must be. The driver initializes, lists
-//! tools and resources, searches, reads as of the first sync, pages a file
-//! larger than the result budget, checks tool errors, role and tenant
-//! refusals, then subscribes to resources and starts a sync with a write key
-//! and waits for `notifications/resources/updated`.
+//! builds a ripgrep-sized repository, syncs it twice, adds a small second
+//! project to the tenant, and hands tests/mcp/client.py a scenario: what the
+//! projects are called, which keys to use, and what every answer must be.
+//! The driver initializes, lists tools and resources, searches, reads as of
+//! the first sync, pages a file larger than the result budget, checks tool
+//! errors, role and tenant refusals and what leaving `project` out means
+//! (`--project` over stdio, an error over HTTP with two projects), then
+//! subscribes to resources, starts a sync with a write key and waits for
+//! `notifications/resources/updated`.
 //!
 //! The Python tools are never optional: a missing venv fails the test with
 //! scripts/dev-venv.sh's message.
@@ -25,6 +27,9 @@ use std::time::{Duration, Instant};
 
 /// The project's name, in resource URIs (`projsync://rg/...`).
 const PROJECT: &str = "rg";
+/// A second, small project of the same tenant: a tool call that names no
+/// project is then ambiguous, unless `projsync mcp --project` scopes it.
+const SIBLING: &str = "rg-site";
 /// `[mcp] max_result_bytes`: the default (the HTTP test's app), and a
 /// smaller one the stdio test sets through the environment.
 const DEFAULT_BUDGET: usize = 16384;
@@ -151,7 +156,8 @@ fn readme(version: u32) -> String {
 }
 
 /// The app with a worker, the repository synced twice (the second sync
-/// rewrites CHANGELOG.md), and a third commit for the client's own sync.
+/// rewrites CHANGELOG.md), and a third commit for the client's own sync;
+/// beside it, the sibling project, synced once.
 struct World {
     app: TestApp,
     repo: GitRepo,
@@ -159,6 +165,9 @@ struct World {
     first_sync: String,
     second_sync: String,
     paths: Vec<String>,
+    sibling_id: String,
+    sibling_paths: Vec<String>,
+    _sibling: GitRepo,
 }
 
 async fn world() -> World {
@@ -190,7 +199,21 @@ async fn world() -> World {
     // Pushed but not synced: the sync the client starts takes it.
     repo.write("README.md", readme(2));
     repo.commit("readme");
+
+    let sibling = GitRepo::new();
+    sibling
+        .write("index.html", "<h1>ripgrep</h1>\n")
+        .write("README.md", "# The site\n")
+        .write("css/site.css", "h1 { color: teal; }\n");
+    sibling.commit("site");
+    let sibling_id = app.create_project(SIBLING, sibling.path(), "main").await;
+    let synced = app.sync(&sibling_id, None).await;
+    assert_eq!(synced["status"], "succeeded", "{synced}");
+    let sibling_paths = sibling.files_at(&sibling.head()).into_keys().collect();
     World {
+        sibling_id,
+        sibling_paths,
+        _sibling: sibling,
         first_sync: first["id"].as_str().unwrap().to_string(),
         second_sync: second["id"].as_str().unwrap().to_string(),
         app,
@@ -221,6 +244,7 @@ impl World {
             "project": { "name": PROJECT, "id": self.project_id },
             "last_sync": project["last_sync_id"],
             "files": self.paths,
+            "sibling": { "name": SIBLING, "id": self.sibling_id, "files": self.sibling_paths },
             "resource": { "path": GUIDE_PATH, "content": GUIDE },
             "update": { "path": "README.md", "content": readme(2) },
             "search": { "query": "galactic checksum", "path": NEEDLE_PATH },
@@ -348,6 +372,7 @@ fn assert_all_passed(stdout: &str, transport: &str) {
         "resources/list:",
         "search 'galactic checksum'",
         "read_entry CHANGELOG.md: as of",
+        "project left out",
         "pages within",
         "start_sync with a read key: refused",
         "another tenant",
@@ -378,7 +403,7 @@ async fn python_sdk_drives_projsync_mcp_over_stdio() {
         .scenario(
             "stdio",
             STDIO_BUDGET,
-            json!({ "command": env!("CARGO_BIN_EXE_projsync"), "env": env }),
+            json!({ "command": env!("CARGO_BIN_EXE_projsync"), "env": env, "scoped": true }),
         )
         .await;
     let stdout = run_driver(scenario).await;

@@ -17,9 +17,14 @@ world (projects, syncs, keys) and knows what the answers must be:
     keys          {"read", "write", "other"}: other is a read key of
                   another tenant
     budget        the server's max_result_bytes
-    project       {"name", "id"}
-    last_sync     the project's last sync, as list_projects must say
-    files         every file path of the project's active tree
+    project       {"name", "id"}: the project every check is about
+    last_sync     its last sync, as list_projects must say
+    files         every file path of its active tree
+    sibling       {"name", "id", "files"}: another project of the same
+                  tenant, so that leaving `project` out is ambiguous
+    scoped        stdio: the connections run `projsync mcp --project NAME`
+                  (only that project's resources; `project` optional).
+                  Otherwise leaving `project` out must be an isError
     resource      {"path", "content"}: a small file, read as a resource
     update        {"path", "content"}: a file committed but not yet synced:
                   the client subscribes to it and to the project root,
@@ -158,6 +163,8 @@ async def connect(key_name: str, *, mode: str = "legacy", inbox: Inbox | None = 
     )
     if sc["transport"] == "stdio":
         args = ["mcp"]
+        if sc.get("scoped") and key_name != "other":
+            args += ["--project", sc["project"]["name"]]
         env = dict(sc["env"])
         if key_name == "write":
             # Both ways of giving the key: --key here, the environment there.
@@ -218,6 +225,11 @@ async def call_err(client: Client, tool: str, args: dict[str, Any]) -> str:
     is_error, _, text = await call(client, tool, args)
     check(is_error, f"{tool}({args}) must be an isError result, got: {text[:500]}")
     return text
+
+
+def mine(**args: Any) -> dict[str, Any]:
+    """Tool arguments naming the scenario's project: the tenant has two."""
+    return {"project": SCENARIO["project"]["name"], **args}
 
 
 def same_project(value: Any) -> bool:
@@ -283,6 +295,10 @@ async def check_resources(client: Client) -> None:
         check(pages < 1000, "resources/list never ends")
     check(len(uris) == len(set(uris)), "resources/list repeats a URI across pages")
     want = {resource_uri(name, p) for p in sc["files"]}
+    if not sc.get("scoped"):
+        # Every project of the tenant, the sibling's files too.
+        sib = sc["sibling"]
+        want |= {resource_uri(sib["name"], p) for p in sib["files"]}
     got = set(uris)
     check(
         got == want,
@@ -320,16 +336,22 @@ async def check_list_projects(client: Client) -> None:
     sc = SCENARIO
     body = await call_ok(client, "list_projects", {})
     projects = body.get("projects")
-    check(isinstance(projects, list) and len(projects) == 1, f"list_projects: want one project, got {body}")
-    p = projects[0]
-    for field in ("id", "name", "branch", "provider", "repository", "last_sync_id", "schedule"):
-        check(field in p, f"list_projects: project lacks `{field}`: {p}")
-    check(p["id"] == sc["project"]["id"] and p["name"] == sc["project"]["name"], f"list_projects: {p}")
+    check(isinstance(projects, list), f"list_projects: {body}")
+    names = sorted(p.get("name") for p in projects)
+    want = sorted([sc["project"]["name"], sc["sibling"]["name"]])
+    # With --project, listing only that one would do as well.
+    scoped_only = sc.get("scoped") and names == [sc["project"]["name"]]
+    check(names == want or scoped_only, f"list_projects: {names}, want {want}")
+    for p in projects:
+        for field in ("id", "name", "branch", "provider", "repository", "last_sync_id", "schedule"):
+            check(field in p, f"list_projects: project lacks `{field}`: {p}")
+    p = next(p for p in projects if p["name"] == sc["project"]["name"])
+    check(p["id"] == sc["project"]["id"], f"list_projects: {p}")
     last = p["last_sync_id"]
     check(last == sc["last_sync"], f"list_projects: last_sync_id {last}, want {sc['last_sync']}")
     nxt = body.get("next_cursor", "missing")
     check(nxt is None, f"list_projects: next_cursor {nxt!r}")
-    ok(f"list_projects: {p['name']} ({p['id']})")
+    ok(f"list_projects: {names}")
 
 
 def file_of(path: str) -> str:
@@ -340,11 +362,9 @@ def file_of(path: str) -> str:
 async def check_search(client: Client) -> None:
     sc = SCENARIO
     s = sc["search"]
-    # By name, by id, and with the project left out (the tenant has one).
-    for project in (sc["project"]["name"], sc["project"]["id"], None):
-        args: dict[str, Any] = {"query": s["query"], "mode": "keyword", "k": 5}
-        if project is not None:
-            args["project"] = project
+    # By name and by id.
+    for project in (sc["project"]["name"], sc["project"]["id"]):
+        args: dict[str, Any] = {"query": s["query"], "mode": "keyword", "k": 5, "project": project}
         body = await call_ok(client, "search", args)
         for field in ("project", "mode", "model", "results", "semantic", "truncated"):
             check(field in body, f"search: no `{field}` in {list(body)}")
@@ -363,11 +383,11 @@ async def check_search(client: Client) -> None:
             f"all: {[r['path'] for r in results]}",
         )
         check(len(results) <= 5, f"search k=5 answered {len(results)} results")
-    ok(f"search {s['query']!r} over {len(sc['files'])} files: {top['path']} first (by name, id and default project)")
+    ok(f"search {s['query']!r} over {len(sc['files'])} files: {top['path']} first (by name and by id)")
 
     # An assistant that names no mode gets the default (hybrid): with or
     # without vectors, the file must still come first.
-    body = await call_ok(client, "search", {"query": s["query"]})
+    body = await call_ok(client, "search", mine(query=s["query"]))
     check(body["results"], f"search {s['query']!r} in the default mode: no results")
     top = body["results"][0]["path"]
     check(file_of(top) == s["path"], f"search {s['query']!r} in the default mode: {top} first, want {s['path']}")
@@ -375,12 +395,12 @@ async def check_search(client: Client) -> None:
 
     # path_prefix narrows.
     prefix = s["path"].rsplit("/", 1)[0] + "/"
-    body = await call_ok(client, "search", {"query": s["query"], "mode": "keyword", "path_prefix": prefix})
+    body = await call_ok(client, "search", mine(query=s["query"], mode="keyword", path_prefix=prefix))
     check(all(r["path"].startswith(prefix) for r in body["results"]), f"search path_prefix={prefix}: {body['results']}")
     check(body["results"], f"search path_prefix={prefix}: no results")
 
     # A wide search stays within the budget, saying so when it had to cut.
-    body = await call_ok(client, "search", {"query": sc["wide_query"], "mode": "keyword", "k": 50})
+    body = await call_ok(client, "search", mine(query=sc["wide_query"], mode="keyword", k=50))
     check_truncated_field(body, "wide search")
     ok(f"search k=50: {len(body['results'])} results, truncated={'yes' if body['truncated'] else 'no'}")
 
@@ -392,7 +412,7 @@ async def check_history(client: Client) -> None:
         *("project", "path", "as_of", "sync_id", "language"),
         *("total_bytes", "offset", "next_offset", "content", "truncated"),
     )
-    old = await call_ok(client, "read_entry", {"path": h["path"], "as_of": h["first_sync"]})
+    old = await call_ok(client, "read_entry", mine(path=h["path"], as_of=h["first_sync"]))
     for field in fields:
         check(field in old, f"read_entry: no `{field}` in {list(old)}")
     check(old["content"] == h["first_content"], f"read_entry as_of first sync: {old['content'][:300]!r}")
@@ -408,12 +428,12 @@ async def check_history(client: Client) -> None:
     ok(f"read_entry {h['path']}: as of {h['first_sync']} the old text, now the new")
 
     # Search as of the first sync finds the words only the old version had.
-    body = await call_ok(client, "search", {"query": h["old_words"], "mode": "keyword", "as_of": h["first_sync"]})
+    body = await call_ok(client, "search", mine(query=h["old_words"], mode="keyword", as_of=h["first_sync"]))
     check(
         any(file_of(r["path"]) == h["path"] for r in body["results"]),
         f"search as_of first sync for {h['old_words']!r}: {[r['path'] for r in body['results']]}",
     )
-    body = await call_ok(client, "search", {"query": h["old_words"], "mode": "keyword", "path_prefix": h["path"]})
+    body = await call_ok(client, "search", mine(query=h["old_words"], mode="keyword", path_prefix=h["path"]))
     check(
         not any(file_of(r["path"]) == h["path"] for r in body["results"]),
         f"search now for {h['old_words']!r} still finds the old version: {body['results']}",
@@ -427,7 +447,7 @@ async def check_budget(client: Client) -> None:
     total = utf8_len(BIG_TEXT)
     pieces, offset, pages = [], 0, 0
     while True:
-        body = await call_ok(client, "read_entry", {"path": big["path"], "offset": offset})
+        body = await call_ok(client, "read_entry", mine(path=big["path"], offset=offset))
         pages += 1
         check(body["offset"] == offset, f"read_entry offset={offset}: answered offset {body['offset']}")
         check(body["total_bytes"] == total, f"read_entry: total_bytes {body['total_bytes']}, want {total}")
@@ -467,7 +487,7 @@ def big_text_slice(start: int, end: int) -> str:
 async def check_symbols(client: Client) -> None:
     sc = SCENARIO
     sym = sc["symbol"]
-    body = await call_ok(client, "list_symbols", {"q": sym["name"]})
+    body = await call_ok(client, "list_symbols", mine(q=sym["name"]))
     check_truncated_field(body, "list_symbols")
     found = [s for s in body["symbols"] if s.get("name") == sym["name"] and s.get("path") == sym["path"]]
     check(found, f"list_symbols q={sym['name']}: not found in {[s.get('qualified_name') for s in body['symbols']]}")
@@ -476,7 +496,7 @@ async def check_symbols(client: Client) -> None:
         check(field in s, f"list_symbols: symbol lacks `{field}`: {s}")
     ok(f"list_symbols q={sym['name']}: {s['qualified_name']}")
 
-    refs = await call_ok(client, "find_references", {"symbol": s["qualified_name"]})
+    refs = await call_ok(client, "find_references", mine(symbol=s["qualified_name"]))
     check_truncated_field(refs, "find_references")
     check(refs["symbol"].get("qualified_name") == s["qualified_name"], f"find_references: symbol {refs['symbol']}")
     hits = [r for r in refs["references"] if r["path"] == sym["path"] and sym["caller"] in (r.get("in_symbol") or "")]
@@ -484,12 +504,12 @@ async def check_symbols(client: Client) -> None:
     ok(f"find_references: called from {hits[0]['in_symbol']} line {hits[0]['line']}")
 
     # Thousands of symbols: a page within the budget, and a cursor or a cut.
-    body = await call_ok(client, "list_symbols", {})
+    body = await call_ok(client, "list_symbols", mine())
     first = [x["qualified_name"] for x in body["symbols"]]
     check(first, "list_symbols: no symbols")
     check(body["next_cursor"] or body["truncated"], "list_symbols of the whole tree in one answer: no cursor, no cut")
     if body["next_cursor"]:
-        second = await call_ok(client, "list_symbols", {"cursor": body["next_cursor"]})
+        second = await call_ok(client, "list_symbols", mine(cursor=body["next_cursor"]))
         names = [x["qualified_name"] for x in second["symbols"]]
         check(names and not set(names) & set(first), "list_symbols: the cursor's page repeats the first")
     ok(f"list_symbols: {len(first)} symbols on the first page, next_cursor={'yes' if body['next_cursor'] else 'no'}")
@@ -497,7 +517,7 @@ async def check_symbols(client: Client) -> None:
 
 async def check_sync_status(client: Client) -> None:
     sc = SCENARIO
-    body = await call_ok(client, "sync_status", {})
+    body = await call_ok(client, "sync_status", mine())
     for field in ("project", "last_sync", "active", "recent"):
         check(field in body, f"sync_status: no `{field}` in {list(body)}")
     ids = [r.get("id") for r in body["recent"]]
@@ -515,18 +535,38 @@ async def check_tool_errors(client: Client) -> None:
     ok(f"search unknown project: isError ({msg[:80]!r})")
     msg = await call_err(client, "read_entry", {"project": "no-such-project", "path": "README.md"})
     ok(f"read_entry unknown project: isError ({msg[:80]!r})")
-    msg = await call_err(client, "search", {"mode": "keyword"})
+    msg = await call_err(client, "search", mine(mode="keyword"))
     ok(f"search without query: isError ({msg[:80]!r})")
-    msg = await call_err(client, "search", {"query": "x", "mode": "telepathic"})
+    msg = await call_err(client, "search", mine(query="x", mode="telepathic"))
     ok(f"search mode=telepathic: isError ({msg[:80]!r})")
-    msg = await call_err(client, "read_entry", {"path": "no/such/file.rs"})
+    msg = await call_err(client, "read_entry", mine(path="no/such/file.rs"))
     ok(f"read_entry missing path: isError ({msg[:80]!r})")
-    msg = await call_err(client, "read_entry", {"path": SCENARIO["history"]["path"], "as_of": "not-a-sync"})
+    msg = await call_err(client, "read_entry", mine(path=SCENARIO["history"]["path"], as_of="not-a-sync"))
     ok(f"read_entry as_of=not-a-sync: isError ({msg[:80]!r})")
 
 
+async def check_default_project(client: Client) -> None:
+    """`project` left out: the --project of `projsync mcp`, or else an error
+    that says to name one, since the tenant has two."""
+    sc = SCENARIO
+    s = sc["search"]
+    if sc.get("scoped"):
+        body = await call_ok(client, "search", {"query": s["query"], "mode": "keyword"})
+        check(same_project(body["project"]), f"search without project under --project: {body['project']!r}")
+        top = body["results"][0]["path"] if body["results"] else None
+        check(top and file_of(top) == s["path"], f"search without project under --project: {top} first")
+        body = await call_ok(client, "read_entry", {"path": sc["resource"]["path"]})
+        check(body["content"] == sc["resource"]["content"], f"read_entry without project under --project: {body}")
+        ok(f"project left out: --project {sc['project']['name']} answers")
+    else:
+        for tool, args in (("search", {"query": s["query"]}), ("read_entry", {"path": sc["resource"]["path"]})):
+            msg = await call_err(client, tool, args)
+            check("project" in msg, f"{tool} without project in a tenant of two: the message names no project: {msg!r}")
+        ok(f"project left out with two projects: isError ({msg[:80]!r})")
+
+
 async def check_read_key_refused(client: Client) -> None:
-    msg = await call_err(client, "start_sync", {})
+    msg = await call_err(client, "start_sync", mine())
     low = msg.lower()
     check("write" in low or "role" in low, f"start_sync with a read key: the message names no role: {msg!r}")
     ok(f"start_sync with a read key: refused ({msg[:100]!r})")
@@ -563,7 +603,8 @@ async def check_subscription(client: Client, updates: Inbox) -> None:
     file_uri = resource_uri(name, update["path"])
     await client.session.subscribe_resource(root)
     await client.session.subscribe_resource(file_uri)
-    body = await call_ok(client, "start_sync", {"project": name})
+    # Under --project the sync needs no project argument.
+    body = await call_ok(client, "start_sync", {} if sc.get("scoped") else {"project": name})
     for field in ("sync_id", "status", "created", "project"):
         check(field in body, f"start_sync: no `{field}` in {body}")
     check(isinstance(body["created"], bool), f"start_sync: created {body['created']!r}")
@@ -602,6 +643,7 @@ async def run() -> None:
         await check_budget(client)
         await check_symbols(client)
         await check_sync_status(client)
+        await check_default_project(client)
         await check_tool_errors(client)
         await check_read_key_refused(client)
 
