@@ -539,6 +539,8 @@ async def check_tool_errors(client: Client) -> None:
     ok(f"search without query: isError ({msg[:80]!r})")
     msg = await call_err(client, "search", mine(query="x", mode="telepathic"))
     ok(f"search mode=telepathic: isError ({msg[:80]!r})")
+    msg = await call_err(client, "search", mine(query="x", k="many"))
+    ok(f"search k='many': isError ({msg[:80]!r})")
     msg = await call_err(client, "read_entry", mine(path="no/such/file.rs"))
     ok(f"read_entry missing path: isError ({msg[:80]!r})")
     msg = await call_err(client, "read_entry", mine(path=SCENARIO["history"]["path"], as_of="not-a-sync"))
