@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Python tools of the test suite (schemathesis, PyYAML,
-# openapi-spec-validator), in a venv of their own:
+# openapi-spec-validator, the MCP client mcp), in a venv of their own:
 #   ${PROJSYNC_CACHE_DIR:-~/.cache/projsync}/venv
 # installed from PyPI exactly as pinned, with hashes, in
 # scripts/requirements-dev.txt. Run by scripts/services.sh.
@@ -67,7 +67,7 @@ python3 -m venv "$VENV" >>"$log" 2>&1 || fail "python3 -m venv failed"
     || fail "pip install -r ${REQUIREMENTS} failed (is PyPI reachable?)"
 "${VENV}/bin/python" -m pip check --disable-pip-version-check >>"$log" 2>&1 \
     || fail "the pinned requirements are inconsistent (pip check); regenerate ${REQUIREMENTS}"
-"${VENV}/bin/python" -c 'import yaml, openapi_spec_validator, schemathesis' >>"$log" 2>&1 \
+"${VENV}/bin/python" -c 'import yaml, openapi_spec_validator, schemathesis, mcp' >>"$log" 2>&1 \
     || fail "the venv cannot import its tools"
 printf '%s\n' "$want" >"$MARKER"
 rm -f "$log"

@@ -15,7 +15,7 @@
 #     with `cargo install geckodriver` at a pinned version into
 #     $CARGO_HOME/bin, ~2 min once): the browser journey runs in Firefox too
 #   - the test suite's Python tools (schemathesis, PyYAML,
-#     openapi-spec-validator) in a venv, pinned with hashes by
+#     openapi-spec-validator, the MCP client mcp) in a venv, pinned with hashes by
 #     scripts/requirements-dev.txt (scripts/dev-venv.sh)
 # and create the database $PROJSYNC_DB_NAME (default: projsync); at the end run
 # scripts/fetch-model.sh (embedding model + ONNX Runtime) if that file exists.

@@ -13,6 +13,7 @@ mod history;
 mod hooks;
 mod limits;
 mod local_sync;
+mod mcp;
 mod mcp_http;
 mod migrate_guard;
 mod observability;
