@@ -634,6 +634,32 @@ async def check_subscription(client: Client, updates: Inbox) -> None:
     ok(f"resources/read {file_uri} after the notification: the pushed content")
 
 
+async def check_listen(client: Client) -> None:
+    """Protocol 2026-07-28: resource updates come on a subscriptions/listen
+    stream instead of resources/subscribe (a sync that changed nothing
+    still succeeds, and is announced)."""
+    sc = SCENARIO
+    name = sc["project"]["name"]
+    root = f"projsync://{urllib.parse.quote(name, safe='')}/"
+    check(client.protocol_version == "2026-07-28", f"auto mode negotiated {client.protocol_version}")
+    async with client.listen(resource_subscriptions=[root]) as sub:
+        honored = sub.honored.resource_subscriptions or []
+        check(root in honored, f"subscriptions/listen did not accept {root}: {sub.honored}")
+        body = await call_ok(client, "start_sync", {} if sc.get("scoped") else {"project": name})
+        t0 = time.monotonic()
+        got: list[str] = []
+        timeout = float(sc.get("sync_timeout", 30))
+        with anyio.move_on_after(timeout):
+            async for event in sub:
+                uri = getattr(event, "uri", None)
+                if uri is not None:
+                    got.append(uri)
+                if root in got:
+                    break
+        check(root in got, f"no resource update for {root} on the listen stream within {timeout} s of {body['sync_id']}; got {got}")
+    ok(f"subscriptions/listen (2026-07-28): {root} updated after {time.monotonic() - t0:.1f} s")
+
+
 async def run() -> None:
     async with connect("read") as client:
         check_handshake(client)
@@ -659,6 +685,9 @@ async def run() -> None:
     updates = Inbox("write")
     async with connect("write", inbox=updates) as client:
         await check_subscription(client, updates)
+
+    async with connect("write", mode="auto") as client:
+        await check_listen(client)
 
     check(not FAULTS, f"the transport met what is not MCP (over stdio: logs belong on stderr): {FAULTS}")
 
