@@ -346,17 +346,14 @@ pub async fn read_entry(
         return Err(ApiError::Invalid("path must not contain NUL bytes".into()));
     }
     state.store.project(project_id).await?;
-    match as_of {
-        None => Ok(state.store.active_entry(project_id, path).await?),
-        Some(sync) => {
-            if !state.store.is_history_point(project_id, sync).await? {
-                return Err(ApiError::Invalid(format!(
-                    "as_of: sync {sync} is not a succeeded sync or restore of this project"
-                )));
-            }
-            Ok(state.store.entry_as_of(project_id, path, sync).await?)
+    if let Some(sync) = as_of {
+        if !state.store.is_history_point(project_id, sync).await? {
+            return Err(ApiError::Invalid(format!(
+                "as_of: sync {sync} is not a succeeded sync or restore of this project"
+            )));
         }
     }
+    Ok(state.store.entry_as_of(project_id, path, as_of).await?)
 }
 
 /// Record a sync in the ledger, then push its id to the queue. The project's

@@ -813,49 +813,40 @@ impl Store {
 
     /// The project's active file entry at `path`.
     pub async fn active_entry(&self, project_id: ProjectId, path: &str) -> Result<ActiveEntry> {
-        let row = sqlx::query(
-            "SELECT path, content, content_hash, blob_sha, language, created_by_sync_id \
-             FROM active_memory_entries WHERE project_id = $1 AND kind = 'file' AND path = $2",
-        )
-        .bind(project_id.0)
-        .bind(path)
-        .fetch_optional(&mut *self.read().await?)
-        .await?
-        .ok_or_else(|| {
-            crate::Error::NotFound(format!(
-                "no active entry at `{path}` in project {project_id}"
-            ))
-        })?;
-        Ok(active_entry_from_row(&row))
+        self.entry_as_of(project_id, path, None).await
     }
 
-    /// The project's file entry at `path` as readers saw it right after
-    /// sync `as_of` (a succeeded sync or restore of its history; the caller
-    /// checks that with `is_history_point`). Not found when the file did
-    /// not exist then.
+    /// The project's file entry at `path`: the active one, or the one
+    /// readers saw right after sync `as_of` (a succeeded sync or restore of
+    /// its history; the caller checks that with `is_history_point`). Not
+    /// found when the file did not exist then.
     pub async fn entry_as_of(
         &self,
         project_id: ProjectId,
         path: &str,
-        as_of: SyncId,
+        as_of: Option<SyncId>,
     ) -> Result<ActiveEntry> {
-        let row = sqlx::query(&format!(
+        let sql = format!(
             "SELECT m.path, m.content, m.content_hash, m.blob_sha, m.language, \
                  m.created_by_sync_id \
              FROM memory_entries m WHERE m.project_id = $1 AND m.kind = 'file' \
              AND m.path = $2 AND {}",
-            crate::embeddings::visible(Some(3))
-        ))
-        .bind(project_id.0)
-        .bind(path)
-        .bind(as_of.0)
-        .fetch_optional(&mut *self.read().await?)
-        .await?
-        .ok_or_else(|| {
-            crate::Error::NotFound(format!(
-                "no entry at `{path}` in project {project_id} as of sync {as_of}"
-            ))
-        })?;
+            crate::embeddings::visible(as_of.map(|_| 3))
+        );
+        let mut q = sqlx::query(&sql).bind(project_id.0).bind(path);
+        if let Some(sync) = as_of {
+            q = q.bind(sync.0);
+        }
+        let row = q
+            .fetch_optional(&mut *self.read().await?)
+            .await?
+            .ok_or_else(|| {
+                // A noun phrase: the API says "… not found".
+                crate::Error::NotFound(match as_of {
+                    None => format!("active entry `{path}` of project {project_id}"),
+                    Some(s) => format!("entry `{path}` of project {project_id} as of sync {s}"),
+                })
+            })?;
         Ok(active_entry_from_row(&row))
     }
 
