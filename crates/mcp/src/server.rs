@@ -458,9 +458,15 @@ impl ProjsyncMcp {
             })
             .collect();
         let doc = json!({ "projects": projects, "next_cursor": Value::Null });
-        let (text, shown) = fit_list(doc, "projects", self.budget(), |n, t| {
-            format!("{n} of {t} projects of this page shown (size budget); call list_projects with `cursor` = next_cursor for the rest")
-        });
+        let room = cursor_room(page.items.iter().map(|p| json!((p.name.clone(), p.id))));
+        let (text, shown) = fit_list(
+            doc,
+            "projects",
+            self.budget().saturating_sub(room),
+            |n, t| {
+                format!("{n} of {t} projects of this page shown (size budget); call list_projects with `cursor` = next_cursor for the rest")
+            },
+        );
         // The cursor continues after the last project shown.
         let next = if shown < page.items.len() {
             page.items[..shown]
@@ -642,9 +648,15 @@ impl ProjsyncMcp {
             .collect();
         let doc =
             json!({ "project": project.name, "symbols": symbols, "next_cursor": Value::Null });
-        let (text, shown) = fit_list(doc, "symbols", self.budget(), |n, t| {
-            format!("{n} of {t} symbols of this page shown (size budget); call list_symbols with `cursor` = next_cursor for the rest, or narrow with q, kind or path_prefix")
-        });
+        let room = cursor_room(page.items.iter().map(|s| json!(s.qualified_name)));
+        let (text, shown) = fit_list(
+            doc,
+            "symbols",
+            self.budget().saturating_sub(room),
+            |n, t| {
+                format!("{n} of {t} symbols of this page shown (size budget); call list_symbols with `cursor` = next_cursor for the rest, or narrow with q, kind or path_prefix")
+            },
+        );
         let next = if shown < page.items.len() {
             page.items[..shown]
                 .last()
@@ -764,8 +776,15 @@ impl ProjsyncMcp {
     }
 }
 
-/// `next_cursor` set in a JSON answer (after fitting: a cursor is short,
-/// and the budget leaves room for one by being far above its size).
+/// Room for the longest cursor a page's keys can make, which is set in
+/// the answer after it is fitted (what it continues from depends on what
+/// fitted), so that the answer with its cursor stays within the budget.
+fn cursor_room(keys: impl Iterator<Item = Value>) -> usize {
+    keys.map(|k| encode_cursor(&k).len() + 2).max().unwrap_or(0)
+}
+
+/// `next_cursor` set in a JSON answer (after fitting, in the room
+/// [`cursor_room`] kept for it).
 fn with_cursor(text: String, cursor: Option<String>) -> String {
     let Some(cursor) = cursor else {
         return text;
