@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use projsync::watch::{self, Output};
 use projsync::{app, demo, Settings};
-use projsync_domain::{ProjectId, SyncId, SyncStatus};
+use projsync_domain::{SyncId, SyncStatus};
 use projsync_store::{Project, Store};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -575,10 +575,7 @@ fn print_search(r: &projsync_api::search::SearchResponse) {
 }
 
 async fn find_project(store: &Store, key: &str) -> Result<Project> {
-    match key.parse::<ProjectId>() {
-        Ok(id) => Ok(store.project(id).await?),
-        Err(_) => Ok(store.project_by_name(key).await?),
-    }
+    Ok(store.project_by_key(key).await?)
 }
 
 /// `key` in `tenant`, for the operator's commands.

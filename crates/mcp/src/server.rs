@@ -192,11 +192,7 @@ impl ProjsyncMcp {
 
 /// A project by id or name, among the caller's.
 async fn find_project(st: &AppState, name: &str) -> Result<Project, ToolError> {
-    let found = match name.parse::<ProjectId>() {
-        Ok(id) => st.store.project(id).await,
-        Err(_) => st.store.project_by_name(name).await,
-    };
-    match found {
+    match st.store.project_by_key(name).await {
         Ok(p) => Ok(p),
         Err(projsync_store::Error::NotFound(_)) => Err(ToolError(format!(
             "no project `{}` for this key; list_projects lists the projects it can see",
@@ -698,22 +694,16 @@ impl ProjsyncMcp {
                 "signature": s.meta.signature,
             },
             "references": r.references,
-        });
-        let more = r.truncated;
-        let (mut text, shown) = fit_list(doc, "references", self.budget(), |n, t| {
-            format!("{n} of {t}{} references shown (size budget); search within a path_prefix to see others", if more { "+" } else { "" })
-        });
-        if more && shown == r.references.len() {
-            // Cut by the search's own cap, not by the budget.
-            let mut v: Value = serde_json::from_str(&text).expect("our JSON");
-            v["truncated"] = json!(format!(
+            // Cut by the search's own cap; replaced by the budget's note
+            // when the budget cuts further.
+            "truncated": r.truncated.then(|| format!(
                 "the first {REFERENCES_MAX} references shown; there are more"
-            ));
-            let t = v.to_string();
-            if t.len() <= self.budget() {
-                text = t;
-            }
-        }
+            )),
+        });
+        let more = if r.truncated { "+" } else { "" };
+        let (text, _) = fit_list(doc, "references", self.budget(), |n, t| {
+            format!("{n} of {t}{more} references shown (size budget); search within a path_prefix to see others")
+        });
         Ok(text)
     }
 

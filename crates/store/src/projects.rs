@@ -228,6 +228,15 @@ impl Store {
         Ok(project_from_row(&row))
     }
 
+    /// The project a person names: by id when `key` is one, else by name
+    /// (what the CLI's `--project` and the MCP tools' `project` take).
+    pub async fn project_by_key(&self, key: &str) -> Result<Project> {
+        match key.parse::<ProjectId>() {
+            Ok(id) => self.project(id).await,
+            Err(_) => self.project_by_name(key).await,
+        }
+    }
+
     pub async fn list_projects(&self) -> Result<Vec<Project>> {
         let rows = sqlx::query(&format!("{SELECT_PROJECT} ORDER BY p.created_at"))
             .fetch_all(&mut *self.read().await?)
