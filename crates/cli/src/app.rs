@@ -413,6 +413,7 @@ pub async fn pipeline(
             plan_retention: Duration::from_secs(
                 settings.sync.plan_retention_hours.saturating_mul(3600),
             ),
+            progress_interval: Duration::from_millis(w.progress_interval_ms),
         },
         shutdown,
     )

@@ -289,6 +289,7 @@ pub struct Worker {
     pub lease_ttl_secs: u64,
     pub import_batch_size: usize,
     pub import_batch_bytes: u64,
+    pub progress_interval_ms: u64,
     pub name_prefix: String,
     pub shutdown_timeout_secs: u64,
     pub max_attempts: u32,
@@ -569,6 +570,13 @@ impl Settings {
             if let Err(e) = projsync_telemetry::check(&options) {
                 bail!("{e} (the [telemetry] section, or its PROJSYNC__TELEMETRY__* variable)");
             }
+        }
+        if self.worker.progress_interval_ms > 10_000 {
+            bail!(
+                "worker.progress_interval_ms must be at most 10000 (10 seconds), got {}; live \
+                 progress would lag behind the sync (PROJSYNC__WORKER__PROGRESS_INTERVAL_MS)",
+                self.worker.progress_interval_ms
+            );
         }
         let w = &self.webhooks;
         if w.debounce_ms > 600_000 {

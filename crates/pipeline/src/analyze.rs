@@ -125,6 +125,8 @@ impl Pipeline {
             ctx.stats.imported
         };
         let batch_size = self.analysis.batch_files.max(1);
+        // Symbol versions this attempt wrote.
+        let mut written_symbols = 0u64;
         loop {
             if let Some(stop) = self.write_boundary(ctx).await? {
                 return Ok(Transition::Stop(stop));
@@ -199,6 +201,7 @@ impl Pipeline {
             {
                 return Ok(Transition::Stop(Stop::Cancel));
             }
+            written_symbols += decided.symbols.len() as u64;
             failpoints::hit("analyze.batch_written").await;
             self.emit(
                 ctx,
@@ -217,6 +220,12 @@ impl Pipeline {
             if read < batch_size {
                 break;
             }
+        }
+        // Finalize's queries are planned for the symbols written here (a
+        // first import of a few hundred files writes thousands).
+        if written_symbols >= crate::phases::STATS_AFTER_ROWS {
+            self.refresh_stats(projsync_store::GrownTable::MemoryEntries)
+                .await;
         }
         ctx.next_step = self
             .store

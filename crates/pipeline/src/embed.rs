@@ -26,8 +26,11 @@ pub struct EmbedSettings {
     pub enabled: bool,
     /// Chunks per model call and checkpoint.
     pub batch_size: usize,
-    /// Entry versions chunked per checkpoint.
+    /// Entry versions chunked per checkpoint ...
     pub chunk_entries_batch: usize,
+    /// ... and at most about this many bytes of their content (a batch ends
+    /// with the entry that reaches it).
+    pub chunk_batch_bytes: usize,
     /// Tokens a chunk may hold; at most the model's limit.
     pub max_chunk_tokens: Option<usize>,
 }
@@ -38,7 +41,11 @@ impl Default for EmbedSettings {
             embedder: None,
             enabled: true,
             batch_size: 64,
-            chunk_entries_batch: 50,
+            // A small sync's entries (a 20-file repository's files and their
+            // few hundred symbols) in one or two batches, written side by
+            // side: each batch is a read and a fenced write.
+            chunk_entries_batch: 250,
+            chunk_batch_bytes: 4 << 20,
             max_chunk_tokens: None,
         }
     }
@@ -223,13 +230,15 @@ impl Pipeline {
             let read = async {
                 let mut next = Vec::new();
                 let limit = settings.chunk_entries_batch.max(1);
+                let max_bytes = settings.chunk_batch_bytes.max(1);
                 while !read_all && next.len() < CHUNK_WRITERS {
                     let entries = store
-                        .unchunked_entries(scope, after.as_ref(), limit as i64)
+                        .unchunked_entries(scope, after.as_ref(), limit as i64, max_bytes as i64)
                         .await?;
-                    // A short batch is the last: no entry of the scope is
-                    // added while this phase runs.
-                    read_all = entries.len() < limit;
+                    // A batch short of both limits is the last: no entry
+                    // of the scope is added while this phase runs.
+                    let bytes: usize = entries.iter().map(|e| e.content.len()).sum();
+                    read_all = entries.len() < limit && bytes < max_bytes;
                     let Some(last) = entries.last() else {
                         break;
                     };

@@ -75,6 +75,10 @@ pub struct PipelineOptions {
     /// The plan of a sync that is not the head of its project's history is
     /// deleted this long after the sync ended (unless a kept sync needs it).
     pub plan_retention: Duration,
+    /// A run's progress snapshot is written at most this often; the events
+    /// that come in between are recorded together, and each is still
+    /// published, in order. Zero: as they come.
+    pub progress_interval: Duration,
 }
 
 impl PipelineOptions {
@@ -389,16 +393,38 @@ impl Pipeline {
         let (tx, mut rx) = mpsc::unbounded_channel::<ProgressEvent>();
         let store = self.store.clone();
         let publisher = self.publisher.clone();
+        let interval = self.opts.progress_interval;
         let task = tokio::spawn(
             async move {
-                while let Some(first) = rx.recv().await {
-                    // Events that came while the last ones were recorded
-                    // are recorded together (one write; the snapshot is
-                    // the newest), and each is still published.
+                // When the snapshot was last written: the next write waits
+                // for the interval to pass (or for the run's end), so that a
+                // small sync's dozen events cost a write or two, not a
+                // dozen writes on the row its phases lock.
+                let mut last_write: Option<Instant> = None;
+                let mut open = true;
+                while open {
+                    let Some(first) = rx.recv().await else {
+                        break;
+                    };
+                    // Events that come until then are recorded together
+                    // (one write; the snapshot is the newest), and each is
+                    // still published.
                     let mut events = vec![first];
+                    if let Some(deadline) = last_write.map(|at| at + interval) {
+                        while open {
+                            tokio::select! {
+                                event = rx.recv() => match event {
+                                    Some(event) => events.push(event),
+                                    None => open = false,
+                                },
+                                _ = tokio::time::sleep_until(deadline.into()) => break,
+                            }
+                        }
+                    }
                     while let Ok(event) = rx.try_recv() {
                         events.push(event);
                     }
+                    last_write = Some(Instant::now());
                     match store.record_progress(events).await {
                         Ok(events) => {
                             for event in events {
@@ -869,6 +895,7 @@ mod tests {
             archive_min_files: 100,
             archive_max_bytes: 1 << 28,
             plan_retention: Duration::from_secs(3600),
+            progress_interval: Duration::from_millis(100),
         };
         let d1 = opts.retry_delay(1);
         let d4 = opts.retry_delay(4);

@@ -224,12 +224,17 @@ impl Store {
         Ok(())
     }
 
-    /// The next entry versions of `scope` that have no chunks yet, by id.
+    /// The next entry versions of `scope` that have no chunks yet, in
+    /// (kind, path) order after `after`: at most `limit` of them, and no
+    /// more after the one whose content reaches `max_bytes` in all (the
+    /// first is returned whatever its size). Fewer than `limit` and fewer
+    /// than `max_bytes` returned: there are no more.
     pub async fn unchunked_entries(
         &self,
         scope: ChunkScope,
         after: Option<&MemoryKey>,
         limit: i64,
+        max_bytes: i64,
     ) -> Result<Vec<UnchunkedEntry>> {
         // In (kind, path) order after the last batch: a range of the
         // scope's unique index, so that each batch costs its own rows, not
@@ -237,18 +242,27 @@ impl Store {
         // From ('', '') for the first batch (kinds and paths are never
         // empty), not `$3 IS NULL OR …`: a generic plan could not use that
         // as an index bound.
+        // The running total is computed as the rows stream (the LIMIT stops
+        // it), and `octet_length` reads a stored value's size without
+        // decompressing it: rows past the byte budget are never sent.
         let (after_kind, after_path) =
             after.map_or(("", ""), |(kind, path)| (kind.as_str(), path.as_str()));
         let rows: Vec<(i64, String, String, String)> = sqlx::query_as(&format!(
-            "SELECT m.id, m.kind, m.path, m.content FROM memory_entries m \
-             WHERE {} AND m.chunk_count IS NULL AND (m.kind, m.path) > ($3, $4) \
-             ORDER BY m.kind, m.path LIMIT $2",
+            "SELECT s.id, s.kind, s.path, s.content FROM ( \
+                 SELECT m.id, m.kind, m.path, m.content, octet_length(m.content) AS len, \
+                     sum(octet_length(m.content)) OVER (ORDER BY m.kind, m.path \
+                         ROWS UNBOUNDED PRECEDING) AS total \
+                 FROM memory_entries m \
+                 WHERE {} AND m.chunk_count IS NULL AND (m.kind, m.path) > ($3, $4) \
+                 ORDER BY m.kind, m.path LIMIT $2 \
+             ) s WHERE s.total - s.len < $5 ORDER BY s.kind, s.path",
             scope.condition()
         ))
         .bind(scope.id())
         .bind(limit)
         .bind(after_kind)
         .bind(after_path)
+        .bind(max_bytes)
         .fetch_all(&mut *self.read().await?)
         .await?;
         Ok(rows

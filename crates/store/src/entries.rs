@@ -17,6 +17,10 @@ use std::collections::{BTreeMap, HashMap};
 /// Rows per INSERT … SELECT FROM UNNEST statement.
 const CHUNK: usize = 2000;
 
+/// Import batches of at most this many files are written with one
+/// `INSERT … SELECT FROM UNNEST`; larger ones through binary `COPY`.
+const SMALL_IMPORT_BATCH: usize = 64;
+
 /// A new entry version, written `pending` by import.
 #[derive(Debug, Clone)]
 pub struct NewEntry {
@@ -350,7 +354,33 @@ impl Store {
         else {
             return Ok(BatchWrite::CancelRequested);
         };
-        if !entries.is_empty() {
+        const SKIP_EXISTING: &str = " ON CONFLICT (created_by_sync_id, kind, path) DO NOTHING";
+        let on_conflict = if skip_existing { SKIP_EXISTING } else { "" };
+        if !entries.is_empty() && entries.len() <= SMALL_IMPORT_BATCH {
+            // A small batch (a resync's few changed files) in one statement:
+            // the staging table below costs four round trips more (and its
+            // creation on a connection's first import), which for a handful
+            // of rows is most of the batch.
+            sqlx::query(&format!(
+                "INSERT INTO memory_entries (project_id, path, kind, content, content_hash, \
+                     blob_sha, language, size_bytes, status, created_by_sync_id) \
+                 SELECT $1, t.path, 'file', t.content, t.content_hash, t.blob_sha, t.language, \
+                     t.size_bytes, 'pending', $2 \
+                 FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                     $8::bigint[]) AS t(path, content, content_hash, blob_sha, language, size_bytes)\
+                 {on_conflict}"
+            ))
+            .bind(claim.project_id.0)
+            .bind(claim.sync_id.0)
+            .bind(entries.iter().map(|e| e.path.as_str()).collect::<Vec<_>>())
+            .bind(entries.iter().map(|e| e.content.as_str()).collect::<Vec<_>>())
+            .bind(entries.iter().map(|e| e.content_hash.as_str()).collect::<Vec<_>>())
+            .bind(entries.iter().map(|e| e.blob_sha.as_str()).collect::<Vec<_>>())
+            .bind(entries.iter().map(|e| e.language.as_deref()).collect::<Vec<_>>())
+            .bind(entries.iter().map(|e| e.size).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await?;
+        } else if !entries.is_empty() {
             // Binary COPY into a staging table of the session (emptied at
             // the end of each transaction), then one INSERT … SELECT: COPY
             // itself cannot write a table under row-level security.
@@ -386,13 +416,7 @@ impl Store {
                  SELECT $1, path, 'file', content, content_hash, blob_sha, language, size_bytes, \
                      'pending', $2 \
                  FROM projsync_import_stage";
-            const SKIP_EXISTING: &str = " ON CONFLICT (created_by_sync_id, kind, path) DO NOTHING";
-            let insert = if skip_existing {
-                format!("{INSERT}{SKIP_EXISTING}")
-            } else {
-                INSERT.to_string()
-            };
-            sqlx::query(&insert)
+            sqlx::query(&format!("{INSERT}{on_conflict}"))
                 .bind(claim.project_id.0)
                 .bind(claim.sync_id.0)
                 .execute(&mut *tx)

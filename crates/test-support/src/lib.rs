@@ -115,6 +115,12 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
+        // For looking at what a test or benchmark left (plans, rows):
+        // PROJSYNC_KEEP_TEST_DB=1 keeps the database, and says its name.
+        if std::env::var_os("PROJSYNC_KEEP_TEST_DB").is_some_and(|v| v == "1") {
+            eprintln!("test-support: kept database {name} (PROJSYNC_KEEP_TEST_DB=1)");
+            return;
+        }
         let admin = admin_database_url();
         // Drop runs outside async: use a runtime of our own on a thread.
         let _ = std::thread::spawn(move || {

@@ -54,6 +54,7 @@ pub fn pipeline_options(worker_name: &str) -> PipelineOptions {
         archive_min_files: 10_000,
         archive_max_bytes: 1 << 28,
         plan_retention: Duration::from_secs(3600),
+        progress_interval: Duration::from_millis(100),
     }
 }
 
