@@ -96,7 +96,7 @@ impl TestDb {
             .await
             .expect("the application role");
         let url = with_user(&admin_url, APP_ROLE);
-        let pool = PgPoolOptions::new()
+        let pool = projsync_store::pool_options()
             .max_connections(10)
             .connect(&url)
             .await
