@@ -176,7 +176,11 @@ impl Pipeline {
             })
             .await
             .map_err(|e| PhaseError::retryable(format!("the analysis task failed: {e}")))?;
-            let decided = decide(parsed, &symbols, &edges, &mut cp.stats);
+            let mut decided = decide(parsed, &symbols, &edges, &mut cp.stats);
+            // The new symbol versions are cut into chunks here and written
+            // with them: the embed phase would otherwise read each one back
+            // and write it a second time for its chunk count.
+            cp.stats.chunks += self.chunk_symbols(&mut decided.symbols).await?;
             cp.after = Some(after);
             cp.done += read as u64;
             ctx.stats = cp.stats.clone();
@@ -238,6 +242,29 @@ impl Pipeline {
             )
             .await?;
         Ok(Transition::Continue)
+    }
+}
+
+impl Pipeline {
+    /// Cut symbol versions into chunks as the embed phase would (the
+    /// model's tokenizer and limit, or the estimate without a model);
+    /// returns how many chunks they make.
+    async fn chunk_symbols(&self, symbols: &mut [NewSymbol]) -> Result<u64, PhaseError> {
+        if symbols.is_empty() {
+            return Ok(0);
+        }
+        let (counter, opts) = self.embeddings.chunker();
+        let contents = symbols
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i as i64, s.content.clone()))
+            .collect();
+        let mut total = 0;
+        for (i, chunks) in crate::embed::chunk_entries(counter, opts, contents).await? {
+            total += chunks.len() as u64;
+            symbols[i as usize].chunks = Some(chunks);
+        }
+        Ok(total)
     }
 }
 
@@ -340,6 +367,7 @@ fn decide(
                 },
                 content: symbol.text,
                 qualified_name: symbol.qualified_name,
+                chunks: None,
             });
         }
         // The imports: kept when the file has the same ones (same text,

@@ -278,8 +278,10 @@ impl Pipeline {
                 break;
             }
         }
+        // A fresh sync's chunks: those cut here, and the symbols' that the
+        // analyze phase cut and counted into the stats.
         let total = if fresh {
-            written_chunks
+            ctx.stats.chunks + written_chunks
         } else {
             self.store.count_chunks(scope).await? as u64
         };

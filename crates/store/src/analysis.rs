@@ -5,6 +5,7 @@
 //! finalize (entries.rs) makes them visible with the files.
 
 use crate::docs::carried_forward;
+use crate::embeddings::{ChunkColumns, NewChunk};
 use crate::syncs::{commit_batch, FenceLock};
 use crate::{BatchWrite, Claim, Result, Store};
 use projsync_domain::{ProjectId, SyncId, SyncPhase};
@@ -66,6 +67,10 @@ pub struct NewSymbol {
     pub blob_sha: Option<String>,
     pub language: String,
     pub meta: SymbolMeta,
+    /// Its chunks, when the analysis cut it already: written with the
+    /// entry (and its `chunk_count`), so that the embed phase neither reads
+    /// it back nor updates it. `None`: the embed phase chunks it.
+    pub chunks: Option<Vec<NewChunk>>,
 }
 
 /// A file the analyze phase looked at, and what it keeps.
@@ -215,16 +220,39 @@ impl Store {
             return Ok(BatchWrite::CancelRequested);
         };
         if !symbols.is_empty() {
+            // The entries, and in the same statement the chunks of those
+            // that come cut (joined by path: a symbol's name is unique in
+            // its sync). An entry already there (the batch run again) is
+            // left as it is, with the chunks written with it then.
+            let mut chunks = ChunkColumns::default();
+            for s in symbols {
+                for (i, c) in s.chunks.iter().flatten().enumerate() {
+                    chunks.push(s.qualified_name.as_str(), i, c);
+                }
+            }
             sqlx::query(
-                "INSERT INTO memory_entries (project_id, path, kind, content, content_hash, \
-                     blob_sha, language, size_bytes, status, created_by_sync_id, source_path, \
-                     symbol_id, meta) \
-                 SELECT $1, t.path, 'symbol', t.content, t.content_hash, t.blob_sha, t.language, \
-                     octet_length(t.content), 'pending', $2, t.source_path, t.symbol_id, t.meta \
-                 FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-                     $8::text[], $9::uuid[], $10::jsonb[]) \
-                     AS t(path, content, content_hash, blob_sha, language, source_path, symbol_id, meta) \
-                 ON CONFLICT (created_by_sync_id, kind, path) DO NOTHING",
+                "WITH ins AS ( \
+                     INSERT INTO memory_entries (project_id, path, kind, content, content_hash, \
+                         blob_sha, language, size_bytes, status, created_by_sync_id, source_path, \
+                         symbol_id, meta, chunk_count) \
+                     SELECT $1, t.path, 'symbol', t.content, t.content_hash, t.blob_sha, t.language, \
+                         octet_length(t.content), 'pending', $2, t.source_path, t.symbol_id, t.meta, \
+                         t.chunk_count \
+                     FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                         $8::text[], $9::uuid[], $10::jsonb[], $11::int[]) \
+                         AS t(path, content, content_hash, blob_sha, language, source_path, \
+                             symbol_id, meta, chunk_count) \
+                     ON CONFLICT (created_by_sync_id, kind, path) DO NOTHING \
+                     RETURNING id, path) \
+                 INSERT INTO memory_chunks (entry_id, ordinal, start_line, end_line, content, \
+                     content_hash, token_count, tsv) \
+                 SELECT ins.id, c.ord, c.s, c.e, c.content, c.hash, c.tokens, \
+                     to_tsvector('english', c.searchable) \
+                 FROM UNNEST($12::text[], $13::int[], $14::int[], $15::int[], $16::text[], \
+                     $17::text[], $18::int[], $19::text[]) \
+                     AS c(path, ord, s, e, content, hash, tokens, searchable) \
+                 JOIN ins ON ins.path = c.path \
+                 ON CONFLICT (entry_id, ordinal) DO NOTHING",
             )
             .bind(claim.project_id.0)
             .bind(claim.sync_id.0)
@@ -236,6 +264,20 @@ impl Store {
             .bind(symbols.iter().map(|s| s.source_path.as_str()).collect::<Vec<_>>())
             .bind(symbols.iter().map(|s| s.symbol_id).collect::<Vec<_>>())
             .bind(symbols.iter().map(|s| Json(&s.meta)).collect::<Vec<_>>())
+            .bind(
+                symbols
+                    .iter()
+                    .map(|s| s.chunks.as_ref().map(|c| c.len() as i32))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(&chunks.keys)
+            .bind(&chunks.ordinals)
+            .bind(&chunks.starts)
+            .bind(&chunks.ends)
+            .bind(&chunks.contents)
+            .bind(&chunks.hashes)
+            .bind(&chunks.tokens)
+            .bind(&chunks.texts)
             .execute(&mut *tx)
             .await?;
         }

@@ -60,6 +60,49 @@ pub struct NewChunk {
     pub searchable: String,
 }
 
+/// Chunks as the columns of an `INSERT … SELECT FROM UNNEST`, each row
+/// with the key of its entry (an id, or a path the statement joins on).
+#[derive(Debug)]
+pub(crate) struct ChunkColumns<'a, K> {
+    pub keys: Vec<K>,
+    pub ordinals: Vec<i32>,
+    pub starts: Vec<i32>,
+    pub ends: Vec<i32>,
+    pub contents: Vec<&'a str>,
+    pub hashes: Vec<&'a str>,
+    pub tokens: Vec<i32>,
+    pub texts: Vec<&'a str>,
+}
+
+impl<K> Default for ChunkColumns<'_, K> {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            ordinals: Vec::new(),
+            starts: Vec::new(),
+            ends: Vec::new(),
+            contents: Vec::new(),
+            hashes: Vec::new(),
+            tokens: Vec::new(),
+            texts: Vec::new(),
+        }
+    }
+}
+
+impl<'a, K> ChunkColumns<'a, K> {
+    /// Chunk `ordinal` of the entry `key`.
+    pub fn push(&mut self, key: K, ordinal: usize, c: &'a NewChunk) {
+        self.keys.push(key);
+        self.ordinals.push(ordinal as i32);
+        self.starts.push(c.start_line);
+        self.ends.push(c.end_line);
+        self.contents.push(c.content.as_str());
+        self.hashes.push(c.content_hash.as_str());
+        self.tokens.push(c.token_count);
+        self.texts.push(c.searchable.as_str());
+    }
+}
+
 /// A chunk as the embed phase sees it.
 #[derive(Debug, Clone)]
 pub struct ChunkToEmbed {
@@ -295,20 +338,10 @@ impl Store {
         else {
             return Ok(BatchWrite::CancelRequested);
         };
-        let mut entry_ids = Vec::new();
-        let mut ordinals = Vec::new();
-        let (mut starts, mut ends, mut contents, mut hashes, mut tokens, mut texts) =
-            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let mut columns = ChunkColumns::default();
         for (entry, chunks) in entries {
             for (i, c) in chunks.iter().enumerate() {
-                entry_ids.push(*entry);
-                ordinals.push(i as i32);
-                starts.push(c.start_line);
-                ends.push(c.end_line);
-                contents.push(c.content.as_str());
-                hashes.push(c.content_hash.as_str());
-                tokens.push(c.token_count);
-                texts.push(c.searchable.as_str());
+                columns.push(*entry, i, c);
             }
         }
         sqlx::query(
@@ -320,14 +353,14 @@ impl Store {
                  $7::int[], $8::text[]) AS t(entry, ord, s, e, content, hash, tokens, searchable) \
              ON CONFLICT (entry_id, ordinal) DO NOTHING",
         )
-        .bind(&entry_ids)
-        .bind(&ordinals)
-        .bind(&starts)
-        .bind(&ends)
-        .bind(&contents)
-        .bind(&hashes)
-        .bind(&tokens)
-        .bind(&texts)
+        .bind(&columns.keys)
+        .bind(&columns.ordinals)
+        .bind(&columns.starts)
+        .bind(&columns.ends)
+        .bind(&columns.contents)
+        .bind(&columns.hashes)
+        .bind(&columns.tokens)
+        .bind(&columns.texts)
         .execute(&mut *tx)
         .await?;
         sqlx::query(

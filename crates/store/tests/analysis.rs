@@ -30,6 +30,7 @@ fn symbol(file: &str, name: &str, kind: &str) -> NewSymbol {
             visibility: "public".into(),
             partial: false,
         },
+        chunks: None,
     }
 }
 
@@ -292,4 +293,80 @@ async fn known_content_is_the_files_not_a_symbols_with_the_same_blob() {
         assert_eq!(known[&sha].content, file.content);
         assert_eq!(known[&sha].content_hash, file.content_hash);
     }
+}
+
+/// Symbols cut into chunks by the analysis are written with their chunks
+/// and chunk count in one statement: once, whatever the number of runs,
+/// and the embed phase finds nothing left to chunk (an empty symbol is
+/// chunked too, with no chunk).
+#[tokio::test]
+async fn symbols_written_with_their_chunks_are_chunked_once() {
+    let db = TestDb::new().await;
+    let (store, _project, claim) = claimed(&db, "w1").await;
+    let chunk = |n: i32, text: &str| projsync_store::NewChunk {
+        start_line: n,
+        end_line: n,
+        content: text.into(),
+        content_hash: projsync_domain::content_hash(text),
+        token_count: 3,
+        searchable: format!("{text} open_file open file"),
+    };
+    let symbols = vec![
+        NewSymbol {
+            chunks: Some(vec![chunk(1, "fn open_file() {"), chunk(2, "}")]),
+            ..symbol("src/a.rs", "open_file", "function")
+        },
+        NewSymbol {
+            chunks: Some(vec![]),
+            ..symbol("src/a.rs", "empty\nname", "function")
+        },
+        // Left to the embed phase.
+        symbol("src/a.rs", "close", "function"),
+    ];
+    for _ in 0..2 {
+        assert_eq!(
+            store
+                .write_analysis_batch(&claim, &symbols, &[], &[], json!({}))
+                .await
+                .unwrap(),
+            BatchWrite::Written
+        );
+    }
+    let counts: Vec<(String, Option<i32>, i64)> = sqlx::query_as(
+        "SELECT m.path, m.chunk_count, (SELECT count(*) FROM memory_chunks c WHERE c.entry_id = m.id) \
+         FROM memory_entries m WHERE m.kind = 'symbol' ORDER BY m.path",
+    )
+    .fetch_all(&db.admin)
+    .await
+    .unwrap();
+    assert_eq!(
+        counts,
+        vec![
+            ("src/a.rs#close".to_string(), None, 0),
+            ("src/a.rs#empty\nname".to_string(), Some(0), 0),
+            ("src/a.rs#open_file".to_string(), Some(2), 2),
+        ]
+    );
+    // The chunks are searchable as the embed phase's are.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM memory_chunks WHERE tsv @@ to_tsquery('english', 'open & file')"
+        )
+        .await,
+        2
+    );
+    let left = store
+        .unchunked_entries(
+            projsync_store::ChunkScope::Sync(claim.sync_id),
+            None,
+            100,
+            1 << 20,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        left.iter().map(|e| e.key.1.as_str()).collect::<Vec<_>>(),
+        vec!["src/a.rs#close"]
+    );
 }
