@@ -957,37 +957,62 @@ impl Store {
         checkpoint: serde_json::Value,
         stats: &Stats,
     ) -> Result<Option<StepStart>> {
-        self.finish_step_along(
-            claim,
-            phase,
-            status,
-            checkpoint,
-            set_stats_query(claim.sync_id, stats),
-        )
-        .await
+        self.finish_step_along(claim, phase, status, checkpoint, Some(stats), None)
+            .await
     }
 
-    /// A step's end and one more write of the run, in one fenced
-    /// transaction, which also starts the step after it (see
-    /// [`start_next`]).
+    /// A step's end, with the sync's stats or head commit when given, in
+    /// one fenced transaction, which also starts the step after it (see
+    /// [`start_next`]). After the fence check, the writes are one
+    /// statement: a phase's end is on every sync's path, seven times.
     async fn finish_step_along(
         &self,
         claim: &Claim,
         phase: SyncPhase,
         status: PhaseStatus,
         checkpoint: serde_json::Value,
-        along: PgQuery<'_>,
+        stats: Option<&Stats>,
+        head: Option<&str>,
     ) -> Result<Option<StepStart>> {
         let (mut tx, fenced) = self
             .fenced_as(claim, Commit::Deferred, FenceLock::Update)
             .await?;
-        along.execute(&mut *tx).await?;
-        finish_step_query(claim.sync_id, phase, status, checkpoint)
-            .execute(&mut *tx)
-            .await?;
-        let next = start_next(&mut tx, claim, fenced, phase).await?;
+        // The next step is started unless a cancel was asked for (the
+        // engine stops at it) or this was the last phase.
+        let next = phase.next().filter(|_| !fenced.cancel_requested);
+        let started = sqlx::query(&format!(
+            "WITH sync AS ( \
+                 UPDATE project_syncs SET updated_at = now(), stats = coalesce($5, stats), \
+                     head_commit = coalesce($6, head_commit), \
+                     current_phase = coalesce($7, current_phase) \
+                 WHERE id = $1), \
+             done AS ( \
+                 UPDATE sync_steps SET status = $3, checkpoint = $4, finished_at = now(), \
+                     error_message = NULL \
+                 WHERE sync_id = $1 AND phase = $2) \
+             UPDATE sync_steps SET status = 'running', attempts = attempts + 1, \
+                 started_at = coalesce(started_at, now()), error_message = NULL \
+             WHERE sync_id = $1 AND phase = $7 RETURNING {STEP_COLUMNS}"
+        ))
+        .bind(claim.sync_id.0)
+        .bind(phase.as_str())
+        .bind(status.as_str())
+        .bind(checkpoint)
+        .bind(stats.map(Json))
+        .bind(head)
+        .bind(next.map(|p| p.as_str()))
+        .fetch_optional(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(next)
+        Ok(match (phase.next(), fenced.cancel_requested) {
+            (None, _) => None,
+            (Some(_), true) => Some(StepStart::CancelRequested),
+            (Some(_), false) => started
+                .as_ref()
+                .map(step_from_row)
+                .transpose()?
+                .map(StepStart::Started),
+        })
     }
 
     /// Save a phase's checkpoint while it runs.
@@ -1055,11 +1080,8 @@ impl Store {
             SyncPhase::Prepare,
             PhaseStatus::Succeeded,
             checkpoint,
-            sqlx::query(
-                "UPDATE project_syncs SET head_commit = $2, updated_at = now() WHERE id = $1",
-            )
-            .bind(claim.sync_id.0)
-            .bind(head),
+            None,
+            Some(head),
         )
         .await
     }
