@@ -104,13 +104,21 @@ impl Pipeline {
         // The same rule as analyze's: a tree not all analysed by this
         // version gets every module's doc looked at.
         let whole_tree = ctx.project.repository.analysis_version != Some(ANALYSIS_VERSION);
-        let candidates: Vec<String> = self
-            .store
-            .doc_candidates(&ctx.claim, whole_tree)
-            .await?
-            .into_iter()
-            .filter(|d| cp.after.as_ref().is_none_or(|a| d > a))
-            .collect();
+        // A whole tree's files are read once, by directory: read per
+        // module, each read walked all of them (a first import of 100,000
+        // files has 1,000 modules).
+        let mut files_by_dir = if whole_tree {
+            Some(self.store.next_files_by_dir(&ctx.claim).await?)
+        } else {
+            None
+        };
+        let candidates: Vec<String> = match &files_by_dir {
+            Some(by_dir) => by_dir.keys().cloned().collect(),
+            None => self.store.doc_candidates(&ctx.claim, false).await?,
+        }
+        .into_iter()
+        .filter(|d| cp.after.as_ref().is_none_or(|a| d > a))
+        .collect();
         let total = cp.done + candidates.len() as u64;
         for batch in candidates.chunks(self.docs.batch_modules.max(1)) {
             if let Some(stop) = self.write_boundary(ctx).await? {
@@ -124,7 +132,10 @@ impl Pipeline {
             let mut docs = Vec::new();
             let mut removals = Vec::new();
             for (dir, path) in batch.iter().zip(paths) {
-                let state = self.store.module_state(&ctx.claim, dir).await?;
+                let files = files_by_dir
+                    .as_mut()
+                    .map(|by_dir| by_dir.remove(dir).unwrap_or_default());
+                let state = self.store.module_state(&ctx.claim, dir, files).await?;
                 if !state
                     .files
                     .iter()

@@ -113,13 +113,20 @@ impl Store {
         limit: i64,
         languages: &[&str],
     ) -> Result<Vec<AnalysisInput>> {
-        // `path > ''` for the first batch: see `import_batch`.
+        // `path > ''` for the first batch: see `import_batch`. Each branch
+        // is a keyset range of its own index, ordered and limited by
+        // itself, so that a batch reads its own rows: ordered and limited
+        // only once their union is made, every batch read and sorted all
+        // the rows after it (a first import of 100,000 files, 500 batches,
+        // spent 64 s here). A renamed file's old path is looked up per row.
         const WRITTEN: &str = "SELECT e.path, e.language, e.blob_sha, \
-                 CASE WHEN e.language = ANY($4) THEN e.content END AS content, c.old_path \
+                 CASE WHEN e.language = ANY($4) THEN e.content END AS content, \
+                 (SELECT c.old_path FROM sync_changes c WHERE c.sync_id = e.created_by_sync_id \
+                     AND c.path = e.path AND c.change = 'renamed') AS old_path \
              FROM memory_entries e \
-             LEFT JOIN sync_changes c ON c.sync_id = e.created_by_sync_id AND c.path = e.path \
-                 AND c.change = 'renamed' \
-             WHERE e.created_by_sync_id = $1 AND e.kind = 'file' AND e.path > $2";
+             WHERE e.created_by_sync_id = $1 AND e.kind = 'file' AND e.path > $2 \
+               AND $5::uuid IS NOT NULL \
+             ORDER BY e.path LIMIT $3";
         // Active files without a new version that the sync neither
         // deletes, skips nor renames away.
         let sql = if whole_tree {
@@ -129,12 +136,13 @@ impl Store {
                      NULL AS old_path \
                  FROM memory_entries e \
                  WHERE e.project_id = $5 AND e.status = 'active' AND e.kind = 'file' \
-                   AND e.path > $2 AND {}",
+                   AND e.path > $2 AND {} \
+                 ORDER BY e.path LIMIT $3",
                 carried_forward("e.path", "$1")
             );
-            format!("SELECT * FROM ({WRITTEN} UNION ALL {kept}) x ORDER BY path LIMIT $3")
+            format!("SELECT * FROM (({WRITTEN}) UNION ALL ({kept})) x ORDER BY path LIMIT $3")
         } else {
-            format!("{WRITTEN} AND $5::uuid IS NOT NULL ORDER BY e.path LIMIT $3")
+            WRITTEN.to_string()
         };
         let rows = sqlx::query(&sql)
             .bind(claim.sync_id.0)

@@ -14,7 +14,7 @@ use crate::{BatchWrite, Claim, Result, Store, SymbolMeta};
 use projsync_domain::{ProjectId, SyncPhase};
 use sqlx::types::Json;
 use sqlx::Row;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Whether the sync (`sync`: its parameter, `$2` here) carries the active
 /// file at `path` forward as it is: it writes no new version of it, and
@@ -148,7 +148,7 @@ impl Store {
     pub async fn doc_candidates(&self, claim: &Claim, whole_tree: bool) -> Result<Vec<String>> {
         let sql = if whole_tree {
             format!(
-                "SELECT DISTINCT {} AS dir FROM {} f ORDER BY 1",
+                "SELECT DISTINCT ({}) COLLATE \"C\" AS dir FROM {} f ORDER BY 1",
                 dir_of("f.path"),
                 next_files()
             )
@@ -177,7 +177,8 @@ impl Store {
                      UNION SELECT d.from_path FROM dependency_edges d \
                          WHERE d.project_id = $1 AND d.status = 'active' \
                            AND d.candidates && (SELECT array_agg(path) FROM changed)) \
-                 SELECT DISTINCT {} AS dir FROM touched t WHERE $1::uuid IS NOT NULL ORDER BY 1",
+                 SELECT DISTINCT ({}) COLLATE \"C\" AS dir FROM touched t WHERE $1::uuid IS NOT NULL \
+                 ORDER BY 1",
                 dir_of("t.path")
             )
         };
@@ -188,9 +189,41 @@ impl Store {
             .await?)
     }
 
+    /// Every file once the sync is finalized (path, language), by
+    /// directory (`''` for the top), in byte order: the docs phase of a
+    /// whole tree reads them once, instead of once per module.
+    pub async fn next_files_by_dir(
+        &self,
+        claim: &Claim,
+    ) -> Result<BTreeMap<String, Vec<(String, Option<String>)>>> {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(&format!(
+            "SELECT f.path, f.language FROM {} f",
+            next_files()
+        ))
+        .bind(claim.project_id.0)
+        .bind(claim.sync_id.0)
+        .fetch_all(&mut *self.read().await?)
+        .await?;
+        let mut by_dir: BTreeMap<String, Vec<(String, Option<String>)>> = BTreeMap::new();
+        for (path, language) in rows {
+            let dir = path.rsplit_once('/').map_or("", |(d, _)| d).to_string();
+            by_dir.entry(dir).or_default().push((path, language));
+        }
+        for files in by_dir.values_mut() {
+            files.sort();
+        }
+        Ok(by_dir)
+    }
+
     /// What the doc of directory `dir` (`''` for the top) is made of once
-    /// the sync is finalized.
-    pub async fn module_state(&self, claim: &Claim, dir: &str) -> Result<ModuleState> {
+    /// the sync is finalized; `files`: its own files, when the caller read
+    /// them already ([`Store::next_files_by_dir`]).
+    pub async fn module_state(
+        &self,
+        claim: &Claim,
+        dir: &str,
+        files: Option<Vec<(String, Option<String>)>>,
+    ) -> Result<ModuleState> {
         let mut tx = self.read().await?;
         let (project, sync) = (claim.project_id.0, claim.sync_id.0);
         // The directory's own files: under `dir/`, with no further `/`.
@@ -199,17 +232,23 @@ impl Store {
         } else {
             format!("{dir}/")
         };
-        let files: Vec<(String, Option<String>)> = sqlx::query_as(&format!(
-            "SELECT f.path, f.language FROM {} f \
-             WHERE starts_with(f.path, $3) AND strpos(substr(f.path, length($3) + 1), '/') = 0 \
-             ORDER BY f.path",
-            next_files()
-        ))
-        .bind(project)
-        .bind(sync)
-        .bind(&prefix)
-        .fetch_all(&mut *tx)
-        .await?;
+        let files: Vec<(String, Option<String>)> = match files {
+            Some(files) => files,
+            None => {
+                sqlx::query_as(&format!(
+                    "SELECT f.path, f.language FROM {} f \
+                     WHERE starts_with(f.path, $3) \
+                       AND strpos(substr(f.path, length($3) + 1), '/') = 0 \
+                     ORDER BY f.path COLLATE \"C\"",
+                    next_files()
+                ))
+                .bind(project)
+                .bind(sync)
+                .bind(&prefix)
+                .fetch_all(&mut *tx)
+                .await?
+            }
+        };
         if files.is_empty() {
             return Ok(ModuleState::default());
         }
