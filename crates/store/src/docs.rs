@@ -160,11 +160,12 @@ impl Store {
                 "WITH changed AS ( \
                      SELECT c.path FROM sync_changes c WHERE c.sync_id = $2 AND c.change <> 'unchanged' \
                        AND NOT (c.change = 'modified' AND EXISTS ( \
-                           SELECT 1 FROM memory_entries n JOIN memory_entries o \
-                               ON o.project_id = $1 AND o.status = 'active' AND o.kind = 'file' \
-                                  AND o.path = n.path \
+                           SELECT 1 FROM memory_entries n \
                            WHERE n.created_by_sync_id = $2 AND n.kind = 'file' AND n.path = c.path \
-                             AND n.meta->>'doc_digest' = o.meta->>'doc_digest')) \
+                             AND n.meta->>'doc_digest' = ( \
+                                 SELECT o.meta->>'doc_digest' FROM memory_entries o \
+                                 WHERE o.project_id = $1 AND o.status = 'active' \
+                                   AND o.kind = 'file' AND o.path = c.path))) \
                      UNION SELECT c.old_path FROM sync_changes c WHERE c.sync_id = $2 \
                          AND c.old_path IS NOT NULL AND c.change <> 'unchanged'), \
                  touched AS ( \
@@ -227,24 +228,21 @@ impl Store {
         let mut tx = self.read().await?;
         let (project, sync) = (claim.project_id.0, claim.sync_id.0);
         // The directory's own files: under `dir/`, with no further `/`.
-        let prefix = if dir.is_empty() {
-            String::new()
-        } else {
-            format!("{dir}/")
-        };
         let files: Vec<(String, Option<String>)> = match files {
             Some(files) => files,
             None => {
+                // By the directory expression of the indexes of migration
+                // 0021 (the same text, so that the planner matches it): a
+                // prefix range would depend on the database's collation.
                 sqlx::query_as(&format!(
-                    "SELECT f.path, f.language FROM {} f \
-                     WHERE starts_with(f.path, $3) \
-                       AND strpos(substr(f.path, length($3) + 1), '/') = 0 \
+                    "SELECT f.path, f.language FROM {} f WHERE {} = $3 \
                      ORDER BY f.path COLLATE \"C\"",
-                    next_files()
+                    next_files(),
+                    dir_of("f.path")
                 ))
                 .bind(project)
                 .bind(sync)
-                .bind(&prefix)
+                .bind(dir)
                 .fetch_all(&mut *tx)
                 .await?
             }
