@@ -238,7 +238,7 @@ impl Store {
                     chunks.push(s.qualified_name.as_str(), i, c);
                 }
             }
-            sqlx::query(
+            let query = sqlx::query(
                 "WITH ins AS ( \
                      INSERT INTO memory_entries (project_id, path, kind, content, content_hash, \
                          blob_sha, language, size_bytes, status, created_by_sync_id, source_path, \
@@ -277,17 +277,8 @@ impl Store {
                     .iter()
                     .map(|s| s.chunks.as_ref().map(|c| c.len() as i32))
                     .collect::<Vec<_>>(),
-            )
-            .bind(&chunks.keys)
-            .bind(&chunks.ordinals)
-            .bind(&chunks.starts)
-            .bind(&chunks.ends)
-            .bind(&chunks.contents)
-            .bind(&chunks.hashes)
-            .bind(&chunks.tokens)
-            .bind(&chunks.texts)
-            .execute(&mut *tx)
-            .await?;
+            );
+            chunks.bind(query).execute(&mut *tx).await?;
         }
         if !files.is_empty() {
             // A list per row goes in as a JSON array: an array of arrays

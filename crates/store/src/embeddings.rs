@@ -89,6 +89,30 @@ impl<K> Default for ChunkColumns<'_, K> {
     }
 }
 
+impl<'a, K> ChunkColumns<'a, K>
+where
+    for<'q> Vec<K>: sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    K: Send + Sync,
+{
+    /// Bind the columns, in this order, as the statement's next eight
+    /// parameters (keys, ordinals, start and end lines, contents, hashes,
+    /// token counts, searchable texts).
+    pub fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.keys)
+            .bind(&self.ordinals)
+            .bind(&self.starts)
+            .bind(&self.ends)
+            .bind(&self.contents)
+            .bind(&self.hashes)
+            .bind(&self.tokens)
+            .bind(&self.texts)
+    }
+}
+
 impl<'a, K> ChunkColumns<'a, K> {
     /// Chunk `ordinal` of the entry `key`.
     pub fn push(&mut self, key: K, ordinal: usize, c: &'a NewChunk) {
@@ -344,25 +368,19 @@ impl Store {
                 columns.push(*entry, i, c);
             }
         }
-        sqlx::query(
-            "INSERT INTO memory_chunks (entry_id, ordinal, start_line, end_line, content, \
-                 content_hash, token_count, tsv) \
-             SELECT t.entry, t.ord, t.s, t.e, t.content, t.hash, t.tokens, \
-                 to_tsvector('english', t.searchable) \
-             FROM UNNEST($1::bigint[], $2::int[], $3::int[], $4::int[], $5::text[], $6::text[], \
-                 $7::int[], $8::text[]) AS t(entry, ord, s, e, content, hash, tokens, searchable) \
-             ON CONFLICT (entry_id, ordinal) DO NOTHING",
-        )
-        .bind(&columns.keys)
-        .bind(&columns.ordinals)
-        .bind(&columns.starts)
-        .bind(&columns.ends)
-        .bind(&columns.contents)
-        .bind(&columns.hashes)
-        .bind(&columns.tokens)
-        .bind(&columns.texts)
-        .execute(&mut *tx)
-        .await?;
+        columns
+            .bind(sqlx::query(
+                "INSERT INTO memory_chunks (entry_id, ordinal, start_line, end_line, content, \
+                     content_hash, token_count, tsv) \
+                 SELECT t.entry, t.ord, t.s, t.e, t.content, t.hash, t.tokens, \
+                     to_tsvector('english', t.searchable) \
+                 FROM UNNEST($1::bigint[], $2::int[], $3::int[], $4::int[], $5::text[], \
+                     $6::text[], $7::int[], $8::text[]) \
+                     AS t(entry, ord, s, e, content, hash, tokens, searchable) \
+                 ON CONFLICT (entry_id, ordinal) DO NOTHING",
+            ))
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "UPDATE memory_entries m SET chunk_count = t.n \
              FROM UNNEST($1::bigint[], $2::int[]) AS t(id, n) WHERE m.id = t.id",
