@@ -114,7 +114,7 @@ impl Pipeline {
         };
         let candidates: Vec<String> = match &files_by_dir {
             Some(by_dir) => by_dir.keys().cloned().collect(),
-            None => self.store.doc_candidates(&ctx.claim, false).await?,
+            None => self.store.doc_candidates(&ctx.claim).await?,
         }
         .into_iter()
         .filter(|d| cp.after.as_ref().is_none_or(|a| d > a))

@@ -138,51 +138,43 @@ pub struct NewDoc {
 }
 
 impl Store {
-    /// The directories whose doc the sync may change: with `whole_tree`,
-    /// every directory with a file once it is finalized; otherwise those of
-    /// the paths it changes, of what its changed files import (before and
-    /// after), and of the files that import a changed path (a target that
-    /// appears or goes), where a file rewritten with its active version's
-    /// doc digest (analysis's `meta.doc_digest`) is not a changed path.
-    /// Sorted.
-    pub async fn doc_candidates(&self, claim: &Claim, whole_tree: bool) -> Result<Vec<String>> {
-        let sql = if whole_tree {
-            format!(
-                "SELECT DISTINCT ({}) COLLATE \"C\" AS dir FROM {} f ORDER BY 1",
-                dir_of("f.path"),
-                next_files()
-            )
-        } else {
-            // A file rewritten with the same doc digest (analysis's hash of
-            // what it gives its module's doc) as its active version changes
-            // no doc: its bodies changed, not its interface or imports.
-            format!(
-                "WITH changed AS ( \
-                     SELECT c.path FROM sync_changes c WHERE c.sync_id = $2 AND c.change <> 'unchanged' \
-                       AND NOT (c.change = 'modified' AND EXISTS ( \
-                           SELECT 1 FROM memory_entries n \
-                           WHERE n.created_by_sync_id = $2 AND n.kind = 'file' AND n.path = c.path \
-                             AND n.meta->>'doc_digest' = ( \
-                                 SELECT o.meta->>'doc_digest' FROM memory_entries o \
-                                 WHERE o.project_id = $1 AND o.status = 'active' \
-                                   AND o.kind = 'file' AND o.path = c.path))) \
-                     UNION SELECT c.old_path FROM sync_changes c WHERE c.sync_id = $2 \
-                         AND c.old_path IS NOT NULL AND c.change <> 'unchanged'), \
-                 touched AS ( \
-                     SELECT path FROM changed \
-                     UNION SELECT unnest(d.candidates) FROM dependency_edges d \
-                         WHERE d.created_by_sync_id = $2 AND d.status = 'pending' \
-                     UNION SELECT unnest(d.candidates) FROM dependency_edges d \
-                         WHERE d.project_id = $1 AND d.status = 'active' \
-                           AND d.from_path IN (SELECT path FROM changed) \
-                     UNION SELECT d.from_path FROM dependency_edges d \
-                         WHERE d.project_id = $1 AND d.status = 'active' \
-                           AND d.candidates && (SELECT array_agg(path) FROM changed)) \
-                 SELECT DISTINCT ({}) COLLATE \"C\" AS dir FROM touched t WHERE $1::uuid IS NOT NULL \
-                 ORDER BY 1",
-                dir_of("t.path")
-            )
-        };
+    /// The directories whose doc a sync that analysed only its changes may
+    /// change (a whole tree's are [`Store::next_files_by_dir`]'s keys):
+    /// those of the paths it changes, of what its changed files import
+    /// (before and after), and of the files that import a changed path (a
+    /// target that appears or goes), where a file rewritten with its active
+    /// version's doc digest (analysis's `meta.doc_digest`) is not a changed
+    /// path. Sorted.
+    pub async fn doc_candidates(&self, claim: &Claim) -> Result<Vec<String>> {
+        // A file rewritten with the same doc digest (analysis's hash of
+        // what it gives its module's doc) as its active version changes
+        // no doc: its bodies changed, not its interface or imports.
+        let sql = format!(
+            "WITH changed AS ( \
+                 SELECT c.path FROM sync_changes c WHERE c.sync_id = $2 AND c.change <> 'unchanged' \
+                   AND NOT (c.change = 'modified' AND EXISTS ( \
+                       SELECT 1 FROM memory_entries n \
+                       WHERE n.created_by_sync_id = $2 AND n.kind = 'file' AND n.path = c.path \
+                         AND n.meta->>'doc_digest' = ( \
+                             SELECT o.meta->>'doc_digest' FROM memory_entries o \
+                             WHERE o.project_id = $1 AND o.status = 'active' \
+                               AND o.kind = 'file' AND o.path = c.path))) \
+                 UNION SELECT c.old_path FROM sync_changes c WHERE c.sync_id = $2 \
+                     AND c.old_path IS NOT NULL AND c.change <> 'unchanged'), \
+             touched AS ( \
+                 SELECT path FROM changed \
+                 UNION SELECT unnest(d.candidates) FROM dependency_edges d \
+                     WHERE d.created_by_sync_id = $2 AND d.status = 'pending' \
+                 UNION SELECT unnest(d.candidates) FROM dependency_edges d \
+                     WHERE d.project_id = $1 AND d.status = 'active' \
+                       AND d.from_path IN (SELECT path FROM changed) \
+                 UNION SELECT d.from_path FROM dependency_edges d \
+                     WHERE d.project_id = $1 AND d.status = 'active' \
+                       AND d.candidates && (SELECT array_agg(path) FROM changed)) \
+             SELECT DISTINCT ({}) COLLATE \"C\" AS dir FROM touched t WHERE $1::uuid IS NOT NULL \
+             ORDER BY 1",
+            dir_of("t.path")
+        );
         Ok(sqlx::query_scalar(&sql)
             .bind(claim.project_id.0)
             .bind(claim.sync_id.0)
