@@ -416,6 +416,20 @@ impl Metrics {
             .inc();
     }
 
+    /// How many syncs have ended on this worker, whatever their status
+    /// (the sum of [`Metrics::sync_finished`]'s counts): a process that runs
+    /// a worker learns that a sync ended without asking the database.
+    pub fn syncs_finished_total(&self) -> u64 {
+        use prometheus::core::Collector;
+        self.0
+            .syncs_finished
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    }
+
     /// A phase attempt succeeded after `elapsed`.
     pub fn phase_succeeded(&self, phase: SyncPhase, elapsed: Duration) {
         self.0
