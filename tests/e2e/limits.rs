@@ -694,6 +694,10 @@ async fn allowed_hosts_come_from_the_environment_as_a_list() {
         }
         let out = cmd
             .env("PROJSYNC__DATABASE__URL", &db.url)
+            // The test's own database for the admin connection too: its
+            // default is the machine's `projsync` database, which a test
+            // must not migrate (it may hold a developer's work).
+            .env("PROJSYNC__DATABASE__ADMIN_URL", &db.admin_url)
             .env("PROJSYNC__REDIS__URL", &redis.url)
             .env("PROJSYNC__API__ALLOWED_HOSTS", hosts)
             .arg("migrate")
