@@ -768,19 +768,25 @@ pub(crate) async fn unembedded<'e>(
     scope: ChunkScope,
     model: &str,
 ) -> Result<(i64, i64)> {
-    let row: (i64, i64) = sqlx::query_as(&format!(
-        "SELECT \
-             (SELECT count(*) FROM memory_chunks c JOIN memory_entries m ON m.id = c.entry_id \
+    let row: (i64, i64) = sqlx::query_as(&format!("SELECT {}", unembedded_columns(scope)))
+        .bind(scope.id())
+        .bind(model)
+        .fetch_one(db)
+        .await?;
+    Ok(row)
+}
+
+/// What [`unembedded`] counts, as two select-list expressions over `$1`
+/// (the scope's id) and `$2` (the model): for a statement that reads more
+/// beside them.
+pub(crate) fn unembedded_columns(scope: ChunkScope) -> String {
+    format!(
+        "(SELECT count(*) FROM memory_chunks c JOIN memory_entries m ON m.id = c.entry_id \
               WHERE {cond} AND NOT EXISTS (SELECT 1 FROM embeddings v \
                   WHERE v.model = $2 AND v.content_hash = c.content_hash)), \
              (SELECT count(*) FROM memory_entries m WHERE {cond} AND m.chunk_count IS NULL)",
         cond = scope.condition()
-    ))
-    .bind(scope.id())
-    .bind(model)
-    .fetch_one(db)
-    .await?;
-    Ok(row)
+    )
 }
 
 #[cfg(test)]

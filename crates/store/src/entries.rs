@@ -1,8 +1,8 @@
 //! The change plan, stored files, memory entry versions and finalize.
 
 use crate::copy::BinaryCopy;
-use crate::embeddings::unembedded;
-use crate::syncs::{commit_batch, finish_step_query, set_stats_query, start_next, FenceLock};
+use crate::embeddings::unembedded_columns;
+use crate::syncs::{commit_batch, finish_and_start_next, finish_step_query, FenceLock};
 use crate::ChunkScope;
 use crate::{BatchWrite, Claim, Commit, Error, PlanRow, Result, StepStart, Store};
 use projsync_domain::plan::{ChangeKind, StoredFile};
@@ -185,24 +185,25 @@ impl Store {
         for chunk in plan.chunks(CHUNK) {
             insert_plan_chunk(&mut *tx, claim.sync_id, chunk).await?;
         }
-        set_stats_query(claim.sync_id, stats)
-            .execute(&mut *tx)
-            .await?;
         let checkpoint = serde_json::json!({
             "rows": plan.len(),
             "to_import": plan.iter().filter(|r| r.needs_entry).count(),
             "stats": stats,
             "filter": filter,
         });
-        finish_step_query(
-            claim.sync_id,
+        // The step's end, the sync's stats and the next step's start: one
+        // statement.
+        let next = finish_and_start_next(
+            &mut tx,
+            claim,
+            fenced,
             SyncPhase::Scan,
             PhaseStatus::Succeeded,
             checkpoint,
+            Some(stats),
+            None,
         )
-        .execute(&mut *tx)
         .await?;
-        let next = start_next(&mut tx, claim, fenced, SyncPhase::Scan).await?;
         tx.commit().await?;
         Ok(next)
     }
@@ -453,33 +454,37 @@ impl Store {
         let (sync_id, project_id) = (claim.sync_id.0, claim.project_id.0);
         let mut tx = self.fenced_durable(claim).await?;
         // Entries become active only together with their chunks and, when
-        // embeddings are on, with every chunk's vector (invariant 4).
-        let (missing, unchunked) = unembedded(
-            &mut *tx,
-            ChunkScope::Sync(claim.sync_id),
-            embedding_model.unwrap_or(""),
-        )
+        // embeddings are on, with every chunk's vector (invariant 4). In
+        // the same statement: what the plan is (every path of the tree, a
+        // full walk, or only the paths that change, a diff), the filter
+        // its verdicts follow, and the analyser version the analyze phase
+        // ran (none when it was skipped: analysis is off for the project).
+        #[allow(clippy::type_complexity)]
+        let (missing, unchunked, scan_mode, filter, analysis_version): (
+            i64,
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<i32>,
+        ) = sqlx::query_as(&format!(
+            "SELECT {}, s.scan_mode, s.filter, s.analysis_version FROM ( \
+                 SELECT max(checkpoint->'stats'->>'scan_mode') FILTER (WHERE phase = 'scan') AS scan_mode, \
+                     max(checkpoint->>'filter') FILTER (WHERE phase = 'scan') AS filter, \
+                     max((checkpoint->>'analysis_version')::int) \
+                         FILTER (WHERE phase = 'analyze' AND status <> 'skipped') AS analysis_version \
+                 FROM sync_steps WHERE sync_id = $1 AND phase IN ('scan', 'analyze')) s",
+            unembedded_columns(ChunkScope::Sync(claim.sync_id))
+        ))
+        .bind(sync_id)
+        .bind(embedding_model.unwrap_or(""))
+        .fetch_one(&mut *tx)
         .await?;
         if unchunked > 0 || (embedding_model.is_some() && missing > 0) {
             return Err(Error::Invalid(format!(
-                "{unchunked} entries are not chunked and {missing} chunks have no vector;                  the embed phase did not finish, retry the sync"
+                "{unchunked} entries are not chunked and {missing} chunks have no vector; \
+                 the embed phase did not finish, retry the sync"
             )));
         }
-        // What the plan is: every path of the tree (a full walk) or only
-        // the paths that change (a diff), and the filter its verdicts follow.
-        // And the analyser version the analyze phase ran (none when it
-        // was skipped: analysis is off for the project).
-        let (scan_mode, filter, analysis_version): (Option<String>, Option<String>, Option<i32>) =
-            sqlx::query_as(
-                "SELECT max(checkpoint->'stats'->>'scan_mode') FILTER (WHERE phase = 'scan'), \
-                     max(checkpoint->>'filter') FILTER (WHERE phase = 'scan'), \
-                     max((checkpoint->>'analysis_version')::int) \
-                         FILTER (WHERE phase = 'analyze' AND status <> 'skipped') \
-                 FROM sync_steps WHERE sync_id = $1 AND phase IN ('scan', 'analyze')",
-            )
-            .bind(sync_id)
-            .fetch_one(&mut *tx)
-            .await?;
         let diff = scan_mode.as_deref() == Some(ScanMode::Diff.as_str());
         let superseded_files = if diff {
             // Only the planned paths move: the ones a new version, a skip
@@ -510,23 +515,16 @@ impl Store {
             .await?
             .rows_affected()
         };
-        stats.symbols_changed = supersede_analysis(&mut tx, project_id, sync_id).await?;
-        // Docs: the ones with a new version, and the ones removed.
-        sqlx::query(
-            "UPDATE memory_entries m SET status = 'superseded', superseded_by_sync_id = $2 \
-             WHERE m.project_id = $1 AND m.status = 'active' AND m.kind = 'doc' \
-               AND (EXISTS (SELECT 1 FROM memory_entries p WHERE p.created_by_sync_id = $2 \
-                       AND p.kind = 'doc' AND p.path = m.path) \
-                 OR EXISTS (SELECT 1 FROM sync_doc_removals r WHERE r.sync_id = $2 \
-                       AND r.path = m.path))",
-        )
-        .bind(project_id)
-        .bind(sync_id)
-        .execute(&mut *tx)
-        .await?;
+        // The symbols and dependency edges of the files in question, and
+        // the docs with a new version or removed, in one statement (three
+        // sets of rows none of the others touches).
+        stats.symbols_changed = supersede_analysis_and_docs(&mut tx, project_id, sync_id).await?;
+        // Then the sync's versions become the active ones, with its edges.
         let (activated, symbols_activated, docs_activated): (i64, i64, i64) = sqlx::query_as(
             "WITH a AS (UPDATE memory_entries SET status = 'active' \
-                 WHERE created_by_sync_id = $1 AND status = 'pending' RETURNING kind) \
+                 WHERE created_by_sync_id = $1 AND status = 'pending' RETURNING kind), \
+             e AS (UPDATE dependency_edges SET status = 'active' \
+                 WHERE created_by_sync_id = $1 AND status = 'pending') \
              SELECT count(*) FILTER (WHERE kind = 'file'), count(*) FILTER (WHERE kind = 'symbol'), \
                  count(*) FILTER (WHERE kind = 'doc') \
              FROM a",
@@ -538,13 +536,6 @@ impl Store {
         stats.imported = activated;
         stats.symbols_changed += symbols_activated as u64;
         stats.docs_regenerated = docs_activated as u64;
-        sqlx::query(
-            "UPDATE dependency_edges SET status = 'active' \
-             WHERE created_by_sync_id = $1 AND status = 'pending'",
-        )
-        .bind(sync_id)
-        .execute(&mut *tx)
-        .await?;
         let delete_files = if diff {
             "DELETE FROM repository_files f USING sync_changes c \
              WHERE f.repository_id = $1 AND c.sync_id = $2 \
@@ -574,28 +565,25 @@ impl Store {
         .bind(sync_id)
         .execute(&mut *tx)
         .await?;
-        complete_on(&mut tx, claim, repository_id, head_commit, outcome, &stats).await?;
         // A sync that ran no analysis leaves the files it changed without
         // symbols: the next one that does analyses the whole tree.
-        sqlx::query(
-            "UPDATE repositories SET synced_filter = $2, \
-                 analysis_version = CASE WHEN $3::int IS NOT NULL THEN $3 \
-                     WHEN $4 THEN analysis_version END \
-             WHERE id = $1",
+        complete_on(
+            &mut tx,
+            claim,
+            repository_id,
+            head_commit,
+            outcome,
+            &stats,
+            (
+                SyncPhase::Finalize,
+                serde_json::json!({ "activated": activated }),
+            ),
+            Some(RepositoryVerdicts {
+                filter,
+                analysis_version,
+                keep_analysis_version: activated == 0 && superseded_files == 0,
+            }),
         )
-        .bind(repository_id.0)
-        .bind(filter)
-        .bind(analysis_version)
-        .bind(activated == 0 && superseded_files == 0)
-        .execute(&mut *tx)
-        .await?;
-        finish_step_query(
-            claim.sync_id,
-            SyncPhase::Finalize,
-            PhaseStatus::Succeeded,
-            serde_json::json!({ "activated": activated }),
-        )
-        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(stats)
@@ -645,15 +633,12 @@ impl Store {
             head_commit,
             "unchanged",
             stats,
+            (
+                SyncPhase::Prepare,
+                serde_json::json!({ "head_commit": head_commit, "unchanged": true }),
+            ),
+            None,
         )
-        .await?;
-        finish_step_query(
-            claim.sync_id,
-            SyncPhase::Prepare,
-            PhaseStatus::Succeeded,
-            serde_json::json!({ "head_commit": head_commit, "unchanged": true }),
-        )
-        .execute(&mut *tx)
         .await?;
         sqlx::query(
             "UPDATE sync_steps SET status = 'skipped', finished_at = now() \
@@ -947,47 +932,60 @@ impl Store {
 /// sync replaced (changed, deleted, renamed away, now skipped) or analysed,
 /// except those the analysis kept; returns how many symbols went without a
 /// new version (removed). Runs after the files' own supersede.
-async fn supersede_analysis(
+async fn supersede_analysis_and_docs(
     tx: &mut PgConnection,
     project_id: uuid::Uuid,
     sync_id: uuid::Uuid,
 ) -> Result<u64> {
-    // The files in question: those superseded just now, and those analysed
-    // (a whole-tree analysis also reads files that did not change).
-    const FILES: &str = "SELECT f.path FROM memory_entries f \
-         WHERE f.superseded_by_sync_id = $2 AND f.kind = 'file' AND f.project_id = $1 \
-         UNION SELECT a.path FROM sync_analyzed_files a WHERE a.sync_id = $2";
-    let removed: i64 = sqlx::query_scalar(&format!(
-        "WITH s AS (UPDATE memory_entries m SET status = 'superseded', superseded_by_sync_id = $2 \
-             FROM ({FILES}) t \
+    // The files in question (`t`): those superseded just now, and those
+    // analysed (a whole-tree analysis also reads files that did not
+    // change). Their symbols and edges go unless the analysis kept them;
+    // the docs go that have a new version, or were removed. The count is
+    // of the symbols removed (superseded with no new version).
+    let removed: i64 = sqlx::query_scalar(
+        "WITH t AS (SELECT f.path FROM memory_entries f \
+             WHERE f.superseded_by_sync_id = $2 AND f.kind = 'file' AND f.project_id = $1 \
+             UNION SELECT a.path FROM sync_analyzed_files a WHERE a.sync_id = $2), \
+         s AS (UPDATE memory_entries m SET status = 'superseded', superseded_by_sync_id = $2 \
+             FROM t \
              WHERE m.project_id = $1 AND m.status = 'active' AND m.source_path = t.path \
                AND m.kind = 'symbol' \
                AND NOT EXISTS (SELECT 1 FROM sync_analyzed_files a WHERE a.sync_id = $2 \
                    AND a.path = m.source_path AND m.path = ANY(a.kept_symbols)) \
-             RETURNING m.path) \
+             RETURNING m.path), \
+         e AS (UPDATE dependency_edges d SET status = 'superseded', superseded_by_sync_id = $2 \
+             FROM t \
+             WHERE d.project_id = $1 AND d.status = 'active' AND d.from_path = t.path \
+               AND NOT EXISTS (SELECT 1 FROM sync_analyzed_files a WHERE a.sync_id = $2 \
+                   AND a.path = d.from_path AND a.kept_edges)), \
+         d AS (UPDATE memory_entries m SET status = 'superseded', superseded_by_sync_id = $2 \
+             WHERE m.project_id = $1 AND m.status = 'active' AND m.kind = 'doc' \
+               AND (EXISTS (SELECT 1 FROM memory_entries p WHERE p.created_by_sync_id = $2 \
+                       AND p.kind = 'doc' AND p.path = m.path) \
+                 OR EXISTS (SELECT 1 FROM sync_doc_removals r WHERE r.sync_id = $2 \
+                       AND r.path = m.path))) \
          SELECT count(*) FROM s WHERE NOT EXISTS (SELECT 1 FROM memory_entries p \
-             WHERE p.created_by_sync_id = $2 AND p.kind = 'symbol' AND p.path = s.path)"
-    ))
+             WHERE p.created_by_sync_id = $2 AND p.kind = 'symbol' AND p.path = s.path)",
+    )
     .bind(project_id)
     .bind(sync_id)
     .fetch_one(&mut *tx)
     .await?;
-    sqlx::query(&format!(
-        "UPDATE dependency_edges d SET status = 'superseded', superseded_by_sync_id = $2 \
-         FROM ({FILES}) t \
-         WHERE d.project_id = $1 AND d.status = 'active' AND d.from_path = t.path \
-           AND NOT EXISTS (SELECT 1 FROM sync_analyzed_files a WHERE a.sync_id = $2 \
-               AND a.path = d.from_path AND a.kept_edges)"
-    ))
-    .bind(project_id)
-    .bind(sync_id)
-    .execute(&mut *tx)
-    .await?;
     Ok(removed as u64)
+}
+
+/// What a finalize records of the tree on the repository: the filter its
+/// verdicts followed, and the analyser version (kept as it was when
+/// `keep_analysis_version` and none ran; else cleared).
+struct RepositoryVerdicts {
+    filter: Option<String>,
+    analysis_version: Option<i32>,
+    keep_analysis_version: bool,
 }
 
 /// End a sync as succeeded and link it after the project's last successful
 /// sync. The project row is locked so that the chain stays linear.
+#[allow(clippy::too_many_arguments)]
 async fn complete_on(
     conn: &mut PgConnection,
     claim: &Claim,
@@ -995,35 +993,54 @@ async fn complete_on(
     head_commit: &str,
     outcome: &str,
     stats: &Stats,
+    (phase, checkpoint): (SyncPhase, serde_json::Value),
+    verdicts: Option<RepositoryVerdicts>,
 ) -> Result<()> {
+    // Read under the project row's lock, by a statement of its own: the
+    // statement below updates that row, and a row a statement has updated
+    // is not there for its own `FOR UPDATE`.
     let previous: Option<uuid::Uuid> =
         sqlx::query_scalar("SELECT last_sync_id FROM projects WHERE id = $1 FOR UPDATE")
             .bind(claim.project_id.0)
             .fetch_one(&mut *conn)
             .await?;
+    // The sync, the project, the repository and the step that ends the
+    // sync, in one statement (four tables, one row each).
+    let (set_verdicts, filter, analysis_version, keep_analysis_version) = match verdicts {
+        Some(v) => (true, v.filter, v.analysis_version, v.keep_analysis_version),
+        None => (false, None, None, true),
+    };
     sqlx::query(
-        "UPDATE project_syncs SET status = 'succeeded', outcome = $2, stats = $3, previous_sync_id = $4, \
-             head_commit = $5, finished_at = now(), updated_at = now(), current_phase = NULL, \
-             lease_owner = NULL, lease_expires_at = NULL, error_class = NULL, error_message = NULL \
-         WHERE id = $1",
+        "WITH s AS (UPDATE project_syncs SET status = 'succeeded', outcome = $2, stats = $3, \
+                 previous_sync_id = $4, head_commit = $5, finished_at = now(), updated_at = now(), \
+                 current_phase = NULL, lease_owner = NULL, lease_expires_at = NULL, \
+                 error_class = NULL, error_message = NULL \
+             WHERE id = $1), \
+         p AS (UPDATE projects SET last_sync_id = $1 WHERE id = $6), \
+         r AS (UPDATE repositories SET last_synced_commit = $5, \
+                 synced_filter = CASE WHEN $10 THEN $11 ELSE synced_filter END, \
+                 analysis_version = CASE WHEN NOT $10 THEN analysis_version \
+                     WHEN $12::int IS NOT NULL THEN $12 WHEN $13 THEN analysis_version END \
+             WHERE id = $7) \
+         UPDATE sync_steps SET status = 'succeeded', checkpoint = $9, finished_at = now(), \
+             error_message = NULL \
+         WHERE sync_id = $1 AND phase = $8",
     )
     .bind(claim.sync_id.0)
     .bind(outcome)
     .bind(Json(stats))
     .bind(previous)
     .bind(head_commit)
+    .bind(claim.project_id.0)
+    .bind(repository_id.0)
+    .bind(phase.as_str())
+    .bind(checkpoint)
+    .bind(set_verdicts)
+    .bind(filter)
+    .bind(analysis_version)
+    .bind(keep_analysis_version)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("UPDATE projects SET last_sync_id = $2 WHERE id = $1")
-        .bind(claim.project_id.0)
-        .bind(claim.sync_id.0)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("UPDATE repositories SET last_synced_commit = $2 WHERE id = $1")
-        .bind(repository_id.0)
-        .bind(head_commit)
-        .execute(&mut *conn)
-        .await?;
     Ok(())
 }
 

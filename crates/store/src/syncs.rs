@@ -330,23 +330,56 @@ async fn start_in(
     row.as_ref().map(step_from_row).transpose()
 }
 
-/// At the end of `phase`'s step, in its transaction: start the step after
-/// it too, unless a cancel was asked for. One transaction less per phase;
-/// the engine runs the started step next (`None`: the last phase, or no
-/// such step; the engine starts what comes itself).
-pub(crate) async fn start_next(
+/// End `phase`'s step as `status` with `checkpoint`, set the sync's stats
+/// and head where given, and start the next step (unless a cancel was
+/// asked for, or this was the last phase): one statement, in a fenced
+/// transaction (`fenced` is what its fence check saw). The engine runs the
+/// started step next (`None`: the last phase, or no such step; the engine
+/// starts what comes itself).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn finish_and_start_next(
     tx: &mut Transaction<'_, Postgres>,
     claim: &Claim,
     fenced: Fenced,
     phase: SyncPhase,
+    status: PhaseStatus,
+    checkpoint: serde_json::Value,
+    stats: Option<&Stats>,
+    head: Option<&str>,
 ) -> Result<Option<StepStart>> {
-    let Some(next) = phase.next() else {
-        return Ok(None);
-    };
-    if fenced.cancel_requested {
-        return Ok(Some(StepStart::CancelRequested));
-    }
-    Ok(start_in(tx, claim, next).await?.map(StepStart::Started))
+    let next = phase.next().filter(|_| !fenced.cancel_requested);
+    let started = sqlx::query(&format!(
+        "WITH sync AS ( \
+             UPDATE project_syncs SET updated_at = now(), stats = coalesce($5, stats), \
+                 head_commit = coalesce($6, head_commit), \
+                 current_phase = coalesce($7, current_phase) \
+             WHERE id = $1), \
+         done AS ( \
+             UPDATE sync_steps SET status = $3, checkpoint = $4, finished_at = now(), \
+                 error_message = NULL \
+             WHERE sync_id = $1 AND phase = $2) \
+         UPDATE sync_steps SET status = 'running', attempts = attempts + 1, \
+             started_at = coalesce(started_at, now()), error_message = NULL \
+         WHERE sync_id = $1 AND phase = $7 RETURNING {STEP_COLUMNS}"
+    ))
+    .bind(claim.sync_id.0)
+    .bind(phase.as_str())
+    .bind(status.as_str())
+    .bind(checkpoint)
+    .bind(stats.map(Json))
+    .bind(head)
+    .bind(next.map(|p| p.as_str()))
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match (phase.next(), fenced.cancel_requested) {
+        (None, _) => None,
+        (Some(_), true) => Some(StepStart::CancelRequested),
+        (Some(_), false) => started
+            .as_ref()
+            .map(step_from_row)
+            .transpose()?
+            .map(StepStart::Started),
+    })
 }
 
 impl Store {
@@ -977,42 +1010,12 @@ impl Store {
         let (mut tx, fenced) = self
             .fenced_as(claim, Commit::Deferred, FenceLock::Update)
             .await?;
-        // The next step is started unless a cancel was asked for (the
-        // engine stops at it) or this was the last phase.
-        let next = phase.next().filter(|_| !fenced.cancel_requested);
-        let started = sqlx::query(&format!(
-            "WITH sync AS ( \
-                 UPDATE project_syncs SET updated_at = now(), stats = coalesce($5, stats), \
-                     head_commit = coalesce($6, head_commit), \
-                     current_phase = coalesce($7, current_phase) \
-                 WHERE id = $1), \
-             done AS ( \
-                 UPDATE sync_steps SET status = $3, checkpoint = $4, finished_at = now(), \
-                     error_message = NULL \
-                 WHERE sync_id = $1 AND phase = $2) \
-             UPDATE sync_steps SET status = 'running', attempts = attempts + 1, \
-                 started_at = coalesce(started_at, now()), error_message = NULL \
-             WHERE sync_id = $1 AND phase = $7 RETURNING {STEP_COLUMNS}"
-        ))
-        .bind(claim.sync_id.0)
-        .bind(phase.as_str())
-        .bind(status.as_str())
-        .bind(checkpoint)
-        .bind(stats.map(Json))
-        .bind(head)
-        .bind(next.map(|p| p.as_str()))
-        .fetch_optional(&mut *tx)
+        let next = finish_and_start_next(
+            &mut tx, claim, fenced, phase, status, checkpoint, stats, head,
+        )
         .await?;
         tx.commit().await?;
-        Ok(match (phase.next(), fenced.cancel_requested) {
-            (None, _) => None,
-            (Some(_), true) => Some(StepStart::CancelRequested),
-            (Some(_), false) => started
-                .as_ref()
-                .map(step_from_row)
-                .transpose()?
-                .map(StepStart::Started),
-        })
+        Ok(next)
     }
 
     /// Save a phase's checkpoint while it runs.
