@@ -205,7 +205,10 @@ impl Bench {
     pub async fn run_sync(&self, project: ProjectId) -> Result<SyncRun> {
         self.sources.take_reads();
         let trees_before = *self.sources.trees_read.lock().unwrap();
-        let ended_before = self.worker_metrics.as_ref().map(Metrics::syncs_finished_total);
+        let ended_before = self
+            .worker_metrics
+            .as_ref()
+            .map(Metrics::syncs_finished_total);
         let started = Instant::now();
         let id = self.enqueue(project).await?;
         let mut last_read = started;

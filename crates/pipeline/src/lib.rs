@@ -556,6 +556,9 @@ impl Pipeline {
             }
             Ok(Transition::Complete) => {
                 self.completed(ctx);
+                if current == SyncPhase::Finalize && ctx.sync.kind != "backfill" {
+                    self.after_finalize(ctx).await;
+                }
                 Ok(Next::End)
             }
             Ok(Transition::Stop(stop)) => self.stop(ctx, current, stop).await.map(|()| Next::End),

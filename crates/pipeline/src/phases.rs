@@ -614,25 +614,8 @@ impl Pipeline {
             )
             .await?;
         failpoints::hit("finalize.committed").await;
-        // Housekeeping after the commit: a failure here costs nothing but
-        // space, and the next sync of the project tries again.
-        match self
-            .store
-            .prune_plans(ctx.claim.project_id, self.opts.plan_retention)
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(syncs = n, "pruned old change plans"),
-            Err(e) => tracing::warn!("cannot prune old change plans: {e}"),
-        }
-        // The versions this sync activated (and superseded) change which
-        // rows are active, which the planner counts on for every read of
-        // the active state: after a first import it would otherwise still
-        // see none, and walk a project's every active row for one path
-        // (0.3 s a lookup at 100,000 files) until autovacuum's ANALYZE.
-        if stats.imported + stats.symbols_changed + stats.docs_regenerated >= STATS_AFTER_ROWS {
-            self.refresh_stats(GrownTable::MemoryEntries).await;
-        }
+        // The housekeeping that follows (old plans, planner statistics) is
+        // done by `after_finalize`, once the sync is reported ended.
         ctx.stats = stats;
         ctx.sync.status = SyncStatus::Succeeded;
         ctx.sync.outcome = Some(outcome.into());
@@ -659,6 +642,30 @@ impl Pipeline {
         )
         .await;
         Ok(Transition::Complete)
+    }
+
+    /// Housekeeping after a sync's finalize committed, once its end is
+    /// counted: a failure here costs nothing but space or speed, and the
+    /// next sync of the project tries again.
+    pub(crate) async fn after_finalize(&self, ctx: &RunCtx) {
+        match self
+            .store
+            .prune_plans(ctx.claim.project_id, self.opts.plan_retention)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(syncs = n, "pruned old change plans"),
+            Err(e) => tracing::warn!("cannot prune old change plans: {e}"),
+        }
+        // The versions this sync activated (and superseded) change which
+        // rows are active, which the planner counts on for every read of
+        // the active state: after a first import it would otherwise still
+        // see none, and walk a project's every active row for one path
+        // (0.3 s a lookup at 100,000 files) until autovacuum's ANALYZE.
+        let s = &ctx.stats;
+        if s.imported + s.symbols_changed + s.docs_regenerated >= STATS_AFTER_ROWS {
+            self.refresh_stats(GrownTable::MemoryEntries).await;
+        }
     }
 
     /// Refresh the planner's statistics of a table this run grew by a lot
