@@ -127,6 +127,9 @@ impl Pipeline {
         let batch_size = self.analysis.batch_files.max(1);
         // Symbol versions this attempt wrote.
         let mut written_symbols = 0u64;
+        // Set when the last batch's write ended the step too (and started
+        // the next one).
+        let mut ended = None;
         loop {
             if let Some(stop) = self.write_boundary(ctx).await? {
                 return Ok(Transition::Stop(stop));
@@ -190,9 +193,27 @@ impl Pipeline {
             // batch is read again and still writes nothing).
             let empty =
                 decided.symbols.is_empty() && decided.files.is_empty() && decided.edges.is_empty();
-            if !empty
-                && self
+            // The last batch (fewer files than asked for) ends the step in
+            // its own transaction, and starts the next one.
+            let last = read < batch_size;
+            let written = if empty {
+                BatchWrite::Written
+            } else if last {
+                let (written, next) = self
                     .store
+                    .write_last_analysis_batch(
+                        &ctx.claim,
+                        &decided.symbols,
+                        &decided.files,
+                        &decided.edges,
+                        checkpoint,
+                        &ctx.stats,
+                    )
+                    .await?;
+                ended = Some(next);
+                written
+            } else {
+                self.store
                     .write_analysis_batch(
                         &ctx.claim,
                         &decided.symbols,
@@ -201,8 +222,8 @@ impl Pipeline {
                         checkpoint,
                     )
                     .await?
-                    == BatchWrite::CancelRequested
-            {
+            };
+            if written == BatchWrite::CancelRequested {
                 return Ok(Transition::Stop(Stop::Cancel));
             }
             written_symbols += decided.symbols.len() as u64;
@@ -221,7 +242,7 @@ impl Pipeline {
                 ),
             )
             .await;
-            if read < batch_size {
+            if last {
                 break;
             }
         }
@@ -230,6 +251,10 @@ impl Pipeline {
         if written_symbols >= crate::phases::STATS_AFTER_ROWS {
             self.refresh_stats(projsync_store::GrownTable::MemoryEntries)
                 .await;
+        }
+        if let Some(next) = ended {
+            ctx.next_step = next;
+            return Ok(Transition::Continue);
         }
         ctx.next_step = self
             .store

@@ -37,6 +37,8 @@ struct ReadBatch {
     /// Its number (from 1) and the files done once it is written.
     number: u64,
     done: u64,
+    /// The sync's stats once it is written.
+    stats: Stats,
 }
 
 impl Pipeline {
@@ -428,6 +430,9 @@ impl Pipeline {
         // nothing is in flight at a boundary, and at most two batches are
         // in memory.
         let mut ready: Option<ReadBatch> = None;
+        // Set when the last batch's write ended the step too (and started
+        // the next one): the batch that brings the files done to `total`.
+        let mut ended: Option<Option<projsync_store::StepStart>> = None;
         loop {
             // A batch's write checks for a cancel itself.
             if let Some(stop) = self.write_boundary(ctx).await? {
@@ -438,10 +443,20 @@ impl Pipeline {
             let pending = ready.take();
             let write = async {
                 match &pending {
+                    Some(b) if b.done >= total => store
+                        .write_last_import_batch(
+                            &claim,
+                            &b.entries,
+                            &b.skips,
+                            b.checkpoint.clone(),
+                            &b.stats,
+                        )
+                        .await
+                        .map(|(written, next)| Some((written, Some(next)))),
                     Some(b) => store
                         .write_import_batch(&claim, &b.entries, &b.skips, b.checkpoint.clone())
                         .await
-                        .map(Some),
+                        .map(|written| Some((written, None))),
                     None => Ok(None),
                 }
             };
@@ -453,8 +468,12 @@ impl Pipeline {
                 .collect();
             let read = self.read_batch(ctx, &mut cp, batch_size, &carry, reuse);
             let (written, next) = tokio::join!(write, read);
-            if written? == Some(BatchWrite::CancelRequested) {
-                return Ok(Transition::Stop(Stop::Cancel));
+            match written? {
+                Some((BatchWrite::CancelRequested, _)) => {
+                    return Ok(Transition::Stop(Stop::Cancel))
+                }
+                Some((BatchWrite::Written, Some(next))) => ended = Some(next),
+                _ => {}
             }
             if let Some(b) = &pending {
                 failpoints::hit("import.batch_written").await;
@@ -478,6 +497,10 @@ impl Pipeline {
         // entries this import wrote.
         if cp.done >= STATS_AFTER_ROWS {
             self.refresh_stats(GrownTable::MemoryEntries).await;
+        }
+        if let Some(next) = ended {
+            ctx.next_step = next;
+            return Ok(Transition::Continue);
         }
         ctx.next_step = self
             .store
@@ -588,6 +611,7 @@ impl Pipeline {
             checkpoint: serde_json::to_value(&*cp).expect("checkpoint serializes"),
             number: cp.batches,
             done: cp.done,
+            stats: cp.stats.clone(),
         }))
     }
 

@@ -6,9 +6,9 @@
 
 use crate::docs::carried_forward;
 use crate::embeddings::{ChunkColumns, NewChunk};
-use crate::syncs::{commit_batch, FenceLock};
-use crate::{BatchWrite, Claim, Result, Store};
-use projsync_domain::{ProjectId, SyncId, SyncPhase};
+use crate::syncs::{commit_batch, BatchEnd, FenceLock};
+use crate::{BatchWrite, Claim, Result, StepStart, Store};
+use projsync_domain::{ProjectId, Stats, SyncId, SyncPhase};
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 use sqlx::Row;
@@ -221,11 +221,55 @@ impl Store {
         edges: &[Edge],
         checkpoint: serde_json::Value,
     ) -> Result<BatchWrite> {
+        self.write_analysis_batch_ending(
+            claim,
+            symbols,
+            files,
+            edges,
+            checkpoint,
+            BatchEnd::Checkpoint,
+        )
+        .await
+        .map(|(written, _)| written)
+    }
+
+    /// [`Store::write_analysis_batch`] for the step's last batch: the step
+    /// ends with it (its checkpoint is the step's last, with the sync's
+    /// `stats`), and the next step starts, in the same transaction.
+    pub async fn write_last_analysis_batch(
+        &self,
+        claim: &Claim,
+        symbols: &[NewSymbol],
+        files: &[AnalyzedFile],
+        edges: &[Edge],
+        checkpoint: serde_json::Value,
+        stats: &Stats,
+    ) -> Result<(BatchWrite, Option<StepStart>)> {
+        self.write_analysis_batch_ending(
+            claim,
+            symbols,
+            files,
+            edges,
+            checkpoint,
+            BatchEnd::Step(stats),
+        )
+        .await
+    }
+
+    async fn write_analysis_batch_ending(
+        &self,
+        claim: &Claim,
+        symbols: &[NewSymbol],
+        files: &[AnalyzedFile],
+        edges: &[Edge],
+        checkpoint: serde_json::Value,
+        end: BatchEnd<'_>,
+    ) -> Result<(BatchWrite, Option<StepStart>)> {
         let Some(mut tx) = self
             .fenced_unless_cancelled(claim, FenceLock::Update)
             .await?
         else {
-            return Ok(BatchWrite::CancelRequested);
+            return Ok((BatchWrite::CancelRequested, None));
         };
         if !symbols.is_empty() {
             // The entries, and in the same statement the chunks of those
@@ -360,7 +404,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        commit_batch(tx, claim.sync_id, SyncPhase::Analyze, checkpoint).await
+        commit_batch(tx, claim, SyncPhase::Analyze, checkpoint, end).await
     }
 }
 

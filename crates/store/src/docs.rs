@@ -9,7 +9,7 @@
 //! touch). The `NEXT_*` queries below say exactly that, with `$1` the
 //! project and `$2` the sync.
 
-use crate::syncs::{commit_batch, FenceLock};
+use crate::syncs::{commit_batch, BatchEnd, FenceLock};
 use crate::{BatchWrite, Claim, Result, Store, SymbolMeta};
 use projsync_domain::{ProjectId, SyncPhase};
 use sqlx::types::Json;
@@ -446,6 +446,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        commit_batch(tx, claim.sync_id, SyncPhase::Docs, checkpoint).await
+        commit_batch(tx, claim, SyncPhase::Docs, checkpoint, BatchEnd::Checkpoint)
+            .await
+            .map(|(written, _)| written)
     }
 }

@@ -7,7 +7,7 @@
 //! [`Store::ensure_embedding_index`] for the configured model, so the
 //! semantic query names the model and the dimensions literally.
 
-use crate::syncs::{commit_batch, save_checkpoint_query, FenceLock};
+use crate::syncs::{commit_batch, save_checkpoint_query, BatchEnd, FenceLock};
 use crate::{BatchWrite, Claim, Error, MemoryKey, Result, Store};
 use projsync_domain::{ProjectId, SyncId, SyncPhase};
 use serde::{Deserialize, Serialize};
@@ -394,7 +394,9 @@ impl Store {
         )
         .execute(&mut *tx)
         .await?;
-        commit_batch(tx, claim.sync_id, phase, checkpoint).await
+        commit_batch(tx, claim, phase, checkpoint, BatchEnd::Checkpoint)
+            .await
+            .map(|(written, _)| written)
     }
 
     /// How many chunks the entry versions of `scope` have.

@@ -2,7 +2,7 @@
 
 use crate::copy::BinaryCopy;
 use crate::embeddings::unembedded_columns;
-use crate::syncs::{commit_batch, finish_and_start_next, finish_step_query, FenceLock};
+use crate::syncs::{commit_batch, finish_and_start_next, finish_step_query, BatchEnd, FenceLock};
 use crate::ChunkScope;
 use crate::{BatchWrite, Claim, Commit, Error, PlanRow, Result, StepStart, Store};
 use projsync_domain::plan::{ChangeKind, StoredFile};
@@ -329,12 +329,40 @@ impl Store {
         // speculative insertion (measured 10-20% of the INSERT). Should
         // some be there all the same (a checkpoint that could not be read,
         // the step run again), the batch is written again, skipping them.
+        self.write_import_batch_ending(claim, entries, skips, checkpoint, BatchEnd::Checkpoint)
+            .await
+            .map(|(written, _)| written)
+    }
+
+    /// [`Store::write_import_batch`] for the step's last batch: the step
+    /// ends with it (its checkpoint is the step's last, with the sync's
+    /// `stats`), and the next step starts, in the same transaction.
+    pub async fn write_last_import_batch(
+        &self,
+        claim: &Claim,
+        entries: &[NewEntry],
+        skips: &[(String, SkipReason)],
+        checkpoint: serde_json::Value,
+        stats: &Stats,
+    ) -> Result<(BatchWrite, Option<StepStart>)> {
+        self.write_import_batch_ending(claim, entries, skips, checkpoint, BatchEnd::Step(stats))
+            .await
+    }
+
+    async fn write_import_batch_ending(
+        &self,
+        claim: &Claim,
+        entries: &[NewEntry],
+        skips: &[(String, SkipReason)],
+        checkpoint: serde_json::Value,
+        end: BatchEnd<'_>,
+    ) -> Result<(BatchWrite, Option<StepStart>)> {
         match self
-            .write_import_batch_as(claim, entries, skips, checkpoint.clone(), false)
+            .write_import_batch_as(claim, entries, skips, checkpoint.clone(), false, end)
             .await
         {
             Err(e) if e.is_unique_violation() => {
-                self.write_import_batch_as(claim, entries, skips, checkpoint, true)
+                self.write_import_batch_as(claim, entries, skips, checkpoint, true, end)
                     .await
             }
             other => other,
@@ -348,12 +376,13 @@ impl Store {
         skips: &[(String, SkipReason)],
         checkpoint: serde_json::Value,
         skip_existing: bool,
-    ) -> Result<BatchWrite> {
+        end: BatchEnd<'_>,
+    ) -> Result<(BatchWrite, Option<StepStart>)> {
         let Some(mut tx) = self
             .fenced_unless_cancelled(claim, FenceLock::Update)
             .await?
         else {
-            return Ok(BatchWrite::CancelRequested);
+            return Ok((BatchWrite::CancelRequested, None));
         };
         const SKIP_EXISTING: &str = " ON CONFLICT (created_by_sync_id, kind, path) DO NOTHING";
         let on_conflict = if skip_existing { SKIP_EXISTING } else { "" };
@@ -435,7 +464,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        commit_batch(tx, claim.sync_id, SyncPhase::Import, checkpoint).await
+        commit_batch(tx, claim, SyncPhase::Import, checkpoint, end).await
     }
 
     /// Make the sync's state the one readers see, in one transaction

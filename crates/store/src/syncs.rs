@@ -996,7 +996,7 @@ impl Store {
 
     /// A step's end, with the sync's stats or head commit when given, in
     /// one fenced transaction, which also starts the step after it (see
-    /// [`start_next`]). After the fence check, the writes are one
+    /// [`finish_and_start_next`]). After the fence check, the writes are one
     /// statement: a phase's end is on every sync's path, seven times.
     async fn finish_step_along(
         &self,
@@ -1163,19 +1163,53 @@ pub(crate) fn save_checkpoint_query<'q>(
         .bind(checkpoint)
 }
 
-/// End a batch's fenced transaction: the step's checkpoint that moves past
-/// the batch, and the commit.
+/// How a batch's fenced transaction ends.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum BatchEnd<'a> {
+    /// With the step's checkpoint past the batch: more may follow.
+    Checkpoint,
+    /// With the step's end, the sync's `stats` and the next step's start
+    /// ([`finish_and_start_next`]): the step's last batch, whose
+    /// checkpoint is the step's last. One transaction less than a batch
+    /// and then the step's end, on every small sync's path.
+    Step(&'a Stats),
+}
+
+/// End a batch's fenced transaction (begun by
+/// [`Store::fenced_unless_cancelled`], so with no cancel asked for) as `end`
+/// says, and commit it. With [`BatchEnd::Step`], the next step's start.
 pub(crate) async fn commit_batch(
     mut tx: Transaction<'static, Postgres>,
-    sync_id: SyncId,
+    claim: &Claim,
     phase: SyncPhase,
     checkpoint: serde_json::Value,
-) -> Result<BatchWrite> {
-    save_checkpoint_query(sync_id, phase, checkpoint)
-        .execute(&mut *tx)
-        .await?;
+    end: BatchEnd<'_>,
+) -> Result<(BatchWrite, Option<StepStart>)> {
+    let next = match end {
+        BatchEnd::Checkpoint => {
+            save_checkpoint_query(claim.sync_id, phase, checkpoint)
+                .execute(&mut *tx)
+                .await?;
+            None
+        }
+        BatchEnd::Step(stats) => {
+            finish_and_start_next(
+                &mut tx,
+                claim,
+                Fenced {
+                    cancel_requested: false,
+                },
+                phase,
+                PhaseStatus::Succeeded,
+                checkpoint,
+                Some(stats),
+                None,
+            )
+            .await?
+        }
+    };
     tx.commit().await?;
-    Ok(BatchWrite::Written)
+    Ok((BatchWrite::Written, next))
 }
 
 /// The columns of a step, as [`step_from_row`] reads them.

@@ -240,3 +240,97 @@ async fn the_repository_identity_is_kept_and_filled_in_once() {
     let read = db.store.project(older.id).await.unwrap();
     assert_eq!(read.repository.remote, Some(identity("acme/widgets", 7)));
 }
+
+/// The last import batch ends the import step in its own transaction: the
+/// step succeeds with the batch's checkpoint, the sync takes the stats, and
+/// the analyze step is started. With a cancel asked for, nothing of it is
+/// written; for a worker that lost the lease, nothing either.
+#[tokio::test]
+async fn the_last_import_batch_ends_the_step_and_starts_the_next() {
+    let db = TestDb::new().await;
+    let (store, _project, claim) = claimed(&db, "w1").await;
+    let stats = Stats {
+        imported: 1,
+        files_seen: 1,
+        ..Stats::default()
+    };
+    let (written, next) = store
+        .write_last_import_batch(
+            &claim,
+            &[entry("a.rs", "fn a() {}\n", Some("rust"))],
+            &[],
+            json!({ "after": "a.rs", "done": 1 }),
+            &stats,
+        )
+        .await
+        .unwrap();
+    assert_eq!(written, BatchWrite::Written);
+    match next {
+        Some(projsync_store::StepStart::Started(step)) => {
+            assert_eq!(step.phase, projsync_domain::SyncPhase::Analyze);
+            assert_eq!(step.status, projsync_domain::PhaseStatus::Running);
+            assert_eq!(step.attempts, 1);
+        }
+        other => panic!("the analyze step should have started: {other:?}"),
+    }
+    let (status, checkpoint): (String, serde_json::Value) = sqlx::query_as(
+        "SELECT status, checkpoint FROM sync_steps WHERE sync_id = $1 AND phase = 'import'",
+    )
+    .bind(claim.sync_id.0)
+    .fetch_one(&db.admin)
+    .await
+    .unwrap();
+    assert_eq!(status, "succeeded");
+    assert_eq!(checkpoint, json!({ "after": "a.rs", "done": 1 }));
+    let (imported, phase): (i64, Option<String>) = sqlx::query_as(
+        "SELECT (stats->>'imported')::bigint, current_phase FROM project_syncs WHERE id = $1",
+    )
+    .bind(claim.sync_id.0)
+    .fetch_one(&db.admin)
+    .await
+    .unwrap();
+    assert_eq!((imported, phase.as_deref()), (1, Some("analyze")));
+
+    // Another worker took the sync over: the first one's last batch is
+    // refused, and the steps are as they were.
+    sqlx::query("UPDATE project_syncs SET lease_expires_at = now() - interval '1 s'")
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    let ClaimOutcome::Claimed { claim: taken, .. } = store
+        .claim(claim.sync_id, "w2", Duration::from_secs(30))
+        .await
+        .unwrap()
+    else {
+        panic!("takeover")
+    };
+    let err = store
+        .write_last_import_batch(&claim, &[entry("b.rs", "b", None)], &[], json!({}), &stats)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, projsync_store::Error::LeaseLost(_)), "{err}");
+
+    // A cancel asked for: not written, no step moved.
+    store.request_cancel(taken.sync_id).await.unwrap();
+    let (written, next) = store
+        .write_last_import_batch(&taken, &[entry("c.rs", "c", None)], &[], json!({}), &stats)
+        .await
+        .unwrap();
+    assert_eq!(
+        (written, next.is_none()),
+        (BatchWrite::CancelRequested, true)
+    );
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM memory_entries")
+        .fetch_one(&db.admin)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let attempts: i32 = sqlx::query_scalar(
+        "SELECT attempts FROM sync_steps WHERE sync_id = $1 AND phase = 'analyze'",
+    )
+    .bind(claim.sync_id.0)
+    .fetch_one(&db.admin)
+    .await
+    .unwrap();
+    assert_eq!(attempts, 1);
+}
