@@ -176,18 +176,37 @@ impl Pipeline {
         source: &Arc<dyn Source>,
     ) -> Result<Option<(Vec<PlanRow>, Stats)>, PhaseError> {
         let repo = ctx.project.repository.id;
-        // The ledger's reads side by side; the last sync as prepare read
-        // it in this run.
-        let (base, last) = tokio::try_join!(
+        // The last sync as prepare read it in this run. When its head is
+        // the last synced commit the project was read with at the run's
+        // start (the usual case), the source compares it with the head
+        // while the ledger is read; the comparison is used only if the
+        // checks below ask for that very one (so a provider is asked for a
+        // comparison the run does not use only in the rare case that a
+        // later check sends the scan to the whole tree).
+        let known_last = ctx.last.clone();
+        let speculative_from = known_last
+            .as_ref()
+            .and_then(|l| l.as_ref().map(|l| l.head.clone()))
+            .filter(|h| ctx.project.repository.last_synced_commit.as_deref() == Some(h.as_str()));
+        let (base, last, speculative) = tokio::join!(
             async { Ok::<_, PhaseError>(self.store.scan_base(repo).await?) },
             async {
-                Ok(match &ctx.last {
-                    Some(last) => last.clone(),
-                    None => self.store.last_synced(ctx.claim.project_id).await?,
-                }
-                .map(|l| (l.head, l.stats)))
+                Ok::<_, PhaseError>(
+                    match known_last {
+                        Some(last) => last,
+                        None => self.store.last_synced(ctx.claim.project_id).await?,
+                    }
+                    .map(|l| (l.head, l.stats)),
+                )
             },
-        )?;
+            async {
+                match &speculative_from {
+                    Some(from) => Some(source.diff(from, head).await),
+                    None => None,
+                }
+            },
+        );
+        let (base, last) = (base?, last?);
         let Some(from) = base.last_synced_commit.clone() else {
             return Ok(None);
         };
@@ -212,7 +231,11 @@ impl Pipeline {
                 "the stored files do not add up to the last sync's tree",
             );
         }
-        let Some(tree_diff) = source.diff(&from, head).await? else {
+        let compared = match speculative {
+            Some(result) if speculative_from.as_deref() == Some(from.as_str()) => result?,
+            _ => source.diff(&from, head).await?,
+        };
+        let Some(tree_diff) = compared else {
             return full_scan(
                 ctx,
                 "the source cannot compare the last synced commit with the head",
