@@ -409,16 +409,20 @@ impl Pipeline {
                 ..Default::default()
             });
         ctx.stats = cp.stats.clone();
-        // What is left, and whether there is any content to reuse (a first
-        // import has none and does not look), side by side.
-        let (left, reuse) = tokio::try_join!(
+        // What is left, whether there is any content to reuse (a first
+        // import has none and does not look), and the first batch's plan
+        // rows, side by side.
+        let batch_size = self.opts.import_batch_size.max(1) as i64;
+        let (left, reuse, first) = tokio::try_join!(
             self.store
                 .count_to_import(ctx.claim.sync_id, cp.after.as_deref()),
             self.store
                 .has_other_entries(ctx.claim.project_id, ctx.claim.sync_id),
+            self.store
+                .import_batch(ctx.claim.sync_id, cp.after.as_deref(), batch_size),
         )?;
+        let mut first = Some(first);
         let total = cp.done + left as u64;
-        let batch_size = self.opts.import_batch_size.max(1) as i64;
         // A large import downloads the archive once instead of every blob.
         if ctx.archive.is_none()
             && ctx.sync.restore_of_sync_id.is_none()
@@ -489,7 +493,7 @@ impl Pipeline {
                 .iter()
                 .flat_map(|b| b.entries.iter().map(|e| (e.blob_sha.as_str(), e)))
                 .collect();
-            let read = self.read_batch(ctx, &mut cp, batch_size, &carry, reuse);
+            let read = self.read_batch(ctx, &mut cp, batch_size, &carry, reuse, first.take());
             let (written, next) = tokio::join!(write, read);
             match written? {
                 Some((BatchWrite::CancelRequested, _)) => {
@@ -538,8 +542,9 @@ impl Pipeline {
         Ok(Transition::Continue)
     }
 
-    /// Read and decide the next import batch after `cp.after`, and move the
-    /// checkpoint past it; `None` when no row is left.
+    /// Read and decide the next import batch after `cp.after` (its plan
+    /// rows `prefetched`, if given), and move the checkpoint past it;
+    /// `None` when no row is left.
     async fn read_batch(
         &self,
         ctx: &mut RunCtx,
@@ -547,11 +552,16 @@ impl Pipeline {
         batch_size: i64,
         carry: &HashMap<&str, &NewEntry>,
         reuse: bool,
+        prefetched: Option<Vec<PlanRow>>,
     ) -> Result<Option<ReadBatch>, PhaseError> {
-        let mut batch = self
-            .store
-            .import_batch(ctx.claim.sync_id, cp.after.as_deref(), batch_size)
-            .await?;
+        let mut batch = match prefetched {
+            Some(rows) => rows,
+            None => {
+                self.store
+                    .import_batch(ctx.claim.sync_id, cp.after.as_deref(), batch_size)
+                    .await?
+            }
+        };
         // Bounded by bytes as well: the batch ends with the file that
         // reaches the limit.
         batch.truncate(batch_end(&batch, self.opts.import_batch_bytes));
