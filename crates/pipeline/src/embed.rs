@@ -8,7 +8,7 @@
 //! project's active versions instead of a sync's pending ones.
 
 use crate::{Pipeline, RunCtx, Stop, Transition};
-use projsync_domain::{PhaseError, PhaseStatus, SyncPhase};
+use projsync_domain::{PhaseError, PhaseStatus, Stats, SyncPhase};
 use projsync_embed::chunk::{chunk_text, ChunkOptions, EstimateCounter};
 use projsync_embed::{EmbedError, Embedder, TokenCounter};
 use projsync_store::{BatchWrite, ChunkScope, NewChunk};
@@ -203,6 +203,13 @@ impl Pipeline {
         // entries left by their `chunk_count`).
         let mut ready: Vec<ChunkedBatch> = Vec::new();
         let mut read_all = false;
+        // Embeddings off, no vector to compute: the step ends with its
+        // chunks. A fresh attempt's last batch, when it is written alone,
+        // ends the step (as skipped, with the sync's stats) and starts the
+        // next one in its own transaction; `ended` is then set.
+        let vectors =
+            settings.embedder.is_some() && settings.enabled_for(ctx.project.embeddings_enabled);
+        let mut ended: Option<Option<projsync_store::StepStart>> = None;
         loop {
             // A batch's write checks for a cancel itself.
             if let Some(stop) = self.write_boundary(ctx).await? {
@@ -221,9 +228,30 @@ impl Pipeline {
                     .sum::<u64>();
                 checkpoints.push(json(&cp));
             }
+            let last = (fresh && !vectors && read_all && pending.len() == 1).then(|| Stats {
+                chunks: ctx.stats.chunks + written_chunks,
+                ..ctx.stats.clone()
+            });
+            let last = last.as_ref();
             let write = futures::future::try_join_all(pending.iter().zip(checkpoints).map(
-                |(batch, checkpoint)| {
-                    store.write_chunks(&claim, &batch.chunks, SyncPhase::Embed, checkpoint)
+                |(batch, checkpoint)| async move {
+                    match last {
+                        Some(stats) => store
+                            .write_last_chunks(
+                                &claim,
+                                &batch.chunks,
+                                SyncPhase::Embed,
+                                checkpoint,
+                                stats,
+                                PhaseStatus::Skipped,
+                            )
+                            .await
+                            .map(|(written, next)| (written, Some(next))),
+                        None => store
+                            .write_chunks(&claim, &batch.chunks, SyncPhase::Embed, checkpoint)
+                            .await
+                            .map(|written| (written, None)),
+                    }
                 },
             ));
             let after = &mut after;
@@ -258,8 +286,13 @@ impl Pipeline {
                 Ok::<_, PhaseError>(next)
             };
             let (written, next) = tokio::join!(write, read);
-            if written?.contains(&BatchWrite::CancelRequested) {
-                return Ok(Transition::Stop(Stop::Cancel));
+            for (written, next) in written? {
+                if written == BatchWrite::CancelRequested {
+                    return Ok(Transition::Stop(Stop::Cancel));
+                }
+                if let Some(next) = next {
+                    ended = Some(next);
+                }
             }
             if !pending.is_empty() {
                 crate::failpoints::hit("embed.chunks_written").await;
@@ -295,16 +328,20 @@ impl Pipeline {
         let embedder = match &settings.embedder {
             Some(e) if settings.enabled_for(ctx.project.embeddings_enabled) => e.clone(),
             _ => {
-                ctx.next_step = self
-                    .store
-                    .finish_step_with_stats(
-                        &ctx.claim,
-                        SyncPhase::Embed,
-                        PhaseStatus::Skipped,
-                        json(&cp),
-                        &ctx.stats,
-                    )
-                    .await?;
+                ctx.next_step = match ended {
+                    Some(next) => next,
+                    None => {
+                        self.store
+                            .finish_step_with_stats(
+                                &ctx.claim,
+                                SyncPhase::Embed,
+                                PhaseStatus::Skipped,
+                                json(&cp),
+                                &ctx.stats,
+                            )
+                            .await?
+                    }
+                };
                 self.emit(
                     ctx,
                     SyncPhase::Embed,

@@ -8,7 +8,7 @@ use crate::docs::carried_forward;
 use crate::embeddings::{ChunkColumns, NewChunk};
 use crate::syncs::{commit_batch, BatchEnd, FenceLock};
 use crate::{BatchWrite, Claim, Result, StepStart, Store};
-use projsync_domain::{ProjectId, Stats, SyncId, SyncPhase};
+use projsync_domain::{PhaseStatus, ProjectId, Stats, SyncId, SyncPhase};
 use serde::{Deserialize, Serialize};
 use sqlx::types::Json;
 use sqlx::Row;
@@ -251,7 +251,10 @@ impl Store {
             files,
             edges,
             checkpoint,
-            BatchEnd::Step(stats),
+            BatchEnd::Step {
+                stats,
+                status: PhaseStatus::Succeeded,
+            },
         )
         .await
     }

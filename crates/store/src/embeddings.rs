@@ -8,8 +8,8 @@
 //! semantic query names the model and the dimensions literally.
 
 use crate::syncs::{commit_batch, save_checkpoint_query, BatchEnd, FenceLock};
-use crate::{BatchWrite, Claim, Error, MemoryKey, Result, Store};
-use projsync_domain::{ProjectId, SyncId, SyncPhase};
+use crate::{BatchWrite, Claim, Error, MemoryKey, Result, StepStart, Store};
+use projsync_domain::{PhaseStatus, ProjectId, Stats, SyncId, SyncPhase};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgExecutor, Row};
 
@@ -356,11 +356,49 @@ impl Store {
         phase: SyncPhase,
         checkpoint: serde_json::Value,
     ) -> Result<BatchWrite> {
-        let Some(mut tx) = self
-            .fenced_unless_cancelled(claim, FenceLock::Share)
-            .await?
-        else {
-            return Ok(BatchWrite::CancelRequested);
+        self.write_chunks_ending(claim, entries, phase, checkpoint, BatchEnd::Checkpoint)
+            .await
+            .map(|(written, _)| written)
+    }
+
+    /// [`Store::write_chunks`] for the step's last batch, with no other
+    /// batch beside it: the step ends with it as `status` (its checkpoint
+    /// is the step's last, with the sync's `stats`), and the next step
+    /// starts, in the same transaction (which takes the sync's row for
+    /// update, as a step's end does).
+    pub async fn write_last_chunks(
+        &self,
+        claim: &Claim,
+        entries: &[(i64, Vec<NewChunk>)],
+        phase: SyncPhase,
+        checkpoint: serde_json::Value,
+        stats: &Stats,
+        status: PhaseStatus,
+    ) -> Result<(BatchWrite, Option<StepStart>)> {
+        self.write_chunks_ending(
+            claim,
+            entries,
+            phase,
+            checkpoint,
+            BatchEnd::Step { stats, status },
+        )
+        .await
+    }
+
+    async fn write_chunks_ending(
+        &self,
+        claim: &Claim,
+        entries: &[(i64, Vec<NewChunk>)],
+        phase: SyncPhase,
+        checkpoint: serde_json::Value,
+        end: BatchEnd<'_>,
+    ) -> Result<(BatchWrite, Option<StepStart>)> {
+        let lock = match end {
+            BatchEnd::Checkpoint => FenceLock::Share,
+            BatchEnd::Step { .. } => FenceLock::Update,
+        };
+        let Some(mut tx) = self.fenced_unless_cancelled(claim, lock).await? else {
+            return Ok((BatchWrite::CancelRequested, None));
         };
         let mut columns = ChunkColumns::default();
         for (entry, chunks) in entries {
@@ -394,9 +432,7 @@ impl Store {
         )
         .execute(&mut *tx)
         .await?;
-        commit_batch(tx, claim, phase, checkpoint, BatchEnd::Checkpoint)
-            .await
-            .map(|(written, _)| written)
+        commit_batch(tx, claim, phase, checkpoint, end).await
     }
 
     /// How many chunks the entry versions of `scope` have.

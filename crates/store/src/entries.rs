@@ -345,8 +345,17 @@ impl Store {
         checkpoint: serde_json::Value,
         stats: &Stats,
     ) -> Result<(BatchWrite, Option<StepStart>)> {
-        self.write_import_batch_ending(claim, entries, skips, checkpoint, BatchEnd::Step(stats))
-            .await
+        self.write_import_batch_ending(
+            claim,
+            entries,
+            skips,
+            checkpoint,
+            BatchEnd::Step {
+                stats,
+                status: PhaseStatus::Succeeded,
+            },
+        )
+        .await
     }
 
     async fn write_import_batch_ending(

@@ -1168,11 +1168,14 @@ pub(crate) fn save_checkpoint_query<'q>(
 pub(crate) enum BatchEnd<'a> {
     /// With the step's checkpoint past the batch: more may follow.
     Checkpoint,
-    /// With the step's end, the sync's `stats` and the next step's start
-    /// ([`finish_and_start_next`]): the step's last batch, whose
-    /// checkpoint is the step's last. One transaction less than a batch
-    /// and then the step's end, on every small sync's path.
-    Step(&'a Stats),
+    /// With the step's end as `status`, the sync's `stats` and the next
+    /// step's start ([`finish_and_start_next`]): the step's last batch,
+    /// whose checkpoint is the step's last. One transaction less than a
+    /// batch and then the step's end, on every small sync's path.
+    Step {
+        stats: &'a Stats,
+        status: PhaseStatus,
+    },
 }
 
 /// End a batch's fenced transaction (begun by
@@ -1192,7 +1195,7 @@ pub(crate) async fn commit_batch(
                 .await?;
             None
         }
-        BatchEnd::Step(stats) => {
+        BatchEnd::Step { stats, status } => {
             finish_and_start_next(
                 &mut tx,
                 claim,
@@ -1200,7 +1203,7 @@ pub(crate) async fn commit_batch(
                     cancel_requested: false,
                 },
                 phase,
-                PhaseStatus::Succeeded,
+                status,
                 checkpoint,
                 Some(stats),
                 None,
