@@ -414,7 +414,7 @@ impl Store {
         commit: Commit,
         lock: FenceLock,
     ) -> Result<(Transaction<'static, Postgres>, Fenced)> {
-        let mut tx = self.begin_committing(commit).await?;
+        let mut tx = self.begin_run_write(commit).await?;
         let fenced = check_fence(&mut tx, claim.sync_id, claim.fence, lock).await?;
         Ok((tx, fenced))
     }
