@@ -490,7 +490,7 @@ impl Store {
         embedding_model: Option<&str>,
     ) -> Result<Stats> {
         let (sync_id, project_id) = (claim.sync_id.0, claim.project_id.0);
-        let mut tx = self.fenced_durable(claim).await?;
+        let mut tx = self.fenced_durable_custom_plans(claim).await?;
         // Entries become active only together with their chunks and, when
         // embeddings are on, with every chunk's vector (invariant 4). In
         // the same statement: what the plan is (every path of the tree, a

@@ -414,9 +414,20 @@ impl Store {
         commit: Commit,
         lock: FenceLock,
     ) -> Result<(Transaction<'static, Postgres>, Fenced)> {
-        let mut tx = self.begin_run_write(commit).await?;
+        let mut tx = self.begin_committing(commit).await?;
         let fenced = check_fence(&mut tx, claim.sync_id, claim.fence, lock).await?;
         Ok((tx, fenced))
+    }
+
+    /// [`Store::fenced_durable`] whose statements are each planned for
+    /// their own parameters ([`Store::begin_custom_plans`]): finalize's.
+    pub(crate) async fn fenced_durable_custom_plans(
+        &self,
+        claim: &Claim,
+    ) -> Result<Transaction<'static, Postgres>> {
+        let mut tx = self.begin_custom_plans(Commit::Durable).await?;
+        check_fence(&mut tx, claim.sync_id, claim.fence, FenceLock::Update).await?;
+        Ok(tx)
     }
 
     /// [`Store::fenced`] (with the row locked as `lock` says), or `None` when a
