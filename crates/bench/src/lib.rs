@@ -211,24 +211,26 @@ impl Bench {
             .map(Metrics::syncs_finished_total);
         let started = Instant::now();
         let id = self.enqueue(project).await?;
-        let mut last_read = started;
+        let mut last_read: Option<Instant> = None;
         let record = loop {
             // With the worker in this process, its count of ended syncs
             // says when to read the ledger: a 1 ms poll of the database
             // would take CPU from the run it measures on two cores (about
             // 10 ms of a 50 ms resync, measured). The ledger is still read
-            // every `POLL_INTERVAL`, in case an end is not counted.
-            let counted = match (&self.worker_metrics, ended_before) {
-                (Some(m), Some(before)) => m.syncs_finished_total() > before,
-                _ => true,
-            };
+            // every `POLL_INTERVAL`, in case an end is not counted. Without
+            // it, the ledger is polled every `FINE_POLL_INTERVAL` for
+            // `FINE_POLL_FOR`, then every `POLL_INTERVAL`.
             let poll = if self.worker_metrics.is_some() || started.elapsed() >= FINE_POLL_FOR {
                 POLL_INTERVAL
             } else {
                 FINE_POLL_INTERVAL
             };
-            if counted || last_read.elapsed() >= poll {
-                last_read = Instant::now();
+            let counted = match (&self.worker_metrics, ended_before) {
+                (Some(m), Some(before)) => m.syncs_finished_total() > before,
+                _ => false,
+            };
+            if counted || last_read.is_none_or(|at| at.elapsed() >= poll) {
+                last_read = Some(Instant::now());
                 let record = self.db.store.sync(id).await?;
                 if record.status.is_terminal() {
                     break record;
@@ -238,7 +240,8 @@ impl Bench {
                 bail!("sync {id} did not end within {SYNC_TIMEOUT:?}");
             }
             // Every millisecond, so that a sync of a few tens of
-            // milliseconds is not measured to the next 10 ms.
+            // milliseconds is not measured to the next 10 ms (the ledger is
+            // read only when `poll` has passed, or the count moved).
             tokio::time::sleep(FINE_POLL_INTERVAL).await;
         };
         let wall = started.elapsed();
