@@ -326,7 +326,7 @@ impl Pipeline {
 
         // 2. A vector for every chunk, unless embeddings are off.
         let embedder = match &settings.embedder {
-            Some(e) if settings.enabled_for(ctx.project.embeddings_enabled) => e.clone(),
+            Some(e) if vectors => e.clone(),
             _ => {
                 ctx.next_step = match ended {
                     Some(next) => next,
