@@ -154,31 +154,37 @@ impl Pipeline {
                 .filter(|i| i.content.is_some())
                 .flat_map(|i| std::iter::once(i.path.clone()).chain(i.old_path.clone()))
                 .collect();
-            let (symbols, edges) = if files.is_empty() {
-                (Vec::new(), Vec::new())
-            } else {
+            // Parsing is CPU work: off the async threads, with each file's
+            // parse bounded by the limits' timeout; it runs while the
+            // files' active symbols and edges are read.
+            let limits = self.analysis.limits.clone();
+            let parse = async {
+                tokio::task::spawn_blocking(move || {
+                    inputs
+                        .into_iter()
+                        .map(|i| {
+                            let result = i
+                                .content
+                                .as_ref()
+                                .map(|c| analyze(&i.path, c.as_bytes(), &limits));
+                            (i, result)
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .await
+                .map_err(|e| PhaseError::retryable(format!("the analysis task failed: {e}")))
+            };
+            let had = async {
+                if files.is_empty() {
+                    return Ok((Vec::new(), Vec::new()));
+                }
                 tokio::try_join!(
                     self.store.active_symbols_of(ctx.claim.project_id, &files),
                     self.store.active_edges_of(ctx.claim.project_id, &files),
-                )?
+                )
+                .map_err(PhaseError::from)
             };
-            // Parsing is CPU work: off the async threads, with each file's
-            // parse bounded by the limits' timeout.
-            let limits = self.analysis.limits.clone();
-            let parsed = tokio::task::spawn_blocking(move || {
-                inputs
-                    .into_iter()
-                    .map(|i| {
-                        let result = i
-                            .content
-                            .as_ref()
-                            .map(|c| analyze(&i.path, c.as_bytes(), &limits));
-                        (i, result)
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .await
-            .map_err(|e| PhaseError::retryable(format!("the analysis task failed: {e}")))?;
+            let (parsed, (symbols, edges)) = tokio::try_join!(parse, had)?;
             let mut decided = decide(parsed, &symbols, &edges, &mut cp.stats);
             // The new symbol versions are cut into chunks here and written
             // with them: the embed phase would otherwise read each one back

@@ -274,84 +274,78 @@ impl Store {
         else {
             return Ok((BatchWrite::CancelRequested, None));
         };
-        if !symbols.is_empty() {
-            // The entries, and in the same statement the chunks of those
-            // that come cut (joined by path: a symbol's name is unique in
-            // its sync). An entry already there (the batch run again) is
-            // left as it is, with the chunks written with it then.
-            let mut chunks = ChunkColumns::default();
-            for s in symbols {
-                for (i, c) in s.chunks.iter().flatten().enumerate() {
-                    chunks.push(s.qualified_name.as_str(), i, c);
-                }
+        // Every write of the batch is one statement, each kind of row in a
+        // part of its own (`parts`), numbered after the project and the
+        // sync: a round trip for the batch, not one per kind of row. The
+        // parts touch disjoint rows (symbol entries and their chunks, the
+        // analysed files, the sync's own file versions' digests, the
+        // sync's pending edges), so their order within the statement does
+        // not matter.
+        let mut parts: Vec<String> = Vec::new();
+        let mut params = 2;
+        let mut part = |sql: &str, count: usize| {
+            let mut sql = sql.to_string();
+            for k in (1..=count).rev() {
+                sql = sql.replace(&format!("$P{k}"), &format!("${}", params + k));
             }
-            let query = sqlx::query(
-                "WITH ins AS ( \
+            params += count;
+            parts.push(sql);
+        };
+        // The symbol entries, and the chunks of those that come cut
+        // (joined by path: a symbol's name is unique in its sync). An
+        // entry already there (the batch run again) is left as it is, with
+        // the chunks written with it then.
+        let mut chunks = ChunkColumns::default();
+        for s in symbols {
+            for (i, c) in s.chunks.iter().flatten().enumerate() {
+                chunks.push(s.qualified_name.as_str(), i, c);
+            }
+        }
+        if !symbols.is_empty() {
+            part(
+                "ins AS ( \
                      INSERT INTO memory_entries (project_id, path, kind, content, content_hash, \
                          blob_sha, language, size_bytes, status, created_by_sync_id, source_path, \
                          symbol_id, meta, chunk_count) \
                      SELECT $1, t.path, 'symbol', t.content, t.content_hash, t.blob_sha, t.language, \
                          octet_length(t.content), 'pending', $2, t.source_path, t.symbol_id, t.meta, \
                          t.chunk_count \
-                     FROM UNNEST($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
-                         $8::text[], $9::uuid[], $10::jsonb[], $11::int[]) \
+                     FROM UNNEST($P1::text[], $P2::text[], $P3::text[], $P4::text[], $P5::text[], \
+                         $P6::text[], $P7::uuid[], $P8::jsonb[], $P9::int[]) \
                          AS t(path, content, content_hash, blob_sha, language, source_path, \
                              symbol_id, meta, chunk_count) \
                      ON CONFLICT (created_by_sync_id, kind, path) DO NOTHING \
-                     RETURNING id, path) \
-                 INSERT INTO memory_chunks (entry_id, ordinal, start_line, end_line, content, \
-                     content_hash, token_count, tsv) \
-                 SELECT ins.id, c.ord, c.s, c.e, c.content, c.hash, c.tokens, \
-                     to_tsvector('english', c.searchable) \
-                 FROM UNNEST($12::text[], $13::int[], $14::int[], $15::int[], $16::text[], \
-                     $17::text[], $18::int[], $19::text[]) \
-                     AS c(path, ord, s, e, content, hash, tokens, searchable) \
-                 JOIN ins ON ins.path = c.path \
-                 ON CONFLICT (entry_id, ordinal) DO NOTHING",
-            )
-            .bind(claim.project_id.0)
-            .bind(claim.sync_id.0)
-            .bind(symbols.iter().map(|s| s.qualified_name.as_str()).collect::<Vec<_>>())
-            .bind(symbols.iter().map(|s| s.content.as_str()).collect::<Vec<_>>())
-            .bind(symbols.iter().map(|s| s.content_hash.as_str()).collect::<Vec<_>>())
-            .bind(symbols.iter().map(|s| s.blob_sha.as_deref()).collect::<Vec<_>>())
-            .bind(symbols.iter().map(|s| s.language.as_str()).collect::<Vec<_>>())
-            .bind(symbols.iter().map(|s| s.source_path.as_str()).collect::<Vec<_>>())
-            .bind(symbols.iter().map(|s| s.symbol_id).collect::<Vec<_>>())
-            .bind(symbols.iter().map(|s| Json(&s.meta)).collect::<Vec<_>>())
-            .bind(
-                symbols
-                    .iter()
-                    .map(|s| s.chunks.as_ref().map(|c| c.len() as i32))
-                    .collect::<Vec<_>>(),
+                     RETURNING id, path), \
+                 symbol_chunks AS ( \
+                     INSERT INTO memory_chunks (entry_id, ordinal, start_line, end_line, content, \
+                         content_hash, token_count, tsv) \
+                     SELECT ins.id, c.ord, c.s, c.e, c.content, c.hash, c.tokens, \
+                         to_tsvector('english', c.searchable) \
+                     FROM UNNEST($P10::text[], $P11::int[], $P12::int[], $P13::int[], $P14::text[], \
+                         $P15::text[], $P16::int[], $P17::text[]) \
+                         AS c(path, ord, s, e, content, hash, tokens, searchable) \
+                     JOIN ins ON ins.path = c.path \
+                     ON CONFLICT (entry_id, ordinal) DO NOTHING)",
+                17,
             );
-            chunks.bind(query).execute(&mut *tx).await?;
         }
         if !files.is_empty() {
             // A list per row goes in as a JSON array: an array of arrays
             // cannot be unnested into rows of arrays, and a name may hold
             // any character a path may (a newline too).
-            sqlx::query(
-                "INSERT INTO sync_analyzed_files (sync_id, path, language, skip_reason, partial, \
-                     kept_symbols, kept_edges) \
-                 SELECT $1, t.path, t.language, t.skip_reason, t.partial, \
-                     ARRAY(SELECT jsonb_array_elements_text(t.kept)), \
-                     t.kept_edges \
-                 FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bool[], $6::jsonb[], $7::bool[]) \
-                     AS t(path, language, skip_reason, partial, kept, kept_edges) \
-                 ON CONFLICT (sync_id, path) DO UPDATE SET language = excluded.language, \
-                     skip_reason = excluded.skip_reason, partial = excluded.partial, \
-                     kept_symbols = excluded.kept_symbols, kept_edges = excluded.kept_edges",
-            )
-            .bind(claim.sync_id.0)
-            .bind(files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>())
-            .bind(files.iter().map(|f| f.language.as_deref()).collect::<Vec<_>>())
-            .bind(files.iter().map(|f| f.skip_reason.as_deref()).collect::<Vec<_>>())
-            .bind(files.iter().map(|f| f.partial).collect::<Vec<_>>())
-            .bind(files.iter().map(|f| Json(&f.kept_symbols)).collect::<Vec<_>>())
-            .bind(files.iter().map(|f| f.kept_edges).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await?;
+            part(
+                "files AS ( \
+                     INSERT INTO sync_analyzed_files (sync_id, path, language, skip_reason, \
+                         partial, kept_symbols, kept_edges) \
+                     SELECT $2, t.path, t.language, t.skip_reason, t.partial, \
+                         ARRAY(SELECT jsonb_array_elements_text(t.kept)), t.kept_edges \
+                     FROM UNNEST($P1::text[], $P2::text[], $P3::text[], $P4::bool[], $P5::jsonb[], \
+                         $P6::bool[]) AS t(path, language, skip_reason, partial, kept, kept_edges) \
+                     ON CONFLICT (sync_id, path) DO UPDATE SET language = excluded.language, \
+                         skip_reason = excluded.skip_reason, partial = excluded.partial, \
+                         kept_symbols = excluded.kept_symbols, kept_edges = excluded.kept_edges)",
+                6,
+            );
         }
         let digests: Vec<(&str, &str)> = files
             .iter()
@@ -361,51 +355,129 @@ impl Store {
             // Only on the file versions this sync wrote: an active version
             // is never changed (a file analysed by a whole-tree pass keeps
             // no digest, and its next rewrite looks at its module's doc).
-            sqlx::query(
-                "UPDATE memory_entries m \
-                 SET meta = coalesce(m.meta, '{}') || jsonb_build_object('doc_digest', t.digest) \
-                 FROM UNNEST($2::text[], $3::text[]) AS t(path, digest) \
-                 WHERE m.created_by_sync_id = $1 AND m.kind = 'file' AND m.path = t.path",
-            )
-            .bind(claim.sync_id.0)
-            .bind(digests.iter().map(|(p, _)| *p).collect::<Vec<_>>())
-            .bind(digests.iter().map(|(_, d)| *d).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await?;
+            part(
+                "digests AS ( \
+                     UPDATE memory_entries m \
+                     SET meta = coalesce(m.meta, '{}') || jsonb_build_object('doc_digest', t.digest) \
+                     FROM UNNEST($P1::text[], $P2::text[]) AS t(path, digest) \
+                     WHERE m.created_by_sync_id = $2 AND m.kind = 'file' AND m.path = t.path)",
+                2,
+            );
         }
+        let from: Vec<&str> = edges.iter().map(|e| e.from_path.as_str()).collect();
         if !edges.is_empty() {
             // Edges have no natural key to conflict on: a batch run again
-            // first drops what an earlier run of it wrote.
-            let from: Vec<&str> = edges.iter().map(|e| e.from_path.as_str()).collect();
-            sqlx::query(
-                "DELETE FROM dependency_edges WHERE created_by_sync_id = $1 \
-                 AND status = 'pending' AND from_path = ANY($2)",
-            )
-            .bind(claim.sync_id.0)
-            .bind(&from)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO dependency_edges (project_id, from_path, raw, line, candidates, \
-                     status, created_by_sync_id) \
-                 SELECT $1, t.from_path, t.raw, t.line, \
-                     ARRAY(SELECT jsonb_array_elements_text(t.candidates)), 'pending', $2 \
-                 FROM UNNEST($3::text[], $4::text[], $5::int[], $6::jsonb[]) \
-                     AS t(from_path, raw, line, candidates)",
-            )
-            .bind(claim.project_id.0)
-            .bind(claim.sync_id.0)
-            .bind(&from)
-            .bind(edges.iter().map(|e| e.raw.as_str()).collect::<Vec<_>>())
-            .bind(edges.iter().map(|e| e.line as i32).collect::<Vec<_>>())
-            .bind(
-                edges
-                    .iter()
-                    .map(|e| Json(&e.candidates))
-                    .collect::<Vec<_>>(),
-            )
-            .execute(&mut *tx)
-            .await?;
+            // drops what an earlier run of it wrote (rows this statement
+            // inserts are not among those its delete sees).
+            part(
+                "gone AS ( \
+                     DELETE FROM dependency_edges WHERE created_by_sync_id = $2 \
+                     AND status = 'pending' AND from_path = ANY($P1)), \
+                 edges AS ( \
+                     INSERT INTO dependency_edges (project_id, from_path, raw, line, candidates, \
+                         status, created_by_sync_id) \
+                     SELECT $1, t.from_path, t.raw, t.line, \
+                         ARRAY(SELECT jsonb_array_elements_text(t.candidates)), 'pending', $2 \
+                     FROM UNNEST($P1::text[], $P2::text[], $P3::int[], $P4::jsonb[]) \
+                         AS t(from_path, raw, line, candidates))",
+                4,
+            );
+        }
+        if !parts.is_empty() {
+            let sql = format!("WITH {} SELECT 1", parts.join(", "));
+            let mut query = sqlx::query(&sql)
+                .bind(claim.project_id.0)
+                .bind(claim.sync_id.0);
+            if !symbols.is_empty() {
+                query = query
+                    .bind(
+                        symbols
+                            .iter()
+                            .map(|s| s.qualified_name.as_str())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(
+                        symbols
+                            .iter()
+                            .map(|s| s.content.as_str())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(
+                        symbols
+                            .iter()
+                            .map(|s| s.content_hash.as_str())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(
+                        symbols
+                            .iter()
+                            .map(|s| s.blob_sha.as_deref())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(
+                        symbols
+                            .iter()
+                            .map(|s| s.language.as_str())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(
+                        symbols
+                            .iter()
+                            .map(|s| s.source_path.as_str())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(symbols.iter().map(|s| s.symbol_id).collect::<Vec<_>>())
+                    .bind(symbols.iter().map(|s| Json(&s.meta)).collect::<Vec<_>>())
+                    .bind(
+                        symbols
+                            .iter()
+                            .map(|s| s.chunks.as_ref().map(|c| c.len() as i32))
+                            .collect::<Vec<_>>(),
+                    );
+                query = chunks.bind(query);
+            }
+            if !files.is_empty() {
+                query = query
+                    .bind(files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>())
+                    .bind(
+                        files
+                            .iter()
+                            .map(|f| f.language.as_deref())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(
+                        files
+                            .iter()
+                            .map(|f| f.skip_reason.as_deref())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(files.iter().map(|f| f.partial).collect::<Vec<_>>())
+                    .bind(
+                        files
+                            .iter()
+                            .map(|f| Json(&f.kept_symbols))
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(files.iter().map(|f| f.kept_edges).collect::<Vec<_>>());
+            }
+            if !digests.is_empty() {
+                query = query
+                    .bind(digests.iter().map(|(p, _)| *p).collect::<Vec<_>>())
+                    .bind(digests.iter().map(|(_, d)| *d).collect::<Vec<_>>());
+            }
+            if !edges.is_empty() {
+                query = query
+                    .bind(&from)
+                    .bind(edges.iter().map(|e| e.raw.as_str()).collect::<Vec<_>>())
+                    .bind(edges.iter().map(|e| e.line as i32).collect::<Vec<_>>())
+                    .bind(
+                        edges
+                            .iter()
+                            .map(|e| Json(&e.candidates))
+                            .collect::<Vec<_>>(),
+                    );
+            }
+            query.execute(&mut *tx).await?;
         }
         commit_batch(tx, claim, SyncPhase::Analyze, checkpoint, end).await
     }
