@@ -406,9 +406,17 @@ impl Store {
                 columns.push(*entry, i, c);
             }
         }
+        // The chunks and their entries' counts in one statement (the
+        // entries are other rows than the chunks: nothing in it reads what
+        // another part writes).
+        let ids: Vec<i64> = entries.iter().map(|(id, _)| *id).collect();
+        let counts: Vec<i32> = entries.iter().map(|(_, c)| c.len() as i32).collect();
         columns
             .bind(sqlx::query(
-                "INSERT INTO memory_chunks (entry_id, ordinal, start_line, end_line, content, \
+                "WITH counted AS ( \
+                     UPDATE memory_entries m SET chunk_count = n.n \
+                     FROM UNNEST($9::bigint[], $10::int[]) AS n(id, n) WHERE m.id = n.id) \
+                 INSERT INTO memory_chunks (entry_id, ordinal, start_line, end_line, content, \
                      content_hash, token_count, tsv) \
                  SELECT t.entry, t.ord, t.s, t.e, t.content, t.hash, t.tokens, \
                      to_tsvector('english', t.searchable) \
@@ -417,21 +425,10 @@ impl Store {
                      AS t(entry, ord, s, e, content, hash, tokens, searchable) \
                  ON CONFLICT (entry_id, ordinal) DO NOTHING",
             ))
+            .bind(&ids)
+            .bind(&counts)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "UPDATE memory_entries m SET chunk_count = t.n \
-             FROM UNNEST($1::bigint[], $2::int[]) AS t(id, n) WHERE m.id = t.id",
-        )
-        .bind(entries.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-        .bind(
-            entries
-                .iter()
-                .map(|(_, c)| c.len() as i32)
-                .collect::<Vec<_>>(),
-        )
-        .execute(&mut *tx)
-        .await?;
         commit_batch(tx, claim, phase, checkpoint, end).await
     }
 
@@ -816,12 +813,14 @@ pub(crate) async fn unembedded<'e>(
 
 /// What [`unembedded`] counts, as two select-list expressions over `$1`
 /// (the scope's id) and `$2` (the model): for a statement that reads more
-/// beside them.
+/// beside them. With no model (`$2` empty: embeddings are off) no chunk
+/// is looked up for a vector, and the first count is 0.
 pub(crate) fn unembedded_columns(scope: ChunkScope) -> String {
     format!(
-        "(SELECT count(*) FROM memory_chunks c JOIN memory_entries m ON m.id = c.entry_id \
+        "CASE WHEN $2 = '' THEN 0 ELSE \
+             (SELECT count(*) FROM memory_chunks c JOIN memory_entries m ON m.id = c.entry_id \
               WHERE {cond} AND NOT EXISTS (SELECT 1 FROM embeddings v \
-                  WHERE v.model = $2 AND v.content_hash = c.content_hash)), \
+                  WHERE v.model = $2 AND v.content_hash = c.content_hash)) END, \
              (SELECT count(*) FROM memory_entries m WHERE {cond} AND m.chunk_count IS NULL)",
         cond = scope.condition()
     )
