@@ -524,39 +524,28 @@ impl Store {
             )));
         }
         let diff = scan_mode.as_deref() == Some(ScanMode::Diff.as_str());
+        // The file versions this sync replaces, and with them (in the same
+        // statement) their symbols, edges and docs.
         let superseded_files = if diff {
             // Only the planned paths move: the ones a new version, a skip
             // or a deletion replaces, and the old paths of renames.
-            sqlx::query(
-                "UPDATE memory_entries m SET status = 'superseded', superseded_by_sync_id = $2 \
-                 FROM (SELECT c.path FROM sync_changes c WHERE c.sync_id = $2 \
-                         AND NOT (c.change <> 'deleted' AND c.skip_reason IS NULL AND NOT c.needs_entry) \
-                       UNION SELECT c.old_path FROM sync_changes c WHERE c.sync_id = $2 \
-                         AND c.change = 'renamed') t \
-                 WHERE m.project_id = $1 AND m.status = 'active' AND m.kind = 'file' AND m.path = t.path",
-            )
-            .bind(project_id)
-            .bind(sync_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
+            "UPDATE memory_entries m SET status = 'superseded', superseded_by_sync_id = $2 \
+             FROM (SELECT c.path FROM sync_changes c WHERE c.sync_id = $2 \
+                     AND NOT (c.change <> 'deleted' AND c.skip_reason IS NULL AND NOT c.needs_entry) \
+                   UNION SELECT c.old_path FROM sync_changes c WHERE c.sync_id = $2 \
+                     AND c.change = 'renamed') t \
+             WHERE m.project_id = $1 AND m.status = 'active' AND m.kind = 'file' AND m.path = t.path \
+             RETURNING m.path"
         } else {
-            sqlx::query(
-                "UPDATE memory_entries m SET status = 'superseded', superseded_by_sync_id = $2 \
-                 WHERE m.project_id = $1 AND m.status = 'active' AND m.kind = 'file' \
-                   AND NOT EXISTS (SELECT 1 FROM sync_changes c WHERE c.sync_id = $2 AND c.path = m.path \
-                       AND c.change <> 'deleted' AND c.skip_reason IS NULL AND NOT c.needs_entry)",
-            )
-            .bind(project_id)
-            .bind(sync_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
+            "UPDATE memory_entries m SET status = 'superseded', superseded_by_sync_id = $2 \
+             WHERE m.project_id = $1 AND m.status = 'active' AND m.kind = 'file' \
+               AND NOT EXISTS (SELECT 1 FROM sync_changes c WHERE c.sync_id = $2 AND c.path = m.path \
+                   AND c.change <> 'deleted' AND c.skip_reason IS NULL AND NOT c.needs_entry) \
+             RETURNING m.path"
         };
-        // The symbols and dependency edges of the files in question, and
-        // the docs with a new version or removed, in one statement (three
-        // sets of rows none of the others touches).
-        stats.symbols_changed = supersede_analysis_and_docs(&mut tx, project_id, sync_id).await?;
+        let (superseded_files, symbols_removed) =
+            supersede(&mut tx, project_id, sync_id, superseded_files).await?;
+        stats.symbols_changed = symbols_removed;
         // Then the sync's versions become the active ones, with its edges.
         let (activated, symbols_activated, docs_activated): (i64, i64, i64) = sqlx::query_as(
             "WITH a AS (UPDATE memory_entries SET status = 'active' \
@@ -574,6 +563,11 @@ impl Store {
         stats.imported = activated;
         stats.symbols_changed += symbols_activated as u64;
         stats.docs_regenerated = docs_activated as u64;
+        // The repository's stored files: those the tree no longer has go,
+        // the others are written where they changed. One statement: the
+        // paths deleted (a deletion, a rename's old path; in a full walk,
+        // every path without a change row that keeps it) are never among
+        // those written (a change row that is not a deletion).
         let delete_files = if diff {
             "DELETE FROM repository_files f USING sync_changes c \
              WHERE f.repository_id = $1 AND c.sync_id = $2 \
@@ -583,13 +577,9 @@ impl Store {
             "DELETE FROM repository_files f WHERE f.repository_id = $1 AND NOT EXISTS \
                (SELECT 1 FROM sync_changes c WHERE c.sync_id = $2 AND c.path = f.path AND c.change <> 'deleted')"
         };
-        sqlx::query(delete_files)
-            .bind(repository_id.0)
-            .bind(sync_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO repository_files AS f (repository_id, path, blob_sha, kind, size_bytes, language, \
+        sqlx::query(&format!(
+            "WITH gone AS ({delete_files}) \
+             INSERT INTO repository_files AS f (repository_id, path, blob_sha, kind, size_bytes, language, \
                  skip_reason, last_changed_sync_id) \
              SELECT $1, c.path, c.blob_sha, c.kind, c.size_bytes, c.language, c.skip_reason, $2 \
              FROM sync_changes c WHERE c.sync_id = $2 AND c.change <> 'deleted' \
@@ -598,7 +588,7 @@ impl Store {
                  skip_reason = excluded.skip_reason, last_changed_sync_id = excluded.last_changed_sync_id \
              WHERE (f.blob_sha, f.kind, f.size_bytes, f.language, f.skip_reason) IS DISTINCT FROM \
                  (excluded.blob_sha, excluded.kind, excluded.size_bytes, excluded.language, excluded.skip_reason)",
-        )
+        ))
         .bind(repository_id.0)
         .bind(sync_id)
         .execute(&mut *tx)
@@ -966,23 +956,26 @@ impl Store {
     }
 }
 
-/// Supersede the active symbols and edges of the files whose version this
-/// sync replaced (changed, deleted, renamed away, now skipped) or analysed,
-/// except those the analysis kept; returns how many symbols went without a
-/// new version (removed). Runs after the files' own supersede.
-async fn supersede_analysis_and_docs(
+/// Supersede the active file versions `files` names (an `UPDATE … RETURNING
+/// m.path` over `$1`, the project, and `$2`, the sync), and in the same
+/// statement the active symbols and edges of those files and of the files
+/// the sync analysed, except those the analysis kept, and the docs with a
+/// new version or removed: four sets of rows none of the others touches.
+/// Returns how many file versions were superseded, and how many symbols
+/// went without a new version (removed).
+async fn supersede(
     tx: &mut PgConnection,
     project_id: uuid::Uuid,
     sync_id: uuid::Uuid,
-) -> Result<u64> {
-    // The files in question (`t`): those superseded just now, and those
-    // analysed (a whole-tree analysis also reads files that did not
-    // change). Their symbols and edges go unless the analysis kept them;
-    // the docs go that have a new version, or were removed. The count is
-    // of the symbols removed (superseded with no new version).
-    let removed: i64 = sqlx::query_scalar(
-        "WITH t AS (SELECT f.path FROM memory_entries f \
-             WHERE f.superseded_by_sync_id = $2 AND f.kind = 'file' AND f.project_id = $1 \
+    files: &str,
+) -> Result<(u64, u64)> {
+    // The files in question (`t`): those superseded here (the statement's
+    // other parts do not see that update: they take its paths from
+    // `files`), and those analysed (a whole-tree analysis also reads files
+    // that did not change).
+    let (files, removed): (i64, i64) = sqlx::query_as(&format!(
+        "WITH files AS ({files}), \
+         t AS (SELECT path FROM files \
              UNION SELECT a.path FROM sync_analyzed_files a WHERE a.sync_id = $2), \
          s AS (UPDATE memory_entries m SET status = 'superseded', superseded_by_sync_id = $2 \
              FROM t \
@@ -1002,14 +995,15 @@ async fn supersede_analysis_and_docs(
                        AND p.kind = 'doc' AND p.path = m.path) \
                  OR EXISTS (SELECT 1 FROM sync_doc_removals r WHERE r.sync_id = $2 \
                        AND r.path = m.path))) \
-         SELECT count(*) FROM s WHERE NOT EXISTS (SELECT 1 FROM memory_entries p \
-             WHERE p.created_by_sync_id = $2 AND p.kind = 'symbol' AND p.path = s.path)",
-    )
+         SELECT (SELECT count(*) FROM files), \
+             (SELECT count(*) FROM s WHERE NOT EXISTS (SELECT 1 FROM memory_entries p \
+                 WHERE p.created_by_sync_id = $2 AND p.kind = 'symbol' AND p.path = s.path))"
+    ))
     .bind(project_id)
     .bind(sync_id)
     .fetch_one(&mut *tx)
     .await?;
-    Ok(removed as u64)
+    Ok((files as u64, removed as u64))
 }
 
 /// What a finalize records of the tree on the repository: the filter its
