@@ -961,6 +961,10 @@ impl Store {
 /// statement the active symbols and edges of those files and of the files
 /// the sync analysed, except those the analysis kept, and the docs with a
 /// new version or removed: four sets of rows none of the others touches.
+/// Each set is found from the sync's own rows (its plan, its new versions,
+/// its doc removals), never by looking at every active row of a kind: the
+/// docs were, and a 1-file resync's finalize grew with the number of
+/// modules (0.6 ms at 100 modules, measured).
 /// Returns how many file versions were superseded, and how many symbols
 /// went without a new version (removed).
 async fn supersede(
@@ -990,11 +994,11 @@ async fn supersede(
                AND NOT EXISTS (SELECT 1 FROM sync_analyzed_files a WHERE a.sync_id = $2 \
                    AND a.path = d.from_path AND a.kept_edges)), \
          d AS (UPDATE memory_entries m SET status = 'superseded', superseded_by_sync_id = $2 \
+             FROM (SELECT p.path FROM memory_entries p WHERE p.created_by_sync_id = $2 \
+                     AND p.kind = 'doc' \
+                   UNION SELECT r.path FROM sync_doc_removals r WHERE r.sync_id = $2) x \
              WHERE m.project_id = $1 AND m.status = 'active' AND m.kind = 'doc' \
-               AND (EXISTS (SELECT 1 FROM memory_entries p WHERE p.created_by_sync_id = $2 \
-                       AND p.kind = 'doc' AND p.path = m.path) \
-                 OR EXISTS (SELECT 1 FROM sync_doc_removals r WHERE r.sync_id = $2 \
-                       AND r.path = m.path))) \
+               AND m.path = x.path) \
          SELECT (SELECT count(*) FROM files), \
              (SELECT count(*) FROM s WHERE NOT EXISTS (SELECT 1 FROM memory_entries p \
                  WHERE p.created_by_sync_id = $2 AND p.kind = 'symbol' AND p.path = s.path))"
