@@ -579,7 +579,8 @@ struct RawEntry {
 
 impl RawEntry {
     fn is_tree(&self) -> bool {
-        self.mode == "40000"
+        // Git writes `40000`; some old tools wrote the mode zero-padded.
+        matches!(self.mode.as_str(), "40000" | "040000")
     }
 }
 

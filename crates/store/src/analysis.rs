@@ -389,43 +389,19 @@ impl Store {
                 .bind(claim.project_id.0)
                 .bind(claim.sync_id.0);
             if !symbols.is_empty() {
+                let text = |f: fn(&NewSymbol) -> &str| symbols.iter().map(f).collect::<Vec<_>>();
                 query = query
-                    .bind(
-                        symbols
-                            .iter()
-                            .map(|s| s.qualified_name.as_str())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(
-                        symbols
-                            .iter()
-                            .map(|s| s.content.as_str())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(
-                        symbols
-                            .iter()
-                            .map(|s| s.content_hash.as_str())
-                            .collect::<Vec<_>>(),
-                    )
+                    .bind(text(|s| s.qualified_name.as_str()))
+                    .bind(text(|s| s.content.as_str()))
+                    .bind(text(|s| s.content_hash.as_str()))
                     .bind(
                         symbols
                             .iter()
                             .map(|s| s.blob_sha.as_deref())
                             .collect::<Vec<_>>(),
                     )
-                    .bind(
-                        symbols
-                            .iter()
-                            .map(|s| s.language.as_str())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(
-                        symbols
-                            .iter()
-                            .map(|s| s.source_path.as_str())
-                            .collect::<Vec<_>>(),
-                    )
+                    .bind(text(|s| s.language.as_str()))
+                    .bind(text(|s| s.source_path.as_str()))
                     .bind(symbols.iter().map(|s| s.symbol_id).collect::<Vec<_>>())
                     .bind(symbols.iter().map(|s| Json(&s.meta)).collect::<Vec<_>>())
                     .bind(
