@@ -223,11 +223,23 @@ impl Store {
         let files: Vec<(String, Option<String>)> = match files {
             Some(files) => files,
             None => {
-                // By the directory expression of the indexes of migration
-                // 0021 (the same text, so that the planner matches it): a
-                // prefix range would depend on the database's collation.
+                // The exact test is the directory expression of the
+                // indexes of migration 0021 (the same text, so that the
+                // planner matches it when it may). Read as the app role,
+                // under row-level security, it may not: its functions are
+                // not leakproof. So a directory below the top also bounds
+                // its paths by their prefix with the byte-wise (leakproof,
+                // collation-free) range operators, which the index of
+                // migration 0023 serves: `dir/` up to `dir0` (`0` follows
+                // `/`), its subdirectories' files included, which the
+                // exact test then drops.
+                let range = if dir.is_empty() {
+                    ""
+                } else {
+                    "f.path ~>=~ ($3 || '/') AND f.path ~<~ ($3 || '0') AND "
+                };
                 sqlx::query_as(&format!(
-                    "SELECT f.path, f.language FROM {} f WHERE {} = $3 \
+                    "SELECT f.path, f.language FROM {} f WHERE {range}{} = $3 \
                      ORDER BY f.path COLLATE \"C\"",
                     next_files(),
                     dir_of("f.path")
