@@ -376,6 +376,8 @@ impl Source for GitSource {
                     &mut next,
                 );
             }
+            // One level's trees in memory at a time.
+            read.clear();
             level = next;
         }
         changes.sort_by(|a, b| a.path.cmp(&b.path));
