@@ -4,13 +4,12 @@
 
 use projsync_domain::source::RemoteIdentity;
 use projsync_domain::{SkipReason, Stats};
-use projsync_store::{BatchWrite, ClaimOutcome, NewEntry, NewProject, PlanRow};
+use projsync_store::{BatchWrite, NewEntry, NewProject, PlanRow};
 use projsync_test_support::TestDb;
 use serde_json::json;
 
 mod common;
-use common::claimed;
-use std::time::Duration;
+use common::{claimed, taken_over};
 
 fn entry(path: &str, content: &str, language: Option<&str>) -> NewEntry {
     NewEntry {
@@ -66,17 +65,7 @@ async fn an_import_batch_goes_through_copy_once_and_only_with_the_fence() {
     assert_eq!(checkpoint, json!({ "after": "empty" }));
 
     // Another worker takes the sync over: the first one's writes are refused.
-    sqlx::query("UPDATE project_syncs SET lease_expires_at = now() - interval '1 s'")
-        .execute(&db.admin)
-        .await
-        .unwrap();
-    let ClaimOutcome::Claimed { claim: taken, .. } = store
-        .claim(claim.sync_id, "w2", Duration::from_secs(30))
-        .await
-        .unwrap()
-    else {
-        panic!("takeover")
-    };
+    let taken = taken_over(&db, &claim, "w2").await;
     let err = store
         .write_import_batch(&claim, &[entry("late.rs", "late", None)], &[], json!({}))
         .await
@@ -293,17 +282,7 @@ async fn the_last_import_batch_ends_the_step_and_starts_the_next() {
 
     // Another worker took the sync over: the first one's last batch is
     // refused, and the steps are as they were.
-    sqlx::query("UPDATE project_syncs SET lease_expires_at = now() - interval '1 s'")
-        .execute(&db.admin)
-        .await
-        .unwrap();
-    let ClaimOutcome::Claimed { claim: taken, .. } = store
-        .claim(claim.sync_id, "w2", Duration::from_secs(30))
-        .await
-        .unwrap()
-    else {
-        panic!("takeover")
-    };
+    let taken = taken_over(&db, &claim, "w2").await;
     let err = store
         .write_last_import_batch(&claim, &[entry("b.rs", "b", None)], &[], json!({}), &stats)
         .await

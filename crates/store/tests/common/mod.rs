@@ -32,3 +32,23 @@ pub async fn claimed(db: &TestDb, owner: &str) -> (Store, ProjectId, Claim) {
     };
     (store, project.id, claim)
 }
+
+/// `claim`'s sync taken over by `owner` once its lease has expired (made
+/// to expire here): the new owner's claim, with a higher fence.
+#[allow(dead_code)] // Not every test binary that shares this module takes a sync over.
+pub async fn taken_over(db: &TestDb, claim: &Claim, owner: &str) -> Claim {
+    sqlx::query("UPDATE project_syncs SET lease_expires_at = now() - interval '1 s' WHERE id = $1")
+        .bind(claim.sync_id.0)
+        .execute(&db.admin)
+        .await
+        .unwrap();
+    let ClaimOutcome::Claimed { claim: taken, .. } = db
+        .store
+        .claim(claim.sync_id, owner, Duration::from_secs(30))
+        .await
+        .unwrap()
+    else {
+        panic!("takeover")
+    };
+    taken
+}
