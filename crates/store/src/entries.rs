@@ -526,7 +526,7 @@ impl Store {
         let diff = scan_mode.as_deref() == Some(ScanMode::Diff.as_str());
         // The file versions this sync replaces, and with them (in the same
         // statement) their symbols, edges and docs.
-        let superseded_files = if diff {
+        let supersede_files = if diff {
             // Only the planned paths move: the ones a new version, a skip
             // or a deletion replaces, and the old paths of renames.
             "UPDATE memory_entries m SET status = 'superseded', superseded_by_sync_id = $2 \
@@ -544,7 +544,7 @@ impl Store {
              RETURNING m.path"
         };
         let (superseded_files, symbols_removed) =
-            supersede(&mut tx, project_id, sync_id, superseded_files).await?;
+            supersede(&mut tx, project_id, sync_id, supersede_files).await?;
         stats.symbols_changed = symbols_removed;
         // Then the sync's versions become the active ones, with its edges.
         let (activated, symbols_activated, docs_activated): (i64, i64, i64) = sqlx::query_as(
