@@ -455,6 +455,16 @@ pub fn worker_env(settings: &Settings) -> Vec<(String, String)> {
             "EMBEDDINGS__BATCH_SIZE",
             settings.embeddings.batch_size.to_string(),
         ),
+        ("ANALYSIS__ENABLED", settings.analysis.enabled.to_string()),
+        (
+            "ANALYSIS__BATCH_FILES",
+            settings.analysis.batch_files.to_string(),
+        ),
+        ("DOCS__ENABLED", settings.docs.enabled.to_string()),
+        (
+            "DOCS__BATCH_MODULES",
+            settings.docs.batch_modules.to_string(),
+        ),
         (
             "SOURCES__LOCAL__ALLOWED_ROOTS",
             settings.sources.local.allowed_roots.join(","),

@@ -57,6 +57,9 @@ struct Args {
     json: bool,
 }
 
+/// How often the throughput test counts the syncs that have ended.
+const THROUGHPUT_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
 /// Syncs run before measuring, not counted (connections, caches).
 const WARM_UP: usize = 3;
 
@@ -191,6 +194,8 @@ fn json_line(latency: &Latency, kills: &[Kill], throughputs: &[Throughput]) -> s
                 "lease_ttl_secs": k.worker.worker.lease_ttl_secs,
                 "kill_to_claim_s": k.kill_to_claim.as_secs_f64(),
                 "kill_to_succeeded_s": k.kill_to_done.as_secs_f64(),
+                "kill_overhead_s": k.overhead_s(),
+                "uninterrupted_run_s": k.uninterrupted_ms / 1e3,
             }),
         );
     }
@@ -202,6 +207,8 @@ fn json_line(latency: &Latency, kills: &[Kill], throughputs: &[Throughput]) -> s
         "first_phase_latency_p99_ms": percentile(&latency.first_phase_ms, 0.99),
         "kill_to_claim_s": defaults.map(|k| k.kill_to_claim.as_secs_f64()),
         "kill_to_succeeded_s": defaults.map(|k| k.kill_to_done.as_secs_f64()),
+        "kill_overhead_s": defaults.map(Kill::overhead_s),
+        "uninterrupted_run_s": defaults.map(|k| k.uninterrupted_ms / 1e3),
         "kill_cases": by_case,
         "syncs_per_s_1_worker": rate(1),
         "syncs_per_s_2_workers": rate(2),
@@ -318,6 +325,18 @@ struct Kill {
     kill_to_claim: Duration,
     /// From the kill to the sync's success, seen by the poller.
     kill_to_done: Duration,
+    /// The killed sync from A's claim (ledger) to its end (seen by the poll).
+    killed_run_ms: f64,
+    /// The same first import without a kill, run by worker B afterwards:
+    /// claim (ledger) to end (seen by the poll).
+    uninterrupted_ms: f64,
+}
+
+impl Kill {
+    /// How much longer the sync took because its worker was killed.
+    fn overhead_s(&self) -> f64 {
+        (self.killed_run_ms - self.uninterrupted_ms) / 1000.0
+    }
 }
 
 /// Files done according to the import step's checkpoint.
@@ -413,8 +432,22 @@ async fn kill_recovery(
         tokio::time::sleep(POLL_INTERVAL).await;
     };
     let kill_to_done = killed.elapsed();
+    let ended_at = SystemTime::now();
     check_succeeded(&record)?;
     let kill_to_claim = claimed.ok_or_else(|| anyhow!("no claim by worker B was seen"))?;
+    // What the kill cost: the same first import of the same repository,
+    // run by worker B without a kill (another project, so that it is a
+    // first import too), against the killed sync's claim-to-end. Both
+    // from the claim in the ledger to the end seen by the 10 ms poll
+    // (`finished_at` is its transaction's start, before finalize's work).
+    let baseline = bench.create_project("kill-baseline", repo).await?;
+    let baseline = bench.enqueue(baseline).await?;
+    let baseline = wait_for_end(&bench, &mut workers, baseline).await?;
+    let b_end = SystemTime::now();
+    check_succeeded(&baseline)?;
+    let Some(b_start) = baseline.started_at else {
+        bail!("the uninterrupted sync has no started_at");
+    };
     drop(workers);
     bench.stop().await?;
     Ok(Kill {
@@ -426,6 +459,8 @@ async fn kill_recovery(
         kill_to_expiry_ms: ms_between(killed_at, system_time(expires)),
         kill_to_claim,
         kill_to_done,
+        killed_run_ms: ms_between(system_time(claimed_by_a), ended_at),
+        uninterrupted_ms: ms_between(system_time(b_start), b_end),
     })
 }
 
@@ -472,37 +507,61 @@ async fn throughput(
     }
 
     let started = Instant::now();
+    let started_at = SystemTime::now();
     let mut pending = HashSet::new();
     for &project in measured {
         pending.insert(bench.enqueue(project).await?);
     }
     let enqueue_all = started.elapsed();
-    let measured_ids: HashSet<SyncId> = pending.clone();
-    let mut done = Vec::new();
+    let measured_ids: Vec<uuid::Uuid> = pending.iter().map(|id| id.0).collect();
     let terminal = [
         SyncStatus::Succeeded,
         SyncStatus::Failed,
         SyncStatus::Cancelled,
         SyncStatus::Discarded,
     ];
-    let limit = (projects.len() * 2) as i64;
-    while !pending.is_empty() {
-        tokio::time::sleep(POLL_INTERVAL).await;
-        for record in bench.db.store.syncs_by_status(&terminal, limit).await? {
-            if pending.remove(&record.id) {
-                check_succeeded(&record)?;
-                done.push(record);
-            }
+    let terminal_names: Vec<String> = terminal.iter().map(|s| s.to_string()).collect();
+    // How many have ended: one count every THROUGHPUT_POLL_INTERVAL. The
+    // wall is read from the ledger's last `finished_at` (same clock), not
+    // from when the poll saw it, so the poll can be coarse; a 10 ms poll
+    // that read every ended sync's record took about 8 ms of PostgreSQL's
+    // CPU per sync measured (pg_stat_statements), on the two cores the
+    // workers run on.
+    loop {
+        tokio::time::sleep(THROUGHPUT_POLL_INTERVAL).await;
+        let ended: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM project_syncs WHERE id = ANY($1) AND status::text = ANY($2)",
+        )
+        .bind(&measured_ids)
+        .bind(&terminal_names)
+        .fetch_one(&bench.db.admin)
+        .await?;
+        if ended as usize == measured_ids.len() {
+            break;
         }
         workers.check_alive()?;
         ensure!(
             started.elapsed() < SYNC_TIMEOUT,
             "{} syncs did not end",
-            pending.len()
+            measured_ids.len() - ended as usize
         );
     }
-    let wall = started.elapsed();
-    ensure!(done.len() == measured_ids.len(), "lost track of some syncs");
+    let limit = (projects.len() * 2) as i64;
+    let mut done = Vec::new();
+    for record in bench.db.store.syncs_by_status(&terminal, limit).await? {
+        if pending.remove(&record.id) {
+            check_succeeded(&record)?;
+            done.push(record);
+        }
+    }
+    ensure!(pending.is_empty(), "lost track of some syncs");
+    let last_end = done
+        .iter()
+        .filter_map(|r| r.finished_at)
+        .max()
+        .context("no sync has a finished_at")?;
+    let wall =
+        Duration::from_secs_f64(ms_between(started_at, system_time(last_end)).max(0.0) / 1000.0);
     let mut queue_wait_ms = Vec::new();
     let mut run_ms = Vec::new();
     for r in &done {
@@ -633,8 +692,12 @@ fn report(
              reconciler pushes a running sync again within 200 ms of its worker's advisory lock \
              going free with the worker's connection, and B, taking the lock, takes the lease \
              over; else once the lease has expired); claim -> \
-             succeeded = the rest of the import from A's checkpoint, and the finalize. Times \
-             seen by the 10 ms ledger poll.",
+             succeeded = the rest of the import from A's checkpoint, and the phases after it. \
+             Times seen by the 10 ms ledger poll. uninterrupted s = the same first import (of \
+             another project on the same repository) run by B afterwards without a kill, claim \
+             to end; killed run s = the killed sync from A's claim to its end; kill cost s = \
+             the difference, what the kill added (claims from the ledger, ends seen by the \
+             poll).",
             k.files,
             secs(big_generated_in),
             k.worker.worker.concurrency,
@@ -654,6 +717,9 @@ fn report(
         "expiry -> claim s",
         "claim -> succeeded s",
         "kill -> succeeded s",
+        "uninterrupted s",
+        "killed run s",
+        "kill cost s",
     ]);
     for k in kills {
         let claim_s = k.kill_to_claim.as_secs_f64();
@@ -668,6 +734,9 @@ fn report(
             format!("{:.3}", claim_s - k.kill_to_expiry_ms / 1e3),
             secs(k.kill_to_done - k.kill_to_claim),
             secs(k.kill_to_done),
+            format!("{:.3}", k.uninterrupted_ms / 1e3),
+            format!("{:.3}", k.killed_run_ms / 1e3),
+            format!("{:.3}", k.overhead_s()),
         ]);
     }
     out.push_str(&t.render());
@@ -679,7 +748,7 @@ fn report(
             "3. Throughput: {} syncs of {} projects on the same {}-file repository, enqueued at \
              once (one after another as fast as the service layer goes), with N worker \
              processes of concurrency {} each (other settings: defaults); wall = first enqueue \
-             to the last sync's end seen by the 10 ms ledger poll; {} warm-up syncs per worker \
+             to the last sync's end in the ledger (a count of the ended syncs every 50 ms says when to read it); {} warm-up syncs per worker \
              process not counted. Queue wait = created_at -> started_at, run = started_at -> \
              finished_at, from the ledger.",
             first.syncs, first.syncs, args.files, first.concurrency, WARM_UP_PER_PROCESS,
