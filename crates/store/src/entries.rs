@@ -623,7 +623,7 @@ impl Store {
         let mut tx = self.fenced_durable(claim).await?;
         sqlx::query(
             "UPDATE project_syncs SET status = 'succeeded', outcome = 'embedded', stats = $2, \
-                 finished_at = now(), updated_at = now(), current_phase = NULL, \
+                 finished_at = clock_timestamp(), updated_at = now(), current_phase = NULL, \
                  lease_owner = NULL, lease_expires_at = NULL, error_class = NULL, \
                  error_message = NULL \
              WHERE id = $1",
@@ -669,7 +669,7 @@ impl Store {
         )
         .await?;
         sqlx::query(
-            "UPDATE sync_steps SET status = 'skipped', finished_at = now() \
+            "UPDATE sync_steps SET status = 'skipped', finished_at = clock_timestamp() \
              WHERE sync_id = $1 AND phase <> 'prepare'",
         )
         .bind(claim.sync_id.0)
@@ -1047,8 +1047,10 @@ async fn complete_on(
         None => (false, None, None, true),
     };
     sqlx::query(
-        "WITH s AS (UPDATE project_syncs SET status = 'succeeded', outcome = $2, stats = $3, \
-                 previous_sync_id = $4, head_commit = $5, finished_at = now(), updated_at = now(), \
+        "WITH t AS MATERIALIZED (SELECT clock_timestamp() AS at), \
+         s AS (UPDATE project_syncs SET status = 'succeeded', outcome = $2, stats = $3, \
+                 previous_sync_id = $4, head_commit = $5, finished_at = (SELECT at FROM t), \
+                 updated_at = now(), \
                  current_phase = NULL, lease_owner = NULL, lease_expires_at = NULL, \
                  error_class = NULL, error_message = NULL \
              WHERE id = $1), \
@@ -1058,8 +1060,8 @@ async fn complete_on(
                  analysis_version = CASE WHEN NOT $10 THEN analysis_version \
                      WHEN $12::int IS NOT NULL THEN $12 WHEN $13 THEN analysis_version END \
              WHERE id = $7) \
-         UPDATE sync_steps SET status = 'succeeded', checkpoint = $9, finished_at = now(), \
-             error_message = NULL \
+         UPDATE sync_steps SET status = 'succeeded', checkpoint = $9, \
+             finished_at = (SELECT at FROM t), error_message = NULL \
          WHERE sync_id = $1 AND phase = $8",
     )
     .bind(claim.sync_id.0)

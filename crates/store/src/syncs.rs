@@ -320,7 +320,7 @@ async fn start_in(
         "WITH sync AS (UPDATE project_syncs SET current_phase = $2, updated_at = now() \
              WHERE id = $1) \
          UPDATE sync_steps SET status = 'running', attempts = attempts + 1, \
-             started_at = coalesce(started_at, now()), error_message = NULL \
+             started_at = coalesce(started_at, clock_timestamp()), error_message = NULL \
          WHERE sync_id = $1 AND phase = $2 RETURNING {STEP_COLUMNS}"
     ))
     .bind(claim.sync_id.0)
@@ -349,17 +349,18 @@ pub(crate) async fn finish_and_start_next(
 ) -> Result<Option<StepStart>> {
     let next = phase.next().filter(|_| !fenced.cancel_requested);
     let started = sqlx::query(&format!(
-        "WITH sync AS ( \
+        "WITH t AS MATERIALIZED (SELECT clock_timestamp() AS at), \
+         sync AS ( \
              UPDATE project_syncs SET updated_at = now(), stats = coalesce($5, stats), \
                  head_commit = coalesce($6, head_commit), \
                  current_phase = coalesce($7, current_phase) \
              WHERE id = $1), \
          done AS ( \
-             UPDATE sync_steps SET status = $3, checkpoint = $4, finished_at = now(), \
+             UPDATE sync_steps SET status = $3, checkpoint = $4, finished_at = (SELECT at FROM t), \
                  error_message = NULL \
              WHERE sync_id = $1 AND phase = $2) \
          UPDATE sync_steps SET status = 'running', attempts = attempts + 1, \
-             started_at = coalesce(started_at, now()), error_message = NULL \
+             started_at = coalesce(started_at, (SELECT at FROM t)), error_message = NULL \
          WHERE sync_id = $1 AND phase = $7 RETURNING {STEP_COLUMNS}"
     ))
     .bind(claim.sync_id.0)
@@ -887,7 +888,7 @@ impl Store {
         let row: Option<(Uuid, i64, Option<String>)> = sqlx::query_as(
             "UPDATE project_syncs SET status = 'running', lease_owner = $2, \
                  lease_expires_at = now() + make_interval(secs => $3), fence = fence + 1, \
-                 attempts = attempts + 1, started_at = coalesce(started_at, now()), updated_at = now(), \
+                 attempts = attempts + 1, started_at = coalesce(started_at, clock_timestamp()), updated_at = now(), \
                  not_before = NULL, lease_locked = $4 \
              WHERE id = $1 AND status IN ('queued', 'running') \
                AND (not_before IS NULL OR not_before <= now()) \
@@ -959,7 +960,13 @@ impl Store {
 
     /// Give the lease up so that another worker may claim at once.
     pub async fn release(&self, claim: &Claim) -> Result<()> {
-        let mut tx = self.begin().await?;
+        // Deferred: the run's last write (its end, or the retry it
+        // scheduled) was durable already, and its flush came first. A
+        // release lost to a crash of the server leaves a lease that
+        // expires by itself, on a sync that is either finished (no one
+        // claims it) or waits its TTL; on a small sync's path the fsync
+        // cost a millisecond.
+        let mut tx = self.begin_committing(Commit::Deferred).await?;
         sqlx::query(
             "UPDATE project_syncs SET lease_owner = NULL, lease_expires_at = NULL \
              WHERE id = $1 AND fence = $2",
@@ -1053,7 +1060,7 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.fenced_durable(claim).await?;
         sqlx::query(
-            "UPDATE sync_steps SET status = 'failed', error_message = $3, finished_at = now() \
+            "UPDATE sync_steps SET status = 'failed', error_message = $3, finished_at = clock_timestamp() \
              WHERE sync_id = $1 AND phase = $2",
         )
         .bind(claim.sync_id.0)
@@ -1067,7 +1074,7 @@ impl Store {
         };
         sqlx::query(
             "UPDATE project_syncs SET status = 'failed', failed_phase = $2, error_class = $3, \
-                 error_message = $4, finished_at = now(), updated_at = now(), \
+                 error_message = $4, finished_at = clock_timestamp(), updated_at = now(), \
                  lease_owner = NULL, lease_expires_at = NULL \
              WHERE id = $1",
         )
@@ -1153,7 +1160,7 @@ pub(crate) fn finish_step_query<'q>(
     checkpoint: serde_json::Value,
 ) -> PgQuery<'q> {
     sqlx::query(
-        "UPDATE sync_steps SET status = $3, checkpoint = $4, finished_at = now(), error_message = NULL \
+        "UPDATE sync_steps SET status = $3, checkpoint = $4, finished_at = clock_timestamp(), error_message = NULL \
          WHERE sync_id = $1 AND phase = $2",
     )
     .bind(sync_id.0)
@@ -1617,14 +1624,14 @@ async fn end_cancelled(tx: &mut Transaction<'_, Postgres>, sync_id: SyncId) -> R
         .execute(&mut **tx)
         .await?;
     sqlx::query(
-        "UPDATE sync_steps SET status = 'cancelled', finished_at = coalesce(finished_at, now()) \
+        "UPDATE sync_steps SET status = 'cancelled', finished_at = coalesce(finished_at, clock_timestamp()) \
          WHERE sync_id = $1 AND status IN ('pending', 'running')",
     )
     .bind(sync_id.0)
     .execute(&mut **tx)
     .await?;
     sqlx::query(
-        "UPDATE project_syncs SET status = 'cancelled', finished_at = now(), updated_at = now(), \
+        "UPDATE project_syncs SET status = 'cancelled', finished_at = clock_timestamp(), updated_at = now(), \
              cancel_requested_at = coalesce(cancel_requested_at, now()), \
              lease_owner = NULL, lease_expires_at = NULL WHERE id = $1",
     )
