@@ -12,7 +12,7 @@ use projsync_domain::{
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{PgExecutor, Postgres, Row, Transaction};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -310,9 +310,10 @@ async fn check_fence(
 }
 
 /// Mark `phase` running (one more attempt) and make it the sync's current
-/// phase, in `tx` (fenced); `None` when the sync has no such step.
-async fn start_in(
-    tx: &mut Transaction<'_, Postgres>,
+/// phase, on `db` (a fenced transaction); `None` when the sync has no such
+/// step.
+async fn start_step_on(
+    db: impl PgExecutor<'_>,
     claim: &Claim,
     phase: SyncPhase,
 ) -> Result<Option<StepRecord>> {
@@ -325,7 +326,7 @@ async fn start_in(
     ))
     .bind(claim.sync_id.0)
     .bind(phase.as_str())
-    .fetch_optional(&mut **tx)
+    .fetch_optional(db)
     .await?;
     row.as_ref().map(step_from_row).transpose()
 }
@@ -990,7 +991,7 @@ impl Store {
         else {
             return Ok(StepStart::CancelRequested);
         };
-        let step = start_in(&mut tx, claim, phase)
+        let step = start_step_on(&mut *tx, claim, phase)
             .await?
             .ok_or_else(|| Error::NotFound(format!("step {phase} of sync {}", claim.sync_id)))?;
         tx.commit().await?;

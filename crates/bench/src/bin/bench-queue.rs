@@ -55,6 +55,12 @@ struct Args {
     /// goes to stderr).
     #[arg(long)]
     json: bool,
+    /// Run the workers without code analysis and module docs (the
+    /// `[analysis]` and `[docs]` settings off): the pipeline as it was
+    /// before the analyze and docs phases existed, for comparison with
+    /// figures measured then.
+    #[arg(long)]
+    no_analysis: bool,
 }
 
 /// How often the throughput test counts the syncs that have ended.
@@ -110,7 +116,11 @@ async fn run(args: &Args, log_dir: &Path) -> Result<()> {
     let binary = projsync_binary()?;
     check_services().await?;
     std::fs::create_dir_all(log_dir).with_context(|| format!("create {}", log_dir.display()))?;
-    let env = Env { binary, log_dir };
+    let env = Env {
+        binary,
+        log_dir,
+        no_analysis: args.no_analysis,
+    };
     let defaults = projsync_bench::default_settings()?;
 
     let small = generate_repo(args.files);
@@ -169,7 +179,10 @@ async fn run(args: &Args, log_dir: &Path) -> Result<()> {
     );
     if args.json {
         eprint!("{text}");
-        println!("{}", json_line(&latency, &kills, &throughputs));
+        println!(
+            "{}",
+            json_line(&latency, &kills, &throughputs, !args.no_analysis)
+        );
     } else {
         print!("{text}");
     }
@@ -178,7 +191,12 @@ async fn run(args: &Args, log_dir: &Path) -> Result<()> {
 
 /// The headline figures as one JSON object (issue 12's keys); `null` for a
 /// figure this run did not measure (a worker count not in `--workers`).
-fn json_line(latency: &Latency, kills: &[Kill], throughputs: &[Throughput]) -> serde_json::Value {
+fn json_line(
+    latency: &Latency,
+    kills: &[Kill],
+    throughputs: &[Throughput],
+    analysis: bool,
+) -> serde_json::Value {
     let rate = |processes: usize| {
         throughputs
             .iter()
@@ -201,6 +219,7 @@ fn json_line(latency: &Latency, kills: &[Kill], throughputs: &[Throughput]) -> s
     }
     serde_json::json!({
         "bench": "bench-queue",
+        "analysis": analysis,
         "claim_latency_p50_ms": percentile(&latency.claim_ms, 0.5),
         "claim_latency_p99_ms": percentile(&latency.claim_ms, 0.99),
         "first_phase_latency_p50_ms": percentile(&latency.first_phase_ms, 0.5),
@@ -219,11 +238,23 @@ fn json_line(latency: &Latency, kills: &[Kill], throughputs: &[Throughput]) -> s
 struct Env<'a> {
     binary: PathBuf,
     log_dir: &'a Path,
+    /// `--no-analysis`: the workers run without the analyze and docs phases.
+    no_analysis: bool,
 }
 
 impl Env<'_> {
     fn workers(&self, label: &str) -> WorkerProcesses {
         WorkerProcesses::new(&self.binary, self.log_dir, label)
+    }
+
+    /// The settings worker processes of `bench` are given.
+    fn worker_settings(&self, bench: &Bench) -> Result<Settings> {
+        let mut settings = bench.worker_settings()?;
+        if self.no_analysis {
+            settings.analysis.enabled = false;
+            settings.docs.enabled = false;
+        }
+        Ok(settings)
     }
 }
 
@@ -247,7 +278,7 @@ struct Latency {
 
 async fn latency(env: &Env<'_>, repo: &GitRepo, syncs: usize) -> Result<Latency> {
     let bench = Bench::without_worker(|_| {}).await?;
-    let settings = bench.worker_settings()?;
+    let settings = env.worker_settings(&bench)?;
     let mut projects = Vec::with_capacity(syncs + WARM_UP);
     for i in 0..syncs + WARM_UP {
         projects.push(bench.create_project(&format!("lat-{i}"), repo).await?);
@@ -361,7 +392,7 @@ async fn kill_recovery(
     kill_after: u64,
 ) -> Result<Kill> {
     let bench = Bench::without_worker(|_| {}).await?;
-    let mut settings = bench.worker_settings()?;
+    let mut settings = env.worker_settings(&bench)?;
     if let Some(ttl) = case.lease_ttl_secs {
         settings.worker.lease_ttl_secs = ttl;
     }
@@ -451,7 +482,7 @@ async fn kill_recovery(
             "kill-baseline-{}",
             case.label.replace([' ', ','], "")
         ));
-        let mut same = bench.worker_settings()?;
+        let mut same = env.worker_settings(&bench)?;
         same.worker = settings.worker.clone();
         workers.spawn(&same)?;
         workers.wait_registered(&same, 1).await?;
@@ -501,7 +532,7 @@ async fn throughput(
     syncs: usize,
 ) -> Result<Throughput> {
     let bench = Bench::without_worker(|_| {}).await?;
-    let mut settings = bench.worker_settings()?;
+    let mut settings = env.worker_settings(&bench)?;
     settings.worker.concurrency = 1;
     let warm_up = WARM_UP_PER_PROCESS * processes;
     let mut projects = Vec::with_capacity(syncs + warm_up);
@@ -629,7 +660,8 @@ fn report(
         out,
         "Worker defaults (config/default.toml), used unless a line says otherwise: queue poll \
          {} ms, worker concurrency {}, lease TTL {} s (renewed every {:.1} s), reconcile every {} \
-         ms, redeliver after {} s, queue heartbeat {} s x {} missed, import batch {} files.",
+         ms, redeliver after {} s, queue heartbeat {} s x {} missed, import batch {} files; \
+         code analysis and module docs {}.",
         d.redis.poll_interval_ms,
         d.worker.concurrency,
         d.worker.lease_ttl_secs,
@@ -639,6 +671,11 @@ fn report(
         d.redis.heartbeat_interval_secs,
         d.redis.missed_heartbeats,
         d.worker.import_batch_size,
+        if args.no_analysis {
+            "off (--no-analysis)"
+        } else {
+            "on"
+        },
     )
     .unwrap();
     writeln!(out).unwrap();
