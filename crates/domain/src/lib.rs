@@ -80,12 +80,32 @@ fn redact_userinfo(url: &str) -> String {
 /// The content hash of an entry: SHA-256 of its text, hex-encoded.
 pub fn content_hash(content: &str) -> String {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(content.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(content.as_bytes()))
+}
+
+/// `bytes` as lowercase hexadecimal, two digits a byte.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hex_is_two_lowercase_digits_a_byte() {
+        assert_eq!(super::hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(super::hex(&[]), "");
+        assert_eq!(
+            super::content_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
     #[test]
     fn redacts_passwords_only() {
         use super::redact_url;

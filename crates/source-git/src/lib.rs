@@ -64,6 +64,22 @@ enum Answer {
     NotFound,
 }
 
+impl Answer {
+    /// The SHA and data of a tree read with `contents`; `None` for
+    /// anything else (not found, not a tree).
+    fn into_tree(self) -> Option<(String, Vec<u8>)> {
+        match self {
+            Answer::Object {
+                kind,
+                sha,
+                data: Some(data),
+                ..
+            } if kind == "tree" => Some((sha, data)),
+            _ => None,
+        }
+    }
+}
+
 impl GitSource {
     /// Open the repository at `path` (a work tree or a bare repository).
     /// One `git rev-parse` says both that it is a repository and where
@@ -293,16 +309,7 @@ impl Source for GitSource {
                 format!("contents {to}^{{tree}}"),
             ])
             .await?;
-        let tree_of = |answer: Answer| match answer {
-            Answer::Object {
-                kind,
-                sha,
-                data: Some(data),
-                ..
-            } if kind == "tree" => Some((sha, data)),
-            _ => None,
-        };
-        let mut roots = roots.into_iter().map(tree_of);
+        let mut roots = roots.into_iter().map(Answer::into_tree);
         let (old_root, new_root) = (roots.next().flatten(), roots.next().flatten());
         let Some((new_sha, new_data)) = new_root else {
             return Err(SourceError::not_found(format!(
@@ -342,22 +349,14 @@ impl Source for GitSource {
                 let commands: Vec<String> =
                     wanted.iter().map(|s| format!("contents {s}")).collect();
                 for (sha, answer) in wanted.into_iter().zip(self.ask(&commands).await?) {
-                    match answer {
-                        Answer::Object {
-                            kind,
-                            data: Some(data),
-                            ..
-                        } if kind == "tree" => {
-                            read.insert(sha, data);
-                        }
-                        _ => {
-                            return Err(SourceError::unavailable(format!(
-                                "tree {sha} cannot be read in {}; the repository may be damaged \
-                                 (`git fsck` says more)",
-                                self.path.display()
-                            )))
-                        }
-                    }
+                    let Some((_, data)) = answer.into_tree() else {
+                        return Err(SourceError::unavailable(format!(
+                            "tree {sha} cannot be read in {}; the repository may be damaged \
+                             (`git fsck` says more)",
+                            self.path.display()
+                        )));
+                    };
+                    read.insert(sha, data);
                 }
             }
             let mut next = Vec::new();
@@ -601,7 +600,7 @@ fn parse_tree(mut data: &[u8], hash_len: usize) -> Result<Vec<RawEntry>, SourceE
         entries.push(RawEntry {
             mode: String::from_utf8_lossy(&data[..space]).into_owned(),
             name: data[space + 1..nul].to_vec(),
-            sha: hash.iter().map(|b| format!("{b:02x}")).collect(),
+            sha: projsync_domain::hex(hash),
         });
         data = &data[nul + 1 + hash_len..];
     }

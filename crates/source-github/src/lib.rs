@@ -122,7 +122,7 @@ impl Credentials {
             Credentials::Anonymous => "anonymous".into(),
             Credentials::Token(t) => {
                 let digest = Sha256::digest(t.as_bytes());
-                digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+                projsync_domain::hex(&digest[..8])
             }
             Credentials::App {
                 app_id,
@@ -187,8 +187,7 @@ impl Budget {
     fn etag_key(&self, url: &str) -> String {
         use sha2::{Digest, Sha256};
         let digest = Sha256::digest(url.as_bytes());
-        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-        format!("{}{hex}", self.etags)
+        format!("{}{}", self.etags, projsync_domain::hex(&digest[..16]))
     }
 
     async fn kept_answer(&self, url: &str) -> Option<KeptAnswer> {
