@@ -10,8 +10,10 @@ use crate::syncs::{commit_batch, BatchEnd, FenceLock};
 use crate::{BatchWrite, Claim, Result, StepStart, Store};
 use projsync_domain::{PhaseStatus, ProjectId, Stats, SyncId, SyncPhase};
 use serde::{Deserialize, Serialize};
+use sqlx::error::BoxDynError;
+use sqlx::postgres::PgArguments;
 use sqlx::types::Json;
-use sqlx::Row;
+use sqlx::{Arguments, PgConnection, Row};
 use uuid::Uuid;
 
 /// A file version this sync wrote, to be analysed. `content` is `None`
@@ -275,34 +277,25 @@ impl Store {
             return Ok((BatchWrite::CancelRequested, None));
         };
         // Every write of the batch is one statement, each kind of row in a
-        // part of its own (`parts`), numbered after the project and the
-        // sync: a round trip for the batch, not one per kind of row. The
-        // parts touch disjoint rows (symbol entries and their chunks, the
-        // analysed files, the sync's own file versions' digests, the
-        // sync's pending edges), so their order within the statement does
-        // not matter.
-        let mut parts: Vec<String> = Vec::new();
-        let mut params = 2;
-        let mut part = |sql: &str, count: usize| {
-            let mut sql = sql.to_string();
-            for k in (1..=count).rev() {
-                sql = sql.replace(&format!("$P{k}"), &format!("${}", params + k));
-            }
-            params += count;
-            parts.push(sql);
-        };
+        // part of its own, its parameters bound with it: a round trip for
+        // the batch, not one per kind of row. The parts touch disjoint rows
+        // (symbol entries and their chunks, the analysed files, the sync's
+        // own file versions' digests, the sync's pending edges), so their
+        // order within the statement does not matter.
+        let mut batch = Parts::new(claim)?;
         // The symbol entries, and the chunks of those that come cut
         // (joined by path: a symbol's name is unique in its sync). An
         // entry already there (the batch run again) is left as it is, with
         // the chunks written with it then.
-        let mut chunks = ChunkColumns::default();
-        for s in symbols {
-            for (i, c) in s.chunks.iter().flatten().enumerate() {
-                chunks.push(s.qualified_name.as_str(), i, c);
-            }
-        }
         if !symbols.is_empty() {
-            part(
+            let mut chunks = ChunkColumns::default();
+            for s in symbols {
+                for (i, c) in s.chunks.iter().flatten().enumerate() {
+                    chunks.push(s.qualified_name.as_str(), i, c);
+                }
+            }
+            let text = |f: fn(&NewSymbol) -> &str| symbols.iter().map(f).collect::<Vec<_>>();
+            batch.part(
                 "ins AS ( \
                      INSERT INTO memory_entries (project_id, path, kind, content, content_hash, \
                          blob_sha, language, size_bytes, status, created_by_sync_id, source_path, \
@@ -326,14 +319,35 @@ impl Store {
                          AS c(path, ord, s, e, content, hash, tokens, searchable) \
                      JOIN ins ON ins.path = c.path \
                      ON CONFLICT (entry_id, ordinal) DO NOTHING)",
-                17,
-            );
+                |a| {
+                    a.add(text(|s| s.qualified_name.as_str()))?;
+                    a.add(text(|s| s.content.as_str()))?;
+                    a.add(text(|s| s.content_hash.as_str()))?;
+                    a.add(
+                        symbols
+                            .iter()
+                            .map(|s| s.blob_sha.as_deref())
+                            .collect::<Vec<_>>(),
+                    )?;
+                    a.add(text(|s| s.language.as_str()))?;
+                    a.add(text(|s| s.source_path.as_str()))?;
+                    a.add(symbols.iter().map(|s| s.symbol_id).collect::<Vec<_>>())?;
+                    a.add(symbols.iter().map(|s| Json(&s.meta)).collect::<Vec<_>>())?;
+                    a.add(
+                        symbols
+                            .iter()
+                            .map(|s| s.chunks.as_ref().map(|c| c.len() as i32))
+                            .collect::<Vec<_>>(),
+                    )?;
+                    chunks.add_to(a)
+                },
+            )?;
         }
         if !files.is_empty() {
             // A list per row goes in as a JSON array: an array of arrays
             // cannot be unnested into rows of arrays, and a name may hold
             // any character a path may (a newline too).
-            part(
+            batch.part(
                 "files AS ( \
                      INSERT INTO sync_analyzed_files (sync_id, path, language, skip_reason, \
                          partial, kept_symbols, kept_edges) \
@@ -344,8 +358,30 @@ impl Store {
                      ON CONFLICT (sync_id, path) DO UPDATE SET language = excluded.language, \
                          skip_reason = excluded.skip_reason, partial = excluded.partial, \
                          kept_symbols = excluded.kept_symbols, kept_edges = excluded.kept_edges)",
-                6,
-            );
+                |a| {
+                    a.add(files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>())?;
+                    a.add(
+                        files
+                            .iter()
+                            .map(|f| f.language.as_deref())
+                            .collect::<Vec<_>>(),
+                    )?;
+                    a.add(
+                        files
+                            .iter()
+                            .map(|f| f.skip_reason.as_deref())
+                            .collect::<Vec<_>>(),
+                    )?;
+                    a.add(files.iter().map(|f| f.partial).collect::<Vec<_>>())?;
+                    a.add(
+                        files
+                            .iter()
+                            .map(|f| Json(&f.kept_symbols))
+                            .collect::<Vec<_>>(),
+                    )?;
+                    a.add(files.iter().map(|f| f.kept_edges).collect::<Vec<_>>())
+                },
+            )?;
         }
         let digests: Vec<(&str, &str)> = files
             .iter()
@@ -355,21 +391,23 @@ impl Store {
             // Only on the file versions this sync wrote: an active version
             // is never changed (a file analysed by a whole-tree pass keeps
             // no digest, and its next rewrite looks at its module's doc).
-            part(
+            batch.part(
                 "digests AS ( \
                      UPDATE memory_entries m \
                      SET meta = coalesce(m.meta, '{}') || jsonb_build_object('doc_digest', t.digest) \
                      FROM UNNEST($P1::text[], $P2::text[]) AS t(path, digest) \
                      WHERE m.created_by_sync_id = $2 AND m.kind = 'file' AND m.path = t.path)",
-                2,
-            );
+                |a| {
+                    a.add(digests.iter().map(|(p, _)| *p).collect::<Vec<_>>())?;
+                    a.add(digests.iter().map(|(_, d)| *d).collect::<Vec<_>>())
+                },
+            )?;
         }
-        let from: Vec<&str> = edges.iter().map(|e| e.from_path.as_str()).collect();
         if !edges.is_empty() {
             // Edges have no natural key to conflict on: a batch run again
             // drops what an earlier run of it wrote (rows this statement
             // inserts are not among those its delete sees).
-            part(
+            batch.part(
                 "gone AS ( \
                      DELETE FROM dependency_edges WHERE created_by_sync_id = $2 \
                      AND status = 'pending' AND from_path = ANY($P1)), \
@@ -380,82 +418,77 @@ impl Store {
                          ARRAY(SELECT jsonb_array_elements_text(t.candidates)), 'pending', $2 \
                      FROM UNNEST($P1::text[], $P2::text[], $P3::int[], $P4::jsonb[]) \
                          AS t(from_path, raw, line, candidates))",
-                4,
-            );
-        }
-        if !parts.is_empty() {
-            let sql = format!("WITH {} SELECT 1", parts.join(", "));
-            let mut query = sqlx::query(&sql)
-                .bind(claim.project_id.0)
-                .bind(claim.sync_id.0);
-            if !symbols.is_empty() {
-                let text = |f: fn(&NewSymbol) -> &str| symbols.iter().map(f).collect::<Vec<_>>();
-                query = query
-                    .bind(text(|s| s.qualified_name.as_str()))
-                    .bind(text(|s| s.content.as_str()))
-                    .bind(text(|s| s.content_hash.as_str()))
-                    .bind(
-                        symbols
+                |a| {
+                    a.add(
+                        edges
                             .iter()
-                            .map(|s| s.blob_sha.as_deref())
+                            .map(|e| e.from_path.as_str())
                             .collect::<Vec<_>>(),
-                    )
-                    .bind(text(|s| s.language.as_str()))
-                    .bind(text(|s| s.source_path.as_str()))
-                    .bind(symbols.iter().map(|s| s.symbol_id).collect::<Vec<_>>())
-                    .bind(symbols.iter().map(|s| Json(&s.meta)).collect::<Vec<_>>())
-                    .bind(
-                        symbols
-                            .iter()
-                            .map(|s| s.chunks.as_ref().map(|c| c.len() as i32))
-                            .collect::<Vec<_>>(),
-                    );
-                query = chunks.bind(query);
-            }
-            if !files.is_empty() {
-                query = query
-                    .bind(files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>())
-                    .bind(
-                        files
-                            .iter()
-                            .map(|f| f.language.as_deref())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(
-                        files
-                            .iter()
-                            .map(|f| f.skip_reason.as_deref())
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(files.iter().map(|f| f.partial).collect::<Vec<_>>())
-                    .bind(
-                        files
-                            .iter()
-                            .map(|f| Json(&f.kept_symbols))
-                            .collect::<Vec<_>>(),
-                    )
-                    .bind(files.iter().map(|f| f.kept_edges).collect::<Vec<_>>());
-            }
-            if !digests.is_empty() {
-                query = query
-                    .bind(digests.iter().map(|(p, _)| *p).collect::<Vec<_>>())
-                    .bind(digests.iter().map(|(_, d)| *d).collect::<Vec<_>>());
-            }
-            if !edges.is_empty() {
-                query = query
-                    .bind(&from)
-                    .bind(edges.iter().map(|e| e.raw.as_str()).collect::<Vec<_>>())
-                    .bind(edges.iter().map(|e| e.line as i32).collect::<Vec<_>>())
-                    .bind(
+                    )?;
+                    a.add(edges.iter().map(|e| e.raw.as_str()).collect::<Vec<_>>())?;
+                    a.add(edges.iter().map(|e| e.line as i32).collect::<Vec<_>>())?;
+                    a.add(
                         edges
                             .iter()
                             .map(|e| Json(&e.candidates))
                             .collect::<Vec<_>>(),
-                    );
-            }
-            query.execute(&mut *tx).await?;
+                    )
+                },
+            )?;
         }
+        batch.execute(&mut tx).await?;
         commit_batch(tx, claim, SyncPhase::Analyze, checkpoint, end).await
+    }
+}
+
+/// One statement built from the parts of a batch, `WITH part, part, …
+/// SELECT 1`, over `$1` (the project) and `$2` (the sync). Each part names
+/// its own parameters `$P1`, `$P2`, … and binds them as it is added; they
+/// are numbered after those bound before, so that a part's placeholders
+/// and its values are written side by side, never counted apart.
+struct Parts {
+    ctes: Vec<String>,
+    args: PgArguments,
+}
+
+impl Parts {
+    fn new(claim: &Claim) -> Result<Self> {
+        let mut args = PgArguments::default();
+        args.add(claim.project_id.0).map_err(sqlx::Error::Encode)?;
+        args.add(claim.sync_id.0).map_err(sqlx::Error::Encode)?;
+        Ok(Self {
+            ctes: Vec::new(),
+            args,
+        })
+    }
+
+    /// Add the common table expressions `sql`, whose `$Pk` are the values
+    /// `bind` adds, in order.
+    fn part(
+        &mut self,
+        sql: &str,
+        bind: impl FnOnce(&mut PgArguments) -> std::result::Result<(), BoxDynError>,
+    ) -> Result<()> {
+        let before = self.args.len();
+        bind(&mut self.args).map_err(sqlx::Error::Encode)?;
+        let mut sql = sql.to_string();
+        // From the last: `$P1` is a prefix of `$P10`.
+        for k in (1..=self.args.len() - before).rev() {
+            sql = sql.replace(&format!("$P{k}"), &format!("${}", before + k));
+        }
+        debug_assert!(!sql.contains("$P"), "a placeholder has no value: {sql}");
+        self.ctes.push(sql);
+        Ok(())
+    }
+
+    /// Run the statement (nothing when no part was added).
+    async fn execute(self, conn: &mut PgConnection) -> Result<()> {
+        if self.ctes.is_empty() {
+            return Ok(());
+        }
+        let sql = format!("WITH {} SELECT 1", self.ctes.join(", "));
+        sqlx::query_with(&sql, self.args).execute(conn).await?;
+        Ok(())
     }
 }
 

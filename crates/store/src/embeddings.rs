@@ -94,22 +94,22 @@ where
     for<'q> Vec<K>: sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
     K: Send + Sync,
 {
-    /// Bind the columns, in this order, as the statement's next eight
+    /// Add the columns, in this order, as the statement's next eight
     /// parameters (keys, ordinals, start and end lines, contents, hashes,
     /// token counts, searchable texts).
-    pub fn bind<'q>(
-        &'q self,
-        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        query
-            .bind(&self.keys)
-            .bind(&self.ordinals)
-            .bind(&self.starts)
-            .bind(&self.ends)
-            .bind(&self.contents)
-            .bind(&self.hashes)
-            .bind(&self.tokens)
-            .bind(&self.texts)
+    pub fn add_to(
+        &self,
+        args: &mut sqlx::postgres::PgArguments,
+    ) -> Result<(), sqlx::error::BoxDynError> {
+        use sqlx::Arguments as _;
+        args.add(&self.keys)?;
+        args.add(&self.ordinals)?;
+        args.add(&self.starts)?;
+        args.add(&self.ends)?;
+        args.add(&self.contents)?;
+        args.add(&self.hashes)?;
+        args.add(&self.tokens)?;
+        args.add(&self.texts)
     }
 }
 
@@ -411,9 +411,17 @@ impl Store {
         // another part writes).
         let ids: Vec<i64> = entries.iter().map(|(id, _)| *id).collect();
         let counts: Vec<i32> = entries.iter().map(|(_, c)| c.len() as i32).collect();
+        let mut args = sqlx::postgres::PgArguments::default();
         columns
-            .bind(sqlx::query(
-                "WITH counted AS ( \
+            .add_to(&mut args)
+            .and_then(|()| {
+                use sqlx::Arguments as _;
+                args.add(&ids)?;
+                args.add(&counts)
+            })
+            .map_err(sqlx::Error::Encode)?;
+        sqlx::query_with(
+            "WITH counted AS ( \
                      UPDATE memory_entries m SET chunk_count = n.n \
                      FROM UNNEST($9::bigint[], $10::int[]) AS n(id, n) WHERE m.id = n.id) \
                  INSERT INTO memory_chunks (entry_id, ordinal, start_line, end_line, content, \
@@ -424,11 +432,10 @@ impl Store {
                      $6::text[], $7::int[], $8::text[]) \
                      AS t(entry, ord, s, e, content, hash, tokens, searchable) \
                  ON CONFLICT (entry_id, ordinal) DO NOTHING",
-            ))
-            .bind(&ids)
-            .bind(&counts)
-            .execute(&mut *tx)
-            .await?;
+            args,
+        )
+        .execute(&mut *tx)
+        .await?;
         commit_batch(tx, claim, phase, checkpoint, end).await
     }
 
