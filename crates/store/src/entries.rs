@@ -569,10 +569,15 @@ impl Store {
         // every path without a change row that keeps it) are never among
         // those written (a change row that is not a deletion).
         let delete_files = if diff {
-            "DELETE FROM repository_files f USING sync_changes c \
-             WHERE f.repository_id = $1 AND c.sync_id = $2 \
-               AND ((c.change = 'deleted' AND f.path = c.path) \
-                 OR (c.change = 'renamed' AND f.path = c.old_path))"
+            // The paths as an array, each looked up by the primary key.
+            // Joined with the plan instead, PostgreSQL chose to read every
+            // file of the repository when its statistics were stale (two
+            // rows, measured at 500 files: 1.6 ms of a 1-file resync's
+            // finalize, and growing with the repository).
+            "DELETE FROM repository_files f \
+             WHERE f.repository_id = $1 AND f.path = ANY(ARRAY( \
+                 SELECT CASE c.change WHEN 'deleted' THEN c.path ELSE c.old_path END \
+                 FROM sync_changes c WHERE c.sync_id = $2 AND c.change IN ('deleted', 'renamed')))"
         } else {
             "DELETE FROM repository_files f WHERE f.repository_id = $1 AND NOT EXISTS \
                (SELECT 1 FROM sync_changes c WHERE c.sync_id = $2 AND c.path = f.path AND c.change <> 'deleted')"
