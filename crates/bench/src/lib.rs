@@ -134,6 +134,11 @@ impl Bench {
         settings.redis.namespace = redis.namespace.clone();
         // The in-process worker needs no health listener.
         settings.worker.listen = String::new();
+        // As in [`default_settings`]: a benchmark turns the model on where
+        // it measures it. (bench-github inherited the configured local
+        // model, and its default run of 5,000 files spent more than ten
+        // minutes embedding them on two cores.)
+        settings.embeddings.enabled = false;
         tweak(&mut settings);
         settings.validate()?;
         let state = projsync::app::api_state(&settings, db.store.clone()).await?;
