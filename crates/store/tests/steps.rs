@@ -78,3 +78,69 @@ async fn a_step_end_starts_the_next_step_unless_a_cancel_was_asked_for() {
     assert_eq!(status(SyncPhase::Scan), (PhaseStatus::Succeeded, 1));
     assert_eq!(status(SyncPhase::Import), (PhaseStatus::Pending, 0));
 }
+
+#[tokio::test]
+async fn a_step_end_after_a_takeover_writes_nothing() {
+    // A worker whose sync was taken over cannot end its step: nothing of
+    // the transaction (scan's plan here) is written, and the new owner's
+    // steps are as it left them.
+    let db = TestDb::new().await;
+    let (store, _, claim) = claimed(&db, "w1").await;
+    let _ = store.start_step(&claim, SyncPhase::Prepare).await.unwrap();
+    let head = "0123456789012345678901234567890123456789";
+    let _ = store
+        .finish_prepare(&claim, head, serde_json::json!({}))
+        .await
+        .unwrap();
+    let taken = common::taken_over(&db, &claim, "w2").await;
+
+    let row = projsync_store::PlanRow {
+        path: "a.rs".into(),
+        change: projsync_domain::ChangeKind::Added,
+        kind: projsync_domain::EntryKind::File,
+        blob_sha: Some("0".repeat(40)),
+        old_blob_sha: None,
+        old_path: None,
+        size: Some(1),
+        language: None,
+        skip_reason: None,
+        needs_entry: true,
+    };
+    let err = store
+        .write_plan(&claim, &[row], &Stats::default(), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, projsync_store::Error::LeaseLost(_)), "{err}");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM sync_changes WHERE sync_id = $1")
+        .bind(claim.sync_id.0)
+        .fetch_one(&db.admin)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "the plan was rolled back");
+    let steps = store.steps(taken.sync_id).await.unwrap();
+    let scan = steps.iter().find(|s| s.phase == SyncPhase::Scan).unwrap();
+    let import = steps.iter().find(|s| s.phase == SyncPhase::Import).unwrap();
+    assert_eq!(scan.status, PhaseStatus::Running);
+    assert_eq!((import.status, import.attempts), (PhaseStatus::Pending, 0));
+    let sync = store.sync(taken.sync_id).await.unwrap();
+    assert_eq!(
+        (sync.current_phase, sync.fence),
+        (Some(SyncPhase::Scan), taken.fence)
+    );
+
+    // The new owner's end of the same step goes through.
+    let next = store
+        .finish_step_with_stats(
+            &taken,
+            SyncPhase::Scan,
+            PhaseStatus::Succeeded,
+            serde_json::json!({}),
+            &Stats::default(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(next, Some(StepStart::Started(ref s)) if s.phase == SyncPhase::Import),
+        "{next:?}"
+    );
+}
