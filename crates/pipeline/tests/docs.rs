@@ -168,6 +168,28 @@ async fn one_doc_per_module_with_code_and_new_versions_only_where_inputs_changed
         "an import whose target is gone: {}",
         all["web/"]
     );
+
+    // A file renamed within a module, and another deleted from one that
+    // keeps a file: each module's doc lists its files as the sync leaves
+    // them (read against the sync's own versions, deletions and renames).
+    h.repo.rename("src/util.rs", "src/maths.rs");
+    h.repo.remove("app/models.py");
+    h.repo
+        .write("app/views.py", "def index():\n    return 'ok'\n");
+    h.repo.commit("rename and delete");
+    let sixth = h.sync().await;
+    assert_eq!(sixth.status, SyncStatus::Succeeded, "{sixth:#?}");
+    let all = docs(&h).await;
+    assert!(
+        all["src/"].contains("## Files\n\n- `src/lib.rs` (rust)\n- `src/maths.rs` (rust)\n\n"),
+        "{}",
+        all["src/"]
+    );
+    assert!(
+        all["app/"].contains("- `app/views.py` (python)") && !all["app/"].contains("models.py"),
+        "{}",
+        all["app/"]
+    );
 }
 
 #[tokio::test]

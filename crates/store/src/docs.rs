@@ -233,15 +233,45 @@ impl Store {
                 // migration 0023 serves: `dir/` up to `dir0` (`0` follows
                 // `/`), its subdirectories' files included, which the
                 // exact test then drops.
-                let range = if dir.is_empty() {
-                    ""
-                } else {
-                    "f.path ~>=~ ($3 || '/') AND f.path ~<~ ($3 || '0') AND "
+                //
+                // Which active files the sync replaces, deletes or skips
+                // (`carried_forward`) is asked of two sets read once each,
+                // the sync's file versions and its deletions and skips in
+                // the same range, rather than of the tables for each file:
+                // for a sync whose rows were just written PostgreSQL
+                // estimates one row, and read all of them for every file
+                // of the directory instead of looking its path up (24 ms a
+                // directory against 0.9 ms, for a 100-file resync at 10,000
+                // files, and most of its docs phase).
+                let range = |col: &str| {
+                    if dir.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{col} ~>=~ ($3 || '/') AND {col} ~<~ ($3 || '0') AND ")
+                    }
                 };
                 sqlx::query_as(&format!(
-                    "SELECT f.path, f.language FROM {} f WHERE {range}{} = $3 \
-                     ORDER BY f.path COLLATE \"C\"",
-                    next_files(),
+                    "WITH mine AS MATERIALIZED ( \
+                         SELECT n.path FROM memory_entries n \
+                         WHERE {}n.created_by_sync_id = $2 AND n.kind = 'file'), \
+                     gone AS MATERIALIZED ( \
+                         SELECT c.path FROM sync_changes c \
+                         WHERE {}c.sync_id = $2 AND (c.change = 'deleted' OR c.skip_reason IS NOT NULL)) \
+                     SELECT f.path, f.language FROM ( \
+                         SELECT e.path, e.language FROM memory_entries e \
+                             WHERE e.created_by_sync_id = $2 AND e.kind = 'file' \
+                         UNION ALL \
+                         SELECT e.path, e.language FROM memory_entries e \
+                             WHERE e.project_id = $1 AND e.status = 'active' AND e.kind = 'file' \
+                               AND NOT EXISTS (SELECT 1 FROM mine WHERE mine.path = e.path) \
+                               AND NOT EXISTS (SELECT 1 FROM gone WHERE gone.path = e.path) \
+                               AND e.path NOT IN (SELECT c.old_path FROM sync_changes c \
+                                   WHERE c.sync_id = $2 AND c.change = 'renamed' \
+                                     AND c.old_path IS NOT NULL)) f \
+                     WHERE {}{} = $3 ORDER BY f.path COLLATE \"C\"",
+                    range("n.path"),
+                    range("c.path"),
+                    range("f.path"),
                     dir_of("f.path")
                 ))
                 .bind(project)
