@@ -29,24 +29,56 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 /// NULL here, which `NOT IN` needs.
 pub(crate) fn carried_forward(path: &str, sync: &str) -> String {
     format!(
-        "(NOT EXISTS (SELECT 1 FROM memory_entries n WHERE n.created_by_sync_id = {sync} \
-             AND n.kind = 'file' AND n.path = {path}) \
-          AND NOT EXISTS (SELECT 1 FROM sync_changes c WHERE c.sync_id = {sync} \
-             AND c.path = {path} AND (c.change = 'deleted' OR c.skip_reason IS NOT NULL)) \
-          AND {path} NOT IN (SELECT c.old_path FROM sync_changes c WHERE c.sync_id = {sync} \
-             AND c.change = 'renamed' AND c.old_path IS NOT NULL))"
+        "(NOT EXISTS ({} AND n.path = {path}) \
+          AND NOT EXISTS ({} AND c.path = {path}) \
+          AND {})",
+        replaced_paths(sync),
+        gone_paths(sync),
+        renamed_away(path, sync)
+    )
+}
+
+/// The paths the sync writes a new file version of (`n.path`): a query a
+/// caller may add `AND` conditions to.
+fn replaced_paths(sync: &str) -> String {
+    format!(
+        "SELECT n.path FROM memory_entries n WHERE n.created_by_sync_id = {sync} \
+         AND n.kind = 'file'"
+    )
+}
+
+/// The paths the sync deletes or skips (`c.path`): a query a caller may
+/// add `AND` conditions to (`sync_changes_gone`, migration 0024, serves
+/// it).
+fn gone_paths(sync: &str) -> String {
+    format!(
+        "SELECT c.path FROM sync_changes c WHERE c.sync_id = {sync} \
+         AND (c.change = 'deleted' OR c.skip_reason IS NOT NULL)"
+    )
+}
+
+/// Whether `path` is not one the sync renames away.
+fn renamed_away(path: &str, sync: &str) -> String {
+    format!(
+        "{path} NOT IN (SELECT c.old_path FROM sync_changes c WHERE c.sync_id = {sync} \
+             AND c.change = 'renamed' AND c.old_path IS NOT NULL)"
     )
 }
 
 /// The files once the sync is finalized: `path, language, content`.
 fn next_files() -> String {
+    next_files_where(&carried_forward("e.path", "$2"))
+}
+
+/// [`next_files`], with `carried` as the test of an active file `e` (the
+/// [`carried_forward`] rule).
+fn next_files_where(carried: &str) -> String {
     format!(
         "(SELECT e.path, e.language, e.content FROM memory_entries e \
              WHERE e.created_by_sync_id = $2 AND e.kind = 'file' \
          UNION ALL \
          SELECT e.path, e.language, e.content FROM memory_entries e \
-             WHERE e.project_id = $1 AND e.status = 'active' AND e.kind = 'file' AND {})",
-        carried_forward("e.path", "$2")
+             WHERE e.project_id = $1 AND e.status = 'active' AND e.kind = 'file' AND {carried})"
     )
 }
 
@@ -247,32 +279,26 @@ impl Store {
                     if dir.is_empty() {
                         String::new()
                     } else {
-                        format!("{col} ~>=~ ($3 || '/') AND {col} ~<~ ($3 || '0') AND ")
+                        format!(" AND {col} ~>=~ ($3 || '/') AND {col} ~<~ ($3 || '0')")
                     }
                 };
+                let carried = format!(
+                    "(NOT EXISTS (SELECT 1 FROM mine WHERE mine.path = e.path) \
+                      AND NOT EXISTS (SELECT 1 FROM gone WHERE gone.path = e.path) \
+                      AND {})",
+                    renamed_away("e.path", "$2")
+                );
                 sqlx::query_as(&format!(
-                    "WITH mine AS MATERIALIZED ( \
-                         SELECT n.path FROM memory_entries n \
-                         WHERE {}n.created_by_sync_id = $2 AND n.kind = 'file'), \
-                     gone AS MATERIALIZED ( \
-                         SELECT c.path FROM sync_changes c \
-                         WHERE {}c.sync_id = $2 AND (c.change = 'deleted' OR c.skip_reason IS NOT NULL)) \
-                     SELECT f.path, f.language FROM ( \
-                         SELECT e.path, e.language FROM memory_entries e \
-                             WHERE e.created_by_sync_id = $2 AND e.kind = 'file' \
-                         UNION ALL \
-                         SELECT e.path, e.language FROM memory_entries e \
-                             WHERE e.project_id = $1 AND e.status = 'active' AND e.kind = 'file' \
-                               AND NOT EXISTS (SELECT 1 FROM mine WHERE mine.path = e.path) \
-                               AND NOT EXISTS (SELECT 1 FROM gone WHERE gone.path = e.path) \
-                               AND e.path NOT IN (SELECT c.old_path FROM sync_changes c \
-                                   WHERE c.sync_id = $2 AND c.change = 'renamed' \
-                                     AND c.old_path IS NOT NULL)) f \
-                     WHERE {}{} = $3 ORDER BY f.path COLLATE \"C\"",
+                    "WITH mine AS MATERIALIZED ({}{}), gone AS MATERIALIZED ({}{}) \
+                     SELECT f.path, f.language FROM {} f \
+                     WHERE {} = $3{} ORDER BY f.path COLLATE \"C\"",
+                    replaced_paths("$2"),
                     range("n.path"),
+                    gone_paths("$2"),
                     range("c.path"),
-                    range("f.path"),
-                    dir_of("f.path")
+                    next_files_where(&carried),
+                    dir_of("f.path"),
+                    range("f.path")
                 ))
                 .bind(project)
                 .bind(sync)
