@@ -92,9 +92,10 @@ async fn run(args: &Args) -> Result<()> {
     ensure!(args.changed > 0, "--changed must be at least 1");
     // Before anything is started: a wrong path fails at once.
     let real_repo = real_repo_checkout(args.real_repo.as_deref())?;
-    // Sync, not the model: entries are still chunked, but no vector is
-    // computed (bench-embed measures that).
-    let bench = Bench::start(|s| s.embeddings.enabled = false).await?;
+    // Sync, not the model: the harness runs the worker with embeddings
+    // off, so entries are still chunked but no vector is computed
+    // (bench-embed measures that).
+    let bench = Bench::start(|_| {}).await?;
     let result = measure(&bench, args, &real_repo).await;
     bench.stop().await?;
     result
