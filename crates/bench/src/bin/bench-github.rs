@@ -199,9 +199,9 @@ async fn main() -> Result<()> {
         "bench-github: {} generated files (1-3 KB each) served by the fake GitHub of test-support over \
          loopback, with a token; import batch 100; tarball used for imports of at least 100 files; \
          embeddings off (entries are chunked, no vector is computed). All figures from this one run. \
-         requests = API requests the fake received for the sync (the API's \
-         own check when the project is connected is not counted), the archive download apart (dl); \
-         304 = answers Not Modified; units = rate-limit budget units spent (a 304 to an authorized \
+         requests = API requests the fake received for the sync (the API's own check when the \
+         project is connected is not counted), the archive download apart (dl); 304 = answers Not \
+         Modified; units = rate-limit budget units spent (a 304 to an authorized \
          conditional request costs none, as on GitHub).\n",
         args.files
     );
