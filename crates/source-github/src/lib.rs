@@ -6,8 +6,8 @@
 //!   workers stops asking once the primary limit is spent;
 //! - holds a permit of a per-process semaphore, keeping the fleet under
 //!   GitHub's 100-concurrent-requests rule;
-//! - retries 5xx answers and connection errors a few times with backoff and
-//!   jitter;
+//! - retries 5xx answers, connection errors and timeouts a few times, after
+//!   exponential pauses with jitter (`backon`, like every retry here);
 //! - reads `x-ratelimit-*` and `retry-after` on every response. A primary or
 //!   secondary limit becomes `SourceErrorKind::RateLimited` with the time to
 //!   wait, and the pipeline reschedules the step for then. No worker sleeps
@@ -32,6 +32,7 @@
 //! ledger.
 
 use async_trait::async_trait;
+use backon::{BackoffBuilder as _, ExponentialBuilder};
 use base64::Engine;
 use futures::{StreamExt, TryStreamExt};
 use http::HeaderMap;
@@ -47,6 +48,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
+
+/// The pause before the first extra try of a request (a connection error,
+/// a 5xx answer), doubled for each next one up to `RETRY_MAX_DELAY`, each
+/// with up to as much again of jitter.
+const RETRY_MIN_DELAY: Duration = Duration::from_millis(200);
+const RETRY_MAX_DELAY: Duration = Duration::from_millis(6_400);
 
 #[derive(Debug, Clone)]
 pub struct GitHubConfig {
@@ -443,14 +450,6 @@ fn header_i64(headers: &HeaderMap, name: &str) -> Option<i64> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
-fn jitter(base: Duration) -> Duration {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    base + base.mul_f64((nanos % 1000) as f64 / 1000.0)
-}
-
 /// `owner/name` by GitHub's rules (`domain::names`), checked before any
 /// request: `acme/..` would otherwise become another URL path.
 pub fn parse_location(location: &str) -> Result<(String, String), SourceError> {
@@ -755,6 +754,15 @@ impl GitHubSource {
             .acquire()
             .await
             .expect("semaphore is never closed");
+        // The pauses before the extra tries that a connection error, a
+        // timeout or a 5xx answer gets (none after a timeout, which has
+        // waited already); `None` when no try is left.
+        let mut pauses = ExponentialBuilder::default()
+            .with_min_delay(RETRY_MIN_DELAY)
+            .with_max_delay(RETRY_MAX_DELAY)
+            .with_max_times(self.cfg.request_retries as usize)
+            .with_jitter()
+            .build();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -776,8 +784,6 @@ impl GitHubSource {
                     _ => GithubStatus::NoAnswer,
                 },
             );
-            let retry = attempt <= self.cfg.request_retries;
-            let backoff = jitter(Duration::from_millis(100 * (1 << attempt.min(6))));
             let (parts, body) = match result {
                 Ok(Ok(r)) => r,
                 // Only the app's token exchange answers through this path.
@@ -790,24 +796,28 @@ impl GitHubSource {
                         self.full_name, source.status_code, source.message
                     )))
                 }
-                Ok(Err(e)) if retry => {
-                    tracing::debug!(endpoint, "GitHub request failed, retrying: {e}");
-                    tokio::time::sleep(backoff).await;
-                    continue;
-                }
-                Ok(Err(e)) => {
-                    return Err(SourceError::unavailable(format!(
-                        "cannot reach GitHub at {}: {e}",
-                        self.cfg.api_url
-                    )))
-                }
-                Err(_) if retry => continue,
-                Err(_) => {
-                    return Err(SourceError::unavailable(format!(
-                        "GitHub did not answer within {:?} ({endpoint})",
-                        self.cfg.request_timeout
-                    )))
-                }
+                Ok(Err(e)) => match pauses.next() {
+                    Some(pause) => {
+                        tracing::debug!(endpoint, "GitHub request failed, retrying: {e}");
+                        tokio::time::sleep(pause).await;
+                        continue;
+                    }
+                    None => {
+                        return Err(SourceError::unavailable(format!(
+                            "cannot reach GitHub at {}: {e}",
+                            self.cfg.api_url
+                        )))
+                    }
+                },
+                Err(_) => match pauses.next() {
+                    Some(_) => continue,
+                    None => {
+                        return Err(SourceError::unavailable(format!(
+                            "GitHub did not answer within {:?} ({endpoint})",
+                            self.cfg.request_timeout
+                        )))
+                    }
+                },
             };
             let headers = parts.headers;
             let status = parts.status.as_u16();
@@ -823,16 +833,19 @@ impl GitHubSource {
                 budget.record(r, t).await;
             }
             match status {
-                500..=599 if retry => {
-                    tracing::debug!(endpoint, status, "GitHub server error, retrying");
-                    tokio::time::sleep(backoff).await;
-                    continue;
-                }
-                500..=599 => {
-                    return Err(SourceError::unavailable(format!(
-                        "GitHub answered {status} ({endpoint}) {attempt} times; it will be retried later"
-                    )))
-                }
+                500..=599 => match pauses.next() {
+                    Some(pause) => {
+                        tracing::debug!(endpoint, status, "GitHub server error, retrying");
+                        tokio::time::sleep(pause).await;
+                        continue;
+                    }
+                    None => {
+                        return Err(SourceError::unavailable(format!(
+                            "GitHub answered {status} ({endpoint}) {attempt} times; it will be \
+                             retried later"
+                        )))
+                    }
+                },
                 401 => {
                     return Err(SourceError::unauthorized(format!(
                         "GitHub rejected the credentials for {} (bad credentials); check the token \
@@ -844,7 +857,9 @@ impl GitHubSource {
                     if let Some(secs) = header_i64(&headers, "retry-after") {
                         return Err(SourceError::rate_limited(
                             Duration::from_secs(secs.max(1) as u64),
-                            format!("GitHub secondary rate limit ({status}); retrying after {secs}s"),
+                            format!(
+                                "GitHub secondary rate limit ({status}); retrying after {secs}s"
+                            ),
                         ));
                     }
                     if remaining == Some(0) {

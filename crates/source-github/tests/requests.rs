@@ -1,15 +1,16 @@
 //! The GitHub source's requests against the fake GitHub of test-support:
 //! conditional branch reads (304, no budget), ETags kept per token, the
 //! comparison path of `Source::diff` against the tree path, its fallbacks,
-//! opening a connected repository without a lookup, and the errors that
-//! replace the repository lookup.
+//! opening a connected repository without a lookup, the errors that
+//! replace the repository lookup, and the retries of server errors and
+//! dropped connections.
 
 use projsync_domain::source::{RemoteIdentity, TreeChange, TreeDiff};
 use projsync_domain::{Source, SourceError, SourceErrorKind, TreeEntry};
 use projsync_source_github::{
     Budget, Credentials, GitHubConfig, GitHubSource, RepoCache, RepoInfo, ETAG_TTL_SECS,
 };
-use projsync_test_support::{FakeGitHub, GitRepo, TestRedis};
+use projsync_test_support::{FakeGitHub, Fault, GitRepo, TestRedis};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -452,4 +453,50 @@ async fn a_connected_repository_is_opened_without_a_lookup() {
         err.message.contains("repository acme/widgets not found"),
         "{err}"
     );
+}
+
+/// A 5xx answer or a dropped connection is tried again, after growing
+/// pauses (200 ms, 400 ms, 800 ms, each with up to as much again of
+/// jitter), `request_retries` times (3 by default); then the request fails
+/// as unavailable, saying how often GitHub answered what.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_and_dropped_connections_are_tried_again_then_reported() {
+    let repo = sample();
+    let fake = FakeGitHub::start("acme", "widgets", repo.path(), Some("tok")).await;
+    let ns = TestRedis::new();
+    let source = source(&fake, &ns, "acme/widgets", "tok", 10_000).await;
+    fake.reset_counts();
+
+    fake.inject(Fault::ServerErrors {
+        count: 3,
+        status: 502,
+    });
+    let started = std::time::Instant::now();
+    assert_eq!(source.resolve_branch("main").await.unwrap(), repo.head());
+    assert_eq!(fake.request_count("branch"), 4, "{:?}", fake.requests());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_400),
+        "the three pauses add up to at least 1.4 s: {:?}",
+        started.elapsed()
+    );
+
+    fake.reset_counts();
+    fake.inject(Fault::DropConnection { count: 2 });
+    assert_eq!(source.resolve_branch("main").await.unwrap(), repo.head());
+    assert_eq!(fake.request_count("branch"), 3, "{:?}", fake.requests());
+
+    fake.reset_counts();
+    fake.inject(Fault::ServerErrors {
+        count: 4,
+        status: 503,
+    });
+    let err = source.resolve_branch("main").await.unwrap_err();
+    assert_eq!(err.kind, SourceErrorKind::Unavailable, "{err}");
+    assert!(
+        err.message.contains("GitHub answered 503") && err.message.contains("4 times"),
+        "{err}"
+    );
+    assert_eq!(fake.request_count("branch"), 4, "{:?}", fake.requests());
+    // The next request is served again.
+    assert_eq!(source.resolve_branch("main").await.unwrap(), repo.head());
 }
