@@ -9,10 +9,10 @@
 //! announced, so a sync that succeeded in between is announced too. The
 //! followers stop when the session ends (its server is dropped).
 
-use backon::{BackoffBuilder as _, ExponentialBuilder};
 use futures::StreamExt;
 use projsync_api::AppState;
 use projsync_domain::{ProjectId, SyncId, SyncStatus};
+use projsync_queue::reconnect_pauses;
 use projsync_store::Project;
 use rmcp::model::ResourceUpdatedNotificationParam;
 use rmcp::service::SubscriptionSink;
@@ -114,14 +114,14 @@ fn lock(uris: &Uris) -> std::sync::MutexGuard<'_, HashMap<ProjectId, BTreeSet<St
 /// it, until aborted (or the client is gone).
 async fn follow(state: AppState, project: Project, uris: Uris, peer: Notifier) {
     let mut announced: Option<SyncId> = project.last_sync_id;
-    let mut pauses = resubscribe_pauses();
+    let mut pauses = reconnect_pauses();
     let pause = |pauses: &mut dyn Iterator<Item = Duration>| {
         pauses.next().unwrap_or(Duration::from_secs(10))
     };
     loop {
         let sub = match state.events.subscribe_project(project.id).await {
             Ok(s) => {
-                pauses = resubscribe_pauses();
+                pauses = reconnect_pauses();
                 s
             }
             Err(e) => {
@@ -157,17 +157,6 @@ async fn follow(state: AppState, project: Project, uris: Uris, peer: Notifier) {
         // The connection dropped: subscribe again, then catch up.
         tokio::time::sleep(pause(&mut pauses)).await;
     }
-}
-
-/// The pauses before subscribing again: exponential from 200 ms to 10 s,
-/// with jitter, for as long as subscribing keeps failing.
-fn resubscribe_pauses() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(10))
-        .without_max_times()
-        .with_jitter()
-        .build()
 }
 
 /// Notify each URI subscribed in `project`; `false` once the client is gone.

@@ -498,9 +498,11 @@ pub fn unique_worker_name(prefix: &str) -> String {
     format!("{prefix}-{host}-{}-{suffix}", std::process::id())
 }
 
-/// The pause before restarting a worker's run loop: exponential from
-/// 200 ms to 10 s, with jitter, for as long as the loop keeps failing.
-fn restart_backoff() -> impl Iterator<Item = Duration> {
+/// The pauses of a loop that connects again for as long as it runs (a
+/// worker's run loop restarting, an MCP follower subscribing again):
+/// exponential from 200 ms to 10 s, with jitter, without end. Start a new
+/// one once the loop has run well.
+pub fn reconnect_pauses() -> impl Iterator<Item = Duration> {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(200))
         .with_max_delay(Duration::from_secs(10))
@@ -521,7 +523,7 @@ pub async fn run_worker(
     handler: Arc<dyn JobHandler>,
     shutdown: CancellationToken,
 ) {
-    let mut pauses = restart_backoff();
+    let mut pauses = reconnect_pauses();
     let pause = |pauses: &mut dyn Iterator<Item = Duration>| {
         pauses.next().unwrap_or(Duration::from_secs(10))
     };
@@ -590,7 +592,7 @@ pub async fn run_worker(
             break;
         }
         if started.elapsed() > Duration::from_secs(30) {
-            pauses = restart_backoff();
+            pauses = reconnect_pauses();
         }
         let wait = pause(&mut pauses);
         match result {
