@@ -12,14 +12,13 @@
 use futures::StreamExt;
 use projsync_api::AppState;
 use projsync_domain::{ProjectId, SyncId, SyncStatus};
-use projsync_queue::reconnect_pauses;
+use projsync_queue::ReconnectPauses;
 use projsync_store::Project;
 use rmcp::model::ResourceUpdatedNotificationParam;
 use rmcp::service::SubscriptionSink;
 use rmcp::{Peer, RoleServer};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// The URIs subscribed to, by project: shared with the followers, which
 /// read it on each sync.
@@ -114,18 +113,15 @@ fn lock(uris: &Uris) -> std::sync::MutexGuard<'_, HashMap<ProjectId, BTreeSet<St
 /// it, until aborted (or the client is gone).
 async fn follow(state: AppState, project: Project, uris: Uris, peer: Notifier) {
     let mut announced: Option<SyncId> = project.last_sync_id;
-    let mut pauses = reconnect_pauses();
-    let pause = |pauses: &mut dyn Iterator<Item = Duration>| {
-        pauses.next().unwrap_or(Duration::from_secs(10))
-    };
+    let mut pauses = ReconnectPauses::new();
     loop {
         let sub = match state.events.subscribe_project(project.id).await {
             Ok(s) => {
-                pauses = reconnect_pauses();
+                pauses.reset();
                 s
             }
             Err(e) => {
-                let wait = pause(&mut pauses);
+                let wait = pauses.next_pause();
                 tracing::warn!(project = %project.id, "mcp: cannot follow the project's syncs: {e}; retrying in {wait:?}");
                 tokio::time::sleep(wait).await;
                 continue;
@@ -155,7 +151,7 @@ async fn follow(state: AppState, project: Project, uris: Uris, peer: Notifier) {
             }
         }
         // The connection dropped: subscribe again, then catch up.
-        tokio::time::sleep(pause(&mut pauses)).await;
+        tokio::time::sleep(pauses.next_pause()).await;
     }
 }
 

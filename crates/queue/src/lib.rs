@@ -500,15 +500,39 @@ pub fn unique_worker_name(prefix: &str) -> String {
 
 /// The pauses of a loop that connects again for as long as it runs (a
 /// worker's run loop restarting, an MCP follower subscribing again):
-/// exponential from 200 ms to 10 s, with jitter, without end. Start a new
-/// one once the loop has run well.
-pub fn reconnect_pauses() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(10))
-        .without_max_times()
-        .with_jitter()
-        .build()
+/// exponential from 200 ms to [`ReconnectPauses::MAX`], with jitter,
+/// without end. [`ReconnectPauses::reset`] once the loop has run well.
+pub struct ReconnectPauses(backon::ExponentialBackoff);
+
+impl ReconnectPauses {
+    pub const MAX: Duration = Duration::from_secs(10);
+
+    pub fn new() -> Self {
+        Self(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Self::MAX)
+                .without_max_times()
+                .with_jitter()
+                .build(),
+        )
+    }
+
+    /// The next pause (the backoff has no end; `MAX` if it ever had one).
+    pub fn next_pause(&mut self) -> Duration {
+        self.0.next().unwrap_or(Self::MAX)
+    }
+
+    /// Start again from the shortest pause.
+    pub fn reset(&mut self) {
+        *self = Self::new();
+    }
+}
+
+impl Default for ReconnectPauses {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Pull jobs until `shutdown` is cancelled. An idle worker is woken by each
@@ -523,10 +547,7 @@ pub async fn run_worker(
     handler: Arc<dyn JobHandler>,
     shutdown: CancellationToken,
 ) {
-    let mut pauses = reconnect_pauses();
-    let pause = |pauses: &mut dyn Iterator<Item = Duration>| {
-        pauses.next().unwrap_or(Duration::from_secs(10))
-    };
+    let mut pauses = ReconnectPauses::new();
     while !shutdown.is_cancelled() {
         let conn = tokio::select! {
             c = opts.connect() => c,
@@ -535,7 +556,7 @@ pub async fn run_worker(
         let conn = match conn {
             Ok(c) => c,
             Err(e) => {
-                let wait = pause(&mut pauses);
+                let wait = pauses.next_pause();
                 tracing::warn!(worker = %name, "{e}; retrying in {wait:?}");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
@@ -592,9 +613,9 @@ pub async fn run_worker(
             break;
         }
         if started.elapsed() > Duration::from_secs(30) {
-            pauses = reconnect_pauses();
+            pauses.reset();
         }
-        let wait = pause(&mut pauses);
+        let wait = pauses.next_pause();
         match result {
             Ok(()) => {
                 tracing::warn!(worker = %name, "worker run loop ended; restarting in {wait:?}")
